@@ -1,0 +1,15 @@
+"""edurank: retrieve-and-rank for education content.
+
+Shared core that belongs to no single job: the CLI, versioned artifacts, encoder loading, errors.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Models load from local directories only: a hub download fails on air-gapped servers anyway, and an
+# explicit offline flag turns a silent network wait into an immediate, clear error.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+__version__ = "0.1.0"

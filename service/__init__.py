@@ -1,0 +1,1 @@
+"""The FastAPI service (next issue): routes, settings and the model registry."""
