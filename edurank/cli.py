@@ -1,0 +1,211 @@
+"""The `edurank` command: training, indexing, evaluation and the demo, all scriptable.
+
+Bad input exits with code 2 and one line saying what is wrong and where; usage errors do the same
+(argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edurank.errors import InputError
+
+SAMPLE_CATALOG = Path(__file__).parent / "sample_catalog"
+DEMO_QUERIES = (
+    ("Adding fractions with different denominators", None),
+    ("Wie berechnet man das Volumen eines Quaders?", None),
+    ("la fotosíntesis de las plantas", "es"),
+)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edurank", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="index the bundled sample catalog and answer a few queries")
+    demo.add_argument("--catalog", type=Path, default=SAMPLE_CATALOG)
+    demo.add_argument("--model", default=None, help="encoder dir (default: bundled all-MiniLM-L6-v2)")
+    demo.add_argument("--out", type=Path, default=Path("artifacts/index/sample"))
+    demo.add_argument("-k", type=positive_int, default=5)
+    add_threads(demo)
+
+    train = commands.add_parser("train", help="train a model").add_subparsers(dest="job", required=True)
+    retriever = train.add_parser("retriever", help="bi-encoder with in-batch and mined hard negatives")
+    retriever.add_argument("--catalog", type=Path, required=True)
+    retriever.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
+    retriever.add_argument("--model", default=None, help="start from this local ST/HF dir (default: bundled)")
+    retriever.add_argument("--rounds", type=int, default=2, help="hard-negative rounds after the first")
+    retriever.add_argument("--epochs", type=positive_int, default=3, help="epochs of the in-batch round")
+    retriever.add_argument("--hard-negative-epochs", type=positive_int, default=2)
+    retriever.add_argument("--batch-size", type=positive_int, default=64)
+    retriever.add_argument("--lr", type=float, default=5e-5)
+    retriever.add_argument("--max-tokens", type=positive_int, default=128)
+    retriever.add_argument("--top-n", type=positive_int, default=50, help="mine negatives from this top-N")
+    retriever.add_argument("--margin", type=float, default=0.95,
+                           help="skip candidates scoring above margin x the gold item's score")
+    retriever.add_argument("--freeze-layers", type=int, default=0)
+    retriever.add_argument("--folds", type=positive_int, default=5)
+    retriever.add_argument("--fold", type=int, default=None, help="hold this fold out (default: train on all)")
+    retriever.add_argument("--seed", type=int, default=42)
+    add_threads(retriever)
+
+    index = commands.add_parser("index", help="batch offline indexing job")
+    index.add_argument("--catalog", type=Path, required=True)
+    index.add_argument("--model", default=None)
+    index.add_argument("--out", type=Path, required=True, help="index root; the version goes below it")
+    index.add_argument("--index-type", choices=("flat", "ivf", "hnsw"), default="flat")
+    index.add_argument("--nlist", type=positive_int, default=None, help="IVF lists (default ~4 sqrt(n))")
+    index.add_argument("--batch-size", type=positive_int, default=128)
+    add_threads(index)
+
+    search = commands.add_parser("search", help="query an index with free text")
+    search.add_argument("--index", type=Path, required=True)
+    search.add_argument("--model", default=None)
+    search.add_argument("--language", action="append", default=None)
+    search.add_argument("--kind", action="append", default=None)
+    search.add_argument("-k", type=positive_int, default=10)
+    search.add_argument("query", nargs="+")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a model").add_subparsers(dest="job", required=True)
+    retrieval = evaluate.add_parser("retrieval", help="recall@k and MAP@25 over the whole catalog")
+    retrieval.add_argument("--catalog", type=Path, required=True)
+    retrieval.add_argument("--model", default=None)
+    retrieval.add_argument("--topics", type=Path, default=None, help="evaluation topics (default: catalog's)")
+    retrieval.add_argument("--correlations", type=Path, default=None)
+    retrieval.add_argument("--folds", type=positive_int, default=5)
+    retrieval.add_argument("--fold", type=int, default=None, help="evaluate only this held-out fold")
+    retrieval.add_argument("--seed", type=int, default=42)
+    retrieval.add_argument("--out", type=Path, default=Path("artifacts/reports/retrieval"))
+    add_threads(retrieval)
+    return parser
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    from retriever.catalog import load_catalog
+    from retriever.indexing import build_index, load_index, search_text
+    from retriever.model import BiEncoder
+
+    encoder = BiEncoder.load(args.model)
+    catalog = load_catalog(args.catalog)
+    try:
+        index = load_index(args.out, encoder)
+        print(f"using index {args.out} ({index.manifest['count']} items)")
+    except InputError:
+        path = build_index(encoder, catalog, args.out)
+        index = load_index(path, encoder)
+        print(f"built index {path} ({index.manifest['count']} items, "
+              f"{index.manifest['items_per_second']} items/s)")
+    for query, language in DEMO_QUERIES:
+        languages = [language] if language else None
+        print(f"\n> {query}" + (f"  [language={language}]" if language else ""))
+        for row in search_text(index, encoder, [query], args.k, languages)[0].iter_rows(named=True):
+            print(f"  {row['rank']:>2}. {row['score']:.3f}  {row['id']:<11} {row['language']}  "
+                  f"{row['kind'] or '-':<9} {row['title'][:70]}")
+    topics = catalog.topics_with_content().head(2)
+    for topic_id, title, crumbs in topics.select("id", "title", "breadcrumbs").iter_rows():
+        query = encoder.encode_topics(catalog, catalog.topics.filter(catalog.topics["id"] == topic_id))
+        scores, rows = index.search(query, args.k)
+        gold = catalog.gold[topic_id]
+        print(f"\n> topic {topic_id}: {crumbs} > {title}")
+        for rank, (score, row) in enumerate(zip(scores[0], rows[0], strict=True), start=1):
+            item = index.items.row(int(row), named=True)
+            mark = "*" if item["id"] in gold else " "
+            print(f"  {rank:>2}. {score:.3f} {mark} {item['id']:<11} {item['title'][:70]}")
+    print("\n(* = in the topic's correlations)")
+
+
+def run_train_retriever(args: argparse.Namespace) -> None:
+    from retriever.catalog import load_catalog
+    from training.retriever import RetrieverConfig, train_retriever
+
+    if args.rounds < 0:
+        raise InputError(f"--rounds {args.rounds}: must be >= 0")
+    config = RetrieverConfig(base_model=args.model, rounds=args.rounds, epochs=args.epochs,
+                             hard_negative_epochs=args.hard_negative_epochs, batch_size=args.batch_size,
+                             learning_rate=args.lr, max_tokens=args.max_tokens, top_n=args.top_n,
+                             margin=args.margin, freeze_layers=args.freeze_layers, folds=args.folds,
+                             fold=args.fold, seed=args.seed)
+    path = train_retriever(load_catalog(args.catalog), args.out, config)
+    print(path)
+
+
+def run_index(args: argparse.Namespace) -> None:
+    from retriever.catalog import load_catalog
+    from retriever.indexing import build_index
+    from retriever.model import BiEncoder
+
+    catalog = load_catalog(args.catalog)
+    path = build_index(BiEncoder.load(args.model), catalog, args.out, args.index_type, args.batch_size, args.nlist)
+    print(path)
+
+
+def run_search(args: argparse.Namespace) -> None:
+    from retriever.indexing import load_index, search_text
+    from retriever.model import BiEncoder
+
+    encoder = BiEncoder.load(args.model)
+    index = load_index(args.index, encoder)
+    for query, frame in zip(args.query, search_text(index, encoder, args.query, args.k, args.language, args.kind),
+                            strict=True):
+        print(f"> {query}")
+        print(frame)
+
+
+def run_evaluate_retrieval(args: argparse.Namespace) -> None:
+    import json
+
+    from retriever.catalog import load_catalog
+    from retriever.evaluation import evaluate_retrieval, write_report
+    from retriever.model import BiEncoder
+    from training.splits import split_topics
+
+    catalog = load_catalog(args.catalog, args.topics, args.correlations)
+    topics = split_topics(catalog, args.folds, args.fold, args.seed)[1] if args.fold is not None else None
+    encoder = BiEncoder.load(args.model)
+    report = {"model": str(encoder.path), "fold": args.fold, **evaluate_retrieval(encoder, catalog, topics)}
+    json_path, png_path = write_report(report, args.out)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {json_path} and {png_path}")
+
+
+HANDLERS = {"demo": run_demo, "index": run_index, "search": run_search,
+            ("train", "retriever"): run_train_retriever, ("evaluate", "retrieval"): run_evaluate_retrieval}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    if getattr(args, "threads", None):
+        from edurank.encoders import set_threads
+
+        set_threads(args.threads)
+    handler = HANDLERS.get((args.command, args.job) if hasattr(args, "job") else args.command)
+    try:
+        handler(args)  # type: ignore[misc]
+    except InputError as err:
+        print(f"edurank: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

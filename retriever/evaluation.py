@@ -1,0 +1,103 @@
+"""Retrieval metrics (recall@k micro and per topic, MAP@k) and the held-out evaluation used by training
+logs, `edurank evaluate retrieval` and the benchmarks alike."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from edurank.artifacts import atomic_write_text
+from retriever.catalog import Catalog
+from retriever.index import build_faiss
+from retriever.model import BiEncoder
+
+DEFAULT_KS = (1, 5, 10, 20, 50, 100)
+
+
+def recall_at_k(ranked: Sequence[Sequence[str]], gold: Sequence[set[str]], ks: Sequence[int]) -> dict[str, float]:
+    """`recall@k` = gold pairs found in the top k over all gold pairs (micro); `mean_recall@k` averages
+    each topic's own recall (macro), so topics with many items do not dominate."""
+    result: dict[str, float] = {}
+    total = sum(len(g) for g in gold)
+    for k in ks:
+        hits = [len(g.intersection(r[:k])) for r, g in zip(ranked, gold, strict=True)]
+        result[f"recall@{k}"] = sum(hits) / total if total else 0.0
+        result[f"mean_recall@{k}"] = float(np.mean([h / len(g) for h, g in zip(hits, gold, strict=True)])) \
+            if gold else 0.0
+    return result
+
+
+def average_precision_at_k(ranked: Sequence[str], gold: set[str], k: int) -> float:
+    """AP@k: precision at each rank holding a gold item, summed, over min(|gold|, k)."""
+    hits, score = 0, 0.0
+    for rank, item in enumerate(ranked[:k], start=1):
+        if item in gold:
+            hits += 1
+            score += hits / rank
+    return score / min(len(gold), k) if gold else 0.0
+
+
+def map_at_k(ranked: Sequence[Sequence[str]], gold: Sequence[set[str]], k: int = 25) -> float:
+    return float(np.mean([average_precision_at_k(r, g, k) for r, g in zip(ranked, gold, strict=True)])) \
+        if gold else 0.0
+
+
+def retrieve(encoder: BiEncoder, catalog: Catalog, topic_ids: Sequence[str], k: int,
+             content_vectors: np.ndarray | None = None, batch_size: int = 64) -> list[list[str]]:
+    """Top-k content ids for each topic, searching the whole catalog with an exact index."""
+    if content_vectors is None:
+        content_vectors = encoder.encode_content(catalog, batch_size=batch_size)
+    order = pl.DataFrame({"id": list(topic_ids)}).with_row_index("order")
+    topics = catalog.topics.join(order, on="id").sort("order")
+    queries = encoder.encode_topics(catalog, topics, batch_size=batch_size)
+    _, rows = build_faiss(content_vectors).search(queries, min(k, len(catalog.content)))
+    ids = catalog.content["id"].to_list()
+    return [[ids[r] for r in row if r >= 0] for row in rows]
+
+
+def evaluate_retrieval(encoder: BiEncoder, catalog: Catalog, topic_ids: Sequence[str] | None = None,
+                       ks: Sequence[int] = DEFAULT_KS, map_k: int = 25,
+                       content_vectors: np.ndarray | None = None) -> dict[str, Any]:
+    """Recall@k over the topics' gold items; MAP@map_k too when every topic has exactly one gold item."""
+    gold_of = catalog.gold
+    topic_ids = sorted(gold_of) if topic_ids is None else [t for t in topic_ids if t in gold_of]
+    ranked = retrieve(encoder, catalog, topic_ids, max(ks), content_vectors)
+    gold = [gold_of[t] for t in topic_ids]
+    report: dict[str, Any] = {"topics": len(topic_ids), "gold_pairs": sum(len(g) for g in gold),
+                              "catalog_items": len(catalog.content)}
+    report.update(recall_at_k(ranked, gold, ks))
+    if gold and all(len(g) == 1 for g in gold):
+        report[f"map@{map_k}"] = map_at_k(ranked, gold, map_k)
+    return report
+
+
+def write_report(report: dict[str, Any], out_dir: Path, ks: Sequence[int] = DEFAULT_KS) -> tuple[Path, Path]:
+    """report.json plus recall_at_k.png (micro and per-topic recall against k)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = out_dir / "report.json", out_dir / "recall_at_k.png"
+    atomic_write_text(json_path, json.dumps(report, indent=2))
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(ks, [report[f"recall@{k}"] for k in ks], marker="o", label="recall@k (micro)")
+    axis.plot(ks, [report[f"mean_recall@{k}"] for k in ks], marker="s", label="mean recall@k per topic")
+    axis.set_xscale("log")
+    axis.set_xticks(list(ks), [str(k) for k in ks])
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("k")
+    axis.set_ylabel("recall")
+    axis.set_title(f"{report.get('model', 'model')}: {report['topics']} topics")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=100)
+    plt.close(figure)
+    return json_path, png_path

@@ -1,0 +1,99 @@
+"""FAISS content indexes: build (exact, IVF or HNSW, inner product), save/load with an id map, search with
+language and kind filters. Loading checks the index was built by the encoder that will query it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import polars as pl
+
+from edurank.artifacts import read_manifest
+from edurank.errors import ArtifactMismatchError, InputError
+
+INDEX_FILE = "index.faiss"
+IDS_FILE = "ids.parquet"
+INDEX_TYPES = ("flat", "ivf", "hnsw")
+
+
+def build_faiss(vectors: np.ndarray, index_type: str = "flat", nlist: int | None = None,
+                hnsw_m: int = 32) -> faiss.Index:
+    """Inner-product index over normalised vectors. `flat` is exact; `ivf` and `hnsw` trade a little
+    recall for sub-linear search on catalogs in the millions."""
+    count, dimension = vectors.shape
+    if index_type == "flat":
+        index = faiss.IndexFlatIP(dimension)
+    elif index_type == "ivf":
+        lists = nlist or max(1, min(int(4 * np.sqrt(count)), count // 39 or 1))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimension), dimension, lists, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = min(lists, max(8, lists // 16))
+    elif index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 200
+        index.hnsw.efSearch = 128
+    else:
+        raise InputError(f"index type '{index_type}': choose one of {', '.join(INDEX_TYPES)}")
+    index.add(vectors)
+    return index
+
+
+@dataclass
+class ContentIndex:
+    """A FAISS index whose row i is the content item `items[i]` (id, language, kind, title)."""
+
+    index: faiss.Index
+    items: pl.DataFrame
+    manifest: dict[str, Any]
+
+    @property
+    def ids(self) -> list[str]:
+        return self.items["id"].to_list()
+
+    def save(self, directory: Path) -> None:
+        faiss.write_index(self.index, str(directory / INDEX_FILE))
+        self.items.write_parquet(directory / IDS_FILE)
+
+    @classmethod
+    def load(cls, directory: Path, model_fingerprint: str | None = None) -> ContentIndex:
+        """Load an index; with `model_fingerprint`, refuse one built by another encoder."""
+        manifest = read_manifest(directory)
+        built_with = manifest.get("model", {}).get("fingerprint")
+        if model_fingerprint is not None and built_with != model_fingerprint:
+            raise ArtifactMismatchError(
+                f"index {directory} was built with model {manifest.get('model', {}).get('path')} "
+                f"(fingerprint {str(built_with)[:12]}), not the given model (fingerprint "
+                f"{model_fingerprint[:12]}); rebuild it with `edurank index`")
+        index = faiss.read_index(str(directory / INDEX_FILE))
+        return cls(index, pl.read_parquet(directory / IDS_FILE), manifest)
+
+    def allowed_rows(self, languages: list[str] | None = None, kinds: list[str] | None = None) -> np.ndarray | None:
+        """Row numbers passing the filters, or None when nothing is filtered."""
+        if not languages and not kinds:
+            return None
+        mask = np.ones(len(self.items), dtype=bool)
+        if languages:
+            mask &= self.items["language"].is_in(languages).to_numpy()
+        if kinds:
+            mask &= self.items["kind"].is_in(kinds).fill_null(False).to_numpy()
+        return np.flatnonzero(mask).astype(np.int64)
+
+    def search(self, queries: np.ndarray, k: int, languages: list[str] | None = None,
+               kinds: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, rows) per query; rows are -1 where fewer than k items pass the filters."""
+        k = min(k, len(self.items))
+        allowed = self.allowed_rows(languages, kinds)
+        if allowed is None:
+            return self.index.search(queries, k)
+        selector = faiss.IDSelectorBatch(allowed)
+        params: faiss.SearchParameters
+        if isinstance(self.index, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)
+        elif isinstance(self.index, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=self.index.hnsw.efSearch)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        return self.index.search(queries, k, params=params)

@@ -1,0 +1,85 @@
+"""The batch offline indexing job: embed a catalog's content, build a FAISS index, publish it atomically.
+
+The index directory holds index.faiss, ids.parquet (row -> id, language, kind, title) and a manifest
+naming the encoder's fingerprint, so a server never pairs an index with the wrong model.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from tqdm.auto import tqdm
+
+import edurank
+from edurank.artifacts import hash_json, new_version, publish, resolve, staging_dir, write_manifest
+from retriever.catalog import Catalog
+from retriever.index import ContentIndex, build_faiss
+from retriever.model import BiEncoder
+from retriever.texts import content_texts
+
+CHUNK = 2048
+
+
+def embed_content(encoder: BiEncoder, texts: list[str], batch_size: int = 128, progress: bool = True) -> np.ndarray:
+    """Embed in length-sorted chunks (little padding) with one progress bar over items, not batches."""
+    order = np.argsort([len(t) for t in texts], kind="stable")[::-1]
+    vectors = np.empty((len(texts), encoder.dimension), dtype=np.float32)
+    with torch.inference_mode(), tqdm(total=len(texts), desc="embedding", unit="item", disable=not progress) as bar:
+        for start in range(0, len(order), CHUNK):
+            rows = order[start:start + CHUNK]
+            vectors[rows] = encoder.encode([texts[i] for i in rows], batch_size=batch_size)
+            bar.update(len(rows))
+    return vectors
+
+
+def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, index_type: str = "flat",
+                batch_size: int = 128, nlist: int | None = None, progress: bool = True) -> Path:
+    """Run the job and return the published `<out>/<version>/` directory."""
+    started = time.time()
+    params: dict[str, Any] = {"index_type": index_type, "batch_size": batch_size, "nlist": nlist,
+                              "max_tokens": encoder.max_tokens}
+    run_hash = hash_json({"model": encoder.fingerprint, "catalog": catalog.data_hash, "params": params})
+    with staging_dir(out, f"index-{run_hash[:12]}") as work:
+        texts = content_texts(catalog, encoder.builder)
+        vectors = embed_content(encoder, texts, batch_size, progress)
+        embed_seconds = time.time() - started
+        index = ContentIndex(build_faiss(vectors, index_type, nlist),
+                             catalog.content.select("id", "language", "kind", "title"), {})
+        index.save(work)
+        version = new_version(run_hash)
+        write_manifest(work, {
+            "kind": "index", "version": version, "edurank": edurank.__version__,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model": {"path": str(encoder.path), "fingerprint": encoder.fingerprint},
+            "catalog": {"hash": catalog.data_hash, "files": [str(p) for p in catalog.files]},
+            "dimension": encoder.dimension, "count": len(texts), "index_type": index_type, "params": params,
+            "languages": catalog.content["language"].value_counts().sort("language").rows(),
+            "seconds": {"embed": round(embed_seconds, 2), "total": round(time.time() - started, 2)},
+            "items_per_second": round(len(texts) / max(embed_seconds, 1e-9), 1),
+        })
+        return publish(work, out, version)
+
+
+def load_index(directory: str | Path, encoder: BiEncoder) -> ContentIndex:
+    """Load the index at `directory` (a version or an index root), refusing one built by another model."""
+    return ContentIndex.load(resolve(directory), encoder.fingerprint)
+
+
+def search_text(index: ContentIndex, encoder: BiEncoder, queries: list[str], k: int = 10,
+                languages: list[str] | None = None, kinds: list[str] | None = None) -> list[pl.DataFrame]:
+    """Free-text queries -> per query a frame of (rank, score, id, language, kind, title)."""
+    vectors = encoder.encode(queries)
+    scores, rows = index.search(vectors, k, languages, kinds)
+    results = []
+    for query_scores, query_rows in zip(scores, rows, strict=True):
+        keep = query_rows >= 0
+        frame = index.items[query_rows[keep].tolist()].with_columns(
+            pl.Series("score", query_scores[keep]).round(4))
+        results.append(frame.with_row_index("rank", offset=1).select("rank", "score", "id", "language", "kind",
+                                                                     "title"))
+    return results
