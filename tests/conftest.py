@@ -1,0 +1,99 @@
+"""Tiny hand-written catalogs in the LECR layout, written per test so each can break one thing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from edurank.cli import SAMPLE_CATALOG
+from retriever.catalog import CONTENT_COLUMNS, TOPIC_COLUMNS
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def topic(id: str, title: str, parent: str | None = None, language: str = "en", **extra: Any) -> dict[str, Any]:
+    row = {c: None for c in TOPIC_COLUMNS}
+    row.update(id=id, title=title, parent=parent, language=language, channel="ch", category="supplemental")
+    row.update(extra)
+    return row
+
+
+def item(id: str, title: str, text: str | None = None, language: str = "en", kind: str = "document",
+         **extra: Any) -> dict[str, Any]:
+    row = {c: None for c in CONTENT_COLUMNS}
+    row.update(id=id, title=title, text=text, language=language, kind=kind)
+    row.update(extra)
+    return row
+
+
+TOPICS = [
+    topic("root", "Mathematics", level=0),
+    topic("fr", "Fractions", "root", level=1),
+    topic("fr_add", "Adding fractions", "fr", description="Add fractions with unlike denominators.", level=2),
+    topic("fr_mul", "Multiplying fractions", "fr", level=2),
+    topic("geo", "Geometry", "root", level=1),
+    topic("geo_area", "Area of a triangle", "geo", level=2),
+    topic("es_root", "Biología", None, language="es", level=0),
+    topic("es_cell", "La célula", "es_root", language="es", level=1),
+]
+CONTENT = [
+    item("c1", "Adding fractions", "To add \\( \\frac{1}{2} + \\frac{1}{3} \\), find a common denominator:\n"
+         "6. Then \\( \\frac{3}{6} + \\frac{2}{6} = \\frac{5}{6} \\).", kind="exercise"),
+    item("c2", "Common denominators", "The least common multiple of the denominators, as in 4 and 6 -> 12."),
+    item("c3", "Multiplying fractions", "Multiply numerators, multiply denominators: \\( \\frac{2}{3} "
+         "\\times \\frac{3}{4} = \\frac{1}{2} \\)."),
+    item("c4", "Triangle area", "The area of a triangle is half of base times height.", kind="video"),
+    item("c5", "Area of a right triangle", "Half of the product of the two legs."),
+    item("c6", "La membrana celular", "La membrana rodea la célula y controla lo que entra y sale.",
+         language="es"),
+    item("c7", "Photosynthesis", "Plants turn light, water and carbon dioxide into sugar.", kind="video"),
+]
+CORRELATIONS = [
+    {"topic_id": "fr_add", "content_ids": "c1 c2"},
+    {"topic_id": "fr_mul", "content_ids": "c3"},
+    {"topic_id": "geo_area", "content_ids": "c4 c5"},
+    {"topic_id": "es_cell", "content_ids": "c6"},
+]
+
+
+def write_catalog(directory: Path, topics: list[dict[str, Any]] | None = None,
+                  content: list[dict[str, Any]] | None = None,
+                  correlations: list[dict[str, Any]] | None = None, suffix: str = ".csv") -> Path:
+    """Write topics/content/correlations (defaults: the tiny catalog above) and return the directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("topics", topics or TOPICS), ("content", content or CONTENT),
+                       ("correlations", correlations or CORRELATIONS)):
+        frame = pl.DataFrame(rows, infer_schema_length=None)
+        if suffix == ".csv":
+            frame.write_csv(directory / f"{name}.csv")
+        else:
+            frame.write_parquet(directory / f"{name}.parquet")
+    return directory
+
+
+@pytest.fixture
+def tiny_catalog(tmp_path: Path) -> Path:
+    return write_catalog(tmp_path / "catalog")
+
+
+@pytest.fixture(scope="session")
+def sample_catalog() -> Path:
+    return SAMPLE_CATALOG
+
+
+@pytest.fixture(scope="session")
+def bundled_encoder():
+    from retriever.model import BiEncoder
+
+    return BiEncoder.load(None, max_tokens=64)
+
+
+def shared_dataset(name: str) -> Path:
+    """Path to ../shared/data/<name>, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent: integration data lives outside the repository")
+    return path

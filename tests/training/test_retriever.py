@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edurank.artifacts import read_manifest
+from retriever.catalog import load_catalog
+from retriever.model import BiEncoder
+from training import retriever as trainer_module
+from training.retriever import CHECKPOINT, RetrieverConfig, RetrieverTrainer, train_retriever
+
+FAST = {"epochs": 1, "hard_negative_epochs": 1, "batch_size": 8, "max_tokens": 48, "top_n": 8,
+        "freeze_layers": 5, "eval_ks": (1, 5, 10)}
+
+
+def test_training_publishes_a_loadable_model_with_a_manifest(sample_catalog: Path, tmp_path: Path) -> None:
+    catalog = load_catalog(sample_catalog)
+    config = RetrieverConfig(rounds=1, folds=4, fold=0, **FAST)
+    path = train_retriever(catalog, tmp_path / "retriever", config)
+    manifest = read_manifest(path)
+    assert manifest["kind"] == "retriever" and manifest["data"]["catalog_hash"] == catalog.data_hash
+    assert manifest["params"]["rounds"] == 1 and manifest["data"]["held_out_topics"] > 0
+    history = manifest["metrics"]["history"]
+    assert [(h["round"], h["epoch"]) for h in history] == [(-1, 0), (0, 1), (1, 1)]
+    assert all(h["label"] in ("untrained", "held-out") for h in history)
+    assert not (path / CHECKPOINT).exists()
+    encoder = BiEncoder.load(tmp_path / "retriever")  # the artifact root resolves to its LATEST version
+    assert encoder.max_tokens == 48 and encoder.fingerprint == manifest["fingerprint"]
+    assert encoder.fingerprint != BiEncoder.load(None).fingerprint
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(sample_catalog: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = load_catalog(sample_catalog)
+    config = RetrieverConfig(rounds=1, **FAST)
+    original = RetrieverTrainer.save_checkpoint
+    saves: list[int] = []
+
+    def crash_after_first_checkpoint(self, *args):
+        original(self, *args)
+        saves.append(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RetrieverTrainer, "save_checkpoint", crash_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train_retriever(catalog, tmp_path / "out", config)
+    staging = [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".run-")]
+    assert len(staging) == 1 and (staging[0] / CHECKPOINT).is_file()
+
+    monkeypatch.setattr(RetrieverTrainer, "save_checkpoint", original)
+    epochs_run: list[tuple[int, int]] = []
+    real_evaluate = RetrieverTrainer.evaluate
+
+    def counting_evaluate(self):
+        epochs_run.append((self.state["round"], self.state["epoch"]))
+        return real_evaluate(self)
+
+    monkeypatch.setattr(RetrieverTrainer, "evaluate", counting_evaluate)
+    path = train_retriever(catalog, tmp_path / "out", config)
+    history = read_manifest(path)["metrics"]["history"]
+    assert [(h["round"], h["epoch"]) for h in history] == [(-1, 0), (0, 1), (1, 1)]
+    assert len(epochs_run) == 1  # only round 1 ran again: the untrained eval and round 0 were restored
+    assert not any(p.name.startswith(".run-") for p in (tmp_path / "out").iterdir())
+
+
+def test_trainer_uses_only_training_topics_for_mining(sample_catalog: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = load_catalog(sample_catalog)
+    seen: list[list[str]] = []
+
+    def fake_mine(encoder, catalog, topic_ids, top_n, margin):
+        seen.append(list(topic_ids))
+        return {}
+
+    monkeypatch.setattr(trainer_module, "mine_hard_negatives", fake_mine)
+    trainer = RetrieverTrainer(catalog, RetrieverConfig(rounds=1, folds=4, fold=2, **FAST), tmp_path)
+    trainer.run()
+    assert seen == [trainer.train_topics] and not set(seen[0]) & set(trainer.held_out)

@@ -1,0 +1,248 @@
+"""`edurank train retriever`: SimCSE-style contrastive training of the bi-encoder with in-batch negatives,
+then rounds of hard negatives mined by the previous round's model.
+
+Round 0 trains with in-batch negatives only; each later round mines top-N non-gold candidates with the
+current model and trains on (topic, gold item, hard negative) triplets. A checkpoint after every epoch
+lives in the run's staging directory, so rerunning the same command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+import edurank
+from edurank.artifacts import hash_files, hash_json, new_version, publish, staging_dir, write_manifest
+from retriever.catalog import Catalog
+from retriever.evaluation import DEFAULT_KS, evaluate_retrieval
+from retriever.model import DEFAULT_MAX_TOKENS, BiEncoder
+from retriever.texts import content_texts, topic_texts
+from training.batching import Example, language_batches
+from training.negatives import Pair, mine_hard_negatives
+from training.splits import split_topics
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class RetrieverConfig:
+    """Everything that changes the trained model; hashed to name the run (and find its checkpoint)."""
+
+    base_model: str | None = None
+    rounds: int = 2
+    epochs: int = 3
+    hard_negative_epochs: int = 2
+    batch_size: int = 64
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    scale: float = 20.0
+    top_n: int = 50
+    margin: float = 0.95
+    freeze_layers: int = 0
+    folds: int = 5
+    fold: int | None = None
+    seed: int = 42
+    eval_ks: tuple[int, ...] = field(default=DEFAULT_KS)
+
+    def epochs_in(self, round_: int) -> int:
+        return self.epochs if round_ == 0 else self.hard_negative_epochs
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def freeze_lower_layers(encoder: BiEncoder, layers: int) -> None:
+    """Freeze the embeddings and the first `layers` transformer layers: faster steps on a CPU, and less
+    drift from the pretrained model on small catalogs."""
+    if layers <= 0:
+        return
+    transformer = encoder.model[0].auto_model
+    for parameter in transformer.embeddings.parameters():
+        parameter.requires_grad = False
+    for layer in transformer.encoder.layer[:layers]:
+        for parameter in layer.parameters():
+            parameter.requires_grad = False
+
+
+def examples_for(catalog: Catalog, topic_ids: list[str], negatives: dict[Pair, list[str]] | None,
+                 rng: random.Random) -> list[Example]:
+    """One example per gold pair; with mined negatives, one drawn at random from the pair's pool (a new
+    draw each epoch). Pairs whose pool is empty fall back to in-batch negatives only."""
+    language = dict(catalog.topics.select("id", "language").iter_rows())
+    examples = []
+    for topic in topic_ids:
+        for positive in sorted(catalog.gold[topic]):
+            pool = (negatives or {}).get((topic, positive)) or []
+            examples.append(Example(topic, positive, language[topic], rng.choice(pool) if pool else None))
+    return examples
+
+
+class RetrieverTrainer:
+    """Owns one training run: its data, model, optimiser state and the checkpoint that resumes it."""
+
+    def __init__(self, catalog: Catalog, config: RetrieverConfig, work_dir: Path):
+        self.catalog, self.config, self.work_dir = catalog, config, work_dir
+        self.train_topics, self.held_out = split_topics(catalog, config.folds, config.fold, config.seed)
+        self.eval_topics = self.held_out or self.train_topics
+        self.encoder = BiEncoder.load(config.base_model, config.max_tokens)
+        self.base = {"path": str(self.encoder.path), "fingerprint": self.encoder.fingerprint}
+        freeze_lower_layers(self.encoder, config.freeze_layers)
+        self.loss = MultipleNegativesRankingLoss(self.encoder.model, scale=config.scale)
+        builder = self.encoder.builder
+        topics = catalog.topics.filter(pl.col("id").is_in(self.train_topics))
+        self.topic_text = dict(zip(topics["id"], topic_texts(catalog, builder, topics), strict=True))
+        self.content_text = dict(zip(catalog.content["id"], content_texts(catalog, builder), strict=True))
+        self.history: list[dict[str, Any]] = []
+        self.state: dict[str, Any] = {"round": 0, "epoch": 0, "negatives": None}
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save_checkpoint(self, optimizer: torch.optim.Optimizer, scheduler: Any, rng: random.Random) -> None:
+        payload = {"state": self.state, "history": self.history, "model": self.encoder.model.state_dict(),
+                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                   "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}
+        tmp = self.work_dir / f".{CHECKPOINT}.tmp"
+        torch.save(payload, tmp)
+        tmp.replace(self.work_dir / CHECKPOINT)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        path = self.work_dir / CHECKPOINT
+        if not path.is_file():
+            return None
+        payload = torch.load(path, weights_only=False)
+        self.encoder.model.load_state_dict(payload["model"])
+        self.state, self.history = payload["state"], payload["history"]
+        log.info("resuming from %s: round %d, %d epoch(s) done", path, self.state["round"], self.state["epoch"])
+        return payload
+
+    # -- training ----------------------------------------------------------------------------------
+    def optimiser(self, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+        parameters = [p for p in self.encoder.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=self.config.learning_rate,
+                                      weight_decay=self.config.weight_decay)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.config.warmup_ratio * steps), steps)
+        return optimizer, scheduler
+
+    def train_step(self, batch: list[Example], optimizer: torch.optim.Optimizer, scheduler: Any) -> float:
+        columns = [[self.topic_text[e.topic] for e in batch], [self.content_text[e.positive] for e in batch]]
+        if all(e.negative is not None for e in batch):
+            columns.append([self.content_text[e.negative] for e in batch])  # type: ignore[index]
+        features = [self.encoder.model.preprocess(texts) for texts in columns]
+        loss = self.loss(features, torch.empty(0))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.encoder.model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def evaluate(self) -> dict[str, Any]:
+        self.encoder.model.eval()
+        with torch.inference_mode():
+            report = evaluate_retrieval(self.encoder, self.catalog, self.eval_topics, self.config.eval_ks)
+        self.encoder.model.train()
+        return report
+
+    def run(self) -> list[dict[str, Any]]:
+        config = self.config
+        seed_everything(config.seed)
+        rng = random.Random(config.seed)
+        resumed = self.load_checkpoint()
+        if not self.history:
+            self.history.append({"round": -1, "epoch": 0, "label": "untrained", **self.evaluate()})
+            log.info("untrained: %s", summary(self.history[-1]))
+        for round_ in range(self.state["round"], config.rounds + 1):
+            epochs = config.epochs_in(round_)
+            if self.state["epoch"] >= epochs:
+                self.state = {"round": round_ + 1, "epoch": 0, "negatives": None}
+                continue
+            if round_ > 0 and self.state["negatives"] is None:
+                self.encoder.model.eval()
+                with torch.inference_mode():
+                    self.state["negatives"] = mine_hard_negatives(self.encoder, self.catalog, self.train_topics,
+                                                                  config.top_n, config.margin)
+                self.encoder.model.train()
+            steps_per_epoch = len(self.make_batches(rng, dry_run=True))
+            optimizer, scheduler = self.optimiser(steps_per_epoch * epochs)
+            if resumed is not None:
+                optimizer.load_state_dict(resumed["optimizer"])
+                scheduler.load_state_dict(resumed["scheduler"])
+                rng.setstate(resumed["rng"])
+                torch.set_rng_state(resumed["torch_rng"])
+                resumed = None
+            self.encoder.model.train()
+            for epoch in range(self.state["epoch"], epochs):
+                batches = self.make_batches(rng)
+                losses = []
+                bar = tqdm(batches, desc=f"round {round_} epoch {epoch + 1}/{epochs}", unit="batch")
+                for batch in bar:
+                    losses.append(self.train_step(batch, optimizer, scheduler))
+                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+                report = self.evaluate()
+                self.history.append({"round": round_, "epoch": epoch + 1, "loss": float(np.mean(losses)),
+                                     "label": "held-out" if self.held_out else "train", **report})
+                log.info("round %d epoch %d: loss %.4f %s", round_, epoch + 1, np.mean(losses),
+                         summary(report))
+                self.state["epoch"] = epoch + 1
+                self.save_checkpoint(optimizer, scheduler, rng)
+            self.state = {"round": round_ + 1, "epoch": 0, "negatives": None}
+        return self.history
+
+    def make_batches(self, rng: random.Random, dry_run: bool = False) -> list[list[Example]]:
+        """This epoch's batches; `dry_run` counts them on a copy of the generator, leaving it untouched."""
+        generator = random.Random() if dry_run else rng
+        if dry_run:
+            generator.setstate(rng.getstate())
+        examples = examples_for(self.catalog, self.train_topics, self.state["negatives"], generator)
+        return language_batches(examples, self.catalog.gold, self.config.batch_size, generator)
+
+
+def summary(report: dict[str, Any]) -> str:
+    keys = [k for k in report if k.startswith(("recall@", "map@"))]
+    return " ".join(f"{k}={report[k]:.3f}" for k in keys)
+
+
+def train_retriever(catalog: Catalog, out: Path, config: RetrieverConfig) -> Path:
+    """Train, then publish `<out>/<version>/` (a sentence-transformers dir plus manifest.json)."""
+    run_hash = hash_json({"config": asdict(config), "data": catalog.data_hash, "edurank": edurank.__version__})
+    started = time.time()
+    with staging_dir(out, f"run-{run_hash[:12]}", keep_on_error=True) as work:
+        trainer = RetrieverTrainer(catalog, config, work)
+        history = trainer.run()
+        model_dir = work / "model"
+        trainer.encoder.model.save(str(model_dir))
+        for item in model_dir.iterdir():
+            item.replace(work / item.name)
+        model_dir.rmdir()
+        (work / CHECKPOINT).unlink(missing_ok=True)
+        weights = sorted(work.glob("*.safetensors"))
+        version = new_version(run_hash)
+        final_metrics = history[-1]
+        write_manifest(work, {
+            "kind": "retriever", "version": version, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "edurank": edurank.__version__, "fingerprint": hash_files(weights),
+            "base_model": trainer.base, "data": {"catalog_hash": catalog.data_hash,
+                                                 "files": [str(p) for p in catalog.files],
+                                                 "train_topics": len(trainer.train_topics),
+                                                 "held_out_topics": len(trainer.held_out)},
+            "params": asdict(config), "metrics": {"final": final_metrics, "history": history},
+            "train_seconds": round(time.time() - started, 1),
+        })
+        return publish(work, out, version)
+

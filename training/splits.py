@@ -1,0 +1,45 @@
+"""Cross-validation folds over topics: group = topic (its pairs never straddle folds), stratified by
+language; topics of category `source` always stay in training."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from sklearn.model_selection import StratifiedGroupKFold
+
+from edurank.errors import InputError
+from retriever.catalog import Catalog
+
+TRAIN_ONLY = -1
+
+
+def topic_folds(catalog: Catalog, folds: int, seed: int = 42) -> dict[str, int]:
+    """topic id -> fold number for every topic with content; `source` topics get TRAIN_ONLY."""
+    if folds < 2:
+        raise InputError(f"--folds {folds}: need at least 2 folds to hold one out")
+    pairs = catalog.correlations.join(
+        catalog.topics.select(pl.col("id").alias("topic_id"), "language", "category"), on="topic_id")
+    source = pairs.filter(pl.col("category") == "source")
+    splittable = pairs.filter(pl.col("category").fill_null("") != "source")
+    if splittable["topic_id"].n_unique() < folds:
+        raise InputError(f"--folds {folds}: only {splittable['topic_id'].n_unique()} non-source topics have content")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    assignment = {topic: TRAIN_ONLY for topic in source["topic_id"].to_list()}
+    labels = splittable["language"].to_numpy()
+    groups = splittable["topic_id"].to_numpy()
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
+        for topic in np.unique(groups[held_out]):
+            assignment[str(topic)] = fold
+    return assignment
+
+
+def split_topics(catalog: Catalog, folds: int, fold: int | None, seed: int = 42) -> tuple[list[str], list[str]]:
+    """(training topic ids, held-out topic ids); with `fold` None every topic with content trains."""
+    if fold is None:
+        return sorted(catalog.gold), []
+    if not 0 <= fold < folds:
+        raise InputError(f"--fold {fold}: must be between 0 and {folds - 1}")
+    assignment = topic_folds(catalog, folds, seed)
+    train = sorted(t for t, f in assignment.items() if f != fold)
+    held_out = sorted(t for t, f in assignment.items() if f == fold)
+    return train, held_out
