@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     retriever.add_argument("--margin", type=float, default=0.95,
                            help="skip candidates scoring above margin x the gold item's score")
     retriever.add_argument("--freeze-layers", type=int, default=0)
+    retriever.add_argument("--symmetric", action="store_true", help="add the item->topic direction to the loss")
+    retriever.add_argument("--cluster-size", type=int, default=0,
+                           help="build batches from k-means clusters of about this many similar topics (0: off)")
     retriever.add_argument("--folds", type=positive_int, default=5)
     retriever.add_argument("--fold", type=int, default=None, help="hold this fold out (default: train on all)")
     retriever.add_argument("--seed", type=int, default=42)
@@ -139,7 +142,8 @@ def run_train_retriever(args: argparse.Namespace) -> None:
     config = RetrieverConfig(base_model=args.model, rounds=args.rounds, epochs=args.epochs,
                              hard_negative_epochs=args.hard_negative_epochs, batch_size=args.batch_size,
                              learning_rate=args.lr, max_tokens=args.max_tokens, top_n=args.top_n,
-                             margin=args.margin, freeze_layers=args.freeze_layers, folds=args.folds,
+                             margin=args.margin, freeze_layers=args.freeze_layers, symmetric=args.symmetric,
+                             cluster_size=args.cluster_size, folds=args.folds,
                              fold=args.fold, seed=args.seed)
     path = train_retriever(load_catalog(args.catalog), args.out, config)
     print(path)

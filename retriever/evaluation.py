@@ -16,7 +16,7 @@ from retriever.catalog import Catalog
 from retriever.index import build_faiss
 from retriever.model import BiEncoder
 
-DEFAULT_KS = (1, 5, 10, 20, 50, 100)
+DEFAULT_KS = (1, 5, 10, 20, 25, 50, 100)
 
 
 def recall_at_k(ranked: Sequence[Sequence[str]], gold: Sequence[set[str]], ks: Sequence[int]) -> dict[str, float]:

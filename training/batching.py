@@ -24,16 +24,29 @@ def conflicts(example: Example, gold: Mapping[str, set[str]], topics: set[str], 
     return (example.topic in topics or bool(own & batch_gold) or bool(gold[example.topic] & candidates))
 
 
+def shuffled(examples: list[Example], rng: random.Random, clusters: Mapping[str, int] | None) -> list[Example]:
+    """A random order; with topic clusters, examples of one cluster stay together (clusters in random
+    order, shuffled inside), so consecutive rows, and hence batches, hold similar topics."""
+    order = examples[:]
+    rng.shuffle(order)
+    if clusters is None:
+        return order
+    rank = list(set(clusters.values()))
+    rng.shuffle(rank)
+    position = {cluster: i for i, cluster in enumerate(rank)}
+    return sorted(order, key=lambda e: position.get(clusters.get(e.topic, -1), -1))
+
+
 def language_batches(examples: list[Example], gold: Mapping[str, set[str]], batch_size: int,
-                     rng: random.Random) -> list[list[Example]]:
-    """Shuffle within each language, fill batches greedily without conflicts, then shuffle batch order."""
+                     rng: random.Random, clusters: Mapping[str, int] | None = None) -> list[list[Example]]:
+    """Shuffle within each language (keeping `clusters` together), fill batches greedily without
+    conflicts, then shuffle batch order."""
     by_language: dict[str, list[Example]] = defaultdict(list)
     for example in examples:
         by_language[example.language].append(example)
     batches: list[list[Example]] = []
     for language in sorted(by_language):
-        pending = by_language[language][:]
-        rng.shuffle(pending)
+        pending = shuffled(by_language[language], rng, clusters)
         while pending:
             batch: list[Example] = []
             topics: set[str] = set()

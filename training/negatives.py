@@ -43,3 +43,20 @@ def mine_hard_negatives(encoder: BiEncoder, catalog: Catalog, topic_ids: Sequenc
                 ceiling = margin * float(np.dot(queries[member], content_vectors[row_of[positive]]))
                 mined[(topic, positive)] = [c for c, s in candidates if s < ceiling]
     return mined
+
+
+def topic_clusters(encoder: BiEncoder, catalog: Catalog, topic_ids: Sequence[str], cluster_size: int,
+                   seed: int = 42) -> dict[str, int]:
+    """k-means over the model's topic vectors, about `cluster_size` topics a cluster: batches built from
+    whole clusters make the other rows' items hard in-batch negatives at no extra encoding cost."""
+    import faiss
+
+    topics = catalog.topics.filter(pl.col("id").is_in(list(topic_ids)))
+    vectors = encoder.encode_topics(catalog, topics, progress=True)
+    count = max(1, len(vectors) // max(cluster_size, 1))
+    if count == 1:
+        return dict.fromkeys(topics["id"].to_list(), 0)
+    kmeans = faiss.Kmeans(vectors.shape[1], count, niter=20, seed=seed, spherical=True, min_points_per_centroid=1)
+    kmeans.train(vectors)
+    _, assigned = kmeans.index.search(vectors, 1)
+    return dict(zip(topics["id"].to_list(), assigned[:, 0].tolist(), strict=True))

@@ -29,7 +29,7 @@ from retriever.evaluation import DEFAULT_KS, evaluate_retrieval
 from retriever.model import DEFAULT_MAX_TOKENS, BiEncoder
 from retriever.texts import content_texts, topic_texts
 from training.batching import Example, language_batches
-from training.negatives import Pair, mine_hard_negatives
+from training.negatives import Pair, mine_hard_negatives, topic_clusters
 from training.splits import split_topics
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ class RetrieverConfig:
     weight_decay: float = 0.01
     max_tokens: int = DEFAULT_MAX_TOKENS
     scale: float = 20.0
+    symmetric: bool = False
+    cluster_size: int = 0
     top_n: int = 50
     margin: float = 0.95
     freeze_layers: int = 0
@@ -84,13 +86,22 @@ def freeze_lower_layers(encoder: BiEncoder, layers: int) -> None:
 def examples_for(catalog: Catalog, topic_ids: list[str], negatives: dict[Pair, list[str]] | None,
                  rng: random.Random) -> list[Example]:
     """One example per gold pair; with mined negatives, one drawn at random from the pair's pool (a new
-    draw each epoch). Pairs whose pool is empty fall back to in-batch negatives only."""
+    draw each epoch). A pair whose pool is empty gets a random non-gold item of its language, so every
+    row of a batch has a negative (a batch is encoded with a negative column or without one)."""
     language = dict(catalog.topics.select("id", "language").iter_rows())
+    by_language: dict[str, list[str]] = {}
+    for content_id, content_language in catalog.content.select("id", "language").iter_rows():
+        by_language.setdefault(content_language, []).append(content_id)
     examples = []
     for topic in topic_ids:
         for positive in sorted(catalog.gold[topic]):
-            pool = (negatives or {}).get((topic, positive)) or []
-            examples.append(Example(topic, positive, language[topic], rng.choice(pool) if pool else None))
+            negative = None
+            if negatives is not None:
+                pool = negatives.get((topic, positive)) or [
+                    c for c in rng.sample(by_language[language[topic]], min(8, len(by_language[language[topic]])))
+                    if c not in catalog.gold[topic]]
+                negative = rng.choice(pool) if pool else None
+            examples.append(Example(topic, positive, language[topic], negative))
     return examples
 
 
@@ -104,13 +115,17 @@ class RetrieverTrainer:
         self.encoder = BiEncoder.load(config.base_model, config.max_tokens)
         self.base = {"path": str(self.encoder.path), "fingerprint": self.encoder.fingerprint}
         freeze_lower_layers(self.encoder, config.freeze_layers)
-        self.loss = MultipleNegativesRankingLoss(self.encoder.model, scale=config.scale)
+        # symmetric: each gold item must also pick its topic among the batch's topics (a second signal
+        # per pair at no extra encoding cost)
+        directions = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
+        self.loss = MultipleNegativesRankingLoss(self.encoder.model, scale=config.scale, directions=directions,
+                                                 partition_mode="per_direction" if config.symmetric else "joint")
         builder = self.encoder.builder
         topics = catalog.topics.filter(pl.col("id").is_in(self.train_topics))
         self.topic_text = dict(zip(topics["id"], topic_texts(catalog, builder, topics), strict=True))
         self.content_text = dict(zip(catalog.content["id"], content_texts(catalog, builder), strict=True))
         self.history: list[dict[str, Any]] = []
-        self.state: dict[str, Any] = {"round": 0, "epoch": 0, "negatives": None}
+        self.state: dict[str, Any] = fresh_round(0)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, optimizer: torch.optim.Optimizer, scheduler: Any, rng: random.Random) -> None:
@@ -164,27 +179,24 @@ class RetrieverTrainer:
         seed_everything(config.seed)
         rng = random.Random(config.seed)
         resumed = self.load_checkpoint()
+        if resumed is not None:
+            rng.setstate(resumed["rng"])
+            torch.set_rng_state(resumed["torch_rng"])
         if not self.history:
             self.history.append({"round": -1, "epoch": 0, "label": "untrained", **self.evaluate()})
             log.info("untrained: %s", summary(self.history[-1]))
         for round_ in range(self.state["round"], config.rounds + 1):
             epochs = config.epochs_in(round_)
-            if self.state["epoch"] >= epochs:
-                self.state = {"round": round_ + 1, "epoch": 0, "negatives": None}
+            if self.state["epoch"] >= epochs:  # the checkpoint closed this round: start the next afresh
+                self.state = fresh_round(round_ + 1)
+                resumed = None
                 continue
-            if round_ > 0 and self.state["negatives"] is None:
-                self.encoder.model.eval()
-                with torch.inference_mode():
-                    self.state["negatives"] = mine_hard_negatives(self.encoder, self.catalog, self.train_topics,
-                                                                  config.top_n, config.margin)
-                self.encoder.model.train()
+            self.mine(round_)
             steps_per_epoch = len(self.make_batches(rng, dry_run=True))
             optimizer, scheduler = self.optimiser(steps_per_epoch * epochs)
-            if resumed is not None:
+            if resumed is not None:  # mid-round: the schedule continues where it stopped
                 optimizer.load_state_dict(resumed["optimizer"])
                 scheduler.load_state_dict(resumed["scheduler"])
-                rng.setstate(resumed["rng"])
-                torch.set_rng_state(resumed["torch_rng"])
                 resumed = None
             self.encoder.model.train()
             for epoch in range(self.state["epoch"], epochs):
@@ -201,8 +213,23 @@ class RetrieverTrainer:
                          summary(report))
                 self.state["epoch"] = epoch + 1
                 self.save_checkpoint(optimizer, scheduler, rng)
-            self.state = {"round": round_ + 1, "epoch": 0, "negatives": None}
+            self.state = fresh_round(round_ + 1)
         return self.history
+
+    def mine(self, round_: int) -> None:
+        """With the current model: hard negatives (rounds after the first) and topic clusters for batching."""
+        self.encoder.model.eval()
+        with torch.inference_mode():
+            if round_ > 0 and self.state["negatives"] is None:
+                self.state["negatives"] = mine_hard_negatives(self.encoder, self.catalog, self.train_topics,
+                                                              self.config.top_n, self.config.margin)
+                pools = [len(p) for p in self.state["negatives"].values()]
+                log.info("round %d: mined negatives for %d pairs, %.1f per pair on average, %d pairs with none",
+                         round_, len(pools), float(np.mean(pools)) if pools else 0.0, pools.count(0))
+            if self.config.cluster_size and self.state["clusters"] is None:
+                self.state["clusters"] = topic_clusters(self.encoder, self.catalog, self.train_topics,
+                                                        self.config.cluster_size, self.config.seed + round_)
+        self.encoder.model.train()
 
     def make_batches(self, rng: random.Random, dry_run: bool = False) -> list[list[Example]]:
         """This epoch's batches; `dry_run` counts them on a copy of the generator, leaving it untouched."""
@@ -210,7 +237,13 @@ class RetrieverTrainer:
         if dry_run:
             generator.setstate(rng.getstate())
         examples = examples_for(self.catalog, self.train_topics, self.state["negatives"], generator)
-        return language_batches(examples, self.catalog.gold, self.config.batch_size, generator)
+        return language_batches(examples, self.catalog.gold, self.config.batch_size, generator,
+                                self.state["clusters"])
+
+
+def fresh_round(round_: int) -> dict[str, Any]:
+    """Training state at the start of a round: nothing mined yet."""
+    return {"round": round_, "epoch": 0, "negatives": None, "clusters": None}
 
 
 def summary(report: dict[str, Any]) -> str:

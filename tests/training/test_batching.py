@@ -32,3 +32,12 @@ def test_every_example_is_used_at_most_once() -> None:
     used = [e.topic for b in batches for e in b]
     assert len(used) == len(set(used)) == 9  # a lone leftover row is dropped: it would have no negatives
     assert [len(b) for b in batches] == [3, 3, 3]
+
+
+def test_clusters_keep_similar_topics_in_the_same_batch() -> None:
+    examples = [Example(f"t{i}", f"c{i}", "en") for i in range(12)]
+    gold = {f"t{i}": {f"c{i}"} for i in range(12)}
+    clusters = {f"t{i}": i % 3 for i in range(12)}  # three clusters of four topics
+    for seed in range(5):
+        batches = language_batches(examples, gold, 4, random.Random(seed), clusters)
+        assert sorted(len({clusters[e.topic] for e in batch}) for batch in batches) == [1, 1, 1]

@@ -25,3 +25,13 @@ def test_a_zero_margin_skips_every_candidate(sample_catalog: Path, bundled_encod
     catalog = load_catalog(sample_catalog)
     mined = mine_hard_negatives(bundled_encoder, catalog, sorted(catalog.gold)[:3], top_n=10, margin=-1.0)
     assert all(negatives == [] for negatives in mined.values())
+
+
+def test_topic_clusters_cover_every_topic(sample_catalog: Path, bundled_encoder) -> None:
+    from training.negatives import topic_clusters
+
+    catalog = load_catalog(sample_catalog)
+    topics = sorted(catalog.gold)
+    clusters = topic_clusters(bundled_encoder, catalog, topics, cluster_size=6)
+    assert set(clusters) == set(topics)
+    assert 2 <= len(set(clusters.values())) <= len(topics) // 6

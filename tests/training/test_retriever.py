@@ -57,7 +57,16 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(sample_catalog: Path, tm
         return real_evaluate(self)
 
     monkeypatch.setattr(RetrieverTrainer, "evaluate", counting_evaluate)
+    rates: list[float] = []
+    real_step = RetrieverTrainer.train_step
+
+    def recording_step(self, batch, optimizer, scheduler):
+        rates.append(optimizer.param_groups[0]["lr"])
+        return real_step(self, batch, optimizer, scheduler)
+
+    monkeypatch.setattr(RetrieverTrainer, "train_step", recording_step)
     path = train_retriever(catalog, tmp_path / "out", config)
+    assert rates and max(rates) > 0  # round 1 gets a fresh schedule, not round 0's finished one
     history = read_manifest(path)["metrics"]["history"]
     assert [(h["round"], h["epoch"]) for h in history] == [(-1, 0), (0, 1), (1, 1)]
     assert len(epochs_run) == 1  # only round 1 ran again: the untrained eval and round 0 were restored
@@ -77,3 +86,22 @@ def test_trainer_uses_only_training_topics_for_mining(sample_catalog: Path, tmp_
     trainer = RetrieverTrainer(catalog, RetrieverConfig(rounds=1, folds=4, fold=2, **FAST), tmp_path)
     trainer.run()
     assert seen == [trainer.train_topics] and not set(seen[0]) & set(trainer.held_out)
+
+
+def test_every_pair_gets_a_negative_once_mining_has_run(tiny_catalog: Path) -> None:
+    import random
+
+    from training.retriever import examples_for
+
+    catalog = load_catalog(tiny_catalog)
+    topics = sorted(catalog.gold)
+    mined = {("fr_add", "c1"): ["c3"]}  # every other pair's pool came back empty
+    for seed in range(10):
+        examples = examples_for(catalog, topics, mined, random.Random(seed))
+        assert len(examples) == 6
+        by_pair = {(e.topic, e.positive): e.negative for e in examples}
+        assert by_pair[("fr_add", "c1")] == "c3"
+        for example in examples:
+            if example.language == "en":
+                assert example.negative is not None and example.negative not in catalog.gold[example.topic]
+    assert all(e.negative is None for e in examples_for(catalog, topics, None, random.Random(0)))
