@@ -33,6 +33,13 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
 
 
+def add_folds(parser: argparse.ArgumentParser, fold_help: str) -> None:
+    """--folds/--fold/--seed, shared by training and evaluation so both cut the same folds."""
+    parser.add_argument("--folds", type=positive_int, default=5)
+    parser.add_argument("--fold", type=int, default=None, help=fold_help)
+    parser.add_argument("--seed", type=int, default=42)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edurank", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -63,9 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     retriever.add_argument("--symmetric", action="store_true", help="add the item->topic direction to the loss")
     retriever.add_argument("--cluster-size", type=int, default=0,
                            help="build batches from k-means clusters of about this many similar topics (0: off)")
-    retriever.add_argument("--folds", type=positive_int, default=5)
-    retriever.add_argument("--fold", type=int, default=None, help="hold this fold out (default: train on all)")
-    retriever.add_argument("--seed", type=int, default=42)
+    add_folds(retriever, "hold this fold out (default: train on every topic)")
     add_threads(retriever)
 
     index = commands.add_parser("index", help="batch offline indexing job")
@@ -91,9 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval.add_argument("--model", default=None)
     retrieval.add_argument("--topics", type=Path, default=None, help="evaluation topics (default: catalog's)")
     retrieval.add_argument("--correlations", type=Path, default=None)
-    retrieval.add_argument("--folds", type=positive_int, default=5)
-    retrieval.add_argument("--fold", type=int, default=None, help="evaluate only this held-out fold")
-    retrieval.add_argument("--seed", type=int, default=42)
+    add_folds(retrieval, "evaluate only this held-out fold (default: every topic with content)")
     retrieval.add_argument("--out", type=Path, default=Path("artifacts/reports/retrieval"))
     add_threads(retrieval)
     return parser
