@@ -16,7 +16,7 @@ run: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=8
 
 lint: setup
 	$(VENV)/bin/ruff check .

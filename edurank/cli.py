@@ -111,8 +111,10 @@ def run_demo(args: argparse.Namespace) -> None:
     catalog = load_catalog(args.catalog)
     try:
         index = load_index(args.out, encoder)
+        if index.manifest["catalog"]["hash"] != catalog.data_hash:
+            raise InputError("the catalog changed since the index was built")
         print(f"using index {args.out} ({index.manifest['count']} items)")
-    except InputError:
+    except InputError:  # none yet, another model's, or a stale one: (re)build it
         path = build_index(encoder, catalog, args.out)
         index = load_index(path, encoder)
         print(f"built index {path} ({index.manifest['count']} items, "

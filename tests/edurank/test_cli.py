@@ -44,3 +44,12 @@ def test_an_index_of_another_model_is_refused(tiny_catalog: Path, tmp_path: Path
     write_manifest(version, manifest)
     assert main(["search", "--index", str(tmp_path / "index"), "fractions"]) == 2
     assert "rebuild it with `edurank index`" in capsys.readouterr().err
+
+
+def test_demo_builds_once_then_reuses_the_index(tiny_catalog: Path, tmp_path: Path, capsys) -> None:
+    args = ["demo", "--catalog", str(tiny_catalog), "--out", str(tmp_path / "index"), "-k", "3"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "built index" in first and "> topic fr_add: Mathematics > Fractions > Adding fractions" in first
+    assert main(args) == 0
+    assert "using index" in capsys.readouterr().out
