@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--out", type=Path, required=True, help="index root; the version goes below it")
     index.add_argument("--index-type", choices=("flat", "ivf", "hnsw"), default="flat")
     index.add_argument("--nlist", type=positive_int, default=None, help="IVF lists (default ~4 sqrt(n))")
-    index.add_argument("--batch-size", type=positive_int, default=128)
+    index.add_argument("--batch-size", type=positive_int, default=32)
     add_threads(index)
 
     search = commands.add_parser("search", help="query an index with free text")

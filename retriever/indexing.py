@@ -25,7 +25,7 @@ from retriever.texts import content_texts
 CHUNK = 2048
 
 
-def embed_content(encoder: BiEncoder, texts: list[str], batch_size: int = 128, progress: bool = True) -> np.ndarray:
+def embed_content(encoder: BiEncoder, texts: list[str], batch_size: int = 32, progress: bool = True) -> np.ndarray:
     """Embed in length-sorted chunks (little padding) with one progress bar over items, not batches."""
     order = np.argsort([len(t) for t in texts], kind="stable")[::-1]
     vectors = np.empty((len(texts), encoder.dimension), dtype=np.float32)
@@ -38,7 +38,7 @@ def embed_content(encoder: BiEncoder, texts: list[str], batch_size: int = 128, p
 
 
 def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, index_type: str = "flat",
-                batch_size: int = 128, nlist: int | None = None, progress: bool = True) -> Path:
+                batch_size: int = 32, nlist: int | None = None, progress: bool = True) -> Path:
     """Run the job and return the published `<out>/<version>/` directory."""
     started = time.time()
     params: dict[str, Any] = {"index_type": index_type, "batch_size": batch_size, "nlist": nlist,
