@@ -128,6 +128,10 @@ def check_not_empty(table: Table, columns: tuple[str, ...], what: str) -> None:
         index = int(empty.arg_true()[0])
         raise table.error(f"{what} '{table.frame['id'][index]}' has no text (all of {', '.join(present)} "
                           "are empty)", index, present[0])
+
+
+def check_language(table: Table) -> None:
+    """Every row needs a language: batching, mining and search filters all go by it."""
     language = table.frame["language"].is_null()
     if language.any():
         raise table.error("empty language", int(language.arg_true()[0]), "language")
@@ -215,10 +219,11 @@ def load_catalog(directory: str | Path, topics: str | Path | None = None,
 
     topic_table = read_table(paths["topics"], "topics")  # type: ignore[arg-type]
     content_table = read_table(paths["content"], "content")  # type: ignore[arg-type]
-    for table, what in ((topic_table, "topic"), (content_table, "content item")):
+    for table, what, text_columns in ((topic_table, "topic", ("title", "description")),
+                                      (content_table, "content item", ("title", "description", "text"))):
         check_ids(table)
-        check_not_empty(table, ("title", "description") if what == "topic" else ("title", "description", "text"),
-                        what)
+        check_not_empty(table, text_columns, what)
+        check_language(table)
     crumbs = breadcrumbs(topic_table)
     topic_frame = with_columns(topic_table.frame, TOPIC_COLUMNS).with_columns(
         pl.Series("breadcrumbs", crumbs, dtype=pl.String))

@@ -258,12 +258,8 @@ def train_retriever(catalog: Catalog, out: Path, config: RetrieverConfig) -> Pat
     with staging_dir(out, f"run-{run_hash[:12]}", keep_on_error=True) as work:
         trainer = RetrieverTrainer(catalog, config, work)
         history = trainer.run()
-        model_dir = work / "model"
-        trainer.encoder.model.save(str(model_dir))
-        for item in model_dir.iterdir():
-            item.replace(work / item.name)
-        model_dir.rmdir()
         (work / CHECKPOINT).unlink(missing_ok=True)
+        trainer.encoder.model.save(str(work))
         weights = sorted(work.glob("*.safetensors"))
         version = new_version(run_hash)
         final_metrics = history[-1]
