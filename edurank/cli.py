@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edurank import SAMPLE_CATALOG
 from edurank.errors import InputError
 
-SAMPLE_CATALOG = Path(__file__).parent / "sample_catalog"
 DEMO_QUERIES = (
     ("Adding fractions with different denominators", None),
     ("Wie berechnet man das Volumen eines Quaders?", None),
@@ -73,6 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_folds(retriever, "hold this fold out (default: train on every topic)")
     add_threads(retriever)
 
+    reranker = train.add_parser("reranker", help="cross-encoder over stage 1's candidates, cross-fitted")
+    reranker.add_argument("--catalog", type=Path, required=True)
+    reranker.add_argument("--retriever", action="append", required=True, metavar="DIR",
+                          help="retriever(s) to mine candidates with; each topic is mined by one that never "
+                               "trained on it (fold models from `train retriever --fold I`, or 'bundled')")
+    reranker.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
+    reranker.add_argument("--model", default=None, help="start from this local HF/ST dir (default: bundled)")
+    reranker.add_argument("--candidates", type=positive_int, default=32, help="top-N retrieved per topic")
+    reranker.add_argument("--negatives", type=int, default=8,
+                          help="negatives sampled per topic and epoch from its candidates (0: all)")
+    reranker.add_argument("--epochs", type=positive_int, default=1)
+    reranker.add_argument("--batch-size", type=positive_int, default=32)
+    reranker.add_argument("--lr", type=float, default=5e-5)
+    reranker.add_argument("--pos-weight", type=float, default=None,
+                          help="BCE weight of positives (default: negatives / positives seen per epoch)")
+    reranker.add_argument("--topic-tokens", type=positive_int, default=32)
+    reranker.add_argument("--content-tokens", type=positive_int, default=64)
+    reranker.add_argument("--rank-feature", action="store_true", help="write the retrieval rank into the pair")
+    reranker.add_argument("--freeze-layers", type=int, default=0)
+    reranker.add_argument("--no-cross-fit", dest="cross_fit", action="store_false",
+                          help="skip the fold models (faster; calibration by prior correction, rule untuned)")
+    add_folds(reranker, "hold this fold out entirely, for `evaluate recommend --fold` (default: use every topic)")
+    add_threads(reranker)
+
     index = commands.add_parser("index", help="batch offline indexing job")
     index.add_argument("--catalog", type=Path, required=True)
     index.add_argument("--model", default=None)
@@ -99,6 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_folds(retrieval, "evaluate only this held-out fold (default: every topic with content)")
     retrieval.add_argument("--out", type=Path, default=Path("artifacts/reports/retrieval"))
     add_threads(retrieval)
+
+    recommend = evaluate.add_parser("recommend", help="mean F2 / precision / recall of retrieve -> rerank -> rule")
+    recommend.add_argument("--catalog", type=Path, required=True)
+    recommend.add_argument("--retriever", default=None, help="retriever dir (default: bundled)")
+    recommend.add_argument("--reranker", required=True)
+    recommend.add_argument("--candidates", type=positive_int, default=None,
+                           help="top-N to rerank (default: what the reranker was trained on)")
+    recommend.add_argument("--topics", type=Path, default=None, help="evaluation topics (default: catalog's)")
+    recommend.add_argument("--correlations", type=Path, default=None)
+    add_folds(recommend, "evaluate only this held-out fold (default: every topic with content)")
+    recommend.add_argument("--out", type=Path, default=Path("artifacts/reports/recommend"))
+    add_threads(recommend)
+
+    serve = commands.add_parser("serve", help="start the HTTP service (settings: EDURANK_* variables, see README)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
     return parser
 
 
@@ -154,6 +194,21 @@ def run_train_retriever(args: argparse.Namespace) -> None:
     print(path)
 
 
+def run_train_reranker(args: argparse.Namespace) -> None:
+    from retriever.catalog import load_catalog
+    from training.reranker import RerankerConfig, train_reranker
+
+    if args.negatives < 0:
+        raise InputError(f"--negatives {args.negatives}: must be >= 0")
+    config = RerankerConfig(base_model=args.model, candidates=args.candidates, negatives=args.negatives,
+                            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                            pos_weight=args.pos_weight, topic_tokens=args.topic_tokens,
+                            content_tokens=args.content_tokens, rank_feature=args.rank_feature,
+                            freeze_layers=args.freeze_layers, cross_fit=args.cross_fit, folds=args.folds,
+                            fold=args.fold, seed=args.seed)
+    print(train_reranker(load_catalog(args.catalog), args.retriever, args.out, config))
+
+
 def run_index(args: argparse.Namespace) -> None:
     from retriever.catalog import load_catalog
     from retriever.indexing import build_index
@@ -193,8 +248,51 @@ def run_evaluate_retrieval(args: argparse.Namespace) -> None:
     print(f"wrote {json_path} and {png_path}")
 
 
+def run_evaluate_recommend(args: argparse.Namespace) -> None:
+    import json
+
+    from reranker.evaluation import evaluate_recommend, write_report
+    from reranker.model import Reranker
+    from reranker.pipeline import Recommender
+    from retriever.catalog import load_catalog
+    from retriever.index import ContentIndex, build_faiss
+    from retriever.model import BiEncoder
+    from training.splits import seen_topics, split_topics
+
+    catalog = load_catalog(args.catalog, args.topics, args.correlations)
+    topics = split_topics(catalog, args.folds, args.fold, args.seed)[1] if args.fold is not None else None
+    encoder, reranker = BiEncoder.load(args.retriever), Reranker.load(args.reranker)
+    if topics is not None:
+        for name, path in (("retriever", encoder.path), ("reranker", reranker.path)):
+            try:
+                seen = len(seen_topics(path, catalog).intersection(topics))
+            except InputError as err:
+                logging.warning("cannot check that the fold is held out: %s", err)
+                continue
+            if seen:
+                logging.warning("the %s trained on %d of the fold's %d topics: figures are not held-out",
+                                name, seen, len(topics))
+    index = ContentIndex(build_faiss(encoder.encode_content(catalog, progress=True)),
+                         catalog.content.select("id", "language", "kind", "title"), {})
+    candidates = args.candidates or int(reranker.manifest.get("params", {}).get("candidates", 32))
+    report = {"retriever": str(encoder.path), "reranker": str(reranker.path), "fold": args.fold,
+              **evaluate_recommend(Recommender(encoder, index, catalog.content, reranker), catalog, topics,
+                                   candidates)}
+    json_path, png_path = write_report(report, args.out)
+    print(json.dumps({k: v for k, v in report.items() if k != "curve"}, indent=2))
+    print(f"wrote {json_path} and {png_path}")
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    from service.app import serve
+
+    serve(args.host, args.port)
+
+
 HANDLERS = {"demo": run_demo, "index": run_index, "search": run_search,
-            ("train", "retriever"): run_train_retriever, ("evaluate", "retrieval"): run_evaluate_retrieval}
+            "serve": run_serve,
+            ("train", "retriever"): run_train_retriever, ("train", "reranker"): run_train_reranker,
+            ("evaluate", "retrieval"): run_evaluate_retrieval, ("evaluate", "recommend"): run_evaluate_recommend}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

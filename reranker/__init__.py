@@ -1,1 +1,1 @@
-"""Stage 2 (next issue): the cross-encoder reranker and its F2-tuned decision rule."""
+"""Stage 2: the cross-encoder reranker, its calibration, the F2-tuned decision rule and the recommend pipeline."""

@@ -1,1 +1,1 @@
-"""The FastAPI service (next issue): routes, settings and the model registry."""
+"""The FastAPI service: settings, the model registry, schemas per API area, thin routes over plain functions."""

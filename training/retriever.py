@@ -20,7 +20,6 @@ import polars as pl
 import torch
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 import edurank
 from edurank.artifacts import hash_files, hash_json, new_version, publish, staging_dir, write_manifest
@@ -30,6 +29,7 @@ from retriever.model import DEFAULT_MAX_TOKENS, BiEncoder
 from retriever.texts import content_texts, topic_texts
 from training.batching import Example, language_batches
 from training.negatives import Pair, mine_hard_negatives, topic_clusters
+from training.optim import adamw_with_warmup, freeze_lower_layers, load_checkpoint, save_checkpoint, seed_everything
 from training.splits import split_topics
 
 log = logging.getLogger(__name__)
@@ -64,25 +64,6 @@ class RetrieverConfig:
         return self.epochs if round_ == 0 else self.hard_negative_epochs
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def freeze_lower_layers(encoder: BiEncoder, layers: int) -> None:
-    """Freeze the embeddings and the first `layers` transformer layers: faster steps on a CPU, and less
-    drift from the pretrained model on small catalogs."""
-    if layers <= 0:
-        return
-    transformer = encoder.model[0].auto_model
-    for parameter in transformer.embeddings.parameters():
-        parameter.requires_grad = False
-    for layer in transformer.encoder.layer[:layers]:
-        for parameter in layer.parameters():
-            parameter.requires_grad = False
-
-
 def examples_for(catalog: Catalog, topic_ids: list[str], negatives: dict[Pair, list[str]] | None,
                  rng: random.Random) -> list[Example]:
     """One example per gold pair; with mined negatives, one drawn at random from the pair's pool (a new
@@ -114,7 +95,7 @@ class RetrieverTrainer:
         self.eval_topics = self.held_out or self.train_topics
         self.encoder = BiEncoder.load(config.base_model, config.max_tokens)
         self.base = {"path": str(self.encoder.path), "fingerprint": self.encoder.fingerprint}
-        freeze_lower_layers(self.encoder, config.freeze_layers)
+        freeze_lower_layers(self.encoder.model[0].auto_model, config.freeze_layers)
         # symmetric: each gold item must also pick its topic among the batch's topics (a second signal
         # per pair at no extra encoding cost)
         directions = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
@@ -132,15 +113,13 @@ class RetrieverTrainer:
         payload = {"state": self.state, "history": self.history, "model": self.encoder.model.state_dict(),
                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                    "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}
-        tmp = self.work_dir / f".{CHECKPOINT}.tmp"
-        torch.save(payload, tmp)
-        tmp.replace(self.work_dir / CHECKPOINT)
+        save_checkpoint(self.work_dir / CHECKPOINT, payload)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         path = self.work_dir / CHECKPOINT
-        if not path.is_file():
+        payload = load_checkpoint(path)
+        if payload is None:
             return None
-        payload = torch.load(path, weights_only=False)
         self.encoder.model.load_state_dict(payload["model"])
         self.state, self.history = payload["state"], payload["history"]
         log.info("resuming from %s: round %d, %d epoch(s) done", path, self.state["round"], self.state["epoch"])
@@ -148,11 +127,8 @@ class RetrieverTrainer:
 
     # -- training ----------------------------------------------------------------------------------
     def optimiser(self, steps: int) -> tuple[torch.optim.Optimizer, Any]:
-        parameters = [p for p in self.encoder.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=self.config.learning_rate,
-                                      weight_decay=self.config.weight_decay)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.config.warmup_ratio * steps), steps)
-        return optimizer, scheduler
+        return adamw_with_warmup(self.encoder.model.parameters(), self.config.learning_rate,
+                                 self.config.weight_decay, self.config.warmup_ratio, steps)
 
     def train_step(self, batch: list[Example], optimizer: torch.optim.Optimizer, scheduler: Any) -> float:
         columns = [[self.topic_text[e.topic] for e in batch], [self.content_text[e.positive] for e in batch]]

@@ -3,10 +3,13 @@ language; topics of category `source` always stay in training."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 from sklearn.model_selection import StratifiedGroupKFold
 
+from edurank.artifacts import MANIFEST, read_manifest
 from edurank.errors import InputError
 from retriever.catalog import Catalog
 
@@ -43,3 +46,19 @@ def split_topics(catalog: Catalog, folds: int, fold: int | None, seed: int = 42)
     train = sorted(t for t, f in assignment.items() if f != fold)
     held_out = sorted(t for t, f in assignment.items() if f == fold)
     return train, held_out
+
+
+def seen_topics(artifact: Path, catalog: Catalog) -> set[str]:
+    """The catalog topics a trained retriever or reranker learnt from, read from its manifest: all of them,
+    or all but its held-out fold; none for an untrained model (no manifest of a trained kind)."""
+    manifest = read_manifest(artifact) if (artifact / MANIFEST).is_file() else {}
+    if manifest.get("kind") not in ("retriever", "reranker"):
+        return set()
+    if manifest["data"]["catalog_hash"] != catalog.data_hash:
+        raise InputError(f"{artifact} was trained on another catalog ({', '.join(manifest['data']['files'])}); "
+                         "cannot tell which of these topics it saw")
+    params = manifest["params"]
+    if params.get("fold") is None:
+        return set(catalog.gold)
+    assignment = topic_folds(catalog, params["folds"], params["seed"])
+    return {topic for topic, fold in assignment.items() if fold != params["fold"]}

@@ -1,0 +1,143 @@
+"""The cross-encoder reranker: (topic text, content text) pairs -> one logit -> a calibrated probability.
+
+Initialised from the bundled MiniLM (its classification head starts random) or any local HF/ST dir, and
+saved as a sentence-transformers CrossEncoder directory plus `reranker.json`, which holds what serving
+needs besides the weights: the pair format, the calibration and the tuned decision rule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sentence_transformers.cross_encoder import CrossEncoder
+
+from edurank.artifacts import MANIFEST, atomic_write_text, read_manifest
+from edurank.encoders import fingerprint, model_path
+from edurank.errors import InputError
+from reranker.decision import DecisionRule
+from retriever.texts import TextBuilder
+
+RERANKER_FILE = "reranker.json"
+Parts = Sequence[str | None]
+
+
+@dataclass(frozen=True)
+class PairFormat:
+    """How a pair is written: token budgets per side and whether the retrieval rank is given as text."""
+
+    topic_tokens: int = 32
+    content_tokens: int = 64
+    rank_feature: bool = False
+
+    @property
+    def max_length(self) -> int:
+        return self.topic_tokens + self.content_tokens + 1
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Platt scaling: p = sigmoid(slope * logit + intercept). The default undoes the `pos_weight` of the
+    training loss (a weighted BCE's optimum logit is the true log-odds plus log(pos_weight))."""
+
+    slope: float = 1.0
+    intercept: float = 0.0
+    fitted: bool = False
+
+    @classmethod
+    def prior_correction(cls, pos_weight: float) -> Calibration:
+        return cls(1.0, -math.log(pos_weight), False)
+
+    @classmethod
+    def fit(cls, logits: np.ndarray, labels: np.ndarray) -> Calibration:
+        """Fit on out-of-fold logits (a one-feature logistic regression, nearly unregularised)."""
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=1e4, max_iter=1000).fit(np.asarray(logits).reshape(-1, 1), labels)
+        return cls(float(model.coef_[0, 0]), float(model.intercept_[0]), True)
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(self.slope * np.asarray(logits, dtype=np.float64) + self.intercept)))
+
+
+@dataclass
+class Reranker:
+    model: CrossEncoder
+    path: Path
+    fingerprint: str
+    format: PairFormat = field(default_factory=PairFormat)
+    calibration: Calibration = field(default_factory=Calibration)
+    rule: DecisionRule = field(default_factory=DecisionRule)
+
+    @classmethod
+    def load(cls, path: str | Path | None, pair_format: PairFormat | None = None) -> Reranker:
+        """A trained reranker version (or artifact root), or a fresh one from any local HF/ST dir (None:
+        the bundled MiniLM) with an untrained head."""
+        resolved = model_path(path)
+        settings: dict[str, Any] = {}
+        if (resolved / RERANKER_FILE).is_file():
+            settings = json.loads((resolved / RERANKER_FILE).read_text())
+        fmt = pair_format or PairFormat(**settings.get("format", {}))
+        try:
+            model = CrossEncoder(str(resolved), num_labels=1, max_length=fmt.max_length, device="cpu",
+                                 local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise InputError(f"reranker '{resolved}': cannot be loaded ({err})") from err
+        if model.num_labels != 1:
+            raise InputError(f"reranker '{resolved}': has {model.num_labels} outputs; a reranker has one logit")
+        return cls(model, resolved, fingerprint(resolved), fmt, Calibration(**settings.get("calibration", {})),
+                   DecisionRule(**settings.get("rule", {})))
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The trained version's manifest ({} for a fresh model)."""
+        return read_manifest(self.path) if (self.path / MANIFEST).is_file() else {}
+
+    def save(self, directory: Path) -> None:
+        """Weights and tokenizer, plus reranker.json (format, calibration, rule)."""
+        self.model.save(str(directory))
+        atomic_write_text(directory / RERANKER_FILE, json.dumps(
+            {"format": asdict(self.format), "calibration": asdict(self.calibration), "rule": self.rule.to_dict()},
+            indent=2))
+
+    def pairs(self, topics: Sequence[Parts], contents: Sequence[Parts],
+              ranks: Sequence[int] | None = None) -> list[tuple[str, str]]:
+        """Pair texts: each topic's parts and each content's parts cut to their side's token budget;
+        topics[i] goes with contents[i]."""
+        tokenizer = self.model.tokenizer
+        topic_texts = TextBuilder(tokenizer, self.format.topic_tokens + 1).build(topics)
+        content_texts = TextBuilder(tokenizer, self.format.content_tokens + 1).build(contents)
+        if self.format.rank_feature:
+            if ranks is None:
+                raise ValueError("this reranker was trained with the retrieval rank: pass ranks")
+            content_texts = [f"rank {r} | {t}" for r, t in zip(ranks, content_texts, strict=True)]
+        return list(zip(topic_texts, content_texts, strict=True))
+
+    def tokenize(self, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        return dict(self.model.preprocess(list(pairs)))
+
+    def forward(self, features: dict[str, Any]) -> np.ndarray:
+        """Logits for already tokenised pairs (no gradient)."""
+        with torch.inference_mode():
+            return self.model(features)["scores"].view(-1).float().numpy()
+
+    def logits(self, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
+        """Logits in length-sorted batches (little padding), returned in the input order."""
+        order = np.argsort([len(a) + len(b) for a, b in pairs], kind="stable")
+        result = np.empty(len(pairs), dtype=np.float32)
+        was_training = self.model.training
+        self.model.eval()
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            result[rows] = self.forward(self.tokenize([pairs[i] for i in rows]))
+        self.model.train(was_training)
+        return result
+
+    def probabilities(self, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
+        return self.calibration(self.logits(pairs, batch_size))

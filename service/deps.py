@@ -1,0 +1,27 @@
+"""Dependencies as `Annotated` aliases: the loaded registry (503 until it is ready) and the metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.errors import RequestError
+from service.metrics import Metrics
+from service.registry import Registry
+
+
+def get_registry(request: Request) -> Registry:
+    registry = getattr(request.app.state, "registry", None)
+    if registry is None:
+        reason = getattr(request.app.state, "load_error", None) or "models are still loading"
+        raise RequestError((), f"not ready: {reason}", 503)
+    return registry
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

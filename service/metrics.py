@@ -1,0 +1,33 @@
+"""Prometheus metrics, one registry per app: requests by route and status, request latency by route, and
+seconds per pipeline stage (queue, tokenise, encode, search, rerank) as text-embeddings-inference does."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("edurank_requests", "HTTP requests", ["route", "status"], registry=self.registry)
+        self.latency = Histogram("edurank_request_seconds", "HTTP request latency", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.stages = Histogram("edurank_stage_seconds", "seconds per pipeline stage", ["stage"],
+                                buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.items = Histogram("edurank_items_returned", "items returned per recommend call",
+                               buckets=(0, 1, 2, 3, 5, 10, 20, 50), registry=self.registry)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """A pipeline Timer: observes the stage's seconds."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages.labels(name).observe(time.perf_counter() - started)

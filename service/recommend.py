@@ -1,0 +1,118 @@
+"""What /recommend and /rerank do, as plain functions of the registry and a validated request; the routes
+only wire them up. Limits that depend on settings are checked here and raise RequestError (HTTP 4xx)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from reranker.pipeline import Query, Timer, no_timer
+from service.errors import RequestError
+from service.registry import Registry
+from service.schemas.recommend import (
+    RecommendedItem,
+    RecommendRequest,
+    RecommendResponse,
+    RerankRequest,
+    RerankResponse,
+    RerankScore,
+    Rule,
+)
+
+
+@contextlib.contextmanager
+def inference_slot(registry: Registry, timer: Timer) -> Iterator[None]:
+    """Wait (timed as the `queue` stage) for one of the registry's inference slots."""
+    with timer("queue"):
+        registry.gate.acquire()
+    try:
+        yield
+    finally:
+        registry.gate.release()
+
+
+def check_text(field: Sequence[str | int], value: str | None, limit: int) -> None:
+    if value is None:
+        return
+    if not value.strip():
+        raise RequestError(field, "must not be empty or blank")
+    if len(value) > limit:
+        raise RequestError(field, f"is {len(value)} characters long; the limit is {limit}")
+
+
+def check_known(field: str, values: Sequence[str] | None, known: frozenset[str]) -> None:
+    for i, value in enumerate(values or []):
+        if value not in known:
+            raise RequestError((field, i), f"unknown {field.rstrip('s')} '{value}'; the catalog has: "
+                                           f"{', '.join(sorted(known))}")
+
+
+def query_for(registry: Registry, request: RecommendRequest) -> tuple[Query, str | None]:
+    """The request's topic as the pipeline's Query (catalog topic by id, or the given text)."""
+    limit = registry.settings.max_text_chars
+    if request.topic_id is not None:
+        row = registry.topic_rows.get(request.topic_id)
+        if row is None:
+            raise RequestError(("topic_id",), f"topic '{request.topic_id}' is not in the loaded catalog", 404)
+        topic = registry.catalog.topics.row(row, named=True)
+        parts = (topic["title"], topic["breadcrumbs"], topic["description"])
+    else:
+        assert request.topic is not None
+        for name in ("title", "description", "breadcrumbs"):
+            check_text(("topic", name), getattr(request.topic, name), limit)
+        if request.topic.language is not None:
+            check_known("language", [request.topic.language], registry.languages)
+        parts = (request.topic.title, request.topic.breadcrumbs, request.topic.description)
+    check_known("languages", request.languages, registry.languages)
+    check_known("kinds", request.kinds, registry.kinds)
+    return Query(parts, request.languages, request.kinds), request.topic_id
+
+
+def recommend(registry: Registry, request: RecommendRequest, timer: Timer = no_timer) -> RecommendResponse:
+    settings = registry.settings
+    top_k = request.top_k or settings.default_top_k
+    if top_k > settings.max_top_k:
+        raise RequestError(("top_k",), f"{top_k} is above the limit of {settings.max_top_k}")
+    candidates = request.candidates or settings.candidates
+    if candidates > settings.max_candidates:
+        raise RequestError(("candidates",), f"{candidates} is above the limit of {settings.max_candidates}")
+    query, topic_id = query_for(registry, request)
+    reranker = registry.recommender.reranker
+    reranked = request.rerank and reranker is not None
+    rule = None
+    if reranker is not None:
+        rule = reranker.rule if request.threshold is None else \
+            dataclasses.replace(reranker.rule, threshold=request.threshold)
+    with inference_slot(registry, timer):
+        frame = registry.recommender.recommend([query], candidates if reranked else top_k, request.rerank, rule,
+                                               top_k, timer)[0]
+    return RecommendResponse(
+        topic_id=topic_id, items=[RecommendedItem(**row) for row in frame.iter_rows(named=True)],
+        reranked=reranked, rule=Rule(**rule.to_dict()) if rule and reranked else None, versions=registry.versions)
+
+
+def rerank(registry: Registry, request: RerankRequest, timer: Timer = no_timer) -> RerankResponse:
+    settings = registry.settings
+    reranker = registry.recommender.reranker
+    if reranker is None:
+        raise RequestError((), "no reranker is loaded (train one with `edurank train reranker`)", 503)
+    check_text(("query",), request.query, settings.max_text_chars)
+    if len(request.candidates) > settings.max_rerank_candidates:
+        raise RequestError(("candidates",), f"{len(request.candidates)} candidates; the limit is "
+                                            f"{settings.max_rerank_candidates}")
+    for i, text in enumerate(request.candidates):
+        check_text(("candidates", i), text, settings.max_text_chars)
+    count = len(request.candidates)
+    pairs = reranker.pairs([(request.query,)] * count, [(t,) for t in request.candidates], range(1, count + 1))
+    with inference_slot(registry, timer):
+        with timer("tokenise"):
+            features = reranker.tokenize(pairs)
+        with timer("rerank"):
+            logits = reranker.forward(features)
+    probabilities = reranker.calibration(logits)
+    order = np.argsort(-probabilities, kind="stable")
+    return RerankResponse(scores=[RerankScore(index=int(i), probability=float(probabilities[i]),
+                                              logit=float(logits[i])) for i in order], versions=registry.versions)

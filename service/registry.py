@@ -1,0 +1,93 @@
+"""The model registry: loads the catalog, the retriever, its index and the reranker once at start-up,
+checks that they belong together, and holds them for every endpoint.
+
+Future artifact kinds (essay scorer, classifier) and hot-swapping versions hang off this one object.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edurank.artifacts import MANIFEST, read_manifest
+from edurank.encoders import set_threads
+from edurank.errors import InputError
+from reranker.model import Reranker
+from reranker.pipeline import Recommender
+from retriever.catalog import Catalog, load_catalog
+from retriever.index import ContentIndex
+from retriever.indexing import build_index, load_index
+from retriever.model import BiEncoder
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Registry:
+    """Everything the endpoints serve, loaded together; `gate` bounds the model calls running at once."""
+
+    settings: Settings
+    catalog: Catalog
+    recommender: Recommender
+    versions: dict[str, str | None]
+    topic_rows: dict[str, int]
+    languages: frozenset[str]
+    kinds: frozenset[str]
+    gate: threading.Semaphore = field(repr=False)
+    loaded_seconds: float = 0.0
+
+    @classmethod
+    def load(cls, settings: Settings) -> Registry:
+        started = time.perf_counter()
+        set_threads(settings.threads)
+        catalog = load_catalog(settings.catalog)
+        encoder = BiEncoder.load(settings.artifact(settings.retriever, "retriever"))
+        index = open_index(settings, encoder, catalog)
+        reranker_path = settings.artifact(settings.reranker, "reranker")
+        reranker = Reranker.load(reranker_path) if reranker_path else None
+        if reranker is None:
+            log.warning("no reranker under %s/reranker and none configured: serving retrieval only",
+                        settings.artifacts)
+        versions = {"retriever": version_of(encoder.path), "index": index.manifest.get("version"),
+                    "reranker": reranker.manifest.get("version") if reranker else None}
+        registry = cls(settings, catalog, Recommender(encoder, index, catalog.content, reranker), versions,
+                       {t: i for i, t in enumerate(catalog.topics["id"])},
+                       frozenset(catalog.content["language"].unique().to_list()),
+                       frozenset(catalog.content["kind"].drop_nulls().unique().to_list()),
+                       threading.Semaphore(settings.inference_workers))
+        registry.loaded_seconds = round(time.perf_counter() - started, 2)
+        log.info("registry loaded in %.1f s: %s", registry.loaded_seconds, versions)
+        return registry
+
+    def describe(self) -> dict[str, Any]:
+        return {"versions": self.versions, "catalog_items": len(self.catalog.content),
+                "catalog_topics": len(self.catalog.topics), "reranker": self.recommender.reranker is not None,
+                "load_seconds": self.loaded_seconds}
+
+
+def version_of(path: Path) -> str:
+    """A trained artifact's version, or the directory name of a plain model (the bundled one, say)."""
+    return str(read_manifest(path).get("version")) if (path / MANIFEST).is_file() else path.name
+
+
+def open_index(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> ContentIndex:
+    """The configured index, checked against the encoder and the catalog; built first when missing or
+    stale and `build_index` allows (the previous version stays on disk until the new one is published)."""
+    root = settings.index or settings.artifacts / "index"
+    problem = None
+    try:
+        index = load_index(root, encoder)
+        if index.manifest.get("catalog", {}).get("hash") == catalog.data_hash:
+            return index
+        problem = f"index {root} was built from another version of the catalog"
+    except InputError as err:
+        problem = str(err)
+    if not settings.build_index:
+        raise InputError(f"{problem}; run `edurank index` or set EDURANK_BUILD_INDEX=true")
+    log.info("%s: building the index now", problem)
+    return load_index(build_index(encoder, catalog, root), encoder)

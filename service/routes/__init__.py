@@ -1,0 +1,1 @@
+"""Routers: inference routes apart from the operational ones (health, readiness, metrics)."""

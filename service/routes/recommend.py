@@ -1,0 +1,27 @@
+"""POST /recommend and POST /rerank: validate, delegate to service.recommend, return."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service import recommend as logic
+from service.deps import MetricsDep, RegistryDep
+from service.schemas.recommend import RecommendRequest, RecommendResponse, RerankRequest, RerankResponse
+
+router = APIRouter(tags=["recommend"])
+ERRORS = {404: {"description": "unknown topic id"}, 422: {"description": "invalid field (named in `loc`)"},
+          503: {"description": "models not loaded yet"}}
+
+
+@router.post("/recommend", response_model=RecommendResponse, responses=ERRORS)  # type: ignore[arg-type]
+def recommend(request: RecommendRequest, registry: RegistryDep, metrics: MetricsDep) -> RecommendResponse:
+    """Content for a curriculum topic: retrieve candidates, rerank them, return those the rule keeps."""
+    response = logic.recommend(registry, request, metrics.stage)
+    metrics.items.observe(len(response.items))
+    return response
+
+
+@router.post("/rerank", response_model=RerankResponse, responses=ERRORS)  # type: ignore[arg-type]
+def rerank(request: RerankRequest, registry: RegistryDep, metrics: MetricsDep) -> RerankResponse:
+    """Calibrated relevance of your own candidate texts to a query, best first."""
+    return logic.rerank(registry, request, metrics.stage)

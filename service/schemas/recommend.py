@@ -1,0 +1,78 @@
+"""Schemas of the recommend area: POST /recommend and POST /rerank."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class TopicText(BaseModel):
+    """A topic given by its text, for topics that are not in the loaded catalog."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, examples=["Adding fractions with unlike denominators"])
+    description: str | None = None
+    breadcrumbs: str | None = Field(None, examples=["Mathematics > Fractions"])
+    language: str | None = Field(None, examples=["en"], description="must be one of the catalog's languages")
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic_id: str | None = Field(None, min_length=1, description="a topic of the loaded catalog")
+    topic: TopicText | None = None
+    top_k: int | None = Field(None, ge=1, description="most items returned (default and limit: settings)")
+    candidates: int | None = Field(None, ge=1, description="retrieved candidates to rerank")
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="override the tuned threshold")
+    languages: list[str] | None = Field(None, description="only content in these languages")
+    kinds: list[str] | None = Field(None, description="only content of these kinds")
+    rerank: bool = True
+
+    @model_validator(mode="after")
+    def one_topic(self) -> RecommendRequest:
+        if (self.topic_id is None) == (self.topic is None):
+            raise ValueError("give exactly one of topic_id and topic")
+        return self
+
+
+class RecommendedItem(BaseModel):
+    id: str
+    title: str
+    kind: str | None
+    language: str
+    probability: float | None = Field(description="calibrated probability of relevance (null: not reranked)")
+    retrieval_rank: int
+    retrieval_score: float
+
+
+class Rule(BaseModel):
+    threshold: float
+    max_items: int
+    min_items: int
+    tuned: bool
+
+
+class RecommendResponse(BaseModel):
+    topic_id: str | None
+    items: list[RecommendedItem]
+    reranked: bool
+    rule: Rule | None
+    versions: dict[str, str | None]
+
+
+class RerankRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, examples=["Area of a triangle"])
+    candidates: list[str] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])
+
+
+class RerankScore(BaseModel):
+    index: int = Field(description="position in the request's candidates")
+    probability: float
+    logit: float
+
+
+class RerankResponse(BaseModel):
+    scores: list[RerankScore] = Field(description="best first")
+    versions: dict[str, str | None]

@@ -1,0 +1,46 @@
+"""The one settings object: paths, limits and threads, read from `EDURANK_*` environment variables.
+
+Artifacts live under `EDURANK_ARTIFACTS` (default `artifacts/`) as `<kind>/<version>/` folders with a
+LATEST file: `retriever/`, `index/` and `reranker/`. A path setting left empty falls back to that layout,
+and to the bundled MiniLM and sample catalog where nothing was trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edurank import SAMPLE_CATALOG
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDURANK_", extra="ignore")
+
+    artifacts: Path = Field(Path("artifacts"), description="root of retriever/, index/, reranker/ versions")
+    catalog: Path = Field(SAMPLE_CATALOG, description="catalog served (topics by id, content texts)")
+    retriever: str | None = Field(None, description="default: <artifacts>/retriever if trained, else bundled")
+    index: Path | None = Field(None, description="default: <artifacts>/index")
+    reranker: str | None = Field(None, description="default: <artifacts>/reranker if trained, else none")
+    build_index: bool = Field(True, description="build the index at start-up when missing or stale")
+    background_load: bool = Field(True, description="load models after start-up, /ready says when done")
+
+    candidates: int = Field(32, ge=1, description="default number of retrieved candidates to rerank")
+    max_candidates: int = Field(100, ge=1)
+    default_top_k: int = Field(10, ge=1)
+    max_top_k: int = Field(50, ge=1)
+    max_text_chars: int = Field(5000, ge=1, description="longest accepted text field")
+    max_rerank_candidates: int = Field(64, ge=1, description="most candidate texts per /rerank call")
+
+    threads: int | None = Field(None, ge=1, description="torch threads (default: one per core)")
+    inference_workers: int = Field(1, ge=1, description="model calls run at once; the rest queue")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    def artifact(self, explicit: str | Path | None, kind: str) -> Path | None:
+        """An explicit path, else `<artifacts>/<kind>` when it holds a version, else None."""
+        if explicit:
+            return Path(explicit)
+        root = self.artifacts / kind
+        return root if root.is_dir() and any(root.glob("*/manifest.json")) else None

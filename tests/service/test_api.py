@@ -1,0 +1,140 @@
+"""The HTTP API over a tiny catalog, with the bundled encoder and a reranker whose head is untrained (its
+scores are arbitrary; the tests check the contract, not the ranking)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from reranker.decision import DecisionRule
+from reranker.model import PairFormat, Reranker
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import write_catalog
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("service")
+    reranker = Reranker.load(None, PairFormat(16, 32))
+    reranker.rule = DecisionRule(threshold=0.0, max_items=3, tuned=True)
+    reranker.save(root / "reranker")
+    return Settings(artifacts=root / "artifacts", catalog=write_catalog(root / "catalog"),
+                    reranker=str(root / "reranker"), background_load=False, max_text_chars=200,
+                    max_rerank_candidates=4)
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_health_ready_and_docs(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["registry"]["reranker"] is True
+    assert ready.json()["registry"]["catalog_items"] == 7
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/recommend", "/rerank", "/health", "/ready", "/metrics"} <= set(paths)
+    assert client.get("/docs").status_code == 200
+
+
+def test_recommend_by_topic_id(client: TestClient) -> None:
+    body = client.post("/recommend", json={"topic_id": "geo_area"}).json()
+    assert body["topic_id"] == "geo_area" and body["reranked"] is True
+    assert len(body["items"]) == 3 and body["rule"]["max_items"] == 3
+    probabilities = [item["probability"] for item in body["items"]]
+    assert probabilities == sorted(probabilities, reverse=True) and all(0 <= p <= 1 for p in probabilities)
+    assert set(body["versions"]) == {"retriever", "index", "reranker"} and body["versions"]["index"]
+    assert {"id", "title", "kind", "language", "retrieval_rank", "retrieval_score"} <= set(body["items"][0])
+
+
+def test_recommend_by_text_with_options(client: TestClient) -> None:
+    body = client.post("/recommend", json={"topic": {"title": "La célula", "language": "es"},
+                                           "languages": ["es"], "rerank": False, "top_k": 5}).json()
+    assert [item["id"] for item in body["items"]] == ["c6"] and body["reranked"] is False
+    assert body["items"][0]["probability"] is None and body["rule"] is None
+    strict = client.post("/recommend", json={"topic": {"title": "Fractions"}, "threshold": 1.0}).json()
+    assert len(strict["items"]) == 1 and strict["rule"]["threshold"] == 1.0  # at least one, however strict
+    capped = client.post("/recommend", json={"topic": {"title": "Fractions"}, "top_k": 2}).json()
+    assert len(capped["items"]) == 2
+    videos = client.post("/recommend", json={"topic": {"title": "triangle"}, "kinds": ["video"]}).json()
+    assert {item["kind"] for item in videos["items"]} == {"video"}
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"topic_id": "nope"}, 404, ["body", "topic_id"]),
+    ({"topic": {"title": "x"}, "top_k": 51}, 422, ["body", "top_k"]),
+    ({"topic": {"title": "x"}, "top_k": 0}, 422, ["body", "top_k"]),
+    ({"topic": {"title": "x"}, "candidates": 1000}, 422, ["body", "candidates"]),
+    ({"topic": {"title": "   "}}, 422, ["body", "topic", "title"]),
+    ({"topic": {"title": ""}}, 422, ["body", "topic", "title"]),
+    ({"topic": {"title": "x" * 201}}, 422, ["body", "topic", "title"]),
+    ({"topic": {"title": "x", "language": "xx"}}, 422, ["body", "language", 0]),
+    ({"topic": {"title": "x"}, "languages": ["en", "xx"]}, 422, ["body", "languages", 1]),
+    ({"topic": {"title": "x"}, "kinds": ["podcast"]}, 422, ["body", "kinds", 0]),
+    ({"topic": {"title": "x"}, "threshold": 1.5}, 422, ["body", "threshold"]),
+    ({"topic": {"title": "x"}, "topic_id": "fr"}, 422, ["body"]),
+    ({}, 422, ["body"]),
+    ({"topic": {"title": 3}}, 422, ["body", "topic", "title"]),
+    ({"topic": {"title": "x"}, "colour": "red"}, 422, ["body", "colour"]),
+])
+def test_bad_recommend_requests_name_the_field(client: TestClient, body: dict, status: int, field: list) -> None:
+    response = client.post("/recommend", json=body)
+    assert response.status_code == status
+    assert response.json()["detail"][0]["loc"] == field and response.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize(("content", "content_type"), [
+    (b"{broken", "application/json"), (b"hello", "text/plain"), (b"", "application/json"),
+    (b"\xff\xfe", "application/json"), (b"[1, 2]", "application/json"),
+])
+def test_broken_bodies_get_4xx_never_500(client: TestClient, content: bytes, content_type: str) -> None:
+    response = client.post("/recommend", content=content, headers={"content-type": content_type})
+    assert 400 <= response.status_code < 500 and "detail" in response.json()
+
+
+def test_rerank_scores_callers_candidates(client: TestClient) -> None:
+    body = client.post("/rerank", json={"query": "area of a triangle",
+                                        "candidates": ["half base times height", "photosynthesis", "cells"]}).json()
+    assert sorted(score["index"] for score in body["scores"]) == [0, 1, 2]
+    probabilities = [score["probability"] for score in body["scores"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    too_many = client.post("/rerank", json={"query": "q", "candidates": ["a"] * 5})
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["body", "candidates"]
+    blank = client.post("/rerank", json={"query": "q", "candidates": ["a", " "]})
+    assert blank.json()["detail"][0]["loc"] == ["body", "candidates", 1]
+    assert client.post("/rerank", json={"query": "q", "candidates": []}).status_code == 422
+
+
+def test_metrics_export_requests_and_stages(client: TestClient) -> None:
+    client.post("/recommend", json={"topic_id": "fr_add"})
+    text = client.get("/metrics").text
+    assert 'edurank_requests_total{route="/recommend",status="200"}' in text
+    for stage in ("queue", "tokenise", "encode", "search", "rerank"):
+        assert f'edurank_stage_seconds_count{{stage="{stage}"}}' in text
+    assert 'edurank_request_seconds_bucket{le="0.005",route="/recommend"}' in text
+
+
+def test_not_ready_until_loaded_and_the_reason_when_loading_fails(settings: Settings, tmp_path: Path) -> None:
+    broken = settings.model_copy(update={"catalog": tmp_path / "missing", "background_load": False})
+    with TestClient(create_app(broken)) as client:
+        assert client.get("/health").status_code == 200
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and "no such directory" in ready.json()["detail"]
+        response = client.post("/recommend", json={"topic_id": "fr"})
+        assert response.status_code == 503 and "not ready" in response.json()["detail"][0]["msg"]
+
+
+def test_a_stale_index_is_rebuilt_only_when_allowed(settings: Settings, tmp_path: Path) -> None:
+    catalog = write_catalog(tmp_path / "catalog2", correlations=[{"topic_id": "fr_mul", "content_ids": "c3"}])
+    no_build = settings.model_copy(update={"catalog": catalog, "build_index": False})
+    with TestClient(create_app(no_build)) as client:
+        assert "another version of the catalog" in client.get("/ready").json()["detail"]
+    rebuild = settings.model_copy(update={"catalog": catalog, "artifacts": tmp_path / "artifacts"})
+    with TestClient(create_app(rebuild)) as client:
+        assert client.get("/ready").status_code == 200
