@@ -1,10 +1,10 @@
-# The two commands the README starts with: `make run` (set up + main job) and `make test`.
+# The two commands the README starts with: `make run` (set up + start the service) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint
+.PHONY: setup run demo test lint
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	touch $@
 
 run: setup
+	$(VENV)/bin/edurank serve
+
+demo: setup
 	$(VENV)/bin/edurank demo
 
 test: setup

@@ -41,26 +41,36 @@ def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, index_type: str
                 batch_size: int = 32, nlist: int | None = None, progress: bool = True) -> Path:
     """Run the job and return the published `<out>/<version>/` directory."""
     started = time.time()
-    params: dict[str, Any] = {"index_type": index_type, "batch_size": batch_size, "nlist": nlist,
-                              "max_tokens": encoder.max_tokens}
+    vectors = embed_content(encoder, content_texts(catalog, encoder.builder), batch_size, progress)
+    return publish_index(vectors, encoder, catalog, out, index_type, nlist, {"batch_size": batch_size},
+                         embed_seconds=time.time() - started)
+
+
+def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out: Path, index_type: str = "flat",
+                  nlist: int | None = None, params: dict[str, Any] | None = None,
+                  embed_seconds: float | None = None) -> Path:
+    """Build the FAISS index over the catalog's content vectors (row i = content row i) and publish it with
+    a manifest naming the encoder and the catalog."""
+    started = time.time()
+    params = {"index_type": index_type, "nlist": nlist, "max_tokens": encoder.max_tokens, **(params or {})}
     run_hash = hash_json({"model": encoder.fingerprint, "catalog": catalog.data_hash, "params": params})
     with staging_dir(out, f"index-{run_hash[:12]}") as work:
-        texts = content_texts(catalog, encoder.builder)
-        vectors = embed_content(encoder, texts, batch_size, progress)
-        embed_seconds = time.time() - started
         index = ContentIndex(build_faiss(vectors, index_type, nlist),
                              catalog.content.select("id", "language", "kind", "title"), {})
         index.save(work)
         version = new_version(run_hash)
+        seconds = {"build": round(time.time() - started, 2)}
+        if embed_seconds is not None:
+            seconds["embed"] = round(embed_seconds, 2)
         write_manifest(work, {
             "kind": "index", "version": version, "edurank": edurank.__version__,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "model": {"path": str(encoder.path), "fingerprint": encoder.fingerprint},
             "catalog": {"hash": catalog.data_hash, "files": [str(p) for p in catalog.files]},
-            "dimension": encoder.dimension, "count": len(texts), "index_type": index_type, "params": params,
-            "languages": catalog.content["language"].value_counts().sort("language").rows(),
-            "seconds": {"embed": round(embed_seconds, 2), "total": round(time.time() - started, 2)},
-            "items_per_second": round(len(texts) / max(embed_seconds, 1e-9), 1),
+            "dimension": int(vectors.shape[1]), "count": int(vectors.shape[0]), "index_type": index_type,
+            "params": params, "languages": catalog.content["language"].value_counts().sort("language").rows(),
+            "seconds": seconds,
+            "items_per_second": round(len(vectors) / max(embed_seconds, 1e-9), 1) if embed_seconds else None,
         })
         return publish(work, out, version)
 

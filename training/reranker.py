@@ -46,7 +46,7 @@ from edurank.artifacts import (
     staging_dir,
     write_manifest,
 )
-from edurank.encoders import model_path
+from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from reranker.decision import DecisionRule, TopicScores, tune_rule
 from reranker.evaluation import recommend_metrics
@@ -114,12 +114,11 @@ def assign_miners(catalog: Catalog, topics: Sequence[str], retrievers: Sequence[
     return {path: ids for path, ids in plan.items() if ids}
 
 
-def mine_candidates(catalog: Catalog, topics: Sequence[str], retrievers: Sequence[Path], top_n: int,
-                    fold_of: dict[str, int]) -> pl.DataFrame:
-    """(topic_id, content_id, rank, label, fold, retrieved) rows: each topic's top-N from its blind retriever,
-    plus its gold items that were not retrieved (retrieved = False, rank N + 1)."""
+def mine_candidates(catalog: Catalog, plan: dict[Path, list[str]], top_n: int, fold_of: dict[str, int]) -> pl.DataFrame:
+    """(topic_id, content_id, rank, label, fold, retrieved) rows: each topic's top-N from its blind retriever
+    (`plan`: retriever -> topics), plus its gold items that were not retrieved (retrieved = False, rank N + 1)."""
     rows: list[dict[str, Any]] = []
-    for path, ids in assign_miners(catalog, topics, retrievers).items():
+    for path, ids in plan.items():
         log.info("mining top-%d candidates for %d topics with %s", top_n, len(ids), path)
         encoder = BiEncoder.load(path)
         with torch.inference_mode():
@@ -277,19 +276,19 @@ def score_fold(reranker: Reranker, rows: pl.DataFrame) -> pl.DataFrame:
 
 def train_reranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config: RerankerConfig) -> Path:
     """Mine, cross-fit, calibrate, tune, train the served model; publish `<out>/<version>/`."""
-    retriever_paths = [model_path(r) for r in retrievers]
-    depends = [{"path": str(p), "version": read_manifest(p).get("version") if (p / MANIFEST).is_file() else None,
-                "fingerprint": BiEncoder.load(p).fingerprint} for p in retriever_paths]
-    run_hash = hash_json({"config": asdict(config), "data": catalog.data_hash, "retrievers": depends,
-                          "edurank": edurank.__version__})
     started = time.time()
     assignment = topic_folds(catalog, config.folds, config.seed)
     topics = sorted(t for t, f in assignment.items() if f != TRAIN_ONLY and f != config.fold)
+    plan = assign_miners(catalog, topics, [model_path(r) for r in retrievers])
+    depends = [{"path": str(p), "version": read_manifest(p).get("version") if (p / MANIFEST).is_file() else None,
+                "fingerprint": fingerprint(p), "topics": len(ids)} for p, ids in plan.items()]
+    run_hash = hash_json({"config": asdict(config), "data": catalog.data_hash, "retrievers": depends,
+                          "edurank": edurank.__version__})
     with staging_dir(out, f"run-{run_hash[:12]}", keep_on_error=True) as work:
         if (work / CANDIDATES).is_file():
             candidates = pl.read_parquet(work / CANDIDATES)
         else:
-            candidates = mine_candidates(catalog, topics, retriever_paths, config.candidates, assignment)
+            candidates = mine_candidates(catalog, plan, config.candidates, assignment)
             candidates.write_parquet(work / CANDIDATES)
         log.info("%d candidate pairs for %d topics, %d positive (%d added because retrieval missed them)",
                  len(candidates), candidates["topic_id"].n_unique(), candidates["label"].sum(),

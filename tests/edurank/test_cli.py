@@ -53,3 +53,31 @@ def test_demo_builds_once_then_reuses_the_index(tiny_catalog: Path, tmp_path: Pa
     assert "built index" in first and "> topic fr_add: Mathematics > Fractions > Adding fractions" in first
     assert main(args) == 0
     assert "using index" in capsys.readouterr().out
+
+
+def test_reranker_training_refuses_retrievers_that_saw_every_topic(tiny_catalog: Path, tmp_path: Path,
+                                                                   capsys) -> None:
+    from edurank.artifacts import write_manifest
+    from retriever.catalog import load_catalog
+
+    seen_all = tmp_path / "retriever"
+    seen_all.mkdir()
+    write_manifest(seen_all, {"kind": "retriever", "params": {"fold": None, "folds": 2, "seed": 42},
+                              "data": {"catalog_hash": load_catalog(tiny_catalog).data_hash, "files": []}})
+    code = main(["train", "reranker", "--catalog", str(tiny_catalog), "--retriever", str(seen_all),
+                 "--out", str(tmp_path / "reranker"), "--folds", "2"])
+    assert code == 2
+    assert "every given retriever trained on these topics" in capsys.readouterr().err
+    assert not list((tmp_path / "reranker").glob("2*"))
+
+
+def test_evaluate_recommend_writes_report_and_curve(tiny_catalog: Path, tmp_path: Path, capsys) -> None:
+    from reranker.model import PairFormat, Reranker
+
+    Reranker.load(None, PairFormat(16, 32)).save(tmp_path / "reranker")
+    out = tmp_path / "report"
+    assert main(["evaluate", "recommend", "--catalog", str(tiny_catalog), "--reranker", str(tmp_path / "reranker"),
+                 "--candidates", "4", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["topics"] == 4 and report["candidates"] == 4 and "mean_f2" in report
+    assert (out / "f2_threshold.png").is_file()

@@ -43,7 +43,7 @@ def test_missed_gold_items_are_added_as_positives(tiny_catalog: Path) -> None:
     from edurank.encoders import bundled_model_path
 
     catalog = load_catalog(tiny_catalog)
-    frame = mine_candidates(catalog, ["fr_add", "geo_area"], [bundled_model_path()], 1, {"fr_add": 0, "geo_area": 1})
+    frame = mine_candidates(catalog, {bundled_model_path(): ["fr_add", "geo_area"]}, 1, {"fr_add": 0, "geo_area": 1})
     for topic in ("fr_add", "geo_area"):
         rows = frame.filter(pl.col("topic_id") == topic)
         assert rows.filter(pl.col("retrieved")).height == 1

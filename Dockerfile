@@ -1,0 +1,32 @@
+# edurank service image: CPU PyTorch, installed by the same scripts/setup.sh as the README's `make run`.
+# Artifacts (retriever/, index/, reranker/ versions, see README) are mounted at /artifacts; a catalog can be
+# mounted too and named with EDURANK_CATALOG. Without either, it serves the bundled sample catalog.
+FROM python:3.11-slim
+
+ENV HF_HUB_OFFLINE=1 \
+    TOKENIZERS_PARALLELISM=false \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    VENV=/opt/edurank/.venv \
+    EXTRAS="" \
+    EDURANK_HOST=0.0.0.0 \
+    EDURANK_PORT=8000 \
+    EDURANK_ARTIFACTS=/artifacts
+
+WORKDIR /opt/edurank
+COPY pyproject.toml README.md ./
+COPY scripts/ scripts/
+COPY edurank/ edurank/
+COPY retriever/ retriever/
+COPY reranker/ reranker/
+COPY service/ service/
+COPY training/ training/
+RUN bash scripts/setup.sh
+
+RUN useradd --create-home --uid 10001 edurank && mkdir -p /artifacts && chown edurank /artifacts
+USER edurank
+VOLUME ["/artifacts"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["/opt/edurank/.venv/bin/python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+CMD ["/opt/edurank/.venv/bin/edurank", "serve"]

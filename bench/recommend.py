@@ -1,0 +1,45 @@
+"""Held-out figures of the full pipeline (retrieve -> rerank -> rule) from a reranker trained with
+cross-fitting: per fold, each fold scored by models that never saw it and with a rule tuned on the other
+folds' out-of-fold probabilities. Train first with `edurank train reranker` (commands in bench/README.md).
+
+    .venv/bin/python bench/recommend.py artifacts/bench/rr-curriculum
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edurank.artifacts import read_manifest, resolve
+
+COLUMNS = ("topics", "mean_f2", "mean_precision", "mean_recall", "candidate_recall", "map@25", "retrieval_map@25")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reranker", type=Path, help="a reranker version dir or artifact root")
+    manifest = read_manifest(resolve(parser.parse_args().reranker))
+    metrics = manifest["metrics"]
+    if not metrics:
+        raise SystemExit("this reranker was trained without cross-fitting: use `edurank evaluate recommend --fold`")
+    params = manifest["params"]
+    print(f"reranker {manifest['version']}: {params['candidates']} candidates, {params['epochs']} epoch(s), "
+          f"{params['negatives']} negatives/topic, trained in {manifest['train_seconds'] / 60:.1f} min")
+    print("retrievers: " + ", ".join(f"{r['version'] or r['path']}" for r in manifest["retrievers"]))
+    print(f"rule tuned on all OOF: {manifest['rule']}; calibration {manifest['calibration']}")
+    columns = [c for c in COLUMNS if c in metrics["held_out"]]
+    print("| fold | " + " | ".join(columns) + " | rule (tuned on the other folds) |")
+    print("|---" * (len(columns) + 2) + "|")
+    for fold, figures in metrics["folds"].items():
+        rule = figures["rule"]
+        print(f"| {fold} | " + " | ".join(fmt(figures[c]) for c in columns)
+              + f" | t={rule['threshold']:.2f} cap={rule['max_items']} |")
+    print("| **all** | " + " | ".join(fmt(metrics["held_out"][c]) for c in columns) + " | |")
+
+
+def fmt(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""`/recommend` latency under load: a 100k-item index, 32 candidates reranked, N concurrent clients on loopback.
+
+The 100k-item catalog is the given catalog's content repeated (ids suffixed `~k`, text cut to 1,000
+characters) until it holds `--items` rows; its vectors are the real embeddings of the originals plus a
+little Gaussian jitter, renormalised, so FAISS searches 100k distinct vectors (embedding 100k items on
+this CPU would take half an hour and measure the indexing job, not the service). The service runs in its
+own process (`edurank serve`), started with `EDURANK_*` settings, exactly as users start it.
+
+    .venv/bin/python bench/service_latency.py --catalog ../shared/data/curriculum \
+        --retriever artifacts/retriever --reranker artifacts/reranker --clients 8 --requests 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import polars as pl
+
+from retriever.catalog import load_catalog
+from retriever.indexing import embed_content, publish_index
+from retriever.model import BiEncoder
+from retriever.texts import content_texts
+
+
+def build_large_catalog(source: Path, encoder: BiEncoder, items: int, out: Path, seed: int = 0) -> Path:
+    """Write `out/catalog` (topics and correlations as given, content repeated to `items` rows) and publish
+    its index under `out/index`; reuse both when they exist."""
+    catalog_dir, index_dir = out / "catalog", out / "index"
+    if (index_dir / "LATEST").is_file():
+        return catalog_dir
+    original = load_catalog(source)
+    copies = -(-items // len(original.content))
+    content = pl.concat([
+        original.content.with_columns((pl.col("id") + f"~{k}").alias("id"), pl.col("text").str.slice(0, 1000))
+        for k in range(copies)]).head(items)
+    catalog_dir.mkdir(parents=True, exist_ok=True)
+    content.write_parquet(catalog_dir / "content.parquet")
+    for name in ("topics", "correlations"):
+        pl.read_csv(source / f"{name}.csv", infer_schema=False).write_parquet(catalog_dir / f"{name}.parquet")
+    large = load_catalog(catalog_dir)
+    base = embed_content(encoder, content_texts(original, encoder.builder))
+    rng = np.random.default_rng(seed)
+    vectors = np.tile(base, (copies, 1))[:items] + rng.normal(0, 0.02, (copies * len(base), base.shape[1]))[:items]
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    vectors[:len(base)] = base  # the originals keep their exact vectors
+    publish_index(vectors, encoder, large, index_dir, params={"synthetic": "jittered copies, bench only"})
+    return catalog_dir
+
+
+async def load(url: str, topic_ids: list[str], clients: int, requests: int, candidates: int) -> dict[str, object]:
+    """`clients` workers send `requests` /recommend calls in all; per-call latency in seconds."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            body = {"topic_id": topic_ids[i % len(topic_ids)], "candidates": candidates}
+            started = time.perf_counter()
+            try:
+                response = await client.post(f"{url}/recommend", json=body)
+                status = str(response.status_code)
+            except httpx.HTTPError as err:
+                status = type(err).__name__
+            if status == "200":
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors[status] = errors.get(status, 0) + 1
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=120) as client:
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - started}
+
+
+def stage_means(metrics_text: str) -> dict[str, float]:
+    """Mean seconds per pipeline stage from the service's Prometheus histograms."""
+    sums = dict(re.findall(r'edurank_stage_seconds_sum\{stage="(\w+)"\} ([\d.e+-]+)', metrics_text))
+    counts = dict(re.findall(r'edurank_stage_seconds_count\{stage="(\w+)"\} ([\d.e+-]+)', metrics_text))
+    return {stage: float(sums[stage]) / max(float(counts[stage]), 1) for stage in sums}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--catalog", type=Path, required=True)
+    parser.add_argument("--retriever", default=None, help="default: bundled")
+    parser.add_argument("--reranker", required=True)
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=16)
+    parser.add_argument("--candidates", type=int, default=32)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--out", type=Path, default=Path("artifacts/bench/latency"))
+    args = parser.parse_args()
+
+    encoder = BiEncoder.load(args.retriever)
+    catalog_dir = build_large_catalog(args.catalog, encoder, args.items, args.out)
+    env = {**os.environ, "EDURANK_CATALOG": str(catalog_dir), "EDURANK_INDEX": str(args.out / "index"),
+           "EDURANK_RETRIEVER": str(encoder.path), "EDURANK_RERANKER": args.reranker,
+           "EDURANK_ARTIFACTS": str(args.out), "EDURANK_BUILD_INDEX": "false"}
+    log_path = args.out / "server.log"
+    server = subprocess.Popen([sys.executable, "-m", "edurank.cli", "serve", "--port", str(args.port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=log_path.open("w"))
+    url = f"http://127.0.0.1:{args.port}"
+    try:
+        ready = wait_ready(url, server, log_path)
+        topics = pl.read_parquet(catalog_dir / "correlations.parquet")["topic_id"].to_list()
+        asyncio.run(load(url, topics, args.clients, args.warmup, args.candidates))
+        result = asyncio.run(load(url, topics[args.warmup:], args.clients, args.requests, args.candidates))
+        stages = stage_means(httpx.get(f"{url}/metrics").text)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    latencies = sorted(result["latencies"])  # type: ignore[arg-type]
+    print(f"index: {ready['registry']['catalog_items']} items; versions {ready['registry']['versions']}")
+    print(f"{args.requests} requests, {args.clients} concurrent clients, {args.candidates} candidates reranked")
+    print(f"errors: {result['errors'] or 'none'}")
+    if latencies:
+        p = np.percentile(latencies, [50, 90, 99]) * 1000
+        mean = statistics.mean(latencies) * 1000
+        print(f"latency ms: p50 {p[0]:.0f}  p90 {p[1]:.0f}  p99 {p[2]:.0f}  mean {mean:.0f}")
+        print(f"throughput: {len(latencies) / result['seconds']:.2f} requests/s")  # type: ignore[operator]
+    print("mean ms per stage (warm-up included): " + "  ".join(f"{k} {v * 1000:.1f}" for k, v in stages.items()))
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes], log_path: Path, timeout: float = 600) -> dict[str, object]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the service exited; see {log_path}")
+        try:
+            response = httpx.get(f"{url}/ready", timeout=5)
+            if response.status_code == 200:
+                return response.json()
+            if response.json().get("detail") not in (None, "loading"):
+                raise SystemExit(f"the service failed to load: {response.json()['detail']}")
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    raise SystemExit("the service was not ready in time")
+
+
+if __name__ == "__main__":
+    main()
