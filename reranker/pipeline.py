@@ -104,7 +104,7 @@ class Recommender:
                 features = self.reranker.tokenize([pairs[i] for i in batch])
             with timer("rerank"):
                 logits[batch] = self.reranker.forward(features)
-        probabilities = self.reranker.calibration(logits)
+        probabilities = self.reranker.calibration(logits, ranks)
         return np.split(probabilities, np.cumsum([len(r) for r in rows])[:-1])
 
     def score(self, queries: Sequence[Query], candidates: int = 32, rerank: bool = True,

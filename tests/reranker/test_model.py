@@ -46,7 +46,7 @@ def test_rank_feature_needs_ranks(fresh: Reranker) -> None:
 
 
 def test_save_and_load_keep_format_calibration_and_rule(fresh: Reranker, tmp_path: Path) -> None:
-    fresh.calibration = Calibration(2.0, -1.0, True)
+    fresh.calibration = Calibration(slope=2.0, intercept=-1.0, fitted=True)
     fresh.rule = DecisionRule(0.3, 7, 1, True)
     fresh.save(tmp_path)
     loaded = Reranker.load(tmp_path)
@@ -54,3 +54,15 @@ def test_save_and_load_keep_format_calibration_and_rule(fresh: Reranker, tmp_pat
     pairs = fresh.pairs([("Triangles",), ("Cells",)], [("Area of a triangle",), ("Photosynthesis",)])
     assert np.allclose(loaded.logits(pairs), fresh.logits(pairs), atol=1e-5)
     assert np.allclose(loaded.probabilities(pairs), fresh.calibration(fresh.logits(pairs)))
+
+
+def test_a_rank_aware_calibration_needs_ranks_and_lowers_later_ranks() -> None:
+    rng = np.random.default_rng(1)
+    ranks = rng.integers(1, 33, 5000)
+    labels = rng.random(5000) < 0.5 / ranks
+    logits = rng.normal(0, 1, 5000) + 1.5 * labels
+    calibration = Calibration.fit(logits, labels, ranks)
+    assert calibration.rank_weight < 0
+    assert calibration(np.array([0.0]), [1])[0] > calibration(np.array([0.0]), [20])[0]
+    with pytest.raises(ValueError, match="ranks"):
+        calibration(np.array([0.0]))
