@@ -40,6 +40,15 @@ def add_folds(parser: argparse.ArgumentParser, fold_help: str) -> None:
     parser.add_argument("--seed", type=int, default=42)
 
 
+def add_evaluation_set(parser: argparse.ArgumentParser, out: str) -> None:
+    """--topics/--correlations/--fold/--out/--threads: which topics an evaluation scores, and where."""
+    parser.add_argument("--topics", type=Path, default=None, help="evaluation topics (default: catalog's)")
+    parser.add_argument("--correlations", type=Path, default=None)
+    add_folds(parser, "evaluate only this held-out fold (default: every topic with content)")
+    parser.add_argument("--out", type=Path, default=Path(out))
+    add_threads(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edurank", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -118,11 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrieval = evaluate.add_parser("retrieval", help="recall@k and MAP@25 over the whole catalog")
     retrieval.add_argument("--catalog", type=Path, required=True)
     retrieval.add_argument("--model", default=None)
-    retrieval.add_argument("--topics", type=Path, default=None, help="evaluation topics (default: catalog's)")
-    retrieval.add_argument("--correlations", type=Path, default=None)
-    add_folds(retrieval, "evaluate only this held-out fold (default: every topic with content)")
-    retrieval.add_argument("--out", type=Path, default=Path("artifacts/reports/retrieval"))
-    add_threads(retrieval)
+    add_evaluation_set(retrieval, "artifacts/reports/retrieval")
 
     recommend = evaluate.add_parser("recommend", help="mean F2 / precision / recall of retrieve -> rerank -> rule")
     recommend.add_argument("--catalog", type=Path, required=True)
@@ -130,11 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--reranker", required=True)
     recommend.add_argument("--candidates", type=positive_int, default=None,
                            help="top-N to rerank (default: what the reranker was trained on)")
-    recommend.add_argument("--topics", type=Path, default=None, help="evaluation topics (default: catalog's)")
-    recommend.add_argument("--correlations", type=Path, default=None)
-    add_folds(recommend, "evaluate only this held-out fold (default: every topic with content)")
-    recommend.add_argument("--out", type=Path, default=Path("artifacts/reports/recommend"))
-    add_threads(recommend)
+    add_evaluation_set(recommend, "artifacts/reports/recommend")
 
     serve = commands.add_parser("serve", help="start the HTTP service (settings: EDURANK_* variables, see README)")
     serve.add_argument("--host", default=None)

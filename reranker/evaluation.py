@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from edurank.artifacts import atomic_write_text
+from edurank.plots import save_line_plot
 from reranker.decision import DEFAULT_THRESHOLDS, DecisionRule, TopicScores, rule_scores
 from reranker.pipeline import Query, Recommender, StageTimes
 from retriever.catalog import Catalog
@@ -73,26 +74,16 @@ def evaluate_recommend(recommender: Recommender, catalog: Catalog, topic_ids: Se
 
 def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """report.json plus f2_threshold.png (mean F2, precision and recall against the threshold)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out_dir / "report.json", out_dir / "f2_threshold.png"
     atomic_write_text(json_path, json.dumps(report, indent=2))
     curve, rule = report["curve"], report["rule"]
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for key, label in (("f", "mean F2"), ("precision", "mean precision"), ("recall", "mean recall")):
-        axis.plot(curve["threshold"], curve[key], label=label)
-    axis.axvline(rule["threshold"], color="grey", linestyle="--", label=f"rule threshold {rule['threshold']:.2f}")
-    axis.set_ylim(0, 1)
-    axis.set_xlabel(f"threshold (cap {rule['max_items']}, at least {rule['min_items']})")
-    axis.set_ylabel("per-topic mean")
-    axis.set_title(f"{report['topics']} topics, mean F2 {report['mean_f2']:.3f}")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(png_path, dpi=100)
-    plt.close(figure)
+
+    def draw(axis: Any) -> None:
+        for key, label in (("f", "mean F2"), ("precision", "mean precision"), ("recall", "mean recall")):
+            axis.plot(curve["threshold"], curve[key], label=label)
+        axis.axvline(rule["threshold"], color="grey", linestyle="--", label=f"rule threshold {rule['threshold']:.2f}")
+
+    save_line_plot(png_path, draw, f"threshold (cap {rule['max_items']}, at least {rule['min_items']})",
+                   "per-topic mean", f"{report['topics']} topics, mean F2 {report['mean_f2']:.3f}")
     return json_path, png_path

@@ -27,19 +27,24 @@ Timer = Callable[[str], AbstractContextManager[object]]
 STAGES = ("tokenise", "encode", "search", "rerank")
 
 
+@contextlib.contextmanager
+def timed(record: Callable[[float], object]) -> Iterator[None]:
+    """Run the block, then `record` its wall-clock seconds (also when it raised)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        record(time.perf_counter() - started)
+
+
 @dataclass
 class StageTimes:
     """A Timer that adds up seconds per stage."""
 
     seconds: dict[str, float] = field(default_factory=dict)
 
-    @contextlib.contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
+    def __call__(self, stage: str) -> AbstractContextManager[None]:
+        return timed(lambda seconds: self.seconds.__setitem__(stage, self.seconds.get(stage, 0.0) + seconds))
 
 
 def no_timer(stage: str) -> AbstractContextManager[object]:

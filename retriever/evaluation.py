@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from edurank.artifacts import atomic_write_text
+from edurank.plots import save_line_plot
 from retriever.catalog import Catalog
 from retriever.index import build_faiss
 from retriever.model import BiEncoder
@@ -78,26 +79,15 @@ def evaluate_retrieval(encoder: BiEncoder, catalog: Catalog, topic_ids: Sequence
 
 def write_report(report: dict[str, Any], out_dir: Path, ks: Sequence[int] = DEFAULT_KS) -> tuple[Path, Path]:
     """report.json plus recall_at_k.png (micro and per-topic recall against k)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out_dir / "report.json", out_dir / "recall_at_k.png"
     atomic_write_text(json_path, json.dumps(report, indent=2))
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot(ks, [report[f"recall@{k}"] for k in ks], marker="o", label="recall@k (micro)")
-    axis.plot(ks, [report[f"mean_recall@{k}"] for k in ks], marker="s", label="mean recall@k per topic")
-    axis.set_xscale("log")
-    axis.set_xticks(list(ks), [str(k) for k in ks])
-    axis.set_ylim(0, 1)
-    axis.set_xlabel("k")
-    axis.set_ylabel("recall")
-    axis.set_title(f"{report.get('model', 'model')}: {report['topics']} topics")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(png_path, dpi=100)
-    plt.close(figure)
+
+    def draw(axis: Any) -> None:
+        axis.plot(ks, [report[f"recall@{k}"] for k in ks], marker="o", label="recall@k (micro)")
+        axis.plot(ks, [report[f"mean_recall@{k}"] for k in ks], marker="s", label="mean recall@k per topic")
+        axis.set_xscale("log")
+        axis.set_xticks(list(ks), [str(k) for k in ks])
+
+    save_line_plot(png_path, draw, "k", "recall", f"{report.get('model', 'model')}: {report['topics']} topics")
     return json_path, png_path

@@ -3,11 +3,11 @@ seconds per pipeline stage (queue, tokenise, encode, search, rerank) as text-emb
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from reranker.pipeline import timed
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -23,11 +23,6 @@ class Metrics:
         self.items = Histogram("edurank_items_returned", "items returned per recommend call",
                                buckets=(0, 1, 2, 3, 5, 10, 20, 50), registry=self.registry)
 
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
+    def stage(self, name: str) -> AbstractContextManager[None]:
         """A pipeline Timer: observes the stage's seconds."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stages.labels(name).observe(time.perf_counter() - started)
+        return timed(self.stages.labels(name).observe)
