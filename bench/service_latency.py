@@ -1,6 +1,6 @@
 """`/recommend` latency under load: a 100k-item index, 32 candidates reranked, N concurrent clients on loopback.
 
-The 100k-item catalog is the given catalog's content repeated (ids suffixed `~k`, text cut to 1,000
+The 100k-item catalog is the given catalog's content repeated (copies' ids suffixed `~k`, text cut to 1,000
 characters) until it holds `--items` rows; its vectors are the real embeddings of the originals plus a
 little Gaussian jitter, renormalised, so FAISS searches 100k distinct vectors (embedding 100k items on
 this CPU would take half an hour and measure the indexing job, not the service). The service runs in its
@@ -41,8 +41,9 @@ def build_large_catalog(source: Path, encoder: BiEncoder, items: int, out: Path,
     original = load_catalog(source)
     copies = -(-items // len(original.content))
     content = pl.concat([
-        original.content.with_columns((pl.col("id") + f"~{k}").alias("id"), pl.col("text").str.slice(0, 1000))
-        for k in range(copies)]).head(items)
+        original.content.with_columns((pl.col("id") + (f"~{k}" if k else "")).alias("id"),
+                                      pl.col("text").str.slice(0, 1000))
+        for k in range(copies)]).head(items)  # copy 0 keeps the real ids, so the correlations still hold
     catalog_dir.mkdir(parents=True, exist_ok=True)
     content.write_parquet(catalog_dir / "content.parquet")
     for name in ("topics", "correlations"):
