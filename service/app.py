@@ -21,6 +21,7 @@ from service.errors import RequestError, request_error_handler
 from service.metrics import Metrics
 from service.registry import Registry
 from service.routes import ops, recommend
+from service.routes.docs import mount_docs
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             load_registry(app, settings)
         yield
 
-    app = FastAPI(title="edurank", version=edurank.__version__, lifespan=lifespan,
+    app = FastAPI(title="edurank", version=edurank.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Retrieve-and-rank for education content: recommend catalog content for a "
                               "curriculum topic, rerank your own candidates.")
     app.state.settings, app.state.metrics = settings, Metrics()
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.middleware("http")(observe_requests)
     app.include_router(ops.router)
     app.include_router(recommend.router)
+    mount_docs(app)
     return app
 
 

@@ -40,7 +40,9 @@ def test_health_ready_and_docs(client: TestClient) -> None:
     assert ready.json()["registry"]["catalog_items"] == 7
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/recommend", "/rerank", "/health", "/ready", "/metrics"} <= set(paths)
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text  # served locally: works air-gapped
+    assert client.get("/static/swagger-ui/swagger-ui-bundle.js").status_code == 200
 
 
 def test_recommend_by_topic_id(client: TestClient) -> None:
