@@ -217,12 +217,14 @@ class RerankerTrainer:
                 "epoch": epoch + 1, "model": self.reranker.model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state()})
         self.reranker.model.eval()
-        self.reranker.calibration = Calibration.prior_correction(self.pos_weight * self.negative_rate())
+        self.reranker.calibration = self.prior_calibration()
         return self.reranker
 
-    def negative_rate(self) -> float:
-        """Fraction of the candidates' negatives seen per epoch (sampling them inflates the odds by 1/rate)."""
-        return self.expected_negatives() / max(int((~self.pairs["label"]).sum()), 1)
+    def prior_calibration(self) -> Calibration:
+        """Undo what training did to the odds: `pos_weight` multiplies them by w, and seeing only a fraction r
+        of the negatives by 1 / r, so the trained logit is the true one plus log(w / r)."""
+        negative_rate = self.expected_negatives() / max(int((~self.pairs["label"]).sum()), 1)
+        return Calibration.prior_correction(self.pos_weight / negative_rate)
 
 
 # -- the run ------------------------------------------------------------------------------------------------

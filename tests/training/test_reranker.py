@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -86,3 +87,12 @@ def test_a_failed_run_resumes_without_retraining_finished_folds(sample_catalog: 
     assert len(staging) == 1 and (staging[0] / "oof.parquet").is_file()
     train_reranker(catalog, ["bundled"], tmp_path / "out", config)
     assert labels == ["fold 0", "fold 1", "final", "final"]
+
+
+def test_without_cross_fitting_the_prior_correction_undoes_weighting_and_sampling(tmp_path: Path) -> None:
+    rows = [{"topic_id": "t", "content_id": f"c{i}", "rank": i + 1, "label": i == 0, "retrieved": True, "fold": 0,
+             "a": "topic", "b": f"item {i}"} for i in range(21)]
+    trainer = module.RerankerTrainer(RerankerConfig(negatives=5, folds=2), pl.DataFrame(rows), tmp_path, "t")
+    # 1 positive, 20 negatives of which 5 are seen per epoch: w = 5, r = 1/4, so the shift is log(20)
+    assert trainer.pos_weight == 5.0
+    assert np.isclose(trainer.prior_calibration().intercept, -np.log(20.0))
