@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 from tqdm.auto import tqdm
 
 import edurank
@@ -153,10 +152,10 @@ class RerankerTrainer:
     def __init__(self, config: RerankerConfig, pairs: pl.DataFrame, work_dir: Path, label: str):
         self.config, self.pairs, self.work_dir, self.label = config, pairs, work_dir, label
         self.reranker = Reranker.load(config.base_model, config.pair_format)
-        freeze_lower_layers(self.reranker.model[0].auto_model, config.freeze_layers)
+        freeze_lower_layers(self.reranker.model.encoder, config.freeze_layers)
         positives = int(pairs["label"].sum())
         self.pos_weight = config.pos_weight or max(self.expected_negatives() / max(positives, 1), 1.0)
-        self.loss = BinaryCrossEntropyLoss(self.reranker.model, pos_weight=torch.tensor(self.pos_weight))
+        self.loss = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(self.pos_weight))
 
     def expected_negatives(self) -> int:
         """Negatives per epoch: up to `negatives` per topic (all of them when `negatives` is 0)."""
@@ -203,8 +202,8 @@ class RerankerTrainer:
                        unit="batch")
             for start in bar:
                 batch = rows[start:start + config.batch_size]
-                loss = self.loss([[texts_a[i] for i in batch], [texts_b[i] for i in batch]],
-                                 torch.from_numpy(labels[batch]))
+                features = self.reranker.tokenize([(texts_a[i], texts_b[i]) for i in batch])
+                loss = self.loss(self.reranker.model(**features), torch.from_numpy(labels[batch]))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.reranker.model.parameters(), 1.0)
                 optimizer.step()
@@ -282,6 +281,10 @@ def calibrate_and_tune(oof: pl.DataFrame, gold: dict[str, set[str]]) -> \
         options[name] = (calibration, rule, oof_report(scored, gold, rule), scored)
     chosen = max(options, key=lambda name: options[name][2]["held_out"]["mean_f2"])
     calibration, rule, metrics, scored = options[chosen]
+    # the same pipeline without the reranker: rank alone, calibrated and cut by its own tuned rule
+    log_rank = -np.log(ranks.astype(np.float64))
+    by_rank = oof.with_columns(pl.Series("probability", Calibration.fit(log_rank, labels)(log_rank)))
+    metrics["retrieval_only"] = oof_report(by_rank, gold, tune_rule(topic_score_list(by_rank, gold)[1]))["held_out"]
     metrics["calibration_options"] = {name: {"held_out_mean_f2": option[2]["held_out"]["mean_f2"],
                                              "calibration": asdict(option[0])} for name, option in options.items()}
     metrics["calibration_chosen"] = chosen

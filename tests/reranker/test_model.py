@@ -33,13 +33,13 @@ def test_platt_fit_is_monotone_and_calibrated_on_its_data() -> None:
 def test_pairs_fit_the_token_budget(fresh: Reranker) -> None:
     long = "word " * 300
     pairs = fresh.pairs([("Fractions", "Maths > Numbers", long)], [("Adding fractions", None, long)])
-    tokens = fresh.model.tokenizer(*pairs[0])["input_ids"]
+    tokens = fresh.tokenizer(*pairs[0])["input_ids"]
     assert len(tokens) <= fresh.format.max_length
     assert pairs[0][0].startswith("Fractions | Maths > Numbers | word")
 
 
 def test_rank_feature_needs_ranks(fresh: Reranker) -> None:
-    ranked = Reranker(fresh.model, fresh.path, fresh.fingerprint, PairFormat(8, 8, rank_feature=True))
+    ranked = Reranker(fresh.model, fresh.tokenizer, fresh.path, fresh.fingerprint, PairFormat(8, 8, rank_feature=True))
     assert ranked.pairs([("a",)], [("b",)], [3])[0][1] == "rank 3 | b"
     with pytest.raises(ValueError, match="ranks"):
         ranked.pairs([("a",)], [("b",)])

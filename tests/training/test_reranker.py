@@ -60,6 +60,9 @@ def test_training_cross_fits_tunes_and_publishes(sample_catalog: Path, tmp_path:
     assert set(manifest["metrics"]["folds"]) == {"0", "1"}
     held_out = manifest["metrics"]["held_out"]
     assert held_out["topics"] == manifest["data"]["train_topics"] and 0.0 <= held_out["mean_f2"] <= 1.0
+    options = manifest["metrics"]["calibration_options"]
+    assert manifest["metrics"]["calibration_chosen"] == max(options, key=lambda o: options[o]["held_out_mean_f2"])
+    assert manifest["metrics"]["retrieval_only"]["topics"] == held_out["topics"]
     oof = pl.read_parquet(path / "oof.parquet")
     assert oof["retrieved"].all() and oof.group_by("topic_id").len()["len"].max() <= 6
     reranker = Reranker.load(tmp_path / "reranker")
