@@ -35,6 +35,12 @@ def main() -> None:
         print(f"| {fold} | " + " | ".join(fmt(figures[c]) for c in columns)
               + f" | t={rule['threshold']:.2f} cap={rule['max_items']} |")
     print("| **all** | " + " | ".join(fmt(metrics["held_out"][c]) for c in columns) + " | |")
+    if "retrieval_only" in metrics:
+        print("| all, retrieval alone | " + " | ".join(fmt(metrics["retrieval_only"].get(c, float("nan")))
+                                                   for c in columns) + " | rank only, own rule |")
+    for name, option in metrics.get("calibration_options", {}).items():
+        chosen = " (chosen)" if name == metrics.get("calibration_chosen") else ""
+        print(f"calibration on {name}{chosen}: held-out mean F2 {option['held_out_mean_f2']:.3f}")
 
 
 def fmt(value: float | int) -> str:
