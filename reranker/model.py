@@ -149,7 +149,7 @@ class Reranker:
         """Encoder weights and tokenizer, plus reranker.json (format, head, calibration, rule)."""
         self.model.encoder.save_pretrained(str(directory))
         self.tokenizer.save_pretrained(str(directory))
-        head = {"scale": float(self.model.scale), "bias": float(self.model.bias)}
+        head = {"scale": float(self.model.scale.detach()), "bias": float(self.model.bias.detach())}
         atomic_write_text(directory / RERANKER_FILE, json.dumps(
             {"format": asdict(self.format), "head": head, "calibration": asdict(self.calibration),
              "rule": self.rule.to_dict()}, indent=2))
