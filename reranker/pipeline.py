@@ -24,7 +24,6 @@ from retriever.model import BiEncoder
 from retriever.texts import content_parts
 
 Timer = Callable[[str], AbstractContextManager[object]]
-STAGES = ("tokenise", "encode", "search", "rerank")
 
 
 @contextlib.contextmanager
