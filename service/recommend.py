@@ -43,11 +43,9 @@ def check_text(field: Sequence[str | int], value: str | None, limit: int) -> Non
         raise RequestError(field, f"is {len(value)} characters long; the limit is {limit}")
 
 
-def check_known(field: str, values: Sequence[str] | None, known: frozenset[str]) -> None:
-    for i, value in enumerate(values or []):
-        if value not in known:
-            raise RequestError((field, i), f"unknown {field.rstrip('s')} '{value}'; the catalog has: "
-                                           f"{', '.join(sorted(known))}")
+def check_known(field: Sequence[str | int], what: str, value: str, known: frozenset[str]) -> None:
+    if value not in known:
+        raise RequestError(field, f"unknown {what} '{value}'; the catalog has: {', '.join(sorted(known))}")
 
 
 def query_for(registry: Registry, request: RecommendRequest) -> tuple[Query, str | None]:
@@ -64,10 +62,12 @@ def query_for(registry: Registry, request: RecommendRequest) -> tuple[Query, str
         for name in ("title", "description", "breadcrumbs"):
             check_text(("topic", name), getattr(request.topic, name), limit)
         if request.topic.language is not None:
-            check_known("language", [request.topic.language], registry.languages)
+            check_known(("topic", "language"), "language", request.topic.language, registry.languages)
         parts = (request.topic.title, request.topic.breadcrumbs, request.topic.description)
-    check_known("languages", request.languages, registry.languages)
-    check_known("kinds", request.kinds, registry.kinds)
+    for i, language in enumerate(request.languages or []):
+        check_known(("languages", i), "language", language, registry.languages)
+    for i, kind in enumerate(request.kinds or []):
+        check_known(("kinds", i), "kind", kind, registry.kinds)
     return Query(parts, request.languages, request.kinds), request.topic_id
 
 

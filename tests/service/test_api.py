@@ -76,7 +76,7 @@ def test_recommend_by_text_with_options(client: TestClient) -> None:
     ({"topic": {"title": "   "}}, 422, ["body", "topic", "title"]),
     ({"topic": {"title": ""}}, 422, ["body", "topic", "title"]),
     ({"topic": {"title": "x" * 201}}, 422, ["body", "topic", "title"]),
-    ({"topic": {"title": "x", "language": "xx"}}, 422, ["body", "language", 0]),
+    ({"topic": {"title": "x", "language": "xx"}}, 422, ["body", "topic", "language"]),
     ({"topic": {"title": "x"}, "languages": ["en", "xx"]}, 422, ["body", "languages", 1]),
     ({"topic": {"title": "x"}, "kinds": ["podcast"]}, 422, ["body", "kinds", 0]),
     ({"topic": {"title": "x"}, "threshold": 1.5}, 422, ["body", "threshold"]),
