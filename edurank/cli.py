@@ -106,6 +106,44 @@ def build_parser() -> argparse.ArgumentParser:
     add_folds(reranker, "hold this fold out entirely, for `evaluate recommend --fold` (default: use every topic)")
     add_threads(reranker)
 
+    essays = train.add_parser("essays", help="six-trait essay scorer: fast path, fine-tuned path, OOF blend")
+    essays.add_argument("--data", type=Path, required=True, help="CSV: text_id, full_text and the six traits")
+    essays.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
+    essays.add_argument("--model", default=None, help="encoder: a local HF/ST dir (default: bundled MiniLM)")
+    essays.add_argument("--paths", choices=("auto", "fast", "finetune", "both"), default="auto",
+                        help="fast: frozen features -> SVR + TF-IDF ridge (CPU minutes); finetune: fold models; "
+                             "auto: both on a GPU, fast on a CPU")
+    essays.add_argument("--train-folds", type=positive_int, default=None,
+                        help="fine-tune only the first N folds (exploring; the blend is fitted where OOF exists)")
+    essays.add_argument("--max-tokens", type=positive_int, default=256, help="window length, special tokens included")
+    essays.add_argument("--stride", type=positive_int, default=192, help="tokens between window starts")
+    fast = essays.add_argument_group("fast path")
+    fast.add_argument("--layers", default="2,4,6", help="hidden states averaged into the features (0 = embeddings)")
+    fast.add_argument("--dense-model", choices=("svr", "ridge"), default="svr")
+    fast.add_argument("--svr-c", type=float, default=1.0)
+    fast.add_argument("--ridge-alpha", type=float, default=10.0, help="alpha of the dense ridge")
+    fast.add_argument("--tfidf-alpha", type=float, default=2.0)
+    tune = essays.add_argument_group("fine-tuned path")
+    tune.add_argument("--pooling", choices=("mean", "attention", "weighted-layer"), default="mean")
+    tune.add_argument("--loss", choices=("rmse", "smoothl1"), default="rmse")
+    tune.add_argument("--epochs", type=positive_int, default=3)
+    tune.add_argument("--batch-size", type=positive_int, default=8, help="essays per batch (all their windows)")
+    tune.add_argument("--accumulation", type=positive_int, default=1, help="batches per optimizer step")
+    tune.add_argument("--lr", type=float, default=5e-5, help="learning rate of the top encoder layer")
+    tune.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of pooling and head")
+    tune.add_argument("--layer-decay", type=float, default=0.9, help="LLRD: each layer down trains at this x")
+    tune.add_argument("--dropout", type=float, default=0.0, help="dropout before the head")
+    tune.add_argument("--fgm", type=float, default=0.0, metavar="EPSILON",
+                      help="FGM adversarial training on the word embeddings (0: off; 1.0 is usual)")
+    tune.add_argument("--freeze-layers", type=int, default=0, help="freeze embeddings + this many lower layers")
+    tune.add_argument("--evals-per-epoch", type=positive_int, default=2)
+    tune.add_argument("--patience", type=positive_int, default=2, help="evaluations without gain before stopping")
+    tune.add_argument("--no-mixed-precision", dest="mixed_precision", action="store_false",
+                      help="keep fp32 on a GPU (mixed precision is never used on a CPU)")
+    essays.add_argument("--folds", type=positive_int, default=5, help="multilabel-stratified folds")
+    essays.add_argument("--seed", type=int, default=42)
+    add_threads(essays)
+
     index = commands.add_parser("index", help="batch offline indexing job")
     index.add_argument("--catalog", type=Path, required=True)
     index.add_argument("--model", default=None)
@@ -136,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--candidates", type=positive_int, default=None,
                            help="top-N to rerank (default: what the reranker was trained on)")
     add_evaluation_set(recommend, "artifacts/reports/recommend")
+
+    essays = evaluate.add_parser("essays", help="MCRMSE and per-trait RMSE of an essay scorer on a scored CSV")
+    essays.add_argument("--model", required=True, help="essay artifact (a version dir or its root)")
+    essays.add_argument("--data", type=Path, required=True)
+    essays.add_argument("--out", type=Path, default=Path("artifacts/reports/essays"))
+    essays.add_argument("--oof", action="store_true",
+                        help="report the artifact's stored out-of-fold predictions instead of scoring --data "
+                             "(the figure for data it trained on)")
+    add_threads(essays)
 
     serve = commands.add_parser("serve", help="start the HTTP service (settings: EDURANK_* variables, see README)")
     serve.add_argument("--host", default=None)
@@ -208,6 +255,39 @@ def run_train_reranker(args: argparse.Namespace) -> None:
                             freeze_layers=args.freeze_layers, cross_fit=args.cross_fit, folds=args.folds,
                             fold=args.fold, seed=args.seed)
     print(train_reranker(load_catalog(args.catalog), args.retriever, args.out, config))
+
+
+def run_train_essays(args: argparse.Namespace) -> None:
+    from essays.fast import FastConfig
+    from essays.windows import WindowSpec
+    from training.essays import EssayConfig, FineTuneConfig, resolve_paths, train_essays
+
+    try:
+        windows = WindowSpec(args.max_tokens, args.stride)
+        layers = tuple(int(layer) for layer in args.layers.split(","))
+    except ValueError as err:
+        raise InputError(f"--max-tokens/--stride/--layers: {err}") from err
+    fast = FastConfig(layers=layers, dense_model=args.dense_model, svr_c=args.svr_c, ridge_alpha=args.ridge_alpha,
+                      tfidf_alpha=args.tfidf_alpha, windows=windows)
+    tune = FineTuneConfig(pooling=args.pooling, loss=args.loss, epochs=args.epochs, essays_per_batch=args.batch_size,
+                          accumulation=args.accumulation, learning_rate=args.lr, head_learning_rate=args.head_lr,
+                          layer_decay=args.layer_decay, dropout=args.dropout, fgm_epsilon=args.fgm,
+                          freeze_layers=args.freeze_layers, evals_per_epoch=args.evals_per_epoch,
+                          patience=args.patience, mixed_precision=args.mixed_precision)
+    config = EssayConfig(base_model=args.model, paths=resolve_paths(args.paths), folds=args.folds,
+                         train_folds=args.train_folds, seed=args.seed, windows=windows, fast=fast, finetune=tune)
+    print(train_essays(args.data, args.out, config))
+
+
+def run_evaluate_essays(args: argparse.Namespace) -> None:
+    import json
+
+    from essays.evaluation import evaluate_essays, write_report
+
+    report, truth, predicted = evaluate_essays(args.model, args.data, args.oof)
+    json_path, png_path = write_report(report, truth, predicted, args.out)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {json_path} and {png_path}")
 
 
 def run_index(args: argparse.Namespace) -> None:
@@ -293,6 +373,7 @@ def run_serve(args: argparse.Namespace) -> None:
 HANDLERS = {"demo": run_demo, "index": run_index, "search": run_search,
             "serve": run_serve,
             ("train", "retriever"): run_train_retriever, ("train", "reranker"): run_train_reranker,
+            ("train", "essays"): run_train_essays, ("evaluate", "essays"): run_evaluate_essays,
             ("evaluate", "retrieval"): run_evaluate_retrieval, ("evaluate", "recommend"): run_evaluate_recommend}
 
 

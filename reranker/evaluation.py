@@ -14,8 +14,9 @@ import polars as pl
 
 from edurank.artifacts import atomic_write_text
 from edurank.plots import save_line_plot
+from edurank.timing import StageTimes
 from reranker.decision import DEFAULT_THRESHOLDS, DecisionRule, TopicScores, rule_scores
-from reranker.pipeline import Query, Recommender, StageTimes
+from reranker.pipeline import Query, Recommender
 from retriever.catalog import Catalog
 from retriever.evaluation import map_at_k
 from retriever.texts import topic_parts

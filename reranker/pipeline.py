@@ -7,47 +7,19 @@ per-stage latencies and the evaluation can report where the time went.
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import torch
 
+from edurank.timing import Timer, no_timer
 from reranker.decision import DecisionRule
 from reranker.model import Parts, Reranker
 from retriever.index import ContentIndex
 from retriever.model import BiEncoder
 from retriever.texts import content_parts
-
-Timer = Callable[[str], AbstractContextManager[object]]
-
-
-@contextlib.contextmanager
-def timed(record: Callable[[float], object]) -> Iterator[None]:
-    """Run the block, then `record` its wall-clock seconds (also when it raised)."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        record(time.perf_counter() - started)
-
-
-@dataclass
-class StageTimes:
-    """A Timer that adds up seconds per stage."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def __call__(self, stage: str) -> AbstractContextManager[None]:
-        return timed(lambda seconds: self.seconds.__setitem__(stage, self.seconds.get(stage, 0.0) + seconds))
-
-
-def no_timer(stage: str) -> AbstractContextManager[object]:
-    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

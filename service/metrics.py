@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from reranker.pipeline import timed
+from edurank.timing import timed
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

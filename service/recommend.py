@@ -9,7 +9,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from reranker.pipeline import Query, Timer, no_timer
+from edurank.timing import Timer, no_timer
+from reranker.pipeline import Query
 from service.errors import RequestError
 from service.registry import Registry
 from service.schemas.recommend import (

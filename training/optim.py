@@ -32,12 +32,36 @@ def freeze_lower_layers(model: PreTrainedModel, layers: int) -> None:
             parameter.requires_grad = False
 
 
-def adamw_with_warmup(parameters: Iterable[torch.nn.Parameter], learning_rate: float, weight_decay: float,
-                      warmup_ratio: float, steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW over the trainable parameters and a linear schedule with warmup over `steps`."""
-    optimizer = torch.optim.AdamW([p for p in parameters if p.requires_grad], lr=learning_rate,
-                                  weight_decay=weight_decay)
+def adamw_with_warmup(parameters: Iterable[torch.nn.Parameter] | list[dict[str, Any]], learning_rate: float,
+                      weight_decay: float, warmup_ratio: float, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW over the trainable parameters (or parameter groups with their own `lr`) and a linear schedule
+    with warmup over `steps`."""
+    groups = list(parameters)
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=learning_rate, weight_decay=weight_decay)
     return optimizer, get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * steps), steps)
+
+
+def layerwise_groups(model: torch.nn.Module, encoder: PreTrainedModel, learning_rate: float, decay: float,
+                     head_learning_rate: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Layer-wise learning-rate decay: the top encoder layer trains at `learning_rate`, each layer below at
+    `decay` times the one above, the embeddings last; parameters outside `encoder` (pooling, head) train at
+    `head_learning_rate`. Biases and LayerNorm weights get no weight decay."""
+    layers = list(encoder.base_model.encoder.layer)
+    rate_of: dict[int, float] = {id(p): learning_rate * decay ** len(layers)
+                                 for p in encoder.base_model.embeddings.parameters()}
+    for depth, layer in enumerate(reversed(layers)):
+        rate_of.update({id(p): learning_rate * decay ** depth for p in layer.parameters()})
+    encoder_ids = {id(p) for p in encoder.parameters()}
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        rate = rate_of.get(id(parameter), head_learning_rate if id(parameter) not in encoder_ids else learning_rate)
+        decays = parameter.ndim > 1 and "LayerNorm" not in name
+        groups.setdefault((rate, decays), []).append(parameter)
+    return [{"params": params, "lr": rate, "weight_decay": weight_decay if decays else 0.0}
+            for (rate, decays), params in groups.items()]
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

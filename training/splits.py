@@ -62,3 +62,20 @@ def seen_topics(artifact: Path, catalog: Catalog) -> set[str]:
         return set(catalog.gold)
     assignment = topic_folds(catalog, params["folds"], params["seed"])
     return {topic for topic, fold in assignment.items() if fold != params["fold"]}
+
+
+def multilabel_folds(labels: np.ndarray, folds: int, seed: int = 42) -> np.ndarray:
+    """Fold number per row, balancing every column's distribution of values across folds at once
+    (iterative stratification, Sechidis et al. 2011, via `iterative-stratification`): each column's
+    distinct values become one-hot labels, so every trait's score levels spread evenly."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    if folds < 2 or folds > len(labels):
+        raise InputError(f"--folds {folds}: need between 2 and {len(labels)} folds for {len(labels)} rows")
+    onehot = np.concatenate([labels[:, [j]] == np.unique(labels[:, j])[None, :] for j in range(labels.shape[1])],
+                            axis=1).astype(int)
+    assignment = np.empty(len(labels), dtype=np.int64)
+    splitter = MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), onehot)):
+        assignment[held_out] = fold
+    return assignment

@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edurank.timing import StageTimes
 from reranker.decision import DecisionRule
 from reranker.evaluation import evaluate_recommend, recommend_metrics, topic_scores, write_report
 from reranker.model import PairFormat, Reranker
-from reranker.pipeline import Query, Recommender, StageTimes
+from reranker.pipeline import Query, Recommender
 from retriever.catalog import load_catalog
 from retriever.index import ContentIndex, build_faiss
 

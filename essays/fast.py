@@ -1,0 +1,143 @@
+"""The fast CPU path: features from a frozen encoder plus text statistics, fed to classical regressors.
+
+Two members, both cheap to fit once the features exist:
+- `dense`: frozen-encoder layer means + text statistics -> standardised -> SVR per trait (or ridge);
+- `tfidf`: word 1-2-grams and character 2-5-grams, TF-IDF weighted -> ridge.
+A user without a GPU trains this in minutes; `training.essays` blends it with the fine-tuned path.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.base import RegressorMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import Ridge
+from sklearn.multioutput import MultiOutputRegressor
+from sklearn.pipeline import Pipeline, make_pipeline, make_union
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVR
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from edurank.encoders import model_path
+from edurank.errors import InputError
+from essays.features import layer_embeddings, text_statistics, whole_words
+from essays.windows import Windows, WindowSpec, make_windows
+
+CONFIG = "fast_model.json"
+ENCODER = "encoder"
+MEMBERS = ("dense", "tfidf")
+
+
+@dataclass(frozen=True)
+class FastConfig:
+    layers: tuple[int, ...] = (2, 4, 6)
+    dense_model: str = "svr"
+    svr_c: float = 1.0
+    ridge_alpha: float = 10.0
+    tfidf_alpha: float = 2.0
+    windows: WindowSpec = field(default_factory=WindowSpec)
+
+    def __post_init__(self) -> None:
+        if self.dense_model not in ("svr", "ridge"):
+            raise InputError(f"dense model '{self.dense_model}': choose svr or ridge")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "layers": list(self.layers), "windows": self.windows.to_dict()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FastConfig:
+        return cls(**{**values, "layers": tuple(values["layers"]), "windows": WindowSpec(**values["windows"])})
+
+
+def dense_estimator(config: FastConfig) -> Pipeline:
+    regressor: RegressorMixin = (MultiOutputRegressor(SVR(C=config.svr_c, epsilon=0.1))
+                                 if config.dense_model == "svr" else Ridge(alpha=config.ridge_alpha))
+    return make_pipeline(StandardScaler(), regressor)
+
+
+def tfidf_estimator(config: FastConfig) -> Pipeline:
+    words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    characters = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True,
+                                 max_features=200_000)
+    return make_pipeline(make_union(words, characters), Ridge(alpha=config.tfidf_alpha))
+
+
+@dataclass
+class FeatureExtractor:
+    """Dense features of essays: frozen-encoder layer means over all windows, then the text statistics."""
+
+    encoder: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    config: FastConfig
+
+    @classmethod
+    def load(cls, path: str | Path | None, config: FastConfig) -> FeatureExtractor:
+        path = model_path(path)
+        try:
+            encoder = AutoModel.from_pretrained(path, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise InputError(f"model '{path}': cannot be loaded as a HF encoder ({err})") from err
+        depth = encoder.config.num_hidden_layers
+        if any(not -depth - 1 <= layer <= depth for layer in config.layers):
+            raise InputError(f"layers {list(config.layers)}: the encoder has hidden states 0..{depth}")
+        return cls(encoder.eval(), tokenizer, config)
+
+    def windows(self, texts: Sequence[str]) -> Windows:
+        return make_windows(self.tokenizer, texts, self.config.windows)
+
+    def __call__(self, texts: Sequence[str], windows: Windows | None = None) -> np.ndarray:
+        """(essays, features): the layer means, then the text statistics."""
+        windows = windows or self.windows(texts)
+        embeddings = layer_embeddings(self.encoder, windows, self.tokenizer.pad_token_id, self.config.layers)
+        return np.hstack([embeddings, text_statistics(texts, self.vocabulary)])
+
+    @functools.cached_property
+    def vocabulary(self) -> set[str]:
+        return whole_words(self.tokenizer)
+
+
+@dataclass
+class FastModel:
+    """The fitted fast path: the extractor and one fitted estimator per member."""
+
+    extractor: FeatureExtractor
+    estimators: dict[str, Pipeline]
+
+    @classmethod
+    def fit(cls, extractor: FeatureExtractor, texts: Sequence[str], dense: np.ndarray, targets: np.ndarray) \
+            -> FastModel:
+        config = extractor.config
+        return cls(extractor, {"dense": dense_estimator(config).fit(dense, targets),
+                               "tfidf": tfidf_estimator(config).fit(list(texts), targets)})
+
+    def predict(self, texts: Sequence[str], dense: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Raw scores per member; `dense` skips the encoder when the features are already computed."""
+        dense = self.extractor(texts) if dense is None else dense
+        return {"dense": self.estimators["dense"].predict(dense),
+                "tfidf": self.estimators["tfidf"].predict(list(texts))}
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.extractor.encoder.save_pretrained(path / ENCODER)
+        self.extractor.tokenizer.save_pretrained(path / ENCODER)
+        (path / CONFIG).write_text(json.dumps(self.extractor.config.to_dict(), indent=2))
+        for name, estimator in self.estimators.items():
+            joblib.dump(estimator, path / f"{name}.joblib")
+
+    @classmethod
+    def load(cls, path: Path) -> FastModel:
+        """Loads joblib pickles: only open artifacts you trust, as with any pickled model."""
+        if not (path / CONFIG).is_file():
+            raise InputError(f"{path}: no {CONFIG}; not a fast essay model")
+        config = FastConfig.from_dict(json.loads((path / CONFIG).read_text()))
+        return cls(FeatureExtractor.load(path / ENCODER, config),
+                   {name: joblib.load(path / f"{name}.joblib") for name in MEMBERS})

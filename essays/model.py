@@ -1,0 +1,157 @@
+"""The fine-tuned essay scorer: a transformer encoder over an essay's windows, a pooling layer, and a
+six-output regression head (one output per trait).
+
+Pooling options (chosen at training, stored with the model):
+- `mean`: masked mean of the last layer's tokens;
+- `attention`: a learnt score per token, softmax-weighted sum of the last layer's tokens;
+- `weighted-layer`: a learnt softmax mix of the last four layers, then the masked mean.
+Each window is pooled, then an essay's windows are averaged weighted by their token counts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from edurank.encoders import model_path
+from edurank.errors import InputError
+from essays.data import TRAITS
+from essays.features import masked_mean
+from essays.windows import Windows, WindowSpec, make_windows, pool_windows
+
+POOLINGS = ("mean", "attention", "weighted-layer")
+CONFIG = "essay_model.json"
+HEAD = "essay_head.safetensors"
+
+
+class MeanPooling(nn.Module):
+    def forward(self, hidden_states: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean(hidden_states[-1], mask)
+
+
+class AttentionPooling(nn.Module):
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    def forward(self, hidden_states: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        hidden = hidden_states[-1]
+        logits = self.score(hidden).squeeze(-1).masked_fill(mask == 0, torch.finfo(hidden.dtype).min)
+        return (torch.softmax(logits, dim=-1).unsqueeze(-1) * hidden).sum(1)
+
+
+class WeightedLayerPooling(nn.Module):
+    def __init__(self, last: int = 4):
+        super().__init__()
+        self.last = last
+        self.weights = nn.Parameter(torch.zeros(last))
+
+    def forward(self, hidden_states: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+        stacked = torch.stack(tuple(hidden_states[-self.last:]))
+        mixed = (torch.softmax(self.weights, 0).view(-1, 1, 1, 1) * stacked).sum(0)
+        return masked_mean(mixed, mask)
+
+
+def make_pooling(kind: str, hidden: int) -> nn.Module:
+    if kind == "mean":
+        return MeanPooling()
+    if kind == "attention":
+        return AttentionPooling(hidden)
+    if kind == "weighted-layer":
+        return WeightedLayerPooling()
+    raise InputError(f"pooling '{kind}': choose one of {', '.join(POOLINGS)}")
+
+
+class EssayRegressor(nn.Module):
+    """encoder -> pooling per window -> windows averaged per essay -> dropout -> linear head (6 traits)."""
+
+    def __init__(self, encoder: PreTrainedModel, pooling: str, dropout: float = 0.1):
+        super().__init__()
+        hidden = encoder.config.hidden_size
+        self.encoder, self.pooling_kind = encoder, pooling
+        self.pooling = make_pooling(pooling, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, len(TRAITS))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, essay: torch.Tensor,
+                essays: int) -> torch.Tensor:
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              output_hidden_states=self.pooling_kind == "weighted-layer")
+        states = output.hidden_states if output.hidden_states is not None else (output.last_hidden_state,)
+        vectors = self.pooling(states, attention_mask)
+        return self.head(self.dropout(pool_windows(vectors, attention_mask, essay, essays)))
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """The weights outside the encoder (pooling and head), saved next to the HF encoder."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
+
+
+@dataclass
+class EssayModel:
+    """A fine-tuned essay regressor with its tokenizer and window layout; saves to / loads from one dir."""
+
+    regressor: EssayRegressor
+    tokenizer: PreTrainedTokenizerBase
+    windows: WindowSpec
+    path: Path | None = None
+
+    @classmethod
+    def from_base(cls, base: str | Path | None, pooling: str, windows: WindowSpec, dropout: float = 0.1) \
+            -> EssayModel:
+        """A new regressor on a pretrained encoder (the bundled MiniLM, or any local HF / ST dir)."""
+        path = model_path(base)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            encoder = AutoModel.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise InputError(f"model '{path}': cannot be loaded as a HF encoder ({err})") from err
+        return cls(EssayRegressor(encoder, pooling, dropout), tokenizer, windows, path)
+
+    @classmethod
+    def load(cls, path: Path) -> EssayModel:
+        config_file = Path(path) / CONFIG
+        if not config_file.is_file():
+            raise InputError(f"{path}: no {CONFIG}; not a fine-tuned essay model")
+        config = json.loads(config_file.read_text())
+        model = cls.from_base(path, config["pooling"], WindowSpec(**config["windows"]), config["dropout"])
+        model.regressor.load_state_dict(load_file(Path(path) / HEAD), strict=False)
+        model.regressor.eval()
+        return model
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.regressor.encoder.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        save_file({k: v.contiguous() for k, v in self.regressor.head_state().items()}, path / HEAD)
+        config: dict[str, Any] = {"pooling": self.regressor.pooling_kind, "windows": self.windows.to_dict(),
+                                  "dropout": self.regressor.dropout.p, "traits": list(TRAITS)}
+        (path / CONFIG).write_text(json.dumps(config, indent=2))
+
+    def make_windows(self, texts: Sequence[str]) -> Windows:
+        return make_windows(self.tokenizer, texts, self.windows)
+
+    def forward(self, windows: Windows, rows: Sequence[int]) -> torch.Tensor:
+        """Raw (unclipped) scores of the essays whose windows are `rows` (whole essays, in order)."""
+        features = windows.batch(rows, self.tokenizer.pad_token_id)
+        essay = torch.tensor([windows.essay[row] for row in rows])
+        essay = torch.unique_consecutive(essay, return_inverse=True)[1]
+        device = next(self.regressor.parameters()).device
+        return self.regressor(features["input_ids"].to(device), features["attention_mask"].to(device),
+                              essay.to(device), int(essay.max()) + 1)
+
+    @torch.inference_mode()
+    def predict(self, texts: Sequence[str] | Windows, essays_per_batch: int = 16) -> np.ndarray:
+        """(essays, 6) raw scores; callers clip."""
+        self.regressor.eval()
+        windows = texts if isinstance(texts, Windows) else self.make_windows(texts)
+        parts = [self.forward(windows, rows).float().cpu() for rows in windows.essay_batches(essays_per_batch)]
+        return torch.cat(parts).numpy()

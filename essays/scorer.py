@@ -1,0 +1,87 @@
+"""The trained essay scorer as served and evaluated: one `essays` artifact holding the fast path (frozen
+encoder features -> SVR / ridge), the fine-tuned fold models (averaged), or both, and the blend weights.
+
+Stages are timed: `tokenise` (windows), `model` (encoder passes), `regress` (classical regressors, blend).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from edurank.artifacts import read_manifest, resolve
+from edurank.errors import ArtifactMismatchError, InputError
+from edurank.timing import Timer, no_timer
+from essays.blend import Blend
+from essays.data import clip_scores
+from essays.fast import FastModel
+from essays.model import EssayModel
+
+KIND = "essays"
+FAST_DIR, FOLDS_DIR, BLEND = "fast", "finetuned", "blend.json"
+FINETUNED = "finetuned"
+OOF = "oof.parquet"
+
+
+@dataclass
+class EssayScorer:
+    path: Path
+    manifest: dict[str, Any]
+    fast: FastModel | None
+    folds: list[EssayModel]
+    blend: Blend
+
+    @classmethod
+    def load(cls, path: str | Path) -> EssayScorer:
+        path = resolve(path)
+        manifest = read_manifest(path)
+        if manifest.get("kind") != KIND:
+            raise ArtifactMismatchError(f"{path}: a '{manifest.get('kind')}' artifact, not an essay scorer")
+        fast = FastModel.load(path / FAST_DIR) if (path / FAST_DIR).is_dir() else None
+        folds = [EssayModel.load(fold) for fold in sorted((path / FOLDS_DIR).glob("fold*"))]
+        blend = Blend.from_dict(json.loads((path / BLEND).read_text()))
+        available = (set(fast.estimators) if fast else set()) | ({FINETUNED} if folds else set())
+        if missing := set(blend.members) - available:
+            raise InputError(f"{path}: the blend uses {', '.join(sorted(missing))}, which the artifact lacks")
+        return cls(path, manifest, fast, folds, blend)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("version", self.path.name))
+
+    def members(self, texts: Sequence[str], timer: Timer = no_timer) -> dict[str, np.ndarray]:
+        """Raw scores of every member the blend uses, (essays, 6) each."""
+        out: dict[str, np.ndarray] = {}
+        if self.fast is not None:
+            with timer("tokenise"):
+                windows = self.fast.extractor.windows(texts)
+            with timer("model"):
+                dense = self.fast.extractor(texts, windows)
+            with timer("regress"):
+                out.update(self.fast.predict(texts, dense))
+        if self.folds:
+            with timer("tokenise"):
+                windows = self.folds[0].make_windows(texts)  # every fold shares the base model's tokenizer
+            with timer("model"):
+                out[FINETUNED] = np.mean([model.predict(windows) for model in self.folds], axis=0)
+        return out
+
+    def score(self, texts: Sequence[str], timer: Timer = no_timer) -> np.ndarray:
+        """(essays, 6) blended scores, clipped to [1, 5]."""
+        members = self.members(texts, timer)
+        with timer("regress"):
+            return clip_scores(self.blend.apply(members))
+
+
+def oof_predictions(path: Path) -> pl.DataFrame:
+    """The artifact's stored out-of-fold scores (`text_id`, `blend_<trait>`, ...) of the essays they cover."""
+    file = path / OOF
+    if not file.is_file():
+        raise InputError(f"{path}: no {OOF}")
+    return pl.read_parquet(file).filter(pl.col("covered"))
