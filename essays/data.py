@@ -35,7 +35,7 @@ def load_essays(path: Path, scored: bool = True) -> pl.DataFrame:
     blank = text.str.strip_chars().str.len_chars() == 0
     if blank.any():
         raise InputError(f"{path}, row {int(blank.arg_true()[0]) + 1}, column '{TEXT}': empty essay")
-    duplicated = frame[ID].is_duplicated()
+    duplicated = ~frame[ID].is_first_distinct()
     if duplicated.any():
         row = int(duplicated.arg_true()[0])
         raise InputError(f"{path}, row {row + 1}, column '{ID}': duplicate id {frame[ID][row]!r}")

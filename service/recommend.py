@@ -3,15 +3,15 @@ only wire them up. Limits that depend on settings are checked here and raise Req
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from edurank.timing import Timer, no_timer
 from reranker.pipeline import Query
 from service.errors import RequestError
+from service.inference import check_text, inference_slot
 from service.registry import Registry
 from service.schemas.recommend import (
     RecommendedItem,
@@ -22,26 +22,6 @@ from service.schemas.recommend import (
     RerankScore,
     Rule,
 )
-
-
-@contextlib.contextmanager
-def inference_slot(registry: Registry, timer: Timer) -> Iterator[None]:
-    """Wait (timed as the `queue` stage) for one of the registry's inference slots."""
-    with timer("queue"):
-        registry.gate.acquire()
-    try:
-        yield
-    finally:
-        registry.gate.release()
-
-
-def check_text(field: Sequence[str | int], value: str | None, limit: int) -> None:
-    if value is None:
-        return
-    if not value.strip():
-        raise RequestError(field, "must not be empty or blank")
-    if len(value) > limit:
-        raise RequestError(field, f"is {len(value)} characters long; the limit is {limit}")
 
 
 def check_known(field: Sequence[str | int], what: str, value: str, known: frozenset[str]) -> None:

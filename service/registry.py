@@ -1,7 +1,7 @@
-"""The model registry: loads the catalog, the retriever, its index and the reranker once at start-up,
-checks that they belong together, and holds them for every endpoint.
+"""The model registry: loads the catalog, the retriever, its index, the reranker and the essay scorer once
+at start-up, checks that they belong together, and holds them for every endpoint.
 
-Future artifact kinds (essay scorer, classifier) and hot-swapping versions hang off this one object.
+Future artifact kinds (the classifier) and hot-swapping versions hang off this one object.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from edurank.artifacts import MANIFEST, read_manifest
 from edurank.encoders import set_threads
 from edurank.errors import InputError
+from essays.scorer import EssayScorer
 from reranker.model import Reranker
 from reranker.pipeline import Recommender
 from retriever.catalog import Catalog, load_catalog
@@ -39,6 +40,7 @@ class Registry:
     languages: frozenset[str]
     kinds: frozenset[str]
     gate: threading.Semaphore = field(repr=False)
+    essays: EssayScorer | None = None
     loaded_seconds: float = 0.0
 
     @classmethod
@@ -53,13 +55,19 @@ class Registry:
         if reranker is None:
             log.warning("no reranker under %s/reranker and none configured: serving retrieval only",
                         settings.artifacts)
+        essays_path = settings.artifact(settings.essays, "essays")
+        essays = EssayScorer.load(essays_path) if essays_path else None
+        if essays is None:
+            log.warning("no essay scorer under %s/essays and none configured: /score-essay answers 503",
+                        settings.artifacts)
         versions = {"retriever": version_of(encoder.path), "index": index.manifest.get("version"),
-                    "reranker": reranker.manifest.get("version") if reranker else None}
+                    "reranker": reranker.manifest.get("version") if reranker else None,
+                    "essays": essays.version if essays else None}
         registry = cls(settings, catalog, Recommender(encoder, index, catalog.content, reranker), versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),
                        frozenset(catalog.content["kind"].drop_nulls().unique().to_list()),
-                       threading.Semaphore(settings.inference_workers))
+                       threading.Semaphore(settings.inference_workers), essays)
         registry.loaded_seconds = round(time.perf_counter() - started, 2)
         log.info("registry loaded in %.1f s: %s", registry.loaded_seconds, versions)
         return registry
@@ -67,6 +75,7 @@ class Registry:
     def describe(self) -> dict[str, Any]:
         return {"versions": self.versions, "catalog_items": len(self.catalog.content),
                 "catalog_topics": len(self.catalog.topics), "reranker": self.recommender.reranker is not None,
+                "essays": self.essays is not None,
                 "load_seconds": self.loaded_seconds}
 
 

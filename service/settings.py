@@ -1,7 +1,7 @@
 """The one settings object: paths, limits and threads, read from `EDURANK_*` environment variables.
 
 Artifacts live under `EDURANK_ARTIFACTS` (default `artifacts/`) as `<kind>/<version>/` folders with a
-LATEST file: `retriever/`, `index/` and `reranker/`. A path setting left empty falls back to that layout,
+LATEST file: `retriever/`, `index/`, `reranker/` and `essays/`. A path setting left empty falls back to that layout,
 and to the bundled MiniLM and sample catalog where nothing was trained.
 """
 
@@ -18,11 +18,12 @@ from edurank import SAMPLE_CATALOG
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EDURANK_", extra="ignore")
 
-    artifacts: Path = Field(Path("artifacts"), description="root of retriever/, index/, reranker/ versions")
+    artifacts: Path = Field(Path("artifacts"), description="root of retriever/, index/, reranker/, essays/ versions")
     catalog: Path = Field(SAMPLE_CATALOG, description="catalog served (topics by id, content texts)")
     retriever: str | None = Field(None, description="default: <artifacts>/retriever if trained, else bundled")
     index: Path | None = Field(None, description="default: <artifacts>/index")
     reranker: str | None = Field(None, description="default: <artifacts>/reranker if trained, else none")
+    essays: str | None = Field(None, description="essay scorer; default: <artifacts>/essays if trained, else none")
     build_index: bool = Field(True, description="build the index at start-up when missing or stale")
     background_load: bool = Field(True, description="load models after start-up, /ready says when done")
 
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
     max_top_k: int = Field(50, ge=1)
     max_text_chars: int = Field(5000, ge=1, description="longest accepted text field")
     max_rerank_candidates: int = Field(64, ge=1, description="most candidate texts per /rerank call")
+
+    max_essay_chars: int = Field(20_000, ge=1, description="longest accepted essay")
+    max_essays: int = Field(16, ge=1, description="most essays per /score-essay call")
 
     threads: int | None = Field(None, ge=1, description="torch threads (default: one per core)")
     inference_workers: int = Field(1, ge=1, description="model calls run at once; the rest queue")

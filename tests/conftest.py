@@ -97,3 +97,34 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is absent: integration data lives outside the repository")
     return path
+
+
+# -- essays --------------------------------------------------------------------------------------------------
+
+CAREFUL = ["Students who study at home can plan their own schedule, which helps them focus.",
+           "However, working with classmates teaches cooperation and patience.",
+           "In conclusion, a balance between online and classroom learning is the wisest choice."]
+CARELESS = ["i think school is good becuase u learn alot of stuff", "they dont want to go,they stay home",
+            "its more better when teacher explain good"]
+TRAIT_NAMES = ("cohesion", "syntax", "vocabulary", "phraseology", "grammar", "conventions")
+
+
+def essay_rows(count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Synthetic essays whose six scores rise with the share of careful sentences, so a model can learn."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        quality = rng.randint(0, 8)  # 0..8 -> scores 1.0..5.0 in half points
+        sentences = [rng.choice(CAREFUL if rng.random() < quality / 8 else CARELESS) for _ in range(6)]
+        score = 1.0 + quality / 2
+        rows.append({"text_id": f"E{i:04d}", "full_text": " ".join(sentences),
+                     **{trait: min(5.0, max(1.0, score + rng.choice((-0.5, 0.0, 0.0, 0.5)))) for trait in TRAIT_NAMES}})
+    return rows
+
+
+def write_essays(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame(rows).write_csv(path)
+    return path

@@ -1,0 +1,45 @@
+"""Schemas of the essays area: POST /score-essay."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+
+from essays.data import TRAITS
+
+TRAIT_LIST = ", ".join(TRAITS)
+
+
+class Essay(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr | None = Field(None, description="echoed back, to match results to your essays")
+    text: StrictStr = Field(description="the essay (limit: EDURANK_MAX_ESSAY_CHARS characters)")
+
+
+class ScoreEssayRequest(BaseModel):
+    """One essay as `text`, or a batch as `essays` (limit: EDURANK_MAX_ESSAYS); exactly one of the two."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"text": "I think students would benefit from learning at home because they can work at their own pace."},
+        {"essays": [{"id": "a1", "text": "First essay ..."}, {"id": "a2", "text": "Second essay ..."}]}]})
+
+    text: StrictStr | None = Field(None, description="a single essay")
+    essays: list[Essay] | None = Field(None, description="a batch of essays")
+
+    @model_validator(mode="after")
+    def one_form(self) -> ScoreEssayRequest:
+        if (self.text is None) == (self.essays is None):
+            raise ValueError("give exactly one of text and essays")
+        return self
+
+
+class EssayScores(BaseModel):
+    id: str | None
+    scores: dict[str, float] = Field(description=f"predicted score per trait ({TRAIT_LIST}), within 1.0-5.0")
+    rounded: dict[str, float] = Field(description="the same, rounded to the nearest 0.5 as raters score")
+
+
+class ScoreEssayResponse(BaseModel):
+    results: list[EssayScores]
+    traits: list[str] = Field(default=list(TRAITS))
+    model_version: str
