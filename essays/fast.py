@@ -1,7 +1,7 @@
 """The fast CPU path: features from a frozen encoder plus text statistics, fed to classical regressors.
 
 Two members, both cheap to fit once the features exist:
-- `dense`: frozen-encoder layer means + text statistics -> standardised -> SVR per trait (or ridge);
+- `dense`: frozen-encoder layer means + text statistics -> standardised -> ridge (or SVR per trait);
 - `tfidf`: word 1-2-grams and character 2-5-grams, TF-IDF weighted -> ridge.
 A user without a GPU trains this in minutes; `training.essays` blends it with the fine-tuned path.
 """
@@ -39,9 +39,9 @@ MEMBERS = ("dense", "tfidf")
 @dataclass(frozen=True)
 class FastConfig:
     layers: tuple[int, ...] = (2, 4, 6)
-    dense_model: str = "svr"
+    dense_model: str = "ridge"
     svr_c: float = 1.0
-    ridge_alpha: float = 10.0
+    ridge_alpha: float = 2000.0
     tfidf_alpha: float = 2.0
     windows: WindowSpec = field(default_factory=WindowSpec)
 

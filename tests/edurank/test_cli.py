@@ -81,3 +81,27 @@ def test_evaluate_recommend_writes_report_and_curve(tiny_catalog: Path, tmp_path
     report = json.loads((out / "report.json").read_text())
     assert report["topics"] == 4 and report["candidates"] == 4 and "mean_f2" in report
     assert (out / "f2_threshold.png").is_file()
+
+
+def test_essay_commands_train_evaluate_and_refuse_bad_input(tmp_path: Path, capsys) -> None:
+    from tests.conftest import essay_rows, write_essays
+
+    data = write_essays(tmp_path / "essays.csv", essay_rows(24))
+    out = tmp_path / "essays"
+    train = ["train", "essays", "--data", str(data), "--out", str(out), "--paths", "fast", "--folds", "2",
+             "--max-tokens", "32", "--stride", "24"]
+    assert main(train) == 0
+    assert main(["evaluate", "essays", "--model", str(out), "--data", str(data), "--oof",
+                 "--out", str(tmp_path / "report")]) == 0
+    assert '"predictions": "out-of-fold"' in capsys.readouterr().out
+    assert (tmp_path / "report" / "report.json").is_file() and (tmp_path / "report" / "scores.png").is_file()
+
+    rows = essay_rows(24)
+    rows[4]["vocabulary"] = 7.0
+    bad = write_essays(tmp_path / "bad.csv", rows)
+    assert main(["train", "essays", "--data", str(bad), "--out", str(out)]) == 2
+    assert "bad.csv, row 5, column 'vocabulary': '7.0' is not a score" in capsys.readouterr().err
+    assert main(train[:-4] + ["--max-tokens", "32", "--stride", "31"]) == 2
+    assert "stride" in capsys.readouterr().err
+    assert main(["evaluate", "essays", "--model", str(tmp_path / "report"), "--data", str(data)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
