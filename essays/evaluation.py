@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from edurank.artifacts import hash_files
 from edurank.errors import InputError
+from edurank.timing import StageTimes
 from essays.data import HIGH, ID, LOW, TEXT, TRAITS, load_essays, scores
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ def evaluate_essays(model: str | Path, data: Path, stored_oof: bool = False) \
     frame = load_essays(data)
     scorer = EssayScorer.load(model)
     trained_on = scorer.manifest.get("data", {}).get("hash")
+    timing: dict[str, Any] = {}
     if stored_oof:
         predicted_frame = oof_predictions(scorer.path)
         frame = frame.join(predicted_frame, on=ID, how="inner")
@@ -54,10 +57,14 @@ def evaluate_essays(model: str | Path, data: Path, stored_oof: bool = False) \
         if trained_on == hash_files([data]):
             log.warning("%s is the data %s was trained on: these figures are not held-out (see --oof)",
                         data, scorer.version)
-        predicted = scorer.score(frame[TEXT].to_list())
+        started, times = time.perf_counter(), StageTimes()
+        predicted = scorer.score(frame[TEXT].to_list(), times)
+        timing = {"seconds_per_essay": round((time.perf_counter() - started) / frame.height, 4),
+                  "stage_seconds": {stage: round(seconds, 2) for stage, seconds in times.seconds.items()}}
     truth = scores(frame)
     report = {"model": str(scorer.path), "version": scorer.version, "data": str(data),
-              "predictions": "out-of-fold" if stored_oof else "scored", **score_report(truth, predicted)}
+              "predictions": "out-of-fold" if stored_oof else "scored", **score_report(truth, predicted),
+              **timing}
     return report, truth, predicted
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 import torch
 from tqdm.auto import tqdm
+from transformers import AutoTokenizer
 
 import edurank
 from edurank.artifacts import hash_files, hash_json, new_version, publish, staging_dir, write_manifest
@@ -39,7 +40,7 @@ from essays.evaluation import mcrmse, score_report
 from essays.fast import FastConfig, FastModel, FeatureExtractor, dense_estimator, tfidf_estimator
 from essays.model import POOLINGS, EssayModel
 from essays.scorer import BLEND, FAST_DIR, FINETUNED, FOLDS_DIR, KIND, OOF
-from essays.windows import Windows, WindowSpec
+from essays.windows import Windows, WindowSpec, make_windows
 from training.adversarial import FGM
 from training.optim import (
     adamw_with_warmup,
@@ -258,9 +259,8 @@ def finetune_folds(config: EssayConfig, texts: Sequence[str], targets: np.ndarra
     """Train (or resume) each fold's model; returns OOF scores (NaN for folds not trained), the best fold
     model directories, and per-fold figures."""
     oof = np.full(targets.shape, np.nan, dtype=np.float32)
-    tokenizer_model = EssayModel.from_base(config.base_model, config.finetune.pooling, config.windows)
-    windows = tokenizer_model.make_windows(texts)
-    del tokenizer_model
+    tokenizer = AutoTokenizer.from_pretrained(model_path(config.base_model), local_files_only=True)
+    windows = make_windows(tokenizer, texts, config.windows)
     fold_dirs, figures = [], {}
     for fold in range(config.train_folds or config.folds):
         fold_dir = work / FOLDS_DIR / f"fold{fold}"
