@@ -8,12 +8,14 @@ Two paths, blended:
   the fold's MCRMSE. The fold models are the served ensemble (averaged), their held-out scores the OOF.
 Blend weights per trait are fitted on the OOF predictions of the members trained.
 
-The run's staging directory keeps the cached features, each fold's checkpoint and finished folds' OOF
-scores, so rerunning the same command resumes where it stopped.
+The frozen-encoder features are cached under `<out>/.cache/` (keyed by data, encoder, windows and layers), so
+runs that change only the regressors or the fine-tuning reuse them. The run's staging directory keeps each
+fold's checkpoint and finished folds' OOF scores, so rerunning the same command resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 PATHS = ("fast", "finetune")
 LOSSES = ("rmse", "smoothl1")
 CHECKPOINT, BEST, DONE = "checkpoint.pt", "best", "oof.npy"
+CACHE = ".cache"  # under the artifact root: features shared by runs that differ only in what they fit
 
 
 @dataclass
@@ -102,6 +105,7 @@ class EssayConfig:
             raise InputError(f"--paths {','.join(self.paths)}: choose from {', '.join(PATHS)}")
         if self.train_folds is not None and not 1 <= self.train_folds <= self.folds:
             raise InputError(f"--train-folds {self.train_folds}: must be between 1 and --folds {self.folds}")
+        self.fast = dataclasses.replace(self.fast, windows=self.windows)  # one window layout for both paths
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "paths": list(self.paths), "windows": self.windows.to_dict(),
@@ -287,17 +291,20 @@ def finetune_folds(config: EssayConfig, texts: Sequence[str], targets: np.ndarra
 
 # -- fast path ----------------------------------------------------------------------------------------------
 
-def fast_oof(config: EssayConfig, texts: Sequence[str], targets: np.ndarray, folds: np.ndarray, work: Path) \
+def fast_oof(config: EssayConfig, texts: Sequence[str], targets: np.ndarray, folds: np.ndarray, cache: Path) \
         -> tuple[dict[str, np.ndarray], FastModel]:
-    """OOF scores of the fast members from fold fits, and the members refitted on every essay."""
+    """OOF scores of the fast members from fold fits, and the members refitted on every essay. The dense
+    features are read from `cache` when an earlier run computed them (same data, encoder, windows, layers)."""
     extractor = FeatureExtractor.load(config.base_model, config.fast)
-    cache = work / "fast_features.npy"
     if cache.is_file():
+        log.info("fast path: features from %s", cache)
         dense = np.load(cache)
     else:
         log.info("fast path: encoding %d essays with the frozen encoder", len(texts))
         dense = extractor(texts)
-        np.save(cache, dense)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache.with_name(f".{cache.name}"), dense)
+        cache.with_name(f".{cache.name}").replace(cache)
     oof = {name: np.zeros_like(targets) for name in ("dense", "tfidf")}
     for fold in range(config.folds):
         train, valid = folds != fold, folds == fold
@@ -325,7 +332,10 @@ def train_essays(data: Path, out: Path, config: EssayConfig) -> Path:
         fast_model, figures = None, {}
         if "fast" in config.paths:
             started = time.perf_counter()
-            fast_members, fast_model = fast_oof(config, texts, targets, folds, work)
+            feature_key = hash_json({"data": data_hash, "base": fingerprint(base), "layers": list(config.fast.layers),
+                                     "windows": config.windows.to_dict()})
+            cache = out / CACHE / f"fast-features-{feature_key[:16]}.npy"
+            fast_members, fast_model = fast_oof(config, texts, targets, folds, cache)
             members.update(fast_members)
             seconds["fast"] = round(time.perf_counter() - started, 1)
         fold_dirs: list[Path] = []

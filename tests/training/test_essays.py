@@ -3,6 +3,7 @@ LLRD groups and FGM."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from edurank.artifacts import read_manifest
 from edurank.errors import InputError
 from essays.data import load_essays, scores
+from essays.fast import FastConfig
 from essays.model import EssayModel
 from essays.scorer import EssayScorer
 from essays.windows import WindowSpec
@@ -39,7 +41,13 @@ def test_fast_path_trains_scores_and_reports(tmp_path: Path) -> None:
     frame = load_essays(data)
     predicted = scorer.score(frame["full_text"].head(5).to_list())
     assert predicted.shape == (5, 6) and predicted.min() >= 1 and predicted.max() <= 5
-    assert not list((tmp_path / "out").glob(".*"))  # the staging directory is gone once published
+    out = tmp_path / "out"
+    assert not list(out.glob(".*.tmp")) and not list(out.glob(".*.publish"))  # staging is gone once published
+    cached = list((out / ".cache").glob("fast-features-*.npy"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    again = train_essays(data, out, dataclasses.replace(config, fast=FastConfig(tfidf_alpha=5.0)))
+    assert again != path and cached[0].stat().st_mtime_ns == stamp  # another fit, the same cached features
 
 
 def finetune_config(**changes: object) -> EssayConfig:
