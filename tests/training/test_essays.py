@@ -115,3 +115,18 @@ def test_fgm_perturbs_then_restores_the_embeddings() -> None:
 def test_fgm_needs_trainable_embeddings() -> None:
     with pytest.raises(InputError, match="--fgm"):
         FineTuneConfig(fgm_epsilon=1.0, freeze_layers=2)
+
+
+def test_fgm_accumulation_and_smoothl1_train_together(tmp_path: Path) -> None:
+    rows = essay_rows(10)
+    targets = scores(pl.DataFrame(rows))
+    config = finetune_config(epochs=1, fgm_epsilon=1.0, accumulation=2, loss="smoothl1", pooling="weighted-layer",
+                             essays_per_batch=2)
+    windows = EssayModel.from_base(None, "mean", SMALL).make_windows([r["full_text"] for r in rows])
+    trainer = FineTuneTrainer(config, windows, targets, np.arange(6), np.arange(6, 10), tmp_path, "t")
+    before = trainer.model.regressor.encoder.base_model.embeddings.word_embeddings.weight.detach().clone()
+    model, predicted, history = trainer.run()
+    after = model.regressor.encoder.base_model.embeddings.word_embeddings.weight
+    assert len(history) == 1 and np.isfinite(predicted).all()
+    assert not torch.equal(before, after)  # the embeddings FGM perturbs are trainable and did train
+    assert model.regressor.pooling_kind == "weighted-layer"
