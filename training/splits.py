@@ -79,3 +79,17 @@ def multilabel_folds(labels: np.ndarray, folds: int, seed: int = 42) -> np.ndarr
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), onehot)):
         assignment[held_out] = fold
     return assignment
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int = 42) -> np.ndarray:
+    """Fold number per row, each label's rows spread evenly over the folds (labels rarer than `folds`
+    rows go wherever the splitter puts them)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if folds < 2 or folds > len(labels):
+        raise InputError(f"--folds {folds}: need between 2 and {len(labels)} folds for {len(labels)} rows")
+    assignment = np.empty(len(labels), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        assignment[held_out] = fold
+    return assignment

@@ -65,3 +65,14 @@ def test_multilabel_folds_spread_the_traits_levels_better_than_chance() -> None:
     random_folds = rng.permutation(np.arange(400) % 4)
     assert spread(folds) < 0.6 * spread(random_folds)
     assert np.array_equal(folds, multilabel_folds(labels, 4, seed=1))
+
+
+def test_stratified_folds_spread_each_label() -> None:
+    from training.splits import stratified_folds
+
+    labels = np.array(["a"] * 50 + ["b"] * 10 + ["c"] * 5)
+    folds = stratified_folds(labels, 5, seed=3)
+    for label in "abc":
+        assert np.bincount(folds[labels == label], minlength=5).tolist() == [len(labels[labels == label]) // 5] * 5
+    with pytest.raises(InputError, match="--folds 1"):
+        stratified_folds(labels, 1)

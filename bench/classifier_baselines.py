@@ -1,0 +1,76 @@
+"""Baselines for misconception classification, 5-fold out-of-fold MAP@3 on a MAP-style CSV: the three
+most frequent labels per (question, answer) in the training folds, and TF-IDF + logistic regression over
+the prompt text with labels masked to those seen for the question and to the answer's correctness.
+
+    .venv/bin/python bench/classifier_baselines.py ../shared/data/map/train.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_union
+
+from classifier.data import ANSWER, EXPLANATION, LABEL, QUESTION, QUESTION_TEXT, load_responses
+from classifier.evaluation import map_at_k
+from classifier.prompts import QuestionBook, build_prompt
+from training.splits import stratified_folds
+
+
+def allowed(book: QuestionBook, question: str, answer: str, label: str) -> bool:
+    """A label the question has shown, with the True_/False_ prefix the answer's correctness implies."""
+    facts = book.questions.get(question)
+    if facts is not None and label not in facts.labels:
+        return False
+    correct = book.correctness(question, answer)
+    return correct is None or label.startswith("True_" if correct else "False_")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--folds", type=int, default=5)
+    args = parser.parse_args()
+    frame = load_responses(args.data)
+    labels = frame[LABEL].to_numpy()
+    folds = stratified_folds(labels, args.folds)
+    ranked_frequency: list[list[str]] = [[] for _ in range(len(frame))]
+    ranked_tfidf: list[list[str]] = [[] for _ in range(len(frame))]
+    started = time.perf_counter()
+    for fold in range(args.folds):
+        train, valid = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        book = QuestionBook.fit(frame[train])
+        counts: dict[tuple[str, str], Counter[str]] = {}
+        for question, answer, label in frame[train].select(QUESTION, ANSWER, LABEL).iter_rows():
+            counts.setdefault((question, answer), Counter())[label] += 1
+        prompts = [build_prompt(book, q, t, a, e) for q, t, a, e in
+                   frame.select(QUESTION, QUESTION_TEXT, ANSWER, EXPLANATION).iter_rows()]
+        vectorizer = make_union(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+                                TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True))
+        features = vectorizer.fit_transform([prompts[i] for i in train])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = LogisticRegression(C=10.0, max_iter=300).fit(features, labels[train])
+        probabilities = model.predict_proba(vectorizer.transform([prompts[i] for i in valid]))
+        for row, p in zip(valid, probabilities, strict=True):
+            question, answer = frame[QUESTION][int(row)], frame[ANSWER][int(row)]
+            ranked_frequency[row] = [lab for lab, _ in counts.get((question, answer), Counter()).most_common(3)]
+            order = np.argsort(-p)
+            ranked_tfidf[row] = [model.classes_[i] for i in order if allowed(book, question, answer,
+                                                                             model.classes_[i])][:3]
+        print(f"fold {fold}: frequency {map_at_k(labels[valid], [ranked_frequency[r] for r in valid]):.4f}, "
+              f"tf-idf + LR {map_at_k(labels[valid], [ranked_tfidf[r] for r in valid]):.4f}", flush=True)
+    print(f"{args.folds}-fold OOF MAP@3 over {len(frame)} rows: frequency per (question, answer) "
+          f"{map_at_k(labels, ranked_frequency):.4f}, TF-IDF + LR (masked) {map_at_k(labels, ranked_tfidf):.4f}; "
+          f"{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
