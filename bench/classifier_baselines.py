@@ -53,7 +53,8 @@ def main() -> None:
         prompts = [build_prompt(book, q, t, a, e) for q, t, a, e in
                    frame.select(QUESTION, QUESTION_TEXT, ANSWER, EXPLANATION).iter_rows()]
         vectorizer = make_union(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                                TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True))
+                                TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=3, sublinear_tf=True,
+                                                max_features=100_000))
         features = vectorizer.fit_transform([prompts[i] for i in train])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 def map_at_k(truth: Sequence[str], ranked: Sequence[Sequence[str]], k: int = 3) -> float:
     if len(truth) != len(ranked):
         raise ValueError(f"{len(truth)} true labels but {len(ranked)} rankings")
-    if not truth:
+    if len(truth) == 0:
         return 0.0
     total = 0.0
     for label, labels in zip(truth, ranked, strict=True):
