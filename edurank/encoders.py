@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from sentence_transformers import SentenceTransformer
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from edurank.artifacts import MANIFEST, hash_files, read_manifest, resolve
 from edurank.errors import InputError
@@ -30,6 +31,18 @@ def model_path(path: str | Path | None) -> Path:
     if (path / "config.json").is_file() or (path / "modules.json").is_file():
         return path
     return resolve(path)
+
+
+def load_hf_encoder(path: str | Path | None, what: str = "model") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A plain HF encoder and its tokenizer from local files only (None/'bundled': the bundled MiniLM);
+    `what` names the argument in the error."""
+    resolved = model_path(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(resolved), local_files_only=True)
+        encoder = AutoModel.from_pretrained(str(resolved), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{what} '{resolved}': cannot be loaded as a HF encoder ({err})") from err
+    return encoder, tokenizer
 
 
 def fingerprint(path: Path) -> str:

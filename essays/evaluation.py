@@ -41,28 +41,28 @@ def evaluate_essays(model: str | Path, data: Path, stored_oof: bool = False) \
         -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Score `data` with the artifact at `model` (or, with `stored_oof`, read the artifact's out-of-fold
     predictions for the essays of `data`); returns the report, the true and the predicted scores."""
-    from essays.scorer import EssayScorer, oof_predictions
+    from essays.scorer import EssayScorer, essay_artifact, oof_predictions
 
     frame = load_essays(data)
-    scorer = EssayScorer.load(model)
-    trained_on = scorer.manifest.get("data", {}).get("hash")
+    path, manifest = essay_artifact(model)  # --oof needs no model loaded, only the stored predictions
+    version = str(manifest.get("version", path.name))
     timing: dict[str, Any] = {}
     if stored_oof:
-        predicted_frame = oof_predictions(scorer.path)
-        frame = frame.join(predicted_frame, on=ID, how="inner")
+        frame = frame.join(oof_predictions(path), on=ID, how="inner")
         if frame.is_empty():
-            raise InputError(f"{data}: none of its essays has an out-of-fold prediction in {scorer.path}")
+            raise InputError(f"{data}: none of its essays has an out-of-fold prediction in {path}")
         predicted = frame.select(f"blend_{trait}" for trait in TRAITS).to_numpy()
     else:
-        if trained_on == hash_files([data]):
+        if manifest.get("data", {}).get("hash") == hash_files([data]):
             log.warning("%s is the data %s was trained on: these figures are not held-out (see --oof)",
-                        data, scorer.version)
+                        data, version)
+        scorer = EssayScorer.load(path)
         started, times = time.perf_counter(), StageTimes()
         predicted = scorer.score(frame[TEXT].to_list(), times)
         timing = {"seconds_per_essay": round((time.perf_counter() - started) / frame.height, 4),
                   "stage_seconds": {stage: round(seconds, 2) for stage, seconds in times.seconds.items()}}
     truth = scores(frame)
-    report = {"model": str(scorer.path), "version": scorer.version, "data": str(data),
+    report = {"model": str(path), "version": version, "data": str(data),
               "predictions": "out-of-fold" if stored_oof else "scored", **score_report(truth, predicted),
               **timing}
     return report, truth, predicted

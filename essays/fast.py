@@ -24,9 +24,9 @@ from sklearn.multioutput import MultiOutputRegressor
 from sklearn.pipeline import Pipeline, make_pipeline, make_union
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from edurank.encoders import model_path
+from edurank.encoders import load_hf_encoder
 from edurank.errors import InputError
 from essays.features import layer_embeddings, text_statistics, whole_words
 from essays.windows import Windows, WindowSpec, make_windows
@@ -80,12 +80,7 @@ class FeatureExtractor:
 
     @classmethod
     def load(cls, path: str | Path | None, config: FastConfig) -> FeatureExtractor:
-        path = model_path(path)
-        try:
-            encoder = AutoModel.from_pretrained(path, local_files_only=True)
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise InputError(f"model '{path}': cannot be loaded as a HF encoder ({err})") from err
+        encoder, tokenizer = load_hf_encoder(path)
         depth = encoder.config.num_hidden_layers
         if any(not -depth - 1 <= layer <= depth for layer in config.layers):
             raise InputError(f"layers {list(config.layers)}: the encoder has hidden states 0..{depth}")

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from edurank.encoders import model_path
+from edurank.encoders import load_hf_encoder, model_path
 from edurank.errors import InputError
 from essays.data import TRAITS
 from essays.features import masked_mean
@@ -108,13 +108,8 @@ class EssayModel:
     def from_base(cls, base: str | Path | None, pooling: str, windows: WindowSpec, dropout: float = 0.1) \
             -> EssayModel:
         """A new regressor on a pretrained encoder (the bundled MiniLM, or any local HF / ST dir)."""
-        path = model_path(base)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            encoder = AutoModel.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise InputError(f"model '{path}': cannot be loaded as a HF encoder ({err})") from err
-        return cls(EssayRegressor(encoder, pooling, dropout), tokenizer, windows, path)
+        encoder, tokenizer = load_hf_encoder(base)
+        return cls(EssayRegressor(encoder, pooling, dropout), tokenizer, windows, model_path(base))
 
     @classmethod
     def load(cls, path: Path) -> EssayModel:

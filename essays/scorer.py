@@ -39,10 +39,7 @@ class EssayScorer:
 
     @classmethod
     def load(cls, path: str | Path) -> EssayScorer:
-        path = resolve(path)
-        manifest = read_manifest(path)
-        if manifest.get("kind") != KIND:
-            raise ArtifactMismatchError(f"{path}: a '{manifest.get('kind')}' artifact, not an essay scorer")
+        path, manifest = essay_artifact(path)
         fast = FastModel.load(path / FAST_DIR) if (path / FAST_DIR).is_dir() else None
         folds = [EssayModel.load(fold) for fold in sorted((path / FOLDS_DIR).glob("fold*"))]
         blend = Blend.from_dict(json.loads((path / BLEND).read_text()))
@@ -77,6 +74,15 @@ class EssayScorer:
         members = self.members(texts, timer)
         with timer("regress"):
             return clip_scores(self.blend.apply(members))
+
+
+def essay_artifact(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The version directory and manifest of an essay artifact (a version dir or its root), kind checked."""
+    path = resolve(path)
+    manifest = read_manifest(path)
+    if manifest.get("kind") != KIND:
+        raise ArtifactMismatchError(f"{path}: a '{manifest.get('kind')}' artifact, not an essay scorer")
+    return path, manifest
 
 
 def oof_predictions(path: Path) -> pl.DataFrame:

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from edurank.artifacts import MANIFEST, atomic_write_text, read_manifest
-from edurank.encoders import fingerprint, model_path
+from edurank.encoders import fingerprint, load_hf_encoder, model_path
 from edurank.errors import InputError
 from reranker.decision import DecisionRule
 from retriever.texts import TextBuilder
@@ -130,11 +130,7 @@ class Reranker:
         if (resolved / RERANKER_FILE).is_file():
             settings = json.loads((resolved / RERANKER_FILE).read_text())
         fmt = pair_format or PairFormat(**settings.get("format", {}))
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(resolved), local_files_only=True)
-            encoder = AutoModel.from_pretrained(str(resolved), local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise InputError(f"reranker '{resolved}': cannot be loaded ({err})") from err
+        encoder, tokenizer = load_hf_encoder(resolved, "reranker")
         model = PairScorer(encoder, **settings.get("head", {}))
         model.eval()
         return cls(model, tokenizer, resolved, fingerprint(resolved), fmt,
