@@ -16,7 +16,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from edurank.errors import InputError
+import polars as pl
+
+from edurank.errors import ArtifactMismatchError, InputError
 
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
@@ -102,3 +104,21 @@ def resolve(path: str | Path) -> Path:
     if versions:
         return versions[-1]
     raise InputError(f"{path}: neither an artifact version (no {MANIFEST}) nor a folder of versions")
+
+
+def open_artifact(path: str | Path, kind: str, what: str) -> tuple[Path, dict[str, Any]]:
+    """The version directory and manifest of an artifact of `kind` (given a version dir or its root);
+    another kind is refused, the error saying it is not `what`."""
+    path = resolve(path)
+    manifest = read_manifest(path)
+    if manifest.get("kind") != kind:
+        raise ArtifactMismatchError(f"{path}: a '{manifest.get('kind')}' artifact, not {what}")
+    return path, manifest
+
+
+def covered_oof(path: Path, name: str) -> pl.DataFrame:
+    """The rows of an artifact's stored out-of-fold predictions (`name`, a parquet file) that they cover."""
+    file = path / name
+    if not file.is_file():
+        raise InputError(f"{path}: no {name}")
+    return pl.read_parquet(file).filter(pl.col("covered"))

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from edurank.artifacts import read_manifest, resolve
-from edurank.errors import ArtifactMismatchError, InputError
+from edurank.artifacts import covered_oof, open_artifact
+from edurank.errors import InputError
 from edurank.timing import Timer, no_timer
 from essays.blend import Blend
 from essays.data import clip_scores
@@ -78,16 +78,9 @@ class EssayScorer:
 
 def essay_artifact(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """The version directory and manifest of an essay artifact (a version dir or its root), kind checked."""
-    path = resolve(path)
-    manifest = read_manifest(path)
-    if manifest.get("kind") != KIND:
-        raise ArtifactMismatchError(f"{path}: a '{manifest.get('kind')}' artifact, not an essay scorer")
-    return path, manifest
+    return open_artifact(path, KIND, "an essay scorer")
 
 
 def oof_predictions(path: Path) -> pl.DataFrame:
     """The artifact's stored out-of-fold scores (`text_id`, `blend_<trait>`, ...) of the essays they cover."""
-    file = path / OOF
-    if not file.is_file():
-        raise InputError(f"{path}: no {OOF}")
-    return pl.read_parquet(file).filter(pl.col("covered"))
+    return covered_oof(path, OOF)
