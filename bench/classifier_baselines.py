@@ -24,15 +24,6 @@ from classifier.prompts import QuestionBook, build_prompt
 from training.splits import stratified_folds
 
 
-def allowed(book: QuestionBook, question: str, answer: str, label: str) -> bool:
-    """A label the question has shown, with the True_/False_ prefix the answer's correctness implies."""
-    facts = book.questions.get(question)
-    if facts is not None and label not in facts.labels:
-        return False
-    correct = book.correctness(question, answer)
-    return correct is None or label.startswith("True_" if correct else "False_")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
@@ -64,8 +55,8 @@ def main() -> None:
             question, answer = frame[QUESTION][int(row)], frame[ANSWER][int(row)]
             ranked_frequency[row] = [lab for lab, _ in counts.get((question, answer), Counter()).most_common(3)]
             order = np.argsort(-p)
-            ranked_tfidf[row] = [model.classes_[i] for i in order if allowed(book, question, answer,
-                                                                             model.classes_[i])][:3]
+            allowed = book.allowed(question, answer, model.classes_)
+            ranked_tfidf[row] = [model.classes_[i] for i in order if allowed[i]][:3]
         print(f"fold {fold}: frequency {map_at_k(labels[valid], [ranked_frequency[r] for r in valid]):.4f}, "
               f"tf-idf + LR {map_at_k(labels[valid], [ranked_tfidf[r] for r in valid]):.4f}", flush=True)
     print(f"{args.folds}-fold OOF MAP@3 over {len(frame)} rows: frequency per (question, answer) "

@@ -11,9 +11,11 @@ still gets a prompt, without the per-question parts.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from classifier.data import ANSWER, CATEGORY, LABEL, MISCONCEPTION, NO_MISCONCEPTION, QUESTION, QUESTION_TEXT
@@ -53,6 +55,16 @@ class QuestionBook:
         if facts is None or facts.correct is None or answer not in facts.answers:
             return None
         return answer == facts.correct
+
+    def allowed(self, question: str, answer: str, labels: Sequence[str]) -> np.ndarray:
+        """Which of `labels` a response can carry: those seen for its question, with the True_/False_ prefix
+        its answer's correctness implies. An unseen question allows every label."""
+        facts = self.questions.get(question)
+        seen = set(facts.labels) if facts is not None else None
+        correct = self.correctness(question, answer)
+        prefix = None if correct is None else ("True_" if correct else "False_")
+        return np.array([(seen is None or label in seen) and (prefix is None or label.startswith(prefix))
+                         for label in labels], dtype=bool)
 
     def to_dict(self) -> dict[str, Any]:
         return {question: asdict(facts) for question, facts in self.questions.items()}

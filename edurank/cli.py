@@ -49,6 +49,17 @@ def add_evaluation_set(parser: argparse.ArgumentParser, out: str) -> None:
     add_threads(parser)
 
 
+def add_stored_evaluation(parser: argparse.ArgumentParser, what: str, out: str) -> None:
+    """--model/--data/--out/--oof/--threads of evaluations that can read an artifact's stored OOF predictions."""
+    parser.add_argument("--model", required=True, help=f"{what} artifact (a version dir or its root)")
+    parser.add_argument("--data", type=Path, required=True, help="labelled CSV")
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--oof", action="store_true",
+                        help="report the artifact's stored out-of-fold predictions instead of predicting --data "
+                             "(the figure for data it trained on)")
+    add_threads(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edurank", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -144,6 +155,37 @@ def build_parser() -> argparse.ArgumentParser:
     essays.add_argument("--seed", type=int, default=42)
     add_threads(essays)
 
+    classifier = train.add_parser("classifier", help="misconception classifier: k-fold members bagged over folds "
+                                                     "and seeds, OOF MAP@3, likely label errors")
+    classifier.add_argument("--data", type=Path, required=True,
+                            help="CSV: row_id, QuestionId, QuestionText, MC_Answer, StudentExplanation, Category, "
+                                 "Misconception")
+    classifier.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
+    classifier.add_argument("--model", default=None, help="encoder: a local BERT-like HF dir (default: bundled MiniLM)")
+    classifier.add_argument("--folds", type=positive_int, default=5, help="label-stratified folds")
+    classifier.add_argument("--train-folds", type=positive_int, default=None,
+                            help="train only the first N folds (exploring; OOF figures cover those folds)")
+    classifier.add_argument("--seeds", default="42", help="comma-separated seeds: one member per fold and seed")
+    classifier.add_argument("--max-length", type=positive_int, default=160, help="prompt tokens kept")
+    classifier.add_argument("--freeze-layers", type=int, default=4,
+                            help="frozen lower layers (their output is cached); the layers above train")
+    classifier.add_argument("--epochs", type=positive_int, default=2)
+    classifier.add_argument("--batch-size", type=positive_int, default=32)
+    classifier.add_argument("--lr", type=float, default=1e-4, help="learning rate of the trained encoder layers")
+    classifier.add_argument("--head-lr", type=float, default=1e-3)
+    classifier.add_argument("--dropout", type=float, default=0.1)
+    classifier.add_argument("--awp", type=float, default=0.0, metavar="LR",
+                            help="adversarial weight perturbation step (0: off; 1.0 is usual)")
+    classifier.add_argument("--awp-eps", type=float, default=1e-3, help="AWP's bound, relative to each weight")
+    classifier.add_argument("--awp-from-epoch", type=int, default=1, help="first epoch (0-based) with AWP")
+    classifier.add_argument("--label-issues", default=None,
+                            help="a classifier artifact whose label_issues.parquet lists rows to --noisy")
+    classifier.add_argument("--noisy", choices=("none", "drop", "downweight"), default="none",
+                            help="what training does with the rows --label-issues flags")
+    classifier.add_argument("--noisy-weight", type=float, default=0.3, help="loss weight of flagged rows (downweight)")
+    classifier.add_argument("--evals-per-epoch", type=positive_int, default=1, help="held-out figures per epoch")
+    add_threads(classifier)
+
     index = commands.add_parser("index", help="batch offline indexing job")
     index.add_argument("--catalog", type=Path, required=True)
     index.add_argument("--model", default=None)
@@ -176,13 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluation_set(recommend, "artifacts/reports/recommend")
 
     essays = evaluate.add_parser("essays", help="MCRMSE and per-trait RMSE of an essay scorer on a scored CSV")
-    essays.add_argument("--model", required=True, help="essay artifact (a version dir or its root)")
-    essays.add_argument("--data", type=Path, required=True)
-    essays.add_argument("--out", type=Path, default=Path("artifacts/reports/essays"))
-    essays.add_argument("--oof", action="store_true",
-                        help="report the artifact's stored out-of-fold predictions instead of scoring --data "
-                             "(the figure for data it trained on)")
-    add_threads(essays)
+    add_stored_evaluation(essays, "essay scorer", "artifacts/reports/essays")
+    classifier = evaluate.add_parser("classifier", help="MAP@3, accuracy@1, per-category figures, confusion matrix "
+                                                        "and likely label errors of a classifier on a labelled CSV")
+    add_stored_evaluation(classifier, "classifier", "artifacts/reports/classifier")
 
     serve = commands.add_parser("serve", help="start the HTTP service (settings: EDURANK_* variables, see README)")
     serve.add_argument("--host", default=None)
@@ -279,6 +318,22 @@ def run_train_essays(args: argparse.Namespace) -> None:
     print(train_essays(args.data, args.out, config))
 
 
+def run_train_classifier(args: argparse.Namespace) -> None:
+    from training.classifier import ClassifierConfig, train_classifier
+
+    try:
+        seeds = tuple(int(seed) for seed in args.seeds.split(","))
+    except ValueError as err:
+        raise InputError(f"--seeds {args.seeds}: give comma-separated integers") from err
+    config = ClassifierConfig(
+        base_model=args.model, folds=args.folds, train_folds=args.train_folds, seeds=seeds, max_length=args.max_length,
+        freeze_layers=args.freeze_layers, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        head_learning_rate=args.head_lr, dropout=args.dropout, awp_lr=args.awp, awp_eps=args.awp_eps,
+        awp_from_epoch=args.awp_from_epoch, noisy=args.noisy, noisy_weight=args.noisy_weight,
+        label_issues=args.label_issues, evals_per_epoch=args.evals_per_epoch)
+    print(train_classifier(args.data, args.out, config))
+
+
 def run_evaluate_essays(args: argparse.Namespace) -> None:
     import json
 
@@ -288,6 +343,17 @@ def run_evaluate_essays(args: argparse.Namespace) -> None:
     json_path, png_path = write_report(report, truth, predicted, args.out)
     print(json.dumps(report, indent=2))
     print(f"wrote {json_path} and {png_path}")
+
+
+def run_evaluate_classifier(args: argparse.Namespace) -> None:
+    import json
+
+    from classifier.evaluation import evaluate_classifier, write_report
+
+    report, frame, probabilities, labels = evaluate_classifier(args.model, args.data, args.oof)
+    paths = write_report(report, frame, probabilities, labels, args.out)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {', '.join(map(str, paths))}")
 
 
 def run_index(args: argparse.Namespace) -> None:
@@ -374,6 +440,7 @@ HANDLERS = {"demo": run_demo, "index": run_index, "search": run_search,
             "serve": run_serve,
             ("train", "retriever"): run_train_retriever, ("train", "reranker"): run_train_reranker,
             ("train", "essays"): run_train_essays, ("evaluate", "essays"): run_evaluate_essays,
+            ("train", "classifier"): run_train_classifier, ("evaluate", "classifier"): run_evaluate_classifier,
             ("evaluate", "retrieval"): run_evaluate_retrieval, ("evaluate", "recommend"): run_evaluate_recommend}
 
 

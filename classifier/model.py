@@ -1,0 +1,149 @@
+"""The misconception classifier: a sequence classifier over every label, masked per question.
+
+Why a sequence classifier and not a cross-encoder over (response, candidate label) pairs: on map/train.csv
+a response has 6-11 candidate labels (250,091 pairs for 29,356 rows), so a cross-encoder costs 8.5x the
+forward passes at training and at serving, and on this CPU one pass over the rows already takes minutes.
+A question's impossible labels (never seen for it, or with the wrong True_/False_ prefix for the answer's
+correctness) are masked out of the softmax instead, which gives the classifier the same focus.
+
+The network is split at layer `k`: a frozen *trunk* (embeddings and the lower `k` encoder layers, identical
+to the base model) and *members*, each holding its own copy of the upper layers, the pooling and the label
+head. Every member of an ensemble (folds x seeds) shares one trunk, so the trunk runs once per batch; and a
+trainer caches the trunk's output for the whole data set once, so each step runs only the upper layers.
+Works with BERT-like encoders (BERT, MiniLM, RoBERTa, ELECTRA): those whose layers take (hidden, mask).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from edurank.encoders import load_hf_encoder
+from edurank.errors import InputError
+
+MEMBER_CONFIG, MEMBER_WEIGHTS = "member.json", "member.safetensors"
+
+
+def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, tokens) 0/1 mask -> the (batch, 1, 1, tokens) additive mask BERT layers add to their scores."""
+    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def encoder_layers(encoder: PreTrainedModel) -> nn.ModuleList:
+    base = encoder.base_model
+    if not hasattr(base, "embeddings") or not hasattr(getattr(base, "encoder", None), "layer"):
+        raise InputError(f"model type '{encoder.config.model_type}': the classifier needs a BERT-like encoder "
+                         "(embeddings + encoder.layer)")
+    return base.encoder.layer
+
+
+class Trunk(nn.Module):
+    """The frozen lower part: embeddings and the first `split` layers of the base encoder."""
+
+    def __init__(self, encoder: PreTrainedModel, split: int):
+        super().__init__()
+        layers = encoder_layers(encoder)
+        if not 0 <= split < len(layers):
+            raise InputError(f"--freeze-layers {split}: the encoder has {len(layers)} layers; keep at least one "
+                             "trainable")
+        self.embeddings, self.layers, self.split = encoder.base_model.embeddings, layers[:split], split
+        self.requires_grad_(False)
+        self.eval()
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.embeddings(input_ids=input_ids)
+        mask = additive_mask(attention_mask, hidden.dtype)
+        for layer in self.layers:
+            hidden = layer(hidden, mask)
+        return hidden
+
+
+@dataclass
+class MemberConfig:
+    labels: int
+    split: int  # the trunk layer this member starts from
+    dropout: float = 0.1
+    seed: int = 42
+    fold: int | None = None  # the fold it did not see (None: trained on every row)
+
+
+class Member(nn.Module):
+    """Upper encoder layers + masked mean pooling + dropout + a linear head over every label."""
+
+    def __init__(self, encoder: PreTrainedModel, config: MemberConfig):
+        super().__init__()
+        self.config = config
+        self.layers = copy.deepcopy(encoder_layers(encoder)[config.split:])
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, config.labels)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = additive_mask(attention_mask, hidden.dtype)
+        for layer in self.layers:
+            hidden = layer(hidden, mask)
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return self.head(self.dropout(pooled))
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, path / MEMBER_WEIGHTS)
+        (path / MEMBER_CONFIG).write_text(json.dumps(asdict(self.config), indent=2))
+
+    @classmethod
+    def load(cls, path: Path, encoder: PreTrainedModel) -> Member:
+        config_file = path / MEMBER_CONFIG
+        if not config_file.is_file():
+            raise InputError(f"{path}: no {MEMBER_CONFIG}; not a classifier member")
+        member = cls(encoder, MemberConfig(**json.loads(config_file.read_text())))
+        member.load_state_dict(load_file(path / MEMBER_WEIGHTS))
+        return member.eval()
+
+
+def masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities over the allowed labels only (a row with none allowed falls back to all labels)."""
+    allowed = allowed | ~allowed.any(dim=1, keepdim=True)
+    return torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)
+
+
+@dataclass
+class Ensemble:
+    """A trunk, its tokenizer and the members whose masked probabilities are averaged."""
+
+    trunk: Trunk
+    tokenizer: PreTrainedTokenizerBase
+    members: list[Member]
+    max_length: int
+
+    @classmethod
+    def load(cls, base: Path, member_dirs: Sequence[Path], max_length: int) -> Ensemble:
+        encoder, tokenizer = load_hf_encoder(base, "classifier trunk")
+        members = [Member.load(path, encoder) for path in member_dirs]
+        splits = {member.config.split for member in members}
+        if len(splits) != 1:
+            raise InputError(f"{base}: members start from different layers ({sorted(splits)})")
+        return cls(Trunk(encoder, splits.pop()), tokenizer, members, max_length)
+
+    def tokenize(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(list(prompts), truncation=True, max_length=self.max_length, padding=True,
+                              return_tensors="pt")
+
+    @torch.inference_mode()
+    def probabilities(self, features: dict[str, torch.Tensor], allowed: np.ndarray) -> np.ndarray:
+        """(rows, labels) mean over members of each member's masked softmax."""
+        hidden = self.trunk(features["input_ids"], features["attention_mask"])
+        mask = torch.from_numpy(allowed)
+        total = torch.zeros(hidden.shape[0], self.members[0].config.labels)
+        for member in self.members:
+            total += masked_log_softmax(member(hidden, features["attention_mask"]), mask).exp()
+        return (total / len(self.members)).numpy()

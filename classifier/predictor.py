@@ -1,0 +1,116 @@
+"""The served classifier artifact: question book, label list, trunk and ensemble members in one directory.
+
+    <version>/manifest.json         kind "classifier", params, OOF figures, timings
+    <version>/book.json             per question: text, options, correct option, misconceptions, labels seen
+    <version>/labels.json           the label vocabulary (head order) and the prompt's max length in tokens
+    <version>/trunk/                the frozen encoder (HF dir + tokenizer) the members build on
+    <version>/members/fold{f}-seed{s}/  each member's upper layers and head (safetensors + config)
+    <version>/oof.parquet           out-of-fold probabilities of every training row
+    <version>/label_issues.parquet  likely label errors found by confident learning on those probabilities
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from classifier.model import Ensemble
+from classifier.prompts import QuestionBook, build_prompt
+from edurank.artifacts import covered_oof, open_artifact
+from edurank.errors import InputError
+from edurank.timing import Timer, no_timer
+
+KIND = "classifier"
+BOOK, LABELS, TRUNK_DIR, MEMBERS_DIR = "book.json", "labels.json", "trunk", "members"
+OOF, ISSUES = "oof.parquet", "label_issues.parquet"
+
+
+@dataclass
+class Response:
+    """One student response to classify; `question_text` is needed only for a question the book lacks."""
+
+    question_id: str | None
+    question_text: str | None
+    answer: str
+    explanation: str
+
+
+@dataclass
+class Prediction:
+    labels: list[str]  # best first
+    probabilities: list[float]
+    known_question: bool  # False: no per-question priors (options, correctness, label mask) were used
+
+
+@dataclass
+class MisconceptionClassifier:
+    path: Path
+    manifest: dict[str, Any]
+    book: QuestionBook
+    labels: list[str]
+    ensemble: Ensemble
+
+    @classmethod
+    def load(cls, path: str | Path) -> MisconceptionClassifier:
+        path, manifest = classifier_artifact(path)
+        book = QuestionBook.from_dict(json.loads((path / BOOK).read_text()))
+        meta = json.loads((path / LABELS).read_text())
+        members = sorted((path / MEMBERS_DIR).glob("fold*"))
+        if not members:
+            raise InputError(f"{path}: no members under {MEMBERS_DIR}/")
+        return cls(path, manifest, book, meta["labels"], Ensemble.load(path / TRUNK_DIR, members, meta["max_length"]))
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("version", self.path.name))
+
+    def question_of(self, response: Response) -> tuple[str, str, bool]:
+        """(book key, question text, known): by id, else by exact text; unknown questions keep their text."""
+        if response.question_id is not None and response.question_id in self.book.questions:
+            key = response.question_id
+            return key, self.book.questions[key].text, True
+        text = (response.question_text or "").strip()
+        for key, facts in self.book.questions.items():
+            if text and facts.text.strip() == text:
+                return key, facts.text, True
+        return response.question_id or "", text, False
+
+    def classify(self, responses: Sequence[Response], top: int = 3, timer: Timer = no_timer,
+                 batch_size: int = 64) -> list[Prediction]:
+        probabilities, known = self.probabilities(responses, timer, batch_size)
+        order = np.argsort(-probabilities, axis=1)[:, :top]
+        return [Prediction([self.labels[i] for i in row], [round(float(p[i]), 4) for i in row], k)
+                for row, p, k in zip(order, probabilities, known, strict=True)]
+
+    def probabilities(self, responses: Sequence[Response], timer: Timer = no_timer, batch_size: int = 64) \
+            -> tuple[np.ndarray, list[bool]]:
+        """(responses, labels) ensemble probabilities, and whether each response's question was known."""
+        prompts, allowed, known = [], [], []
+        for response in responses:
+            key, text, is_known = self.question_of(response)
+            prompts.append(build_prompt(self.book, key, text, response.answer, response.explanation))
+            allowed.append(self.book.allowed(key, response.answer, self.labels))
+            known.append(is_known)
+        parts = []
+        for start in range(0, len(prompts), batch_size):
+            with timer("tokenise"):
+                features = self.ensemble.tokenize(prompts[start:start + batch_size])
+            with timer("model"):
+                parts.append(self.ensemble.probabilities(features, np.stack(allowed[start:start + batch_size])))
+        return np.concatenate(parts), known
+
+
+def classifier_artifact(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The version directory and manifest of a classifier artifact (a version dir or its root), kind checked."""
+    return open_artifact(path, KIND, "a classifier")
+
+
+def oof_probabilities(path: Path) -> pl.DataFrame:
+    """The artifact's stored out-of-fold probabilities (`row_id`, `probabilities`, ...) of the rows covered."""
+    return covered_oof(path, OOF)
