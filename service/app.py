@@ -20,7 +20,7 @@ import edurank
 from service.errors import RequestError, request_error_handler
 from service.metrics import Metrics
 from service.registry import Registry
-from service.routes import essays, ops, recommend
+from service.routes import classify, essays, ops, recommend
 from service.routes.docs import mount_docs
 from service.settings import Settings
 
@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="edurank", version=edurank.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Retrieve-and-rank for education content: recommend catalog content for a "
-                              "curriculum topic, rerank your own candidates, score essays on six traits.")
+                              "curriculum topic, rerank your own candidates, score essays on six traits, "
+                              "classify students' misconceptions.")
     app.state.settings, app.state.metrics = settings, Metrics()
     app.state.registry, app.state.load_error = None, None
     app.add_exception_handler(RequestError, request_error_handler)
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(recommend.router)
     app.include_router(essays.router)
+    app.include_router(classify.router)
     mount_docs(app)
     return app
 

@@ -1,7 +1,6 @@
-"""The model registry: loads the catalog, the retriever, its index, the reranker and the essay scorer once
-at start-up, checks that they belong together, and holds them for every endpoint.
-
-Future artifact kinds (the classifier) and hot-swapping versions hang off this one object.
+"""The model registry: loads the catalog, the retriever, its index, the reranker, the essay scorer and the
+misconception classifier once at start-up, checks that they belong together, and holds them for every
+endpoint. Hot-swapping versions will hang off this one object.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from classifier.predictor import MisconceptionClassifier
 from edurank.artifacts import MANIFEST, read_manifest
 from edurank.encoders import set_threads
 from edurank.errors import InputError
@@ -41,6 +41,7 @@ class Registry:
     kinds: frozenset[str]
     gate: threading.Semaphore = field(repr=False)
     essays: EssayScorer | None = None
+    classifier: MisconceptionClassifier | None = None
     loaded_seconds: float = 0.0
 
     @classmethod
@@ -60,14 +61,20 @@ class Registry:
         if essays is None:
             log.warning("no essay scorer under %s/essays and none configured: /score-essay answers 503",
                         settings.artifacts)
+        classifier_path = settings.artifact(settings.classifier, "classifier")
+        classifier = MisconceptionClassifier.load(classifier_path) if classifier_path else None
+        if classifier is None:
+            log.warning("no classifier under %s/classifier and none configured: /classify answers 503",
+                        settings.artifacts)
         versions = {"retriever": version_of(encoder.path), "index": index.manifest.get("version"),
                     "reranker": reranker.manifest.get("version") if reranker else None,
-                    "essays": essays.version if essays else None}
+                    "essays": essays.version if essays else None,
+                    "classifier": classifier.version if classifier else None}
         registry = cls(settings, catalog, Recommender(encoder, index, catalog.content, reranker), versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),
                        frozenset(catalog.content["kind"].drop_nulls().unique().to_list()),
-                       threading.Semaphore(settings.inference_workers), essays)
+                       threading.Semaphore(settings.inference_workers), essays, classifier)
         registry.loaded_seconds = round(time.perf_counter() - started, 2)
         log.info("registry loaded in %.1f s: %s", registry.loaded_seconds, versions)
         return registry
@@ -75,7 +82,7 @@ class Registry:
     def describe(self) -> dict[str, Any]:
         return {"versions": self.versions, "catalog_items": len(self.catalog.content),
                 "catalog_topics": len(self.catalog.topics), "reranker": self.recommender.reranker is not None,
-                "essays": self.essays is not None,
+                "essays": self.essays is not None, "classifier": self.classifier is not None,
                 "load_seconds": self.loaded_seconds}
 
 

@@ -1,8 +1,8 @@
 """The one settings object: paths, limits and threads, read from `EDURANK_*` environment variables.
 
 Artifacts live under `EDURANK_ARTIFACTS` (default `artifacts/`) as `<kind>/<version>/` folders with a
-LATEST file: `retriever/`, `index/`, `reranker/` and `essays/`. A path setting left empty falls back to that layout,
-and to the bundled MiniLM and sample catalog where nothing was trained.
+LATEST file: `retriever/`, `index/`, `reranker/`, `essays/` and `classifier/`. A path setting left empty
+falls back to that layout, and to the bundled MiniLM and sample catalog where nothing was trained.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from edurank import SAMPLE_CATALOG
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EDURANK_", extra="ignore")
 
-    artifacts: Path = Field(Path("artifacts"), description="root of retriever/, index/, reranker/, essays/ versions")
+    artifacts: Path = Field(Path("artifacts"), description="root of the artifact kinds' versions")
     catalog: Path = Field(SAMPLE_CATALOG, description="catalog served (topics by id, content texts)")
     retriever: str | None = Field(None, description="default: <artifacts>/retriever if trained, else bundled")
     index: Path | None = Field(None, description="default: <artifacts>/index")
     reranker: str | None = Field(None, description="default: <artifacts>/reranker if trained, else none")
     essays: str | None = Field(None, description="essay scorer; default: <artifacts>/essays if trained, else none")
+    classifier: str | None = Field(None, description="misconception classifier; default: <artifacts>/classifier "
+                                                     "if trained, else none")
     build_index: bool = Field(True, description="build the index at start-up when missing or stale")
     background_load: bool = Field(True, description="load models after start-up, /ready says when done")
 
@@ -36,6 +38,9 @@ class Settings(BaseSettings):
 
     max_essay_chars: int = Field(20_000, ge=1, description="longest accepted essay")
     max_essays: int = Field(16, ge=1, description="most essays per /score-essay call")
+
+    max_response_chars: int = Field(2000, ge=1, description="longest accepted answer or explanation (/classify)")
+    max_responses: int = Field(64, ge=1, description="most responses per /classify call")
 
     threads: int | None = Field(None, ge=1, description="torch threads (default: one per core)")
     inference_workers: int = Field(1, ge=1, description="model calls run at once; the rest queue")

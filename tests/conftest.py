@@ -128,3 +128,42 @@ def write_essays(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pl.DataFrame(rows).write_csv(path)
     return path
+
+
+# -- student responses ---------------------------------------------------------------------------------------
+
+RESPONSE_PATTERNS = {  # question -> (text, answer, explanations by label)
+    "1": ("What is 2+2?", {
+        "4": {"True_Correct:NA": "two and two make four", "True_Neither:NA": "i just guessed it"},
+        "5": {"False_Misconception:Adding_extra": "you add one more at the end", "False_Neither:NA": "not sure"}}),
+    "2": ("What is half of 10?", {
+        "5": {"True_Correct:NA": "ten split in two equal parts", "True_Neither:NA": "my friend said so"},
+        "20": {"False_Misconception:Double": "half means times two", "False_Neither:NA": "no idea really"}}),
+}
+
+
+def response_rows(count: int, seed: int = 0, noise: float = 0.0) -> list[dict[str, Any]]:
+    """Synthetic MAP-style responses whose label follows from the answer and a key phrase of the
+    explanation, so a classifier can learn it; `noise` is the share of labels swapped for another one."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        question = rng.choice(sorted(RESPONSE_PATTERNS))
+        text, answers = RESPONSE_PATTERNS[question]
+        answer = rng.choice(sorted(answers))
+        label, explanation = rng.choice(sorted(answers[answer].items()))
+        if rng.random() < noise:
+            label = rng.choice([other for other in answers[answer] if other != label])
+        category, misconception = label.split(":")
+        rows.append({"row_id": i, "QuestionId": question, "QuestionText": text, "MC_Answer": answer,
+                     "StudentExplanation": f"{explanation} {rng.choice(['', 'ok', 'so', 'yes'])}".strip(),
+                     "Category": category, "Misconception": "" if misconception == "NA" else misconception})
+    return rows
+
+
+def write_responses(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame(rows).write_csv(path)
+    return path

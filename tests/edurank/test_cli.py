@@ -105,3 +105,29 @@ def test_essay_commands_train_evaluate_and_refuse_bad_input(tmp_path: Path, caps
     assert "stride" in capsys.readouterr().err
     assert main(["evaluate", "essays", "--model", str(tmp_path / "report"), "--data", str(data)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_classifier_commands_train_evaluate_and_refuse_bad_input(tmp_path: Path, capsys) -> None:
+    from tests.conftest import response_rows, write_responses
+
+    data = write_responses(tmp_path / "responses.csv", response_rows(32, noise=0.1))
+    out = tmp_path / "classifier"
+    train = ["train", "classifier", "--data", str(data), "--out", str(out), "--folds", "2", "--epochs", "1",
+             "--max-length", "48", "--freeze-layers", "5"]
+    assert main(train) == 0
+    for extra in (["--oof"], []):
+        report = tmp_path / f"report{len(extra)}"
+        assert main(["evaluate", "classifier", "--model", str(out), "--data", str(data), "--out", str(report),
+                     *extra]) == 0
+        assert '"map3"' in capsys.readouterr().out
+        assert {p.name for p in report.iterdir()} == {"report.json", "confusion.png", "label_issues.csv"}
+
+    rows = response_rows(32)
+    rows[3]["Category"] = "Maybe_Correct"
+    bad = write_responses(tmp_path / "bad.csv", rows)
+    assert main(["train", "classifier", "--data", str(bad), "--out", str(out)]) == 2
+    assert "bad.csv, row 4, column 'Category': 'Maybe_Correct'" in capsys.readouterr().err
+    assert main([*train, "--seeds", "1,x"]) == 2
+    assert "--seeds 1,x" in capsys.readouterr().err
+    assert main(["evaluate", "classifier", "--model", str(tmp_path / "report0"), "--data", str(data)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err

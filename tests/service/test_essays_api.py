@@ -12,6 +12,7 @@ from essays.windows import WindowSpec
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import essay_rows, write_catalog, write_essays
+from tests.service import assert_names_the_field, post_untrained
 from training.essays import EssayConfig, train_essays
 
 TRAITS = ["cohesion", "syntax", "vocabulary", "phraseology", "grammar", "conventions"]
@@ -66,15 +67,8 @@ def test_a_batch_keeps_order_and_ids(client: TestClient) -> None:
     ({"text": "a", "extra": 1}, ["body", "extra"], "not permitted"),
 ])
 def test_bad_requests_get_422_naming_the_field(client: TestClient, body: dict, loc: list, message: str) -> None:
-    response = client.post("/score-essay", json=body)
-    assert response.status_code == 422
-    detail = response.json()["detail"][0]
-    assert detail["loc"] == loc and message in detail["msg"].lower()
+    assert_names_the_field(client.post("/score-essay", json=body), 422, loc, message)
 
 
 def test_without_a_trained_scorer_the_route_says_how_to_get_one(tmp_path: Path) -> None:
-    settings = Settings(artifacts=tmp_path / "artifacts", catalog=write_catalog(tmp_path / "catalog"),
-                        background_load=False)
-    with TestClient(create_app(settings)) as client:
-        response = client.post("/score-essay", json={"text": "An essay."})
-    assert response.status_code == 503 and "edurank train essays" in response.json()["detail"][0]["msg"]
+    assert "edurank train essays" in post_untrained(tmp_path, "/score-essay", {"text": "An essay."})["msg"]

@@ -1,0 +1,20 @@
+"""POST /classify: validate, delegate to service.classify, return."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service import classify as logic
+from service.deps import MetricsDep, RegistryDep
+from service.schemas.classify import ClassifyRequest, ClassifyResponse
+
+router = APIRouter(tags=["classification"])
+ERRORS = {422: {"description": "invalid field (named in `loc`): missing, empty or oversized text, too many"},
+          503: {"description": "models not loaded yet, or no classifier trained"}}
+
+
+@router.post("/classify", response_model=ClassifyResponse, responses=ERRORS)  # type: ignore[arg-type]
+def classify(request: ClassifyRequest, registry: RegistryDep, metrics: MetricsDep) -> ClassifyResponse:
+    """The three most probable misconception labels (`Category:Misconception`) for a student's answer and
+    explanation, with probabilities; a question unseen in training is still answered, flagged as such."""
+    return logic.classify_responses(registry, request, metrics.stage)
