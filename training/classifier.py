@@ -67,6 +67,7 @@ class ClassifierConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     dropout: float = 0.1
+    layer_dropout: float = 0.0
     awp_lr: float = 0.0  # 0: no AWP
     awp_eps: float = 1e-3
     awp_from_epoch: int = 1  # AWP from this epoch on (0-based): the first epoch learns the task first
@@ -168,7 +169,8 @@ class MemberTrainer:
         self.label = f"fold {fold} seed {seed}"
         seed_everything(seed)
         self.member = Member(encoder, MemberConfig(labels=allowed.shape[1], split=config.freeze_layers,
-                                                   dropout=config.dropout, seed=seed, fold=fold))
+                                                   dropout=config.dropout, layer_dropout=config.layer_dropout,
+                                                   seed=seed, fold=fold))
         self.awp = AWP(self.member, config.awp_lr, config.awp_eps) if config.awp_lr else None
 
     def batches(self, epoch: int) -> list[list[int]]:

@@ -44,3 +44,11 @@ def test_ensemble_averages_its_members_probabilities() -> None:
     alone = [Ensemble(ensemble.trunk, tokenizer, [m], 32).probabilities(features, allowed) for m in members]
     assert np.allclose(together, (alone[0] + alone[1]) / 2, atol=1e-6)
     assert together[0, 2] == 0 and np.isclose(together.sum(), 1.0)
+
+
+def test_layer_dropout_is_off_by_default_and_settable() -> None:
+    encoder, _ = load_hf_encoder(None)
+    for rate in (0.0, 0.2):
+        member = Member(encoder, MemberConfig(labels=2, split=4, layer_dropout=rate))
+        rates = {m.p for m in member.layers.modules() if isinstance(m, torch.nn.Dropout)}
+        assert rates == {rate}
