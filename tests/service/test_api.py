@@ -51,8 +51,9 @@ def test_recommend_by_topic_id(client: TestClient) -> None:
     assert len(body["items"]) == 3 and body["rule"]["max_items"] == 3
     probabilities = [item["probability"] for item in body["items"]]
     assert probabilities == sorted(probabilities, reverse=True) and all(0 <= p <= 1 for p in probabilities)
-    assert set(body["versions"]) == {"retriever", "index", "reranker", "essays"} and body["versions"]["index"]
-    assert body["versions"]["essays"] is None  # none trained in this fixture
+    assert set(body["versions"]) == {"retriever", "index", "reranker", "essays", "classifier"}
+    assert body["versions"]["index"]
+    assert body["versions"]["essays"] is None and body["versions"]["classifier"] is None  # none trained here
     assert {"id", "title", "kind", "language", "retrieval_rank", "retrieval_score"} <= set(body["items"][0])
 
 
