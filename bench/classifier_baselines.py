@@ -2,7 +2,10 @@
 most frequent labels per (question, answer) in the training folds, and TF-IDF + logistic regression over
 the prompt text with labels masked to those seen for the question and to the answer's correctness.
 
-    .venv/bin/python bench/classifier_baselines.py ../shared/data/map/train.csv
+    .venv/bin/python bench/classifier_baselines.py ../shared/data/map/train.csv [--save-oof tfidf_oof.parquet]
+
+`--save-oof` writes the TF-IDF model's masked OOF probabilities (row_id, probabilities over the sorted label
+list) in the layout of a classifier's oof.parquet, so `bench/classifier_scores.py --blend-with` can mix them.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_union
 
-from classifier.data import ANSWER, EXPLANATION, LABEL, QUESTION, QUESTION_TEXT, load_responses
+from classifier.data import ANSWER, EXPLANATION, LABEL, QUESTION, QUESTION_TEXT, ROW, load_responses
 from classifier.evaluation import map_at_k
 from classifier.prompts import QuestionBook, build_prompt
 from training.splits import stratified_folds
@@ -28,12 +32,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--save-oof", type=Path, default=None, help="parquet of the TF-IDF model's OOF probabilities")
     args = parser.parse_args()
     frame = load_responses(args.data)
     labels = frame[LABEL].to_numpy()
     folds = stratified_folds(labels, args.folds)
     ranked_frequency: list[list[str]] = [[] for _ in range(len(frame))]
     ranked_tfidf: list[list[str]] = [[] for _ in range(len(frame))]
+    vocabulary = sorted(set(labels))
+    oof = np.zeros((len(frame), len(vocabulary)), dtype=np.float32)
     started = time.perf_counter()
     for fold in range(args.folds):
         train, valid = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
@@ -50,6 +57,7 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = LogisticRegression(C=10.0, max_iter=300).fit(features, labels[train])
+        columns = [vocabulary.index(c) for c in model.classes_]
         probabilities = model.predict_proba(vectorizer.transform([prompts[i] for i in valid]))
         for row, p in zip(valid, probabilities, strict=True):
             question, answer = frame[QUESTION][int(row)], frame[ANSWER][int(row)]
@@ -57,11 +65,17 @@ def main() -> None:
             order = np.argsort(-p)
             allowed = book.allowed(question, answer, model.classes_)
             ranked_tfidf[row] = [model.classes_[i] for i in order if allowed[i]][:3]
+            masked = np.where(allowed, p, 0.0)
+            oof[row, columns] = masked / max(masked.sum(), 1e-12)
         print(f"fold {fold}: frequency {map_at_k(labels[valid], [ranked_frequency[r] for r in valid]):.4f}, "
               f"tf-idf + LR {map_at_k(labels[valid], [ranked_tfidf[r] for r in valid]):.4f}", flush=True)
     print(f"{args.folds}-fold OOF MAP@3 over {len(frame)} rows: frequency per (question, answer) "
           f"{map_at_k(labels, ranked_frequency):.4f}, TF-IDF + LR (masked) {map_at_k(labels, ranked_tfidf):.4f}; "
           f"{time.perf_counter() - started:.0f} s")
+    if args.save_oof:
+        pl.DataFrame({ROW: frame[ROW], "covered": [True] * len(frame), "probabilities": oof.tolist()}) \
+            .write_parquet(args.save_oof)
+        print(f"wrote {args.save_oof}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ from classifier.predictor import ISSUES, LABELS, OOF, classifier_artifact
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="classifier version dirs or artifact roots")
+    parser.add_argument("--blend-with", type=Path, default=None,
+                        help="OOF probabilities of another model (bench/classifier_baselines.py --save-oof): "
+                             "MAP@3 of each run mixed with them, weight 0-1")
     parser.add_argument("--clean-by", type=Path, default=None,
                         help="the run whose label_issues.parquet defines the clean rows (default: the first)")
     args = parser.parse_args()
@@ -38,7 +41,7 @@ def main() -> None:
           f"({len(flagged & common)} flagged among them)\n")
     print("| run | settings | rows | MAP@3 | acc@1 | clean MAP@3 | clean acc@1 | train min |")
     print("|---|---|---|---|---|---|---|---|")
-    categories = {}
+    categories, blends = {}, {}
     for path, (manifest, oof) in oofs.items():
         params, metrics = manifest["params"], manifest["metrics"]
         labels = json.loads((path / LABELS).read_text())["labels"]
@@ -49,6 +52,8 @@ def main() -> None:
         every = classification_report(truth, ranked)
         kept = classification_report([truth[i] for i in clean], [ranked[i] for i in clean])
         categories[path.name] = every["categories"]
+        if args.blend_with:
+            blends[path.name] = blend_curve(args.blend_with, oof, probabilities, labels)
         seeds = ",".join(map(str, params["seeds"]))
         settings = (f"{params['train_folds'] or params['folds']}/{params['folds']} folds x seeds {seeds}, "
                     f"{params['epochs']} ep, "
@@ -62,11 +67,29 @@ def main() -> None:
     for name, figures in categories.items():
         print(f"| {name} MAP@3 | " + " | ".join(f"{figures[c]['map3']:.3f}" if c in figures else "-"
                                                  for c in CATEGORIES) + " |")
+    for name, curve in blends.items():
+        best = max(curve, key=curve.get)
+        print(f"\n{name} x {args.blend_with.name}: " + ", ".join(f"w {w:.1f}: {m:.4f}" for w, m in curve.items())
+              + f"; best w {best:.1f} (weight of the run) MAP@3 {curve[best]:.4f}")
     for path, (manifest, _) in oofs.items():
         for member, figures in manifest["metrics"]["members"].items():
             epochs = [f"epoch {h['epoch']}: loss {h['loss']:.3f} MAP@3 {h['map3']:.4f}" for h in figures["history"]]
             print(f"{path.name} {member}: " + ", ".join(epochs))
 
+
+def blend_curve(other_path: Path, oof: pl.DataFrame, probabilities: np.ndarray,
+                labels: list[str]) -> dict[float, float]:
+    """MAP@3 of w x the run's probabilities + (1 - w) x the other model's (same label order), for w = 0,
+    0.1, ..., 1. The weight is chosen on these same rows: one number, so the optimism is small."""
+    other = pl.read_parquet(other_path).select(pl.col(ROW).cast(pl.String), pl.col("probabilities").alias("other"))
+    joined = oof.select(pl.col(ROW).cast(pl.String), "label").join(other, on=ROW, how="left", maintain_order="left")
+    if joined["other"].null_count():
+        raise SystemExit(f"{other_path}: lacks some rows of the run")
+    mixed_with = np.array(joined["other"].to_list(), dtype=np.float32)
+    truth = joined["label"].to_list()
+    return {float(w): classification_report(truth, ranked_labels(w * probabilities + (1 - w) * mixed_with,
+                                                                 labels))["map3"]
+            for w in np.round(np.linspace(0, 1, 11), 1)}
 
 if __name__ == "__main__":
     main()
