@@ -45,7 +45,11 @@ class Response:
 class Prediction:
     labels: list[str]  # best first
     probabilities: list[float]
-    known_question: bool  # False: no per-question priors (options, correctness, label mask) were used
+    question_id: str | None  # the training question matched; None: no per-question priors were used
+
+    @property
+    def known_question(self) -> bool:
+        return self.question_id is not None
 
 
 @dataclass
@@ -83,27 +87,28 @@ class MisconceptionClassifier:
 
     def classify(self, responses: Sequence[Response], top: int = 3, timer: Timer = no_timer,
                  batch_size: int = 64) -> list[Prediction]:
-        probabilities, known = self.probabilities(responses, timer, batch_size)
+        probabilities, matched = self.probabilities(responses, timer, batch_size)
         order = np.argsort(-probabilities, axis=1)[:, :top]
-        return [Prediction([self.labels[i] for i in row], [round(float(p[i]), 4) for i in row], k)
-                for row, p, k in zip(order, probabilities, known, strict=True)]
+        return [Prediction([self.labels[i] for i in row], [round(float(p[i]), 4) for i in row], question)
+                for row, p, question in zip(order, probabilities, matched, strict=True)]
 
     def probabilities(self, responses: Sequence[Response], timer: Timer = no_timer, batch_size: int = 64) \
-            -> tuple[np.ndarray, list[bool]]:
-        """(responses, labels) ensemble probabilities, and whether each response's question was known."""
-        prompts, allowed, known = [], [], []
+            -> tuple[np.ndarray, list[str | None]]:
+        """(responses, labels) ensemble probabilities, and each response's matched training question (None:
+        unknown)."""
+        prompts, allowed, matched = [], [], []
         for response in responses:
             key, text, is_known = self.question_of(response)
             prompts.append(build_prompt(self.book, key, text, response.answer, response.explanation))
             allowed.append(self.book.allowed(key, response.answer, self.labels))
-            known.append(is_known)
+            matched.append(key if is_known else None)
         parts = []
         for start in range(0, len(prompts), batch_size):
             with timer("tokenise"):
                 features = self.ensemble.tokenize(prompts[start:start + batch_size])
             with timer("model"):
                 parts.append(self.ensemble.probabilities(features, np.stack(allowed[start:start + batch_size])))
-        return np.concatenate(parts), known
+        return np.concatenate(parts), matched
 
 
 def classifier_artifact(path: str | Path) -> tuple[Path, dict[str, Any]]:

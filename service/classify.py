@@ -51,13 +51,12 @@ def classify_responses(registry: Registry, request: ClassifyRequest, timer: Time
     with inference_slot(registry, timer):
         predictions = classifier.classify(responses, timer=timer)
     results = []
-    for item, response, prediction in zip(items, responses, predictions, strict=True):
+    for item, prediction in zip(items, predictions, strict=True):
         labels = []
         for label, probability in zip(prediction.labels, prediction.probabilities, strict=True):
             category, misconception = label.split(":", 1)
             labels.append(LabelScore(label=label, category=category, probability=probability,
                                      misconception=None if misconception == NO_MISCONCEPTION else misconception))
-        matched = classifier.question_of(response)[0] if prediction.known_question else None
         results.append(Classification(id=item.id, labels=labels, known_question=prediction.known_question,
-                                      question_id=matched))
+                                      question_id=prediction.question_id))
     return ClassifyResponse(results=results, model_version=classifier.version)

@@ -39,12 +39,12 @@ from classifier.evaluation import classification_report, find_label_issues, rank
 from classifier.model import Member, MemberConfig, Trunk, masked_log_softmax
 from classifier.predictor import BOOK, ISSUES, KIND, LABELS, MEMBERS_DIR, OOF, TRUNK_DIR
 from classifier.prompts import QuestionBook, build_prompt
-from edurank.artifacts import hash_files, hash_json, new_version, publish, staging_dir, write_manifest
+from edurank.artifacts import hash_files, hash_json, new_version, publish, resolve, staging_dir, write_manifest
 from edurank.encoders import fingerprint, load_hf_encoder, model_path
 from edurank.errors import InputError
 from training.adversarial import AWP
 from training.optim import adamw_with_warmup, load_checkpoint, save_checkpoint, seed_everything
-from training.splits import stratified_folds
+from training.splits import check_train_folds, stratified_folds
 
 log = logging.getLogger(__name__)
 NOISY = ("none", "drop", "downweight")
@@ -78,8 +78,7 @@ class ClassifierConfig:
     issue_filter: str = "prune_by_noise_rate"
 
     def __post_init__(self) -> None:
-        if self.train_folds is not None and not 1 <= self.train_folds <= self.folds:
-            raise InputError(f"--train-folds {self.train_folds}: must be between 1 and --folds {self.folds}")
+        check_train_folds(self.train_folds, self.folds)
         if self.noisy not in NOISY:
             raise InputError(f"--noisy {self.noisy}: choose one of {', '.join(NOISY)}")
         if self.noisy != "none" and not self.label_issues:
@@ -273,8 +272,6 @@ def read_label_issues(source: str | Path) -> set[str]:
     """Row ids flagged by an earlier run: its artifact's label_issues.parquet, or such a file itself."""
     path = Path(source)
     if path.is_dir():
-        from edurank.artifacts import resolve
-
         path = resolve(path) / ISSUES
     if not path.is_file():
         raise InputError(f"--label-issues {source}: no {ISSUES} there (train a classifier first)")

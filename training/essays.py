@@ -52,7 +52,7 @@ from training.optim import (
     save_checkpoint,
     seed_everything,
 )
-from training.splits import multilabel_folds
+from training.splits import check_train_folds, multilabel_folds
 
 log = logging.getLogger(__name__)
 PATHS = ("fast", "finetune")
@@ -103,8 +103,7 @@ class EssayConfig:
     def __post_init__(self) -> None:
         if not self.paths or set(self.paths) - set(PATHS):
             raise InputError(f"--paths {','.join(self.paths)}: choose from {', '.join(PATHS)}")
-        if self.train_folds is not None and not 1 <= self.train_folds <= self.folds:
-            raise InputError(f"--train-folds {self.train_folds}: must be between 1 and --folds {self.folds}")
+        check_train_folds(self.train_folds, self.folds)
         self.fast = dataclasses.replace(self.fast, windows=self.windows)  # one window layout for both paths
 
     def to_dict(self) -> dict[str, Any]:

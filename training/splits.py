@@ -93,3 +93,9 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = 42) -> np.ndarr
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         assignment[held_out] = fold
     return assignment
+
+
+def check_train_folds(train_folds: int | None, folds: int) -> None:
+    """--train-folds N (train only the first N folds while exploring) must name folds that exist."""
+    if train_folds is not None and not 1 <= train_folds <= folds:
+        raise InputError(f"--train-folds {train_folds}: must be between 1 and --folds {folds}")
