@@ -32,7 +32,8 @@ from edurank.timing import StageTimes
 log = logging.getLogger(__name__)
 
 
-def map_at_k(truth: Sequence[str], ranked: Sequence[Sequence[str]], k: int = 3) -> float:
+def single_label_map(truth: Sequence[Any], ranked: Sequence[Sequence[Any]], k: int = 3) -> float:
+    """MAP@k with one true label per row: 1 / the rank of the true label in the top k, else 0, averaged."""
     if len(truth) != len(ranked):
         raise ValueError(f"{len(truth)} true labels but {len(ranked)} rankings")
     if len(truth) == 0:
@@ -53,7 +54,8 @@ def ranked_labels(probabilities: np.ndarray, labels: Sequence[str], k: int = 3) 
 def classification_report(truth: Sequence[str], ranked: Sequence[Sequence[str]]) -> dict[str, Any]:
     """MAP@3 and accuracy@1 overall and per true category (the label's part before ':')."""
     def figures(rows: list[int]) -> dict[str, Any]:
-        return {"rows": len(rows), "map3": round(map_at_k([truth[i] for i in rows], [ranked[i] for i in rows]), 4),
+        chosen = [ranked[i] for i in rows]
+        return {"rows": len(rows), "map3": round(single_label_map([truth[i] for i in rows], chosen), 4),
                 "accuracy1": round(float(np.mean([ranked[i][0] == truth[i] for i in rows])) if rows else 0.0, 4)}
 
     by_category: dict[str, list[int]] = {}
@@ -111,9 +113,9 @@ def evaluate_classifier(model: str | Path, data: Path, stored_oof: bool = False)
         probabilities = np.array(frame["probabilities"].to_list(), dtype=np.float32)
         labels = json.loads((path / "labels.json").read_text())["labels"]
     else:
-        if manifest.get("data", {}).get("hash") == hash_files([data]):
+        if manifest.data.get("hash") == hash_files([data]):
             log.warning("%s is the data %s was trained on: these figures are not held-out (see --oof)", data,
-                        manifest.get("version"))
+                        manifest.version)
         classifier = MisconceptionClassifier.load(path)
         labels = classifier.labels
         responses = [Response(q, t, a, e) for q, t, a, e in
@@ -128,7 +130,7 @@ def evaluate_classifier(model: str | Path, data: Path, stored_oof: bool = False)
                     ", ".join(unknown[:5]))
         labels = [*labels, *unknown]
         probabilities = np.pad(probabilities, ((0, 0), (0, len(unknown))))
-    report = {"model": str(path), "version": manifest.get("version"), "data": str(data),
+    report = {"model": str(path), "version": manifest.version, "data": str(data),
               "predictions": "out-of-fold" if stored_oof else "scored",
               **classification_report(frame[LABEL].to_list(), ranked_labels(probabilities, labels)), **timing}
     return report, frame, probabilities, labels

@@ -124,8 +124,10 @@ def masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Ten
 
 @dataclass
 class Ensemble:
-    """A trunk, its tokenizer and the members whose masked probabilities are averaged."""
+    """The base encoder, the trunk cut from it, its tokenizer and the members whose masked probabilities are
+    averaged."""
 
+    encoder: PreTrainedModel
     trunk: Trunk
     tokenizer: PreTrainedTokenizerBase
     members: list[Member]
@@ -138,7 +140,7 @@ class Ensemble:
         splits = {member.config.split for member in members}
         if len(splits) != 1:
             raise InputError(f"{base}: members start from different layers ({sorted(splits)})")
-        return cls(Trunk(encoder, splits.pop()), tokenizer, members, max_length)
+        return cls(encoder, Trunk(encoder, splits.pop()), tokenizer, members, max_length)
 
     def tokenize(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(list(prompts), truncation=True, max_length=self.max_length, padding=True,

@@ -15,18 +15,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
 
 from classifier.model import Ensemble
 from classifier.prompts import QuestionBook, build_prompt
-from edurank.artifacts import covered_oof, open_artifact
+from edurank.artifacts import Manifest, covered_oof, open_artifact
 from edurank.errors import InputError
 from edurank.timing import Timer, no_timer
 
-KIND = "classifier"
 BOOK, LABELS, TRUNK_DIR, MEMBERS_DIR = "book.json", "labels.json", "trunk", "members"
 OOF, ISSUES = "oof.parquet", "label_issues.parquet"
 
@@ -54,11 +52,14 @@ class Prediction:
 
 @dataclass
 class MisconceptionClassifier:
-    path: Path
-    manifest: dict[str, Any]
+    """The served classifier: question book, label vocabulary and the trunk + members ensemble."""
+
+    KIND = "classifier"
     book: QuestionBook
     labels: list[str]
     ensemble: Ensemble
+    path: Path | None = None
+    manifest: Manifest | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> MisconceptionClassifier:
@@ -68,11 +69,22 @@ class MisconceptionClassifier:
         members = sorted((path / MEMBERS_DIR).glob("fold*"))
         if not members:
             raise InputError(f"{path}: no members under {MEMBERS_DIR}/")
-        return cls(path, manifest, book, meta["labels"], Ensemble.load(path / TRUNK_DIR, members, meta["max_length"]))
+        ensemble = Ensemble.load(path / TRUNK_DIR, members, meta["max_length"])
+        return cls(book, meta["labels"], ensemble, path, manifest)
+
+    def save(self, directory: Path) -> None:
+        """The layout above, less the training side files (OOF, label issues) the trainer adds."""
+        self.ensemble.encoder.save_pretrained(directory / TRUNK_DIR)
+        self.ensemble.tokenizer.save_pretrained(directory / TRUNK_DIR)
+        for member in self.ensemble.members:
+            member.save(directory / MEMBERS_DIR / f"fold{member.config.fold}-seed{member.config.seed}")
+        (directory / BOOK).write_text(json.dumps(self.book.to_dict(), indent=2))
+        (directory / LABELS).write_text(json.dumps({"labels": self.labels, "max_length": self.ensemble.max_length},
+                                                   indent=2))
 
     @property
-    def version(self) -> str:
-        return str(self.manifest.get("version", self.path.name))
+    def version(self) -> str | None:
+        return self.manifest.version if self.manifest is not None else None
 
     def question_of(self, response: Response) -> tuple[str, str, bool]:
         """(book key, question text, known): by id, else by exact text; unknown questions keep their text."""
@@ -111,9 +123,9 @@ class MisconceptionClassifier:
         return np.concatenate(parts), matched
 
 
-def classifier_artifact(path: str | Path) -> tuple[Path, dict[str, Any]]:
+def classifier_artifact(path: str | Path) -> tuple[Path, Manifest]:
     """The version directory and manifest of a classifier artifact (a version dir or its root), kind checked."""
-    return open_artifact(path, KIND, "a classifier")
+    return open_artifact(path, MisconceptionClassifier.KIND)
 
 
 def oof_probabilities(path: Path) -> pl.DataFrame:

@@ -1,27 +1,39 @@
-"""Versioned artifact directories: `<root>/<version>/` with a manifest.json, written atomically.
+"""The one artifact contract: every trained model and index is a versioned directory `<root>/<version>/`
+holding the files its served class's `save()` wrote and a typed manifest.json, published by one function.
 
-Writers fill a hidden `.<name>.tmp` sibling and rename it into place only when complete, then point
-`<root>/LATEST` at it, so a failed job never leaves a half-written version or moves what is served.
+Writers fill a hidden staging sibling and `publish_artifact` renames it into place only when complete, then
+points `<root>/LATEST` at it, so a failed job never leaves a half-written version or moves what is served.
+The manifest says what the artifact is (kind, version), what it is (`weights`: a fingerprint of its own
+weight files), what it came from (base model, data, the artifacts it depends on, parameters) and how good and
+how slow it was (metrics, seconds). Manifests written before this contract (no `format`) are refused with
+the command that rebuilds them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+import edurank
 from edurank.errors import ArtifactMismatchError, InputError
 
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
+FORMAT = 2  # manifest layout; 1 (no field) was written before the shared contract
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".faiss", ".joblib")
+REBUILD = {"retriever": "edurank train retriever", "reranker": "edurank train reranker",
+           "essays": "edurank train essays", "classifier": "edurank train classifier", "index": "edurank index"}
 
 
 def hash_files(paths: Iterable[Path], chunk: int = 1 << 20) -> str:
@@ -67,8 +79,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def staging_dir(root: Path, name: str, keep_on_error: bool = False) -> Iterator[Path]:
-    """Yield `<root>/.<name>.tmp`; the caller publishes it with `publish`. On error it is removed,
-    unless `keep_on_error` (trainers keep it: it holds the checkpoints a rerun resumes from)."""
+    """Yield `<root>/.<name>.tmp`, a job's working directory: the job publishes it (or a directory inside it)
+    with `publish_artifact`, and what is left is removed on success. On error it is removed too, unless
+    `keep_on_error` (trainers keep it: it holds the checkpoints a rerun resumes from)."""
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{name}.tmp"
     tmp.mkdir(exist_ok=True)
@@ -78,15 +91,101 @@ def staging_dir(root: Path, name: str, keep_on_error: bool = False) -> Iterator[
         if not keep_on_error:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
-def publish(tmp: Path, root: Path, version: str) -> Path:
-    """Rename a finished staging directory to `<root>/<version>` and point LATEST at it."""
-    final = root / version
+def fresh_dir(path: Path) -> Path:
+    """An empty directory at `path` (what an interrupted run left there is removed)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def weights_fingerprint(directory: Path) -> str:
+    """Identity of a model directory's weights: sha256 over its weight files' bytes in path order (an HF or
+    sentence-transformers dir, a trained artifact, an index alike)."""
+    files = sorted(p for p in Path(directory).rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    if not files:
+        raise InputError(f"model '{directory}': no weights file ({', '.join('*' + s for s in WEIGHT_SUFFIXES)})")
+    return hash_files(files)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model or artifact another one was built from, by path and weights fingerprint."""
+
+    path: str
+    fingerprint: str
+    kind: str | None = None  # an edurank artifact's kind; None for a plain HF / ST model
+    version: str | None = None
+
+
+@dataclass
+class Manifest:
+    """manifest.json of every artifact. `details` holds what only one kind has (an index's size, a reranker's
+    calibration and rule); `seconds` the wall time of each stage that built it."""
+
+    kind: str
+    version: str
+    weights: str
+    base_model: ModelRef | None
+    data: dict[str, Any]
+    params: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    depends: list[ModelRef] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    edurank: str = edurank.__version__
+    format: int = FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: Path | str) -> Manifest:
+        kind = values.get("kind", "unknown")
+        if values.get("format") != FORMAT:
+            command = REBUILD.get(kind, "the command that built it")
+            raise ArtifactMismatchError(f"{where}: a '{kind}' artifact written by an older edurank (manifest "
+                                        f"format {values.get('format', 1)}, this edurank reads {FORMAT}); "
+                                        f"rebuild it with `{command}`")
+        try:
+            base = values["base_model"]
+            return cls(**{**values, "base_model": ModelRef(**base) if base else None,
+                          "depends": [ModelRef(**d) for d in values["depends"]]})
+        except (KeyError, TypeError) as err:
+            raise ArtifactMismatchError(f"{where}: manifest fields do not match format {FORMAT} ({err})") from err
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        return cls.from_dict(read_manifest(directory), directory)
+
+
+def model_ref(path: Path, fingerprint: str) -> ModelRef:
+    """A reference to a model directory: an artifact's kind and version come from its manifest."""
+    if (path / MANIFEST).is_file():
+        manifest = Manifest.read(path)
+        return ModelRef(str(path), fingerprint, manifest.kind, manifest.version)
+    return ModelRef(str(path), fingerprint)
+
+
+def publish_artifact(staging: Path, root: Path, run_hash: str, *, kind: str, base_model: ModelRef | None,
+                     data: dict[str, Any], params: dict[str, Any], metrics: dict[str, Any] | None = None,
+                     seconds: dict[str, float] | None = None, depends: Sequence[ModelRef] = (),
+                     details: dict[str, Any] | None = None) -> Path:
+    """The one way an artifact is published: fingerprint the weights `staging` holds, write its manifest,
+    rename it to `<root>/<version>` and point LATEST at it. Every writer calls this."""
+    manifest = Manifest(kind=kind, version=new_version(run_hash), weights=weights_fingerprint(staging),
+                        base_model=base_model, data=data, params=params, metrics=metrics or {},
+                        seconds={k: round(v, 2) for k, v in (seconds or {}).items()}, depends=list(depends),
+                        details=details or {}, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    write_manifest(staging, manifest.to_dict())
+    final = root / manifest.version
     if final.exists():
         raise InputError(f"{final} already exists; refusing to overwrite a published version")
-    os.replace(tmp, final)
-    atomic_write_text(root / LATEST, version + "\n")
+    os.replace(staging, final)
+    atomic_write_text(root / LATEST, manifest.version + "\n")
     return final
 
 
@@ -106,13 +205,13 @@ def resolve(path: str | Path) -> Path:
     raise InputError(f"{path}: neither an artifact version (no {MANIFEST}) nor a folder of versions")
 
 
-def open_artifact(path: str | Path, kind: str, what: str) -> tuple[Path, dict[str, Any]]:
+def open_artifact(path: str | Path, kind: str) -> tuple[Path, Manifest]:
     """The version directory and manifest of an artifact of `kind` (given a version dir or its root);
-    another kind is refused, the error saying it is not `what`."""
+    another kind, or a manifest of an older format, is refused."""
     path = resolve(path)
-    manifest = read_manifest(path)
-    if manifest.get("kind") != kind:
-        raise ArtifactMismatchError(f"{path}: a '{manifest.get('kind')}' artifact, not {what}")
+    manifest = Manifest.read(path)
+    if manifest.kind != kind:
+        raise ArtifactMismatchError(f"{path}: a '{manifest.kind}' artifact, not a '{kind}' one")
     return path, manifest
 
 

@@ -9,17 +9,63 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from edurank import SAMPLE_CATALOG
 from edurank.errors import InputError
+from edurank.options import add_options, from_args
 
 DEMO_QUERIES = (
     ("Adding fractions with different denominators", None),
     ("Wie berechnet man das Volumen eines Quaders?", None),
     ("la fotosíntesis de las plantas", "es"),
 )
+
+
+def retriever_config() -> type:
+    from training.retriever import RetrieverConfig
+
+    return RetrieverConfig
+
+
+def reranker_config() -> type:
+    from training.reranker import RerankerConfig
+
+    return RerankerConfig
+
+
+def essay_config() -> type:
+    from training.essays import EssayConfig
+
+    return EssayConfig
+
+
+def classifier_config() -> type:
+    from training.classifier import ClassifierConfig
+
+    return ClassifierConfig
+
+
+CATALOG = ("--catalog", {"type": Path, "required": True, "help": "catalog dir (topics, content, correlations)"})
+# job -> (help, its input arguments, its config class): every other flag comes from the config dataclass
+TRAIN_JOBS: dict[str, tuple[str, list[tuple[str, dict[str, Any]]], Callable[[], type]]] = {
+    "retriever": ("bi-encoder with in-batch and mined hard negatives", [CATALOG], retriever_config),
+    "reranker": ("cross-encoder over stage 1's candidates, cross-fitted", [CATALOG, (
+        "--retriever", {"action": "append", "required": True, "metavar": "DIR",
+                        "help": "retriever(s) to mine candidates with; each topic is mined by one that never "
+                                "trained on it (fold models from `train retriever --fold I`, or 'bundled')"})],
+                 reranker_config),
+    "essays": ("six-trait essay scorer: fast path, fine-tuned path, OOF blend", [(
+        "--data", {"type": Path, "required": True, "help": "CSV: text_id, full_text and the six traits"})],
+               essay_config),
+    "classifier": ("misconception classifier: k-fold members bagged over folds and seeds, OOF MAP@3, likely "
+                   "label errors", [(
+                       "--data", {"type": Path, "required": True,
+                                  "help": "CSV: row_id, QuestionId, QuestionText, MC_Answer, StudentExplanation, "
+                                          "Category, Misconception"})], classifier_config),
+}
 
 
 def positive_int(text: str) -> int:
@@ -73,120 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads(demo)
 
     train = commands.add_parser("train", help="train a model").add_subparsers(dest="job", required=True)
-    retriever = train.add_parser("retriever", help="bi-encoder with in-batch and mined hard negatives")
-    retriever.add_argument("--catalog", type=Path, required=True)
-    retriever.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
-    retriever.add_argument("--model", default=None, help="start from this local ST/HF dir (default: bundled)")
-    retriever.add_argument("--rounds", type=int, default=2, help="hard-negative rounds after the first")
-    retriever.add_argument("--epochs", type=positive_int, default=3, help="epochs of the in-batch round")
-    retriever.add_argument("--hard-negative-epochs", type=positive_int, default=2)
-    retriever.add_argument("--batch-size", type=positive_int, default=64)
-    retriever.add_argument("--lr", type=float, default=5e-5)
-    retriever.add_argument("--max-tokens", type=positive_int, default=128)
-    retriever.add_argument("--top-n", type=positive_int, default=50, help="mine negatives from this top-N")
-    retriever.add_argument("--margin", type=float, default=0.95,
-                           help="skip candidates scoring above margin x the gold item's score")
-    retriever.add_argument("--freeze-layers", type=int, default=0)
-    retriever.add_argument("--symmetric", action="store_true", help="add the item->topic direction to the loss")
-    retriever.add_argument("--cluster-size", type=int, default=0,
-                           help="build batches from k-means clusters of about this many similar topics (0: off)")
-    add_folds(retriever, "hold this fold out (default: train on every topic)")
-    add_threads(retriever)
-
-    reranker = train.add_parser("reranker", help="cross-encoder over stage 1's candidates, cross-fitted")
-    reranker.add_argument("--catalog", type=Path, required=True)
-    reranker.add_argument("--retriever", action="append", required=True, metavar="DIR",
-                          help="retriever(s) to mine candidates with; each topic is mined by one that never "
-                               "trained on it (fold models from `train retriever --fold I`, or 'bundled')")
-    reranker.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
-    reranker.add_argument("--model", default=None, help="start from this local HF/ST dir (default: bundled)")
-    reranker.add_argument("--candidates", type=positive_int, default=32, help="top-N retrieved per topic")
-    reranker.add_argument("--negatives", type=int, default=8,
-                          help="negatives sampled per topic and epoch from its candidates (0: all)")
-    reranker.add_argument("--epochs", type=positive_int, default=1)
-    reranker.add_argument("--batch-size", type=positive_int, default=32)
-    reranker.add_argument("--lr", type=float, default=5e-5)
-    reranker.add_argument("--pos-weight", type=float, default=None,
-                          help="BCE weight of positives (default: negatives / positives seen per epoch)")
-    reranker.add_argument("--topic-tokens", type=positive_int, default=32)
-    reranker.add_argument("--content-tokens", type=positive_int, default=64)
-    reranker.add_argument("--rank-feature", action="store_true", help="write the retrieval rank into the pair")
-    reranker.add_argument("--freeze-layers", type=int, default=0)
-    reranker.add_argument("--no-cross-fit", dest="cross_fit", action="store_false",
-                          help="skip the fold models (faster; calibration by prior correction, rule untuned)")
-    add_folds(reranker, "hold this fold out entirely, for `evaluate recommend --fold` (default: use every topic)")
-    add_threads(reranker)
-
-    essays = train.add_parser("essays", help="six-trait essay scorer: fast path, fine-tuned path, OOF blend")
-    essays.add_argument("--data", type=Path, required=True, help="CSV: text_id, full_text and the six traits")
-    essays.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
-    essays.add_argument("--model", default=None, help="encoder: a local HF/ST dir (default: bundled MiniLM)")
-    essays.add_argument("--paths", choices=("auto", "fast", "finetune", "both"), default="auto",
-                        help="fast: frozen features -> SVR + TF-IDF ridge (CPU minutes); finetune: fold models; "
-                             "auto: both on a GPU, fast on a CPU")
-    essays.add_argument("--train-folds", type=positive_int, default=None,
-                        help="fine-tune only the first N folds (exploring; the blend is fitted where OOF exists)")
-    essays.add_argument("--max-tokens", type=positive_int, default=256, help="window length, special tokens included")
-    essays.add_argument("--stride", type=positive_int, default=192, help="tokens between window starts")
-    fast = essays.add_argument_group("fast path")
-    fast.add_argument("--layers", default="2,4,6", help="hidden states averaged into the features (0 = embeddings)")
-    fast.add_argument("--dense-model", choices=("ridge", "svr"), default="ridge")
-    fast.add_argument("--svr-c", type=float, default=1.0)
-    fast.add_argument("--ridge-alpha", type=float, default=2000.0, help="alpha of the dense ridge (~1,200 features)")
-    fast.add_argument("--tfidf-alpha", type=float, default=2.0)
-    tune = essays.add_argument_group("fine-tuned path")
-    tune.add_argument("--pooling", choices=("mean", "attention", "weighted-layer"), default="mean")
-    tune.add_argument("--loss", choices=("rmse", "smoothl1"), default="rmse")
-    tune.add_argument("--epochs", type=positive_int, default=3)
-    tune.add_argument("--batch-size", type=positive_int, default=8, help="essays per batch (all their windows)")
-    tune.add_argument("--accumulation", type=positive_int, default=1, help="batches per optimizer step")
-    tune.add_argument("--lr", type=float, default=5e-5, help="learning rate of the top encoder layer")
-    tune.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of pooling and head")
-    tune.add_argument("--layer-decay", type=float, default=0.9, help="LLRD: each layer down trains at this x")
-    tune.add_argument("--dropout", type=float, default=0.0, help="dropout before the head")
-    tune.add_argument("--fgm", type=float, default=0.0, metavar="EPSILON",
-                      help="FGM adversarial training on the word embeddings (0: off; 1.0 is usual)")
-    tune.add_argument("--freeze-layers", type=int, default=0, help="freeze embeddings + this many lower layers")
-    tune.add_argument("--evals-per-epoch", type=positive_int, default=2)
-    tune.add_argument("--patience", type=positive_int, default=2, help="evaluations without gain before stopping")
-    tune.add_argument("--no-mixed-precision", dest="mixed_precision", action="store_false",
-                      help="keep fp32 on a GPU (mixed precision is never used on a CPU)")
-    essays.add_argument("--folds", type=positive_int, default=5, help="multilabel-stratified folds")
-    essays.add_argument("--seed", type=int, default=42)
-    add_threads(essays)
-
-    classifier = train.add_parser("classifier", help="misconception classifier: k-fold members bagged over folds "
-                                                     "and seeds, OOF MAP@3, likely label errors")
-    classifier.add_argument("--data", type=Path, required=True,
-                            help="CSV: row_id, QuestionId, QuestionText, MC_Answer, StudentExplanation, Category, "
-                                 "Misconception")
-    classifier.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
-    classifier.add_argument("--model", default=None, help="encoder: a local BERT-like HF dir (default: bundled MiniLM)")
-    classifier.add_argument("--folds", type=positive_int, default=5, help="label-stratified folds")
-    classifier.add_argument("--train-folds", type=positive_int, default=None,
-                            help="train only the first N folds (exploring; OOF figures cover those folds)")
-    classifier.add_argument("--seeds", default="42", help="comma-separated seeds: one member per fold and seed")
-    classifier.add_argument("--max-length", type=positive_int, default=160, help="prompt tokens kept")
-    classifier.add_argument("--freeze-layers", type=int, default=4,
-                            help="frozen lower layers (their output is cached); the layers above train")
-    classifier.add_argument("--epochs", type=positive_int, default=2)
-    classifier.add_argument("--batch-size", type=positive_int, default=32)
-    classifier.add_argument("--lr", type=float, default=1e-4, help="learning rate of the trained encoder layers")
-    classifier.add_argument("--head-lr", type=float, default=1e-3)
-    classifier.add_argument("--dropout", type=float, default=0.1, help="dropout before the head")
-    classifier.add_argument("--layer-dropout", type=float, default=0.0,
-                            help="dropout inside the trained encoder layers (0: off, 1.6x faster steps on a CPU)")
-    classifier.add_argument("--awp", type=float, default=0.0, metavar="LR",
-                            help="adversarial weight perturbation step (0: off; 1.0 is usual)")
-    classifier.add_argument("--awp-eps", type=float, default=1e-3, help="AWP's bound, relative to each weight")
-    classifier.add_argument("--awp-from-epoch", type=int, default=1, help="first epoch (0-based) with AWP")
-    classifier.add_argument("--label-issues", default=None,
-                            help="a classifier artifact whose label_issues.parquet lists rows to --noisy")
-    classifier.add_argument("--noisy", choices=("none", "drop", "downweight"), default="none",
-                            help="what training does with the rows --label-issues flags")
-    classifier.add_argument("--noisy-weight", type=float, default=0.3, help="loss weight of flagged rows (downweight)")
-    classifier.add_argument("--evals-per-epoch", type=positive_int, default=1, help="held-out figures per epoch")
-    add_threads(classifier)
+    for job, (help_text, inputs, config) in TRAIN_JOBS.items():
+        parser_ = train.add_parser(job, help=help_text)
+        for flag, kwargs in inputs:
+            parser_.add_argument(flag, **kwargs)
+        parser_.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
+        add_options(parser_.add_argument_group(f"{job} options"), config())
+        add_threads(parser_)
 
     index = commands.add_parser("index", help="batch offline indexing job")
     index.add_argument("--catalog", type=Path, required=True)
@@ -240,14 +179,14 @@ def run_demo(args: argparse.Namespace) -> None:
     catalog = load_catalog(args.catalog)
     try:
         index = load_index(args.out, encoder)
-        if index.manifest["catalog"]["hash"] != catalog.data_hash:
+        if index.manifest is None or index.manifest.data["hash"] != catalog.data_hash:
             raise InputError("the catalog changed since the index was built")
-        print(f"using index {args.out} ({index.manifest['count']} items)")
+        print(f"using index {args.out} ({index.manifest.details['count']} items)")
     except InputError:  # none yet, another model's, or a stale one: (re)build it
         path = build_index(encoder, catalog, args.out)
         index = load_index(path, encoder)
-        print(f"built index {path} ({index.manifest['count']} items, "
-              f"{index.manifest['items_per_second']} items/s)")
+        details = index.manifest.details if index.manifest is not None else {}
+        print(f"built index {path} ({details.get('count')} items, {details.get('items_per_second')} items/s)")
     for query, language in DEMO_QUERIES:
         languages = [language] if language else None
         print(f"\n> {query}" + (f"  [language={language}]" if language else ""))
@@ -267,73 +206,27 @@ def run_demo(args: argparse.Namespace) -> None:
     print("\n(* = in the topic's correlations)")
 
 
-def run_train_retriever(args: argparse.Namespace) -> None:
-    from retriever.catalog import load_catalog
-    from training.retriever import RetrieverConfig, train_retriever
+def run_train(args: argparse.Namespace) -> None:
+    """Build the job's config from its flags and train; prints the published version's path."""
+    config = from_args(TRAIN_JOBS[args.job][2](), args)
+    if args.job == "retriever":
+        from retriever.catalog import load_catalog
+        from training.retriever import train_retriever
 
-    if args.rounds < 0:
-        raise InputError(f"--rounds {args.rounds}: must be >= 0")
-    config = RetrieverConfig(base_model=args.model, rounds=args.rounds, epochs=args.epochs,
-                             hard_negative_epochs=args.hard_negative_epochs, batch_size=args.batch_size,
-                             learning_rate=args.lr, max_tokens=args.max_tokens, top_n=args.top_n,
-                             margin=args.margin, freeze_layers=args.freeze_layers, symmetric=args.symmetric,
-                             cluster_size=args.cluster_size, folds=args.folds,
-                             fold=args.fold, seed=args.seed)
-    path = train_retriever(load_catalog(args.catalog), args.out, config)
-    print(path)
+        print(train_retriever(load_catalog(args.catalog), args.out, config))
+    elif args.job == "reranker":
+        from retriever.catalog import load_catalog
+        from training.reranker import train_reranker
 
+        print(train_reranker(load_catalog(args.catalog), args.retriever, args.out, config))
+    elif args.job == "essays":
+        from training.essays import train_essays
 
-def run_train_reranker(args: argparse.Namespace) -> None:
-    from retriever.catalog import load_catalog
-    from training.reranker import RerankerConfig, train_reranker
+        print(train_essays(args.data, args.out, config))
+    else:
+        from training.classifier import train_classifier
 
-    if args.negatives < 0:
-        raise InputError(f"--negatives {args.negatives}: must be >= 0")
-    config = RerankerConfig(base_model=args.model, candidates=args.candidates, negatives=args.negatives,
-                            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                            pos_weight=args.pos_weight, topic_tokens=args.topic_tokens,
-                            content_tokens=args.content_tokens, rank_feature=args.rank_feature,
-                            freeze_layers=args.freeze_layers, cross_fit=args.cross_fit, folds=args.folds,
-                            fold=args.fold, seed=args.seed)
-    print(train_reranker(load_catalog(args.catalog), args.retriever, args.out, config))
-
-
-def run_train_essays(args: argparse.Namespace) -> None:
-    from essays.fast import FastConfig
-    from essays.windows import WindowSpec
-    from training.essays import EssayConfig, FineTuneConfig, resolve_paths, train_essays
-
-    try:
-        windows = WindowSpec(args.max_tokens, args.stride)
-        layers = tuple(int(layer) for layer in args.layers.split(","))
-    except ValueError as err:
-        raise InputError(f"--max-tokens/--stride/--layers: {err}") from err
-    fast = FastConfig(layers=layers, dense_model=args.dense_model, svr_c=args.svr_c, ridge_alpha=args.ridge_alpha,
-                      tfidf_alpha=args.tfidf_alpha, windows=windows)
-    tune = FineTuneConfig(pooling=args.pooling, loss=args.loss, epochs=args.epochs, essays_per_batch=args.batch_size,
-                          accumulation=args.accumulation, learning_rate=args.lr, head_learning_rate=args.head_lr,
-                          layer_decay=args.layer_decay, dropout=args.dropout, fgm_epsilon=args.fgm,
-                          freeze_layers=args.freeze_layers, evals_per_epoch=args.evals_per_epoch,
-                          patience=args.patience, mixed_precision=args.mixed_precision)
-    config = EssayConfig(base_model=args.model, paths=resolve_paths(args.paths), folds=args.folds,
-                         train_folds=args.train_folds, seed=args.seed, windows=windows, fast=fast, finetune=tune)
-    print(train_essays(args.data, args.out, config))
-
-
-def run_train_classifier(args: argparse.Namespace) -> None:
-    from training.classifier import ClassifierConfig, train_classifier
-
-    try:
-        seeds = tuple(int(seed) for seed in args.seeds.split(","))
-    except ValueError as err:
-        raise InputError(f"--seeds {args.seeds}: give comma-separated integers") from err
-    config = ClassifierConfig(
-        base_model=args.model, folds=args.folds, train_folds=args.train_folds, seeds=seeds, max_length=args.max_length,
-        freeze_layers=args.freeze_layers, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-        head_learning_rate=args.head_lr, dropout=args.dropout, layer_dropout=args.layer_dropout, awp_lr=args.awp,
-        awp_eps=args.awp_eps, awp_from_epoch=args.awp_from_epoch, noisy=args.noisy, noisy_weight=args.noisy_weight,
-        label_issues=args.label_issues, evals_per_epoch=args.evals_per_epoch)
-    print(train_classifier(args.data, args.out, config))
+        print(train_classifier(args.data, args.out, config))
 
 
 def run_evaluate_essays(args: argparse.Namespace) -> None:
@@ -386,7 +279,7 @@ def run_evaluate_retrieval(args: argparse.Namespace) -> None:
     from retriever.catalog import load_catalog
     from retriever.evaluation import evaluate_retrieval, write_report
     from retriever.model import BiEncoder
-    from training.splits import split_topics
+    from retriever.splits import split_topics
 
     catalog = load_catalog(args.catalog, args.topics, args.correlations)
     topics = split_topics(catalog, args.folds, args.fold, args.seed)[1] if args.fold is not None else None
@@ -406,7 +299,7 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
     from retriever.catalog import load_catalog
     from retriever.index import ContentIndex, build_faiss
     from retriever.model import BiEncoder
-    from training.splits import seen_topics, split_topics
+    from retriever.splits import seen_topics, split_topics
 
     catalog = load_catalog(args.catalog, args.topics, args.correlations)
     topics = split_topics(catalog, args.folds, args.fold, args.seed)[1] if args.fold is not None else None
@@ -422,8 +315,9 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
                 logging.warning("the %s trained on %d of the fold's %d topics: figures are not held-out",
                                 name, seen, len(topics))
     index = ContentIndex(build_faiss(encoder.encode_content(catalog, progress=True)),
-                         catalog.content.select("id", "language", "kind", "title"), {})
-    candidates = args.candidates or int(reranker.manifest.get("params", {}).get("candidates", 32))
+                         catalog.content.select("id", "language", "kind", "title"))
+    trained_on = reranker.manifest.params.get("candidates", 32) if reranker.manifest is not None else 32
+    candidates = args.candidates or int(trained_on)
     report = {"retriever": str(encoder.path), "reranker": str(reranker.path), "fold": args.fold,
               **evaluate_recommend(Recommender(encoder, index, catalog.content, reranker), catalog, topics,
                                    candidates)}
@@ -440,9 +334,8 @@ def run_serve(args: argparse.Namespace) -> None:
 
 HANDLERS = {"demo": run_demo, "index": run_index, "search": run_search,
             "serve": run_serve,
-            ("train", "retriever"): run_train_retriever, ("train", "reranker"): run_train_reranker,
-            ("train", "essays"): run_train_essays, ("evaluate", "essays"): run_evaluate_essays,
-            ("train", "classifier"): run_train_classifier, ("evaluate", "classifier"): run_evaluate_classifier,
+            **{("train", job): run_train for job in TRAIN_JOBS},
+            ("evaluate", "essays"): run_evaluate_essays, ("evaluate", "classifier"): run_evaluate_classifier,
             ("evaluate", "retrieval"): run_evaluate_retrieval, ("evaluate", "recommend"): run_evaluate_recommend}
 
 

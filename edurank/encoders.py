@@ -8,7 +8,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from edurank.artifacts import MANIFEST, hash_files, read_manifest, resolve
+from edurank.artifacts import MANIFEST, Manifest, resolve, weights_fingerprint
 from edurank.errors import InputError
 
 BUNDLED = "bundled"
@@ -46,22 +46,18 @@ def load_hf_encoder(path: str | Path | None, what: str = "model") -> tuple[PreTr
 
 
 def fingerprint(path: Path) -> str:
-    """Identity of a model's weights: the manifest's fingerprint if it has one, else a hash of its weights."""
+    """Identity of a model's weights: a trained artifact's manifest `weights`, else a hash of its weights."""
     if (path / MANIFEST).is_file():
-        stored = read_manifest(path).get("fingerprint")
-        if stored:
-            return str(stored)
-    weights = sorted(path.rglob("*.safetensors")) or sorted(path.rglob("pytorch_model*.bin"))
-    if not weights:
-        raise InputError(f"model '{path}': no weights file (*.safetensors or pytorch_model.bin)")
-    return hash_files(weights)
+        return Manifest.read(path).weights
+    return weights_fingerprint(path)
 
 
-def load_sentence_encoder(path: str | Path | None, max_seq_length: int | None = None) -> SentenceTransformer:
-    """Load an encoder on the CPU from local files only; a plain HF model gets mean pooling."""
+def load_sentence_encoder(path: str | Path | None, max_seq_length: int | None = None,
+                          device: str = "cpu") -> SentenceTransformer:
+    """Load an encoder from local files only, on `device`; a plain HF model gets mean pooling."""
     resolved = model_path(path)
     try:
-        model = SentenceTransformer(str(resolved), device="cpu", local_files_only=True)
+        model = SentenceTransformer(str(resolved), device=device, local_files_only=True)
     except (OSError, ValueError) as err:
         raise InputError(f"model '{resolved}': cannot be loaded ({err})") from err
     if max_seq_length is not None:

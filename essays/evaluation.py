@@ -45,7 +45,7 @@ def evaluate_essays(model: str | Path, data: Path, stored_oof: bool = False) \
 
     frame = load_essays(data)
     path, manifest = essay_artifact(model)  # --oof needs no model loaded, only the stored predictions
-    version = str(manifest.get("version", path.name))
+    version = manifest.version
     timing: dict[str, Any] = {}
     if stored_oof:
         frame = frame.join(oof_predictions(path), on=ID, how="inner")
@@ -53,7 +53,7 @@ def evaluate_essays(model: str | Path, data: Path, stored_oof: bool = False) \
             raise InputError(f"{data}: none of its essays has an out-of-fold prediction in {path}")
         predicted = frame.select(f"blend_{trait}" for trait in TRAITS).to_numpy()
     else:
-        if manifest.get("data", {}).get("hash") == hash_files([data]):
+        if manifest.data.get("hash") == hash_files([data]):
             log.warning("%s is the data %s was trained on: these figures are not held-out (see --oof)",
                         data, version)
         scorer = EssayScorer.load(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from edurank.encoders import load_hf_encoder
 from edurank.errors import InputError
+from edurank.options import option
 from essays.features import layer_embeddings, text_statistics, whole_words
 from essays.windows import Windows, WindowSpec, make_windows
 
@@ -38,12 +39,12 @@ MEMBERS = ("dense", "tfidf")
 
 @dataclass(frozen=True)
 class FastConfig:
-    layers: tuple[int, ...] = (2, 4, 6)
-    dense_model: str = "ridge"
-    svr_c: float = 1.0
-    ridge_alpha: float = 2000.0
-    tfidf_alpha: float = 2.0
-    windows: WindowSpec = field(default_factory=WindowSpec)
+    layers: tuple[int, ...] = option((2, 4, 6), "hidden states averaged into the features (0 = embeddings)")
+    dense_model: str = option("ridge", "regressor of the dense features", choices=("ridge", "svr"))
+    svr_c: float = option(1.0, "C of the SVR (--dense-model svr)")
+    ridge_alpha: float = option(2000.0, "alpha of the dense ridge (~1,200 features)")
+    tfidf_alpha: float = option(2.0, "alpha of the TF-IDF ridge")
+    windows: WindowSpec = option(factory=WindowSpec, cli=False)  # the job's windows, set by EssayConfig
 
     def __post_init__(self) -> None:
         if self.dense_model not in ("svr", "ridge"):

@@ -81,16 +81,17 @@ def layer_embeddings(model: PreTrainedModel, windows: Windows, pad_id: int, laye
                      essays_per_batch: int = 16) -> np.ndarray:
     """(essays, len(layers) x hidden) float32: per layer, the mean of the essay's tokens over all windows.
 
-    `layers` index `hidden_states` (0 = embeddings output, -1 = last layer)."""
+    `layers` index `hidden_states` (0 = embeddings output, -1 = last layer). Runs where the model is."""
     model.eval()
-    essay = torch.tensor(windows.essay)
+    device = next(model.parameters()).device
+    essay = torch.tensor(windows.essay, device=device)
     parts = []
     for rows in windows.essay_batches(essays_per_batch):
-        features = windows.batch(rows, pad_id)
+        features = {k: v.to(device) for k, v in windows.batch(rows, pad_id).items()}
         hidden = model(**features, output_hidden_states=True).hidden_states
         mask = features["attention_mask"]
         local = torch.unique_consecutive(essay[rows], return_inverse=True)[1]
         essays = int(local.max()) + 1
         parts.append(torch.cat([pool_windows(masked_mean(hidden[layer], mask), mask, local, essays)
                                 for layer in layers], dim=1))
-    return torch.cat(parts).float().numpy()
+    return torch.cat(parts).float().cpu().numpy()

@@ -10,12 +10,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
 
-from edurank.artifacts import covered_oof, open_artifact
+from edurank.artifacts import Manifest, covered_oof, open_artifact
 from edurank.errors import InputError
 from edurank.timing import Timer, no_timer
 from essays.blend import Blend
@@ -23,7 +22,6 @@ from essays.data import clip_scores
 from essays.fast import FastModel
 from essays.model import EssayModel
 
-KIND = "essays"
 FAST_DIR, FOLDS_DIR, BLEND = "fast", "finetuned", "blend.json"
 FINETUNED = "finetuned"
 OOF = "oof.parquet"
@@ -31,11 +29,20 @@ OOF = "oof.parquet"
 
 @dataclass
 class EssayScorer:
-    path: Path
-    manifest: dict[str, Any]
+    """The served essay scorer. Its artifact layout:
+
+        <version>/fast/             the fast path (frozen encoder, its config, one joblib per member)
+        <version>/finetuned/fold{i}/  each fine-tuned fold model (HF encoder + pooling and head)
+        <version>/blend.json        per-trait blend weights over the members
+        <version>/oof.parquet       out-of-fold scores of every training essay (written by the trainer)
+    """
+
+    KIND = "essays"
     fast: FastModel | None
     folds: list[EssayModel]
     blend: Blend
+    path: Path | None = None
+    manifest: Manifest | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> EssayScorer:
@@ -46,11 +53,18 @@ class EssayScorer:
         available = (set(fast.estimators) if fast else set()) | ({FINETUNED} if folds else set())
         if missing := set(blend.members) - available:
             raise InputError(f"{path}: the blend uses {', '.join(sorted(missing))}, which the artifact lacks")
-        return cls(path, manifest, fast, folds, blend)
+        return cls(fast, folds, blend, path, manifest)
+
+    def save(self, directory: Path) -> None:
+        if self.fast is not None:
+            self.fast.save(directory / FAST_DIR)
+        for fold, model in enumerate(self.folds):
+            model.save(directory / FOLDS_DIR / f"fold{fold}")
+        (directory / BLEND).write_text(json.dumps(self.blend.to_dict(), indent=2))
 
     @property
-    def version(self) -> str:
-        return str(self.manifest.get("version", self.path.name))
+    def version(self) -> str | None:
+        return self.manifest.version if self.manifest is not None else None
 
     def members(self, texts: Sequence[str], timer: Timer = no_timer) -> dict[str, np.ndarray]:
         """Raw scores of every member the blend uses, (essays, 6) each."""
@@ -76,9 +90,9 @@ class EssayScorer:
             return clip_scores(self.blend.apply(members))
 
 
-def essay_artifact(path: str | Path) -> tuple[Path, dict[str, Any]]:
+def essay_artifact(path: str | Path) -> tuple[Path, Manifest]:
     """The version directory and manifest of an essay artifact (a version dir or its root), kind checked."""
-    return open_artifact(path, KIND, "an essay scorer")
+    return open_artifact(path, EssayScorer.KIND)
 
 
 def oof_predictions(path: Path) -> pl.DataFrame:

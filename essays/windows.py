@@ -15,11 +15,13 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from edurank.options import option
+
 
 @dataclass(frozen=True)
 class WindowSpec:
-    max_tokens: int = 256
-    stride: int = 192
+    max_tokens: int = option(256, "window length, special tokens included", minimum=8)
+    stride: int = option(192, "tokens between window starts", minimum=1)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 8 or not 0 < self.stride <= self.max_tokens - 2:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from edurank.artifacts import MANIFEST, atomic_write_text, read_manifest
+from edurank.artifacts import MANIFEST, Manifest, atomic_write_text
 from edurank.encoders import fingerprint, load_hf_encoder, model_path
 from edurank.errors import InputError
 from reranker.decision import DecisionRule
@@ -113,6 +113,9 @@ class PairScorer(torch.nn.Module):
 
 @dataclass
 class Reranker:
+    """A pair scorer with its tokenizer, pair format, calibration and decision rule: the served second stage."""
+
+    KIND = "reranker"
     model: PairScorer
     tokenizer: PreTrainedTokenizerBase
     path: Path
@@ -120,6 +123,7 @@ class Reranker:
     format: PairFormat = field(default_factory=PairFormat)
     calibration: Calibration = field(default_factory=Calibration)
     rule: DecisionRule = field(default_factory=DecisionRule)
+    manifest: Manifest | None = None  # None for a fresh model
 
     @classmethod
     def load(cls, path: str | Path | None, pair_format: PairFormat | None = None) -> Reranker:
@@ -133,13 +137,9 @@ class Reranker:
         encoder, tokenizer = load_hf_encoder(resolved, "reranker")
         model = PairScorer(encoder, **settings.get("head", {}))
         model.eval()
+        manifest = Manifest.read(resolved) if (resolved / MANIFEST).is_file() else None
         return cls(model, tokenizer, resolved, fingerprint(resolved), fmt,
-                   Calibration(**settings.get("calibration", {})), DecisionRule(**settings.get("rule", {})))
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        """The trained version's manifest ({} for a fresh model)."""
-        return read_manifest(self.path) if (self.path / MANIFEST).is_file() else {}
+                   Calibration(**settings.get("calibration", {})), DecisionRule(**settings.get("rule", {})), manifest)
 
     def save(self, directory: Path) -> None:
         """Encoder weights and tokenizer, plus reranker.json (format, head, calibration, rule)."""
@@ -170,10 +170,11 @@ class Reranker:
             raise InputError(f"reranker '{self.path}': its tokenizer gives no token_type_ids to tell the texts apart")
         return {k: tokens[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 
-    def forward(self, features: dict[str, torch.Tensor]) -> np.ndarray:
-        """Logits for already tokenised pairs (no gradient)."""
+    def logits_of(self, features: dict[str, torch.Tensor]) -> np.ndarray:
+        """Logits for already tokenised pairs, without gradients (training calls `model` itself)."""
+        device = next(self.model.parameters()).device
         with torch.inference_mode():
-            return self.model(**features).float().numpy()
+            return self.model(**{k: v.to(device) for k, v in features.items()}).float().cpu().numpy()
 
     def logits(self, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
         """Logits in length-sorted batches (little padding), returned in the input order."""
@@ -183,7 +184,7 @@ class Reranker:
         self.model.eval()
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            result[rows] = self.forward(self.tokenize([pairs[i] for i in rows]))
+            result[rows] = self.logits_of(self.tokenize([pairs[i] for i in rows]))
         self.model.train(was_training)
         return result
 

@@ -79,7 +79,7 @@ class Recommender:
             with timer("tokenise"):
                 features = self.reranker.tokenize([pairs[i] for i in batch])
             with timer("rerank"):
-                logits[batch] = self.reranker.forward(features)
+                logits[batch] = self.reranker.logits_of(features)
         probabilities = self.reranker.calibration(logits, ranks)
         return np.split(probabilities, np.cumsum([len(r) for r in rows])[:-1])
 

@@ -43,7 +43,8 @@ def average_precision_at_k(ranked: Sequence[str], gold: set[str], k: int) -> flo
     return score / min(len(gold), k) if gold else 0.0
 
 
-def map_at_k(ranked: Sequence[Sequence[str]], gold: Sequence[set[str]], k: int = 25) -> float:
+def mean_average_precision(ranked: Sequence[Sequence[str]], gold: Sequence[set[str]], k: int = 25) -> float:
+    """MAP@k of ranked item lists against each topic's set of relevant items (any number of them)."""
     return float(np.mean([average_precision_at_k(r, g, k) for r, g in zip(ranked, gold, strict=True)])) \
         if gold else 0.0
 
@@ -73,7 +74,7 @@ def evaluate_retrieval(encoder: BiEncoder, catalog: Catalog, topic_ids: Sequence
                               "catalog_items": len(catalog.content)}
     report.update(recall_at_k(ranked, gold, ks))
     if gold and all(len(g) == 1 for g in gold):
-        report[f"map@{map_k}"] = map_at_k(ranked, gold, map_k)
+        report[f"map@{map_k}"] = mean_average_precision(ranked, gold, map_k)
     return report
 
 

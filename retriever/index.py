@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 import polars as pl
 
-from edurank.artifacts import read_manifest
+from edurank.artifacts import Manifest
 from edurank.errors import ArtifactMismatchError, InputError
 
 INDEX_FILE = "index.faiss"
@@ -43,11 +42,13 @@ def build_faiss(vectors: np.ndarray, index_type: str = "flat", nlist: int | None
 
 @dataclass
 class ContentIndex:
-    """A FAISS index whose row i is the content item `items[i]` (id, language, kind, title)."""
+    """A FAISS index whose row i is the content item `items[i]` (id, language, kind, title). An `index`
+    artifact holds index.faiss and ids.parquet; its manifest's base model is the encoder that embedded it."""
 
+    KIND = "index"
     index: faiss.Index
     items: pl.DataFrame
-    manifest: dict[str, Any]
+    manifest: Manifest | None = None  # None for an index built in memory
 
     @property
     def ids(self) -> list[str]:
@@ -60,13 +61,15 @@ class ContentIndex:
     @classmethod
     def load(cls, directory: Path, model_fingerprint: str | None = None) -> ContentIndex:
         """Load an index; with `model_fingerprint`, refuse one built by another encoder."""
-        manifest = read_manifest(directory)
-        built_with = manifest.get("model", {}).get("fingerprint")
-        if model_fingerprint is not None and built_with != model_fingerprint:
+        manifest = Manifest.read(directory)
+        if manifest.kind != cls.KIND or manifest.base_model is None:
+            raise ArtifactMismatchError(f"{directory}: a '{manifest.kind}' artifact, not an index")
+        built_with = manifest.base_model
+        if model_fingerprint is not None and built_with.fingerprint != model_fingerprint:
             raise ArtifactMismatchError(
-                f"index {directory} was built with model {manifest.get('model', {}).get('path')} "
-                f"(fingerprint {str(built_with)[:12]}), not the given model (fingerprint "
-                f"{model_fingerprint[:12]}); rebuild it with `edurank index`")
+                f"index {directory} was built with model {built_with.path} (fingerprint "
+                f"{built_with.fingerprint[:12]}), not the given model (fingerprint {model_fingerprint[:12]}); "
+                "rebuild it with `edurank index`")
         index = faiss.read_index(str(directory / INDEX_FILE))
         return cls(index, pl.read_parquet(directory / IDS_FILE), manifest)
 

@@ -1,7 +1,7 @@
 """The batch offline indexing job: embed a catalog's content, build a FAISS index, publish it atomically.
 
 The index directory holds index.faiss, ids.parquet (row -> id, language, kind, title) and a manifest
-naming the encoder's fingerprint, so a server never pairs an index with the wrong model.
+naming the encoder (its base model) by fingerprint, so a server never pairs an index with the wrong model.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-import edurank
-from edurank.artifacts import hash_json, new_version, publish, resolve, staging_dir, write_manifest
+from edurank.artifacts import ModelRef, hash_json, publish_artifact, resolve, staging_dir
 from retriever.catalog import Catalog
 from retriever.index import ContentIndex, build_faiss
 from retriever.model import BiEncoder
@@ -56,23 +55,16 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
     run_hash = hash_json({"model": encoder.fingerprint, "catalog": catalog.data_hash, "params": params})
     with staging_dir(out, f"index-{run_hash[:12]}") as work:
         index = ContentIndex(build_faiss(vectors, index_type, nlist),
-                             catalog.content.select("id", "language", "kind", "title"), {})
+                             catalog.content.select("id", "language", "kind", "title"))
         index.save(work)
-        version = new_version(run_hash)
-        seconds = {"build": round(time.time() - started, 2)}
-        if embed_seconds is not None:
-            seconds["embed"] = round(embed_seconds, 2)
-        write_manifest(work, {
-            "kind": "index", "version": version, "edurank": edurank.__version__,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "model": {"path": str(encoder.path), "fingerprint": encoder.fingerprint},
-            "catalog": {"hash": catalog.data_hash, "files": [str(p) for p in catalog.files]},
-            "dimension": int(vectors.shape[1]), "count": int(vectors.shape[0]), "index_type": index_type,
-            "params": params, "languages": catalog.content["language"].value_counts().sort("language").rows(),
-            "seconds": seconds,
-            "items_per_second": round(len(vectors) / max(embed_seconds, 1e-9), 1) if embed_seconds else None,
-        })
-        return publish(work, out, version)
+        seconds = {"build": time.time() - started, **({"embed": embed_seconds} if embed_seconds is not None else {})}
+        return publish_artifact(
+            work, out, run_hash, kind=ContentIndex.KIND, base_model=ModelRef(str(encoder.path), encoder.fingerprint),
+            data={"hash": catalog.data_hash, "files": [str(p) for p in catalog.files]}, params=params,
+            seconds=seconds, details={
+                "dimension": int(vectors.shape[1]), "count": int(vectors.shape[0]),
+                "languages": catalog.content["language"].value_counts().sort("language").rows(),
+                "items_per_second": round(len(vectors) / max(embed_seconds, 1e-9), 1) if embed_seconds else None})
 
 
 def load_index(directory: str | Path, encoder: BiEncoder) -> ContentIndex:

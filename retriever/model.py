@@ -1,4 +1,8 @@
-"""The bi-encoder: a sentence-transformers model plus the text builder and identity it was trained with."""
+"""The bi-encoder: a sentence-transformers model plus the text builder and identity it was trained with.
+
+A `retriever` artifact is a sentence-transformers directory (weights, tokenizer, pooling) plus the manifest;
+any local ST / HF directory loads as an untrained bi-encoder.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import numpy as np
 import polars as pl
 from sentence_transformers import SentenceTransformer
 
-from edurank.artifacts import MANIFEST, read_manifest
+from edurank.artifacts import MANIFEST, Manifest
 from edurank.encoders import fingerprint, load_sentence_encoder, model_path
 from retriever.catalog import Catalog
 from retriever.texts import TextBuilder, content_texts, topic_texts
@@ -21,19 +25,26 @@ DEFAULT_MAX_TOKENS = 128
 class BiEncoder:
     """Encodes topics and content items into L2-normalised vectors (inner product = cosine)."""
 
+    KIND = "retriever"
     model: SentenceTransformer
     path: Path
     fingerprint: str
     max_tokens: int = DEFAULT_MAX_TOKENS
+    manifest: Manifest | None = None
 
     @classmethod
-    def load(cls, path: str | Path | None, max_tokens: int | None = None) -> BiEncoder:
+    def load(cls, path: str | Path | None, max_tokens: int | None = None, device: str = "cpu") -> BiEncoder:
         """Load the bundled MiniLM (None), a trained version, an artifact root or any local ST/HF dir."""
         resolved = model_path(path)
-        stored = read_manifest(resolved).get("params", {}) if (resolved / MANIFEST).is_file() else {}
+        manifest = Manifest.read(resolved) if (resolved / MANIFEST).is_file() else None
+        stored = manifest.params if manifest is not None and manifest.kind == cls.KIND else {}
         tokens = max_tokens or int(stored.get("max_tokens", DEFAULT_MAX_TOKENS))
-        model = load_sentence_encoder(resolved, max_seq_length=tokens)
-        return cls(model, resolved, fingerprint(resolved), tokens)
+        model = load_sentence_encoder(resolved, max_seq_length=tokens, device=device)
+        return cls(model, resolved, fingerprint(resolved), tokens, manifest)
+
+    def save(self, directory: Path) -> None:
+        """The sentence-transformers directory (weights, tokenizer, pooling); max_tokens goes in the manifest."""
+        self.model.save(str(directory))
 
     @property
     def dimension(self) -> int:

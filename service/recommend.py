@@ -92,7 +92,7 @@ def rerank(registry: Registry, request: RerankRequest, timer: Timer = no_timer) 
         with timer("tokenise"):
             features = reranker.tokenize(pairs)
         with timer("rerank"):
-            logits = reranker.forward(features)
+            logits = reranker.logits_of(features)
     probabilities = reranker.calibration(logits, np.arange(1, count + 1))  # the caller's order as the rank
     order = np.argsort(-probabilities, kind="stable")
     return RerankResponse(scores=[RerankScore(index=int(i), probability=float(probabilities[i]),

@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from classifier.predictor import MisconceptionClassifier
-from edurank.artifacts import MANIFEST, read_manifest
+from edurank.artifacts import MANIFEST, Manifest
 from edurank.encoders import set_threads
 from edurank.errors import InputError
 from essays.scorer import EssayScorer
@@ -26,6 +27,12 @@ from retriever.model import BiEncoder
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+# the optional served models by artifact kind: how to load one, and what the service does without it
+OPTIONAL: dict[str, tuple[Callable[[Path], Any], str]] = {
+    Reranker.KIND: (Reranker.load, "serving retrieval only"),
+    EssayScorer.KIND: (EssayScorer.load, "/score-essay answers 503"),
+    MisconceptionClassifier.KIND: (MisconceptionClassifier.load, "/classify answers 503"),
+}
 
 
 @dataclass
@@ -51,25 +58,12 @@ class Registry:
         catalog = load_catalog(settings.catalog)
         encoder = BiEncoder.load(settings.artifact(settings.retriever, "retriever"))
         index = open_index(settings, encoder, catalog)
-        reranker_path = settings.artifact(settings.reranker, "reranker")
-        reranker = Reranker.load(reranker_path) if reranker_path else None
-        if reranker is None:
-            log.warning("no reranker under %s/reranker and none configured: serving retrieval only",
-                        settings.artifacts)
-        essays_path = settings.artifact(settings.essays, "essays")
-        essays = EssayScorer.load(essays_path) if essays_path else None
-        if essays is None:
-            log.warning("no essay scorer under %s/essays and none configured: /score-essay answers 503",
-                        settings.artifacts)
-        classifier_path = settings.artifact(settings.classifier, "classifier")
-        classifier = MisconceptionClassifier.load(classifier_path) if classifier_path else None
-        if classifier is None:
-            log.warning("no classifier under %s/classifier and none configured: /classify answers 503",
-                        settings.artifacts)
-        versions = {"retriever": version_of(encoder.path), "index": index.manifest.get("version"),
-                    "reranker": reranker.manifest.get("version") if reranker else None,
-                    "essays": essays.version if essays else None,
-                    "classifier": classifier.version if classifier else None}
+        optional = {kind: load_optional(settings, kind) for kind in OPTIONAL}
+        reranker, essays, classifier = optional[Reranker.KIND], optional[EssayScorer.KIND], \
+            optional[MisconceptionClassifier.KIND]
+        versions = {"retriever": version_of(encoder.path), "index": version_of_index(index),
+                    **{kind: model.manifest.version if model and model.manifest else None
+                       for kind, model in optional.items()}}
         registry = cls(settings, catalog, Recommender(encoder, index, catalog.content, reranker), versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),
@@ -86,9 +80,23 @@ class Registry:
                 "load_seconds": self.loaded_seconds}
 
 
+def load_optional(settings: Settings, kind: str) -> Any:
+    """The configured (or trained) artifact of an optional kind, loaded; None when there is none."""
+    path = settings.artifact(getattr(settings, kind), kind)
+    load, without = OPTIONAL[kind]
+    if path is None:
+        log.warning("no %s under %s/%s and none configured: %s", kind, settings.artifacts, kind, without)
+        return None
+    return load(path)
+
+
 def version_of(path: Path) -> str:
     """A trained artifact's version, or the directory name of a plain model (the bundled one, say)."""
-    return str(read_manifest(path).get("version")) if (path / MANIFEST).is_file() else path.name
+    return Manifest.read(path).version if (path / MANIFEST).is_file() else path.name
+
+
+def version_of_index(index: ContentIndex) -> str | None:
+    return index.manifest.version if index.manifest is not None else None
 
 
 def open_index(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> ContentIndex:
@@ -98,7 +106,7 @@ def open_index(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Cont
     problem = None
     try:
         index = load_index(root, encoder)
-        if index.manifest.get("catalog", {}).get("hash") == catalog.data_hash:
+        if index.manifest is not None and index.manifest.data.get("hash") == catalog.data_hash:
             return index
         problem = f"index {root} was built from another version of the catalog"
     except InputError as err:

@@ -19,9 +19,7 @@ from each member's last checkpoint and keeps finished members.
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -31,51 +29,63 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from tqdm.auto import tqdm
 
-import edurank
 from classifier.data import ANSWER, EXPLANATION, LABEL, QUESTION, QUESTION_TEXT, ROW, load_responses
-from classifier.evaluation import classification_report, find_label_issues, ranked_labels
-from classifier.model import Member, MemberConfig, Trunk, masked_log_softmax
-from classifier.predictor import BOOK, ISSUES, KIND, LABELS, MEMBERS_DIR, OOF, TRUNK_DIR
+from classifier.evaluation import classification_report, find_label_issues, ranked_labels, single_label_map
+from classifier.model import Ensemble, Member, MemberConfig, Trunk, masked_log_softmax
+from classifier.predictor import ISSUES, OOF, MisconceptionClassifier
 from classifier.prompts import QuestionBook, build_prompt
-from edurank.artifacts import hash_files, hash_json, new_version, publish, resolve, staging_dir, write_manifest
+from edurank.artifacts import ModelRef, fresh_dir, hash_files, hash_json, publish_artifact, resolve, staging_dir
 from edurank.encoders import fingerprint, load_hf_encoder, model_path
 from edurank.errors import InputError
+from edurank.options import option
+from edurank.splits import check_train_folds, stratified_folds
 from training.adversarial import AWP
-from training.optim import adamw_with_warmup, load_checkpoint, save_checkpoint, seed_everything
-from training.splits import check_train_folds, stratified_folds
+from training.loop import (
+    EngineOptions,
+    Loop,
+    adamw_with_warmup,
+    layerwise_groups,
+    resolve_device,
+    run_fold,
+    seed_everything,
+)
+from training.trunk_cache import TrunkCache, length_grouped_batches
 
 log = logging.getLogger(__name__)
 NOISY = ("none", "drop", "downweight")
-CHECKPOINT, DONE = "checkpoint.pt", "valid.npy"
 CACHE = ".cache"
 
 
 @dataclass
-class ClassifierConfig:
-    base_model: str | None = None
-    folds: int = 5
-    train_folds: int | None = None  # train only the first N folds (exploring); OOF covers those folds
-    seeds: tuple[int, ...] = (42,)
-    max_length: int = 160
-    freeze_layers: int = 4
-    epochs: int = 2
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    head_learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    dropout: float = 0.1
-    layer_dropout: float = 0.0
-    awp_lr: float = 0.0  # 0: no AWP
-    awp_eps: float = 1e-3
-    awp_from_epoch: int = 1  # AWP from this epoch on (0-based): the first epoch learns the task first
-    noisy: str = "none"
-    noisy_weight: float = 0.3
-    label_issues: str | None = None  # a classifier artifact (its label_issues.parquet) or such a parquet file
-    evals_per_epoch: int = 1
-    issue_filter: str = "prune_by_noise_rate"
+class ClassifierConfig(EngineOptions):
+    base_model: str | None = option(None, "encoder: a local BERT-like HF dir (default: bundled MiniLM)",
+                                    flag="--model")
+    folds: int = option(5, "label-stratified folds", minimum=2)
+    train_folds: int | None = option(None, "train only the first N folds (exploring; OOF figures cover those "
+                                           "folds)", minimum=1)
+    seeds: tuple[int, ...] = option((42,), "comma-separated seeds: one member per fold and seed")
+    max_length: int = option(160, "prompt tokens kept")
+    freeze_layers: int = option(4, "frozen lower layers (their output is cached); the layers above train",
+                                minimum=0)
+    epochs: int = option(2, "epochs per member", minimum=1)
+    batch_size: int = option(32, "responses per batch", minimum=1)
+    learning_rate: float = option(1e-4, "learning rate of the trained encoder layers", flag="--lr")
+    head_learning_rate: float = option(1e-3, "learning rate of the label head", flag="--head-lr")
+    dropout: float = option(0.1, "dropout before the head")
+    layer_dropout: float = option(0.0, "dropout inside the trained encoder layers (0: off, 1.6x faster steps on "
+                                       "a CPU)")
+    awp_lr: float = option(0.0, "adversarial weight perturbation step (0: off; 1.0 is usual)", flag="--awp",
+                           metavar="LR")
+    awp_eps: float = option(1e-3, "AWP's bound, relative to each weight")
+    awp_from_epoch: int = option(1, "first epoch (0-based) with AWP: the first epoch learns the task first",
+                                 minimum=0)
+    noisy: str = option("none", "what training does with the rows --label-issues flags", choices=NOISY)
+    noisy_weight: float = option(0.3, "loss weight of flagged rows (--noisy downweight)")
+    label_issues: str | None = option(None, "a classifier artifact whose label_issues.parquet lists rows to "
+                                            "--noisy (or such a parquet file)")
+    evals_per_epoch: int = option(1, "held-out figures (and checkpoints) per epoch", minimum=1)
+    issue_filter: str = option("prune_by_noise_rate", "cleanlab's filter for likely label errors")
 
     def __post_init__(self) -> None:
         check_train_folds(self.train_folds, self.folds)
@@ -92,178 +102,73 @@ class ClassifierConfig:
         return {**asdict(self), "seeds": list(self.seeds)}
 
 
-# -- the trunk's output, cached ------------------------------------------------------------------------------
-
-@dataclass
-class TrunkCache:
-    """The trunk's hidden states for every prompt, rows stacked token after token (float16, memory-mapped):
-    row i is `hidden[offsets[i]:offsets[i + 1]]`."""
-
-    hidden: np.ndarray
-    offsets: np.ndarray
-
-    @classmethod
-    def build(cls, trunk: Trunk, tokenizer: Any, prompts: Sequence[str], max_length: int, path: Path) -> TrunkCache:
-        if path.is_file() and path.with_suffix(".offsets.npy").is_file():
-            log.info("trunk cache: reusing %s", path)
-            return cls(np.load(path, mmap_mode="r"), np.load(path.with_suffix(".offsets.npy")))
-        lengths = np.array([len(ids) for ids in tokenizer(list(prompts), truncation=True,
-                                                            max_length=max_length)["input_ids"]])
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npy")
-        hidden = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
-                                           shape=(int(offsets[-1]), trunk.embeddings.word_embeddings.embedding_dim))
-        order = np.argsort(lengths)
-        for start in tqdm(range(0, len(order), 64), desc="trunk cache", unit="batch"):
-            rows = order[start:start + 64]
-            features = tokenizer([prompts[r] for r in rows], truncation=True, max_length=max_length, padding=True,
-                                 return_tensors="pt")
-            states = trunk(features["input_ids"], features["attention_mask"]).numpy()
-            for row, state in zip(rows, states, strict=True):
-                hidden[offsets[row]:offsets[row + 1]] = state[:lengths[row]]
-        hidden.flush()
-        del hidden
-        np.save(path.with_suffix(".offsets.npy"), offsets)
-        tmp.replace(path)
-        return cls(np.load(path, mmap_mode="r"), offsets)
-
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def batch(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(hidden states padded to the batch's longest row, attention mask) for `rows`."""
-        lengths = [int(self.offsets[r + 1] - self.offsets[r]) for r in rows]
-        hidden = np.zeros((len(rows), max(lengths), self.hidden.shape[1]), dtype=np.float32)
-        mask = np.zeros((len(rows), max(lengths)), dtype=np.int64)
-        for i, (row, length) in enumerate(zip(rows, lengths, strict=True)):
-            hidden[i, :length] = self.hidden[self.offsets[row]:self.offsets[row + 1]]
-            mask[i, :length] = 1
-        return torch.from_numpy(hidden), torch.from_numpy(mask)
-
-
-def length_grouped_batches(rows: np.ndarray, lengths: np.ndarray, batch_size: int, seed: int) -> list[list[int]]:
-    """Shuffled batches of rows of similar length (less padding): rows shuffled, sorted by length within
-    chunks of 50 batches, cut into batches, batch order shuffled. Depends only on `seed`."""
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permutation(rows)
-    chunk = batch_size * 50
-    ordered = np.concatenate([part[np.argsort(lengths[part], kind="stable")]
-                              for part in np.split(shuffled, range(chunk, len(shuffled), chunk))])
-    batches = [ordered[i:i + batch_size].tolist() for i in range(0, len(ordered), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 # -- one member ----------------------------------------------------------------------------------------------
 
 class MemberTrainer:
-    """Trains one member on cached trunk states; checkpoints at every evaluation, resumes from the last."""
+    """Trains one member on cached trunk states with the shared loop (a checkpoint at every evaluation)."""
 
     def __init__(self, config: ClassifierConfig, encoder: Any, cache: TrunkCache, targets: np.ndarray,
                  allowed: np.ndarray, weights: np.ndarray, train_rows: np.ndarray, valid_rows: np.ndarray,
                  seed: int, fold: int, work_dir: Path):
-        self.config, self.cache, self.seed, self.work_dir = config, cache, seed, work_dir
-        self.targets, self.allowed, self.weights = torch.from_numpy(targets), torch.from_numpy(allowed), weights
+        self.config, self.cache, self.seed = config, cache, seed
+        self.device = resolve_device(config.device)
+        self.targets, self.allowed = torch.from_numpy(targets), torch.from_numpy(allowed)
+        self.weights = torch.from_numpy(weights).float()
         self.train_rows, self.valid_rows = train_rows, valid_rows
-        self.label = f"fold {fold} seed {seed}"
         seed_everything(seed)
         self.member = Member(encoder, MemberConfig(labels=allowed.shape[1], split=config.freeze_layers,
                                                    dropout=config.dropout, layer_dropout=config.layer_dropout,
-                                                   seed=seed, fold=fold))
-        self.awp = AWP(self.member, config.awp_lr, config.awp_eps) if config.awp_lr else None
+                                                   seed=seed, fold=fold)).to(self.device)
+        groups = layerwise_groups(self.member, list(self.member.layers), config.learning_rate, 1.0,
+                                  config.head_learning_rate, config.weight_decay)
+        optimizer, scheduler = adamw_with_warmup(groups, config.learning_rate, config.weight_decay,
+                                                 config.warmup_ratio, len(self.batches(0)) * config.epochs)
+        awp = AWP(self.member, config.awp_lr, config.awp_eps) if config.awp_lr else None
+        self.loop: Loop[list[int]] = Loop(self.member, optimizer, scheduler, self.device, work_dir,
+                                          f"fold {fold} seed {seed}", config.mixed_precision, adversary=awp,
+                                          adversary_from_epoch=config.awp_from_epoch)
+        self.predicted: np.ndarray | None = None
 
     def batches(self, epoch: int) -> list[list[int]]:
         return length_grouped_batches(self.train_rows, self.cache.lengths(), self.config.batch_size,
                                       self.seed * 1000 + epoch)
 
-    def loss(self, rows: list[int]) -> torch.Tensor:
+    def log_probabilities(self, rows: Sequence[int]) -> torch.Tensor:
         hidden, mask = self.cache.batch(rows)
-        log_probs = masked_log_softmax(self.member(hidden, mask), self.allowed[rows])
-        nll = -log_probs.gather(1, self.targets[rows].unsqueeze(1)).squeeze(1)
-        weights = torch.from_numpy(self.weights[rows]).float()
+        logits = self.member(hidden.to(self.device), mask.to(self.device))
+        return masked_log_softmax(logits, self.allowed[rows].to(self.device))
+
+    def step_loss(self, rows: list[int]) -> torch.Tensor:
+        nll = -self.log_probabilities(rows).gather(1, self.targets[rows].unsqueeze(1).to(self.device)).squeeze(1)
+        weights = self.weights[rows].to(self.device)
         return (nll * weights).sum() / weights.sum().clamp(min=1e-6)
 
     @torch.inference_mode()
     def predict(self, rows: np.ndarray) -> np.ndarray:
+        """(rows, labels) masked probabilities, in length-sorted batches, returned in `rows` order."""
         self.member.eval()
         by_length = np.argsort(self.cache.lengths()[rows], kind="stable")  # positions in `rows`, shortest first
         probabilities = np.empty((len(rows), self.allowed.shape[1]), dtype=np.float32)
         for start in range(0, len(rows), 128):
             positions = by_length[start:start + 128]
-            batch = rows[positions].tolist()
-            hidden, mask = self.cache.batch(batch)
-            probabilities[positions] = masked_log_softmax(self.member(hidden, mask), self.allowed[batch]).exp().numpy()
-        self.member.train()
+            probabilities[positions] = self.log_probabilities(rows[positions].tolist()).exp().float().cpu().numpy()
         return probabilities
 
-    def run(self) -> tuple[Member, np.ndarray, list[dict[str, float]]]:
-        config = self.config
-        batches_per_epoch = len(self.batches(0))
-        decays = [p for n, p in self.member.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
-        decay_ids = {id(p) for p in decays}
-        head_ids = {id(p) for p in self.member.head.parameters()}
-        groups = [{"params": [p for p in self.member.parameters() if id(p) not in head_ids and id(p) in decay_ids],
-                   "lr": config.learning_rate},
-                  {"params": [p for p in self.member.parameters() if id(p) not in head_ids and id(p) not in decay_ids],
-                   "lr": config.learning_rate, "weight_decay": 0.0},
-                  {"params": list(self.member.head.parameters()), "lr": config.head_learning_rate}]
-        optimizer, scheduler = adamw_with_warmup(groups, config.learning_rate, config.weight_decay,
-                                                 config.warmup_ratio, batches_per_epoch * config.epochs)
-        eval_at = {round(batches_per_epoch * (i + 1) / config.evals_per_epoch) - 1
-                   for i in range(config.evals_per_epoch)}
-        state: dict[str, Any] = {"epoch": 0, "batch": 0, "history": []}
-        checkpoint = load_checkpoint(self.work_dir / CHECKPOINT)
-        if checkpoint is not None:
-            self.member.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
-            state = checkpoint["state"]
-            log.info("%s: resuming at epoch %d, batch %d", self.label, state["epoch"] + 1, state["batch"])
-        self.member.train()
-        predicted = None
-        while state["epoch"] < config.epochs:
-            epoch, batches = state["epoch"], self.batches(state["epoch"])
-            bar = tqdm(range(state["batch"], len(batches)), desc=f"{self.label} epoch {epoch + 1}/{config.epochs}",
-                       unit="batch")
-            losses: list[float] = []
-            for index in bar:
-                loss = self.loss(batches[index])
-                loss.backward()
-                if self.awp is not None and epoch >= config.awp_from_epoch:
-                    self.awp.attack()
-                    self.loss(batches[index]).backward()
-                    self.awp.restore()
-                torch.nn.utils.clip_grad_norm_(self.member.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-                if index in eval_at:
-                    predicted = self.evaluate(state, epoch, index, len(batches), float(np.mean(losses)))
-                    save_checkpoint(self.work_dir / CHECKPOINT, {
-                        "model": self.member.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "state": state})
-        if predicted is None:  # resumed after the last evaluation's checkpoint
-            predicted = self.predict(self.valid_rows)
-        return self.member.eval(), predicted, state["history"]
+    def evaluate(self) -> dict[str, Any]:
+        self.predicted = self.predict(self.valid_rows)
+        return {"map3": round(fold_map(self.targets.numpy()[self.valid_rows], self.predicted), 4)}
 
-    def evaluate(self, state: dict[str, Any], epoch: int, index: int, batches: int, loss: float) -> np.ndarray:
-        predicted = self.predict(self.valid_rows)
-        score = fold_map(self.targets.numpy()[self.valid_rows], predicted)
-        state["history"].append({"epoch": round(epoch + (index + 1) / batches, 2), "loss": round(loss, 4),
-                                 "map3": round(score, 4)})
-        log.info("%s: epoch %.2f  train loss %.4f  fold MAP@3 %.4f", self.label, epoch + (index + 1) / batches,
-                 loss, score)
-        state["epoch"], state["batch"] = (epoch + 1, 0) if index + 1 == batches else (epoch, index + 1)
-        return predicted
+    def run(self) -> tuple[Member, np.ndarray, list[dict[str, Any]]]:
+        """Fixed epochs, last weights kept (nothing is selected on the held-out fold)."""
+        state = self.loop.fit(self.config.epochs, self.batches, self.step_loss, self.evaluate,
+                              self.config.evals_per_epoch)
+        predicted = self.predicted if self.predicted is not None else self.predict(self.valid_rows)
+        return self.member.cpu(), predicted, state.history
 
 
 def fold_map(targets: np.ndarray, probabilities: np.ndarray) -> float:
     """MAP@3 of label indices ranked by probability."""
-    top = np.argsort(-probabilities, axis=1)[:, :3]
-    hits = top == targets[:, None]
-    return float((hits / np.arange(1, 4)).sum(axis=1).mean())
+    return single_label_map(targets, np.argsort(-probabilities, axis=1)[:, :3])
 
 
 # -- the run -------------------------------------------------------------------------------------------------
@@ -305,12 +210,15 @@ def train_classifier(data: Path, out: Path, config: ClassifierConfig) -> Path:
     base = model_path(config.base_model)
     data_hash = hash_files([data])
     encoder, tokenizer = load_hf_encoder(base)
-    trunk = Trunk(encoder, config.freeze_layers)
+    device = resolve_device(config.device)
+    trunk = Trunk(encoder, config.freeze_layers).to(device)
     cache_key = hash_json({"prompts": hash_json(prompts), "base": fingerprint(base), "split": config.freeze_layers,
                            "max_length": config.max_length})
     started = time.perf_counter()
-    cache = TrunkCache.build(trunk, tokenizer, prompts, config.max_length, out / CACHE / f"trunk-{cache_key[:16]}.npy")
-    seconds = {"trunk_cache": round(time.perf_counter() - started, 1)}
+    cache = TrunkCache.build(trunk, encoder.config.hidden_size, tokenizer, prompts, config.max_length,
+                             out / CACHE / f"trunk-{cache_key[:16]}.npy", device)
+    trunk.cpu()
+    seconds = {"trunk_cache": time.perf_counter() - started}
     run_hash = hash_json({"config": config.to_dict(), "data": data_hash, "base": fingerprint(base)})
     with staging_dir(out, f"classifier-{run_hash[:12]}", keep_on_error=True) as work:
         oof = np.full((len(frame), len(labels)), np.nan, dtype=np.float32)
@@ -324,28 +232,26 @@ def train_classifier(data: Path, out: Path, config: ClassifierConfig) -> Path:
             allowed[train, targets[train]] = True  # a noisy label outside its question's mask still trains
             fold_probabilities = []
             for seed in config.seeds:
-                member_dir = work / MEMBERS_DIR / f"fold{fold}-seed{seed}"
-                member_dir.mkdir(parents=True, exist_ok=True)
-                if (member_dir / DONE).is_file():
-                    log.info("fold %d seed %d: finished in an earlier run", fold, seed)
-                    predicted = np.load(member_dir / DONE)
-                    history = json.loads((member_dir / "history.json").read_text())
-                else:
+
+                def train_member(directory: Path, seed: int = seed, fold: int = fold, train: np.ndarray = train,
+                                 valid: np.ndarray = valid, allowed: np.ndarray = allowed) \
+                        -> tuple[np.ndarray, list[dict[str, Any]]]:
                     trainer = MemberTrainer(config, encoder, cache, targets, allowed, weights, train, valid, seed,
-                                            fold, member_dir)
+                                            fold, directory)
                     member, predicted, history = trainer.run()
-                    member.save(member_dir)
-                    (member_dir / "history.json").write_text(json.dumps(history))
-                    np.save(member_dir / DONE, predicted)
-                    (member_dir / CHECKPOINT).unlink(missing_ok=True)
-                member_dirs.append(member_dir)
-                fold_probabilities.append(predicted)
-                figures[f"fold{fold}-seed{seed}"] = {"map3": round(fold_map(targets[valid], predicted), 4),
-                                                     "history": history}
+                    member.save(directory)
+                    return predicted, history
+
+                name = f"fold{fold}-seed{seed}"
+                result = run_fold(work / "members" / name, name, train_member)
+                member_dirs.append(result.directory)
+                fold_probabilities.append(result.predictions)
+                figures[name] = {"map3": round(fold_map(targets[valid], result.predictions), 4),
+                                 "history": result.history}
             oof[valid] = np.mean(fold_probabilities, axis=0)
             log.info("fold %d: MAP@3 %.4f (%d seed(s) averaged)", fold, fold_map(targets[valid], oof[valid]),
                      len(config.seeds))
-        seconds["members"] = round(time.perf_counter() - started, 1)
+        seconds["members"] = time.perf_counter() - started
         covered = np.isfinite(oof).all(axis=1)
         truth = [labels[t] for t in targets[covered]]
         report = classification_report(truth, ranked_labels(oof[covered], labels))
@@ -355,34 +261,19 @@ def train_classifier(data: Path, out: Path, config: ClassifierConfig) -> Path:
         log.info("OOF over %d rows: MAP@3 %.4f, accuracy@1 %.4f; %d likely label errors", int(covered.sum()),
                  report["map3"], report["accuracy1"], len(issues))
 
-        final = out / f".classifier-{run_hash[:12]}.publish"
-        shutil.rmtree(final, ignore_errors=True)
-        final.mkdir()
-        encoder.save_pretrained(final / TRUNK_DIR)
-        tokenizer.save_pretrained(final / TRUNK_DIR)
-        for member_dir in member_dirs:
-            target = final / MEMBERS_DIR / member_dir.name
-            target.mkdir(parents=True)
-            for name in ("member.json", "member.safetensors"):
-                shutil.copy2(member_dir / name, target / name)
-        (final / BOOK).write_text(json.dumps(book.to_dict(), indent=2))
-        (final / LABELS).write_text(json.dumps({"labels": labels, "max_length": config.max_length}, indent=2))
+        members = [Member.load(directory, encoder) for directory in member_dirs]
+        ensemble = Ensemble(encoder, trunk, tokenizer, members, config.max_length)
+        final = fresh_dir(work / "artifact")
+        MisconceptionClassifier(book, labels, ensemble).save(final)
         write_oof(final / OOF, frame, folds, covered, flagged, oof, labels)
         issues.write_parquet(final / ISSUES)
-        version = new_version(run_hash)
-        write_manifest(final, {
-            "kind": KIND, "version": version, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "edurank": edurank.__version__, "base_model": str(base), "fingerprint": fingerprint(base),
-            "data": {"file": str(data), "hash": data_hash, "rows": len(frame), "questions": len(book.questions),
-                     "labels": len(labels)},
-            "params": config.to_dict(),
-            "metrics": {"oof_rows": int(covered.sum()), "oof": report, "oof_unflagged": report_clean,
-                        "flagged_in_training": int(flagged.sum()), "label_issues": len(issues),
-                        "members": figures, "train_seconds": seconds},
-        })
-        path = publish(final, out, version)
-    shutil.rmtree(work, ignore_errors=True)
-    return path
+        return publish_artifact(
+            final, out, run_hash, kind=MisconceptionClassifier.KIND, base_model=ModelRef(str(base), fingerprint(base)),
+            data={"hash": data_hash, "files": [str(data)], "rows": len(frame), "questions": len(book.questions),
+                  "labels": len(labels)},
+            params=config.to_dict(), seconds=seconds,
+            metrics={"oof_rows": int(covered.sum()), "oof": report, "oof_unflagged": report_clean,
+                     "flagged_in_training": int(flagged.sum()), "label_issues": len(issues), "members": figures})
 
 
 def write_oof(path: Path, frame: pl.DataFrame, folds: np.ndarray, covered: np.ndarray, flagged: np.ndarray,

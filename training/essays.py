@@ -16,69 +16,69 @@ fold's checkpoint and finished folds' OOF scores, so rerunning the same command 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-import edurank
-from edurank.artifacts import hash_files, hash_json, new_version, publish, staging_dir, write_manifest
+from edurank.artifacts import ModelRef, fresh_dir, hash_files, hash_json, publish_artifact, staging_dir
 from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
+from edurank.options import option
+from edurank.splits import check_train_folds, multilabel_folds
 from essays.blend import fit_blend
 from essays.data import ID, TEXT, TRAITS, clip_scores, load_essays, scores
 from essays.evaluation import mcrmse, score_report
 from essays.fast import FastConfig, FastModel, FeatureExtractor, dense_estimator, tfidf_estimator
 from essays.model import POOLINGS, EssayModel
-from essays.scorer import BLEND, FAST_DIR, FINETUNED, FOLDS_DIR, KIND, OOF
+from essays.scorer import FINETUNED, OOF, EssayScorer
 from essays.windows import Windows, WindowSpec, make_windows
 from training.adversarial import FGM
-from training.optim import (
+from training.loop import (
+    EngineOptions,
+    Loop,
     adamw_with_warmup,
+    encoder_stack,
     freeze_lower_layers,
     layerwise_groups,
-    load_checkpoint,
-    save_checkpoint,
+    optimizer_steps,
+    resolve_device,
+    run_fold,
     seed_everything,
 )
-from training.splits import check_train_folds, multilabel_folds
 
 log = logging.getLogger(__name__)
 PATHS = ("fast", "finetune")
 LOSSES = ("rmse", "smoothl1")
-CHECKPOINT, BEST, DONE = "checkpoint.pt", "best", "oof.npy"
+BEST = "best"
 CACHE = ".cache"  # under the artifact root: features shared by runs that differ only in what they fit
 
 
 @dataclass
 class FineTuneConfig:
-    pooling: str = "mean"
-    loss: str = "rmse"
-    epochs: int = 3
-    essays_per_batch: int = 8
-    accumulation: int = 1
-    learning_rate: float = 5e-5
-    head_learning_rate: float = 1e-3
-    layer_decay: float = 0.9
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    dropout: float = 0.0
-    fgm_epsilon: float = 0.0
-    freeze_layers: int = 0
-    evals_per_epoch: int = 2
-    patience: int = 2
-    mixed_precision: bool = True
+    pooling: str = option("mean", "how a window's tokens become one vector", choices=POOLINGS)
+    loss: str = option("rmse", "training loss", choices=LOSSES)
+    epochs: int = option(3, "epochs per fold", minimum=1)
+    essays_per_batch: int = option(8, "essays per batch (all their windows)", flag="--batch-size", minimum=1)
+    accumulation: int = option(1, "batches per optimizer step", minimum=1)
+    learning_rate: float = option(5e-5, "learning rate of the top encoder layer", flag="--lr")
+    head_learning_rate: float = option(1e-3, "learning rate of pooling and head", flag="--head-lr")
+    layer_decay: float = option(0.9, "LLRD: each layer down trains at this x the one above")
+    dropout: float = option(0.0, "dropout before the head")
+    fgm_epsilon: float = option(0.0, "FGM adversarial training on the word embeddings (0: off; 1.0 is usual)",
+                                flag="--fgm", metavar="EPSILON")
+    freeze_layers: int = option(0, "freeze embeddings + this many lower layers", minimum=0)
+    evals_per_epoch: int = option(2, "held-out evaluations (and checkpoints) per epoch", minimum=1)
+    patience: int = option(2, "evaluations without gain before stopping", minimum=1)
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -89,16 +89,27 @@ class FineTuneConfig:
             raise InputError("--fgm perturbs the word embeddings, which --freeze-layers freezes: use one of them")
 
 
+def resolve_paths(choice: str) -> tuple[str, ...]:
+    """--paths auto|fast|finetune|both: `auto` fine-tunes only where a GPU can do it in reasonable time."""
+    if choice == "auto":
+        return PATHS if torch.cuda.is_available() else ("fast",)
+    return PATHS if choice == "both" else tuple(choice.split(","))
+
+
 @dataclass
-class EssayConfig:
-    base_model: str | None = None
-    paths: tuple[str, ...] = ("fast",)
-    folds: int = 5
-    train_folds: int | None = None  # fine-tune only the first N folds (exploring); OOF covers those folds
-    seed: int = 42
-    windows: WindowSpec = field(default_factory=WindowSpec)
-    fast: FastConfig = field(default_factory=FastConfig)
-    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
+class EssayConfig(EngineOptions):
+    base_model: str | None = option(None, "encoder: a local HF/ST dir (default: bundled MiniLM)", flag="--model")
+    paths: tuple[str, ...] = option(
+        help="fast: frozen features -> ridge/SVR + TF-IDF ridge (CPU minutes); finetune: fold models; both; "
+             "auto: both on a GPU, fast on a CPU", factory=lambda: resolve_paths("auto"),
+        parse=resolve_paths, metavar="auto|fast|finetune|both")
+    folds: int = option(5, "multilabel-stratified folds", minimum=2)
+    train_folds: int | None = option(None, "fine-tune only the first N folds (exploring; the blend is fitted where "
+                                           "OOF exists)", minimum=1)
+    seed: int = option(42, "seed of folds, batches and initialisation")
+    windows: WindowSpec = option(factory=WindowSpec)
+    fast: FastConfig = option(factory=FastConfig)
+    finetune: FineTuneConfig = option(factory=FineTuneConfig)
 
     def __post_init__(self) -> None:
         if not self.paths or set(self.paths) - set(PATHS):
@@ -111,13 +122,6 @@ class EssayConfig:
                 "fast": self.fast.to_dict()}
 
 
-def resolve_paths(choice: str) -> tuple[str, ...]:
-    """--paths auto|fast|finetune|both: `auto` fine-tunes only where a GPU can do it in reasonable time."""
-    if choice == "auto":
-        return PATHS if torch.cuda.is_available() else ("fast",)
-    return PATHS if choice == "both" else (choice,)
-
-
 # -- fine-tuned path ----------------------------------------------------------------------------------------
 
 def mcrmse_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -126,7 +130,7 @@ def mcrmse_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class FineTuneTrainer:
-    """Fine-tunes one fold's model; checkpoints at every evaluation and keeps the best model in `work_dir`."""
+    """Fine-tunes one fold's model on the shared loop; keeps the best model (by fold MCRMSE) in `work_dir`."""
 
     def __init__(self, config: EssayConfig, windows: Windows, targets: np.ndarray, train_rows: np.ndarray,
                  valid_rows: np.ndarray, work_dir: Path, label: str):
@@ -134,7 +138,7 @@ class FineTuneTrainer:
         self.windows, self.targets = windows, torch.from_numpy(targets)
         self.train_rows, self.valid_rows = train_rows, valid_rows
         self.work_dir, self.label = work_dir, label
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(config.device)
         seed_everything(config.seed)
         self.model = EssayModel.from_base(config.base_model, self.tune.pooling, config.windows, self.tune.dropout)
         regressor = self.model.regressor.to(self.device)
@@ -142,113 +146,54 @@ class FineTuneTrainer:
         with torch.no_grad():  # start from the training mean: the head learns deviations, not the scale
             regressor.head.bias.copy_(self.targets[train_rows].mean(dim=0))
         self.loss = mcrmse_loss if self.tune.loss == "rmse" else torch.nn.SmoothL1Loss(beta=0.25)
-        self.fgm = FGM(regressor, self.tune.fgm_epsilon) if self.tune.fgm_epsilon else None
-        use_amp = self.tune.mixed_precision and self.device.type == "cuda"
-        self.amp_dtype = (torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16) \
-            if use_amp else None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-
-    def autocast(self) -> torch.autocast:
-        """Mixed precision on a GPU (bf16 where supported, else fp16 with loss scaling); a no-op on the CPU."""
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                              enabled=self.amp_dtype is not None)
+        groups = layerwise_groups(regressor, encoder_stack(regressor.encoder), self.tune.learning_rate,
+                                  self.tune.layer_decay, self.tune.head_learning_rate, config.weight_decay)
+        steps = optimizer_steps(len(self.batches(0)), self.tune.epochs, self.tune.accumulation)
+        optimizer, scheduler = adamw_with_warmup(groups, self.tune.learning_rate, config.weight_decay,
+                                                 config.warmup_ratio, steps)
+        fgm = FGM(regressor, self.tune.fgm_epsilon) if self.tune.fgm_epsilon else None
+        self.loop: Loop[list[int]] = Loop(regressor, optimizer, scheduler, self.device, work_dir, label,
+                                          config.mixed_precision, self.tune.accumulation, adversary=fgm)
+        self.loop.state.extra = {"best": math.inf, "bad": 0}
 
     def batches(self, epoch: int) -> list[list[int]]:
-        """This epoch's batches of training essays (window rows); the order depends only on seed and epoch,
-        so a resumed run replays the same batches."""
+        """This epoch's batches of training essays (window rows); the order depends only on seed and epoch."""
         order = np.random.default_rng(self.config.seed * 1000 + epoch).permutation(self.train_rows)
         return self.windows.essay_batches(self.tune.essays_per_batch, order.tolist())
 
     def step_loss(self, rows: list[int]) -> torch.Tensor:
         essays = torch.unique_consecutive(torch.tensor([self.windows.essay[r] for r in rows]))
-        with self.autocast():
-            predicted = self.model.forward(self.windows, rows)
-        return self.loss(predicted.float(), self.targets[essays].to(self.device)) / self.tune.accumulation
+        predicted = self.model.forward(self.windows, rows)
+        return self.loss(predicted.float(), self.targets[essays].to(self.device))
 
-    def backward(self, rows: list[int]) -> float:
-        loss = self.step_loss(rows)
-        self.scaler.scale(loss).backward()
-        if self.fgm is not None:
-            self.fgm.attack()
-            self.scaler.scale(self.step_loss(rows)).backward()
-            self.fgm.restore()
-        return float(loss.detach()) * self.tune.accumulation
-
-    def evaluate(self) -> tuple[float, np.ndarray]:
+    def evaluate(self) -> dict[str, Any]:
+        """The fold's MCRMSE; a new best model is kept (with its held-out scores) and resets the patience."""
         rows = [r for batch in self.windows.essay_batches(16, self.valid_rows.tolist()) for r in batch]
         subset = Windows([self.windows.ids[r] for r in rows], [self.windows.essay[r] for r in rows],
                          len(self.valid_rows))
-        with self.autocast():
+        with self.loop.autocast():
             predicted = self.model.predict(_renumbered(subset))
-        self.model.regressor.train()
-        return mcrmse(self.targets[self.valid_rows].numpy(), clip_scores(predicted)), predicted
-
-    def run(self) -> tuple[EssayModel, np.ndarray, list[dict[str, float]]]:
-        tune = self.tune
-        regressor = self.model.regressor
-        batches_per_epoch = len(self.batches(0))
-        steps = math.ceil(batches_per_epoch / tune.accumulation) * tune.epochs
-        groups = layerwise_groups(regressor, regressor.encoder, tune.learning_rate, tune.layer_decay,
-                                  tune.head_learning_rate, tune.weight_decay)
-        optimizer, scheduler = adamw_with_warmup(groups, tune.learning_rate, tune.weight_decay, tune.warmup_ratio,
-                                                 steps)
-        eval_at = {round(batches_per_epoch * (i + 1) / tune.evals_per_epoch) - 1 for i in range(tune.evals_per_epoch)}
-        state: dict[str, Any] = {"epoch": 0, "batch": 0, "best": math.inf, "bad": 0, "history": []}
-        checkpoint = load_checkpoint(self.work_dir / CHECKPOINT)
-        if checkpoint is not None:
-            regressor.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
-            self.scaler.load_state_dict(checkpoint["scaler"])
-            state = checkpoint["state"]
-            log.info("%s: resuming at epoch %d, batch %d (best MCRMSE %.4f)", self.label, state["epoch"] + 1,
-                     state["batch"], state["best"])
-        regressor.train()
-        while state["epoch"] < tune.epochs and state["bad"] < tune.patience:
-            epoch, batches = state["epoch"], self.batches(state["epoch"])
-            bar = tqdm(range(state["batch"], len(batches)), desc=f"{self.label} epoch {epoch + 1}/{tune.epochs}",
-                       unit="batch")
-            losses: list[float] = []
-            for index in bar:
-                losses.append(self.backward(batches[index]))
-                if (index + 1) % tune.accumulation == 0 or index + 1 == len(batches):
-                    self.scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(regressor.parameters(), 1.0)
-                    self.scaler.step(optimizer)
-                    self.scaler.update()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-                if index in eval_at:
-                    self.checkpoint_after_eval(state, epoch, index, len(batches), np.mean(losses), optimizer, scheduler)
-                    if state["bad"] >= tune.patience:
-                        log.info("%s: stopping early, no gain in %d evaluations", self.label, tune.patience)
-                        break
-        best = EssayModel.load(self.work_dir / BEST)
-        best.regressor.to(self.device)
-        return best, np.load(self.work_dir / BEST / "valid.npy"), state["history"]
-
-    def checkpoint_after_eval(self, state: dict[str, Any], epoch: int, index: int, batches: int, loss: float,
-                              optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
-        score, predicted = self.evaluate()
-        state["history"].append({"epoch": round(epoch + (index + 1) / batches, 2), "loss": round(float(loss), 4),
-                                 "mcrmse": round(score, 4)})
-        log.info("%s: epoch %.2f  train loss %.4f  fold MCRMSE %.4f", self.label, epoch + (index + 1) / batches,
-                 loss, score)
-        if score < state["best"]:
-            state["best"], state["bad"] = score, 0
-            tmp = self.work_dir / f".{BEST}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
+        score = mcrmse(self.targets[self.valid_rows].numpy(), clip_scores(predicted))
+        extra = self.loop.state.extra
+        if score < extra["best"]:
+            extra["best"], extra["bad"] = score, 0
+            tmp = fresh_dir(self.work_dir / f".{BEST}.tmp")
             self.model.save(tmp)
             np.save(tmp / "valid.npy", predicted)
             shutil.rmtree(self.work_dir / BEST, ignore_errors=True)
             tmp.replace(self.work_dir / BEST)
         else:
-            state["bad"] += 1
-        state["epoch"], state["batch"] = (epoch + 1, 0) if index + 1 == batches else (epoch, index + 1)
-        save_checkpoint(self.work_dir / CHECKPOINT, {
-            "model": self.model.regressor.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": self.scaler.state_dict(), "state": state})
+            extra["bad"] += 1
+        return {"mcrmse": round(score, 4)}
+
+    def run(self) -> tuple[EssayModel, np.ndarray, list[dict[str, Any]]]:
+        """Train to the last epoch or until `patience` evaluations bring no gain; the best model, its held-out
+        scores and the history."""
+        state = self.loop.fit(self.tune.epochs, self.batches, self.step_loss, self.evaluate, self.tune.evals_per_epoch,
+                              stop=lambda state: state.extra["bad"] >= self.tune.patience)
+        best = EssayModel.load(self.work_dir / BEST)
+        best.regressor.to(self.device)
+        return best, np.load(self.work_dir / BEST / "valid.npy"), state.history
 
 
 def _renumbered(windows: Windows) -> Windows:
@@ -266,25 +211,19 @@ def finetune_folds(config: EssayConfig, texts: Sequence[str], targets: np.ndarra
     windows = make_windows(tokenizer, texts, config.windows)
     fold_dirs, figures = [], {}
     for fold in range(config.train_folds or config.folds):
-        fold_dir = work / FOLDS_DIR / f"fold{fold}"
-        fold_dir.mkdir(parents=True, exist_ok=True)
         valid = np.flatnonzero(folds == fold)
-        started = time.perf_counter()
-        if (fold_dir / DONE).is_file():
-            log.info("fold %d: finished in an earlier run", fold)
-            predicted = np.load(fold_dir / DONE)
-            history = json.loads((fold_dir / "history.json").read_text())
-        else:
-            trainer = FineTuneTrainer(config, windows, targets, np.flatnonzero(folds != fold), valid, fold_dir,
+
+        def train(directory: Path, fold: int = fold, valid: np.ndarray = valid) \
+                -> tuple[np.ndarray, list[dict[str, Any]]]:
+            trainer = FineTuneTrainer(config, windows, targets, np.flatnonzero(folds != fold), valid, directory,
                                       f"fold {fold}")
-            _, predicted, history = trainer.run()
-            (fold_dir / "history.json").write_text(json.dumps(history))
-            np.save(fold_dir / DONE, predicted)
-            (fold_dir / CHECKPOINT).unlink(missing_ok=True)
-        oof[valid] = predicted
-        fold_dirs.append(fold_dir / BEST)
-        figures[f"fold{fold}"] = {"mcrmse": round(mcrmse(targets[valid], clip_scores(predicted)), 4),
-                                  "history": history, "seconds": round(time.perf_counter() - started, 1)}
+            return trainer.run()[1:]
+
+        result = run_fold(work / "folds" / f"fold{fold}", f"fold {fold}", train)
+        oof[valid] = result.predictions
+        fold_dirs.append(result.directory / BEST)
+        figures[f"fold{fold}"] = {"mcrmse": round(mcrmse(targets[valid], clip_scores(result.predictions)), 4),
+                                  "history": result.history, "seconds": result.seconds}
     return oof, fold_dirs, figures
 
 
@@ -295,6 +234,7 @@ def fast_oof(config: EssayConfig, texts: Sequence[str], targets: np.ndarray, fol
     """OOF scores of the fast members from fold fits, and the members refitted on every essay. The dense
     features are read from `cache` when an earlier run computed them (same data, encoder, windows, layers)."""
     extractor = FeatureExtractor.load(config.base_model, config.fast)
+    extractor.encoder.to(resolve_device(config.device))  # the frozen encoder on the GPU when there is one
     if cache.is_file():
         log.info("fast path: features from %s", cache)
         dense = np.load(cache)
@@ -313,6 +253,7 @@ def fast_oof(config: EssayConfig, texts: Sequence[str], targets: np.ndarray, fol
         oof["tfidf"][valid] = tfidf_estimator(config.fast).fit(train_texts, targets[train]).predict(valid_texts)
         log.info("fast path fold %d: dense %.4f, tfidf %.4f", fold, mcrmse(targets[valid], oof["dense"][valid]),
                  mcrmse(targets[valid], oof["tfidf"][valid]))
+    extractor.encoder.cpu()
     return oof, FastModel.fit(extractor, texts, dense, targets)
 
 
@@ -336,12 +277,12 @@ def train_essays(data: Path, out: Path, config: EssayConfig) -> Path:
             cache = out / CACHE / f"fast-features-{feature_key[:16]}.npy"
             fast_members, fast_model = fast_oof(config, texts, targets, folds, cache)
             members.update(fast_members)
-            seconds["fast"] = round(time.perf_counter() - started, 1)
+            seconds["fast"] = time.perf_counter() - started
         fold_dirs: list[Path] = []
         if "finetune" in config.paths:
             started = time.perf_counter()
             members[FINETUNED], fold_dirs, figures = finetune_folds(config, texts, targets, folds, work)
-            seconds["finetune"] = round(time.perf_counter() - started, 1)
+            seconds["finetune"] = time.perf_counter() - started
         covered = np.all([np.isfinite(p).all(axis=1) for p in members.values()], axis=0)
         blend = fit_blend({k: v[covered] for k, v in members.items()}, targets[covered])
         blended = clip_scores(blend.apply({k: np.nan_to_num(v) for k, v in members.items()}))
@@ -350,27 +291,15 @@ def train_essays(data: Path, out: Path, config: EssayConfig) -> Path:
         log.info("OOF MCRMSE over %d essays: %s", int(covered.sum()),
                  ", ".join(f"{name} {figures_['mcrmse']:.4f}" for name, figures_ in report.items()))
 
-        final = out / f".essays-{run_hash[:12]}.publish"
-        shutil.rmtree(final, ignore_errors=True)
-        final.mkdir()
-        if fast_model is not None:
-            fast_model.save(final / FAST_DIR)
-        for fold, fold_dir in enumerate(fold_dirs):
-            shutil.copytree(fold_dir, final / FOLDS_DIR / f"fold{fold}", ignore=shutil.ignore_patterns("valid.npy"))
-        (final / BLEND).write_text(json.dumps(blend.to_dict(), indent=2))
+        scorer = EssayScorer(fast_model, [EssayModel.load(d) for d in fold_dirs], blend)
+        final = fresh_dir(work / "artifact")
+        scorer.save(final)
         write_oof(final / OOF, frame, folds, covered, members, blended)
-        version = new_version(run_hash)
-        write_manifest(final, {
-            "kind": KIND, "version": version, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "edurank": edurank.__version__, "base_model": str(base), "fingerprint": fingerprint(base),
-            "data": {"file": str(data), "hash": data_hash, "essays": len(frame)},
-            "params": config.to_dict(), "traits": list(TRAITS),
-            "metrics": {"oof_essays": int(covered.sum()), "oof": report, "folds": figures,
-                        "train_seconds": seconds},
-        })
-        path = publish(final, out, version)
-    shutil.rmtree(work, ignore_errors=True)
-    return path
+        return publish_artifact(
+            final, out, run_hash, kind=EssayScorer.KIND, base_model=ModelRef(str(base), fingerprint(base)),
+            data={"hash": data_hash, "files": [str(data)], "essays": len(frame)},
+            params=config.to_dict(), seconds=seconds, details={"traits": list(TRAITS)},
+            metrics={"oof_essays": int(covered.sum()), "oof": report, "folds": figures})
 
 
 def write_oof(path: Path, frame: pl.DataFrame, folds: np.ndarray, covered: np.ndarray,

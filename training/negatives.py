@@ -23,7 +23,7 @@ def mine_hard_negatives(encoder: BiEncoder, catalog: Catalog, topic_ids: Sequenc
                         margin: float = 0.95, batch_size: int = 64) -> dict[Pair, list[str]]:
     """(topic, gold content) -> negatives in rank order, drawn from same-language candidates."""
     content_vectors = encoder.encode_content(catalog, progress=True, batch_size=batch_size)
-    index = ContentIndex(build_faiss(content_vectors), catalog.content.select("id", "language", "kind"), {})
+    index = ContentIndex(build_faiss(content_vectors), catalog.content.select("id", "language", "kind"))
     row_of = {cid: row for row, cid in enumerate(index.ids)}
     topics = catalog.topics.filter(pl.col("id").is_in(list(topic_ids)))
     queries = encoder.encode_topics(catalog, topics, progress=True, batch_size=batch_size)

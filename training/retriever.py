@@ -2,16 +2,18 @@
 then rounds of hard negatives mined by the previous round's model.
 
 Round 0 trains with in-batch negatives only; each later round mines top-N non-gold candidates with the
-current model and trains on (topic, gold item, hard negative) triplets. A checkpoint after every epoch
-lives in the run's staging directory, so rerunning the same command resumes where it stopped.
+current model and trains on (topic, gold item, hard negative) triplets. Each round is one run of the shared
+loop with its own checkpoint (which also holds the round's mined negatives), so rerunning the same command
+resumes mid-round, or starts the next round from the last finished one's weights.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,46 +21,55 @@ import numpy as np
 import polars as pl
 import torch
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-from tqdm.auto import tqdm
+from sentence_transformers.util import batch_to_device
 
 import edurank
-from edurank.artifacts import hash_files, hash_json, new_version, publish, staging_dir, write_manifest
+from edurank.artifacts import ModelRef, fresh_dir, hash_json, publish_artifact, staging_dir
+from edurank.options import option
 from retriever.catalog import Catalog
 from retriever.evaluation import DEFAULT_KS, evaluate_retrieval
 from retriever.model import DEFAULT_MAX_TOKENS, BiEncoder
+from retriever.splits import split_topics
 from retriever.texts import content_texts, topic_texts
 from training.batching import Example, language_batches
+from training.loop import (
+    CHECKPOINT,
+    EngineOptions,
+    Loop,
+    LoopState,
+    adamw_with_warmup,
+    freeze_lower_layers,
+    load_checkpoint,
+    resolve_device,
+    seed_everything,
+)
 from training.negatives import Pair, mine_hard_negatives, topic_clusters
-from training.optim import adamw_with_warmup, freeze_lower_layers, load_checkpoint, save_checkpoint, seed_everything
-from training.splits import split_topics
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
-class RetrieverConfig:
+class RetrieverConfig(EngineOptions):
     """Everything that changes the trained model; hashed to name the run (and find its checkpoint)."""
 
-    base_model: str | None = None
-    rounds: int = 2
-    epochs: int = 3
-    hard_negative_epochs: int = 2
-    batch_size: int = 64
-    learning_rate: float = 5e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    scale: float = 20.0
-    symmetric: bool = False
-    cluster_size: int = 0
-    top_n: int = 50
-    margin: float = 0.95
-    freeze_layers: int = 0
-    folds: int = 5
-    fold: int | None = None
-    seed: int = 42
-    eval_ks: tuple[int, ...] = field(default=DEFAULT_KS)
+    base_model: str | None = option(None, "start from this local ST/HF dir (default: bundled MiniLM)", flag="--model")
+    rounds: int = option(2, "hard-negative rounds after the first", minimum=0)
+    epochs: int = option(3, "epochs of the in-batch round", minimum=1)
+    hard_negative_epochs: int = option(2, "epochs of each hard-negative round", minimum=1)
+    batch_size: int = option(64, "pairs per batch (one language each)", minimum=2)
+    learning_rate: float = option(5e-5, "peak learning rate", flag="--lr")
+    max_tokens: int = option(DEFAULT_MAX_TOKENS, "tokens per topic or item text", minimum=8)
+    scale: float = option(20.0, "inverse temperature of the contrastive softmax")
+    symmetric: bool = option(False, "add the item->topic direction to the loss")
+    cluster_size: int = option(0, "build batches from k-means clusters of about this many similar topics (0: off)",
+                               minimum=0)
+    top_n: int = option(50, "mine negatives from this top-N", minimum=1)
+    margin: float = option(0.95, "skip candidates scoring above margin x the gold item's score")
+    freeze_layers: int = option(0, "freeze embeddings + this many lower layers", minimum=0)
+    folds: int = option(5, "topic folds (grouped by topic, stratified by language)", minimum=2)
+    fold: int | None = option(None, "hold this fold out (default: train on every topic)")
+    seed: int = option(42, "seed of folds, batches and initialisation")
+    eval_ks: tuple[int, ...] = option(DEFAULT_KS, "k of the recall@k figures recorded at each evaluation")
 
     def epochs_in(self, round_: int) -> int:
         return self.epochs if round_ == 0 else self.hard_negative_epochs
@@ -87,14 +98,15 @@ def examples_for(catalog: Catalog, topic_ids: list[str], negatives: dict[Pair, l
 
 
 class RetrieverTrainer:
-    """Owns one training run: its data, model, optimiser state and the checkpoint that resumes it."""
+    """Owns one training run: its data, model, and the rounds of the shared loop (one checkpoint each)."""
 
     def __init__(self, catalog: Catalog, config: RetrieverConfig, work_dir: Path):
         self.catalog, self.config, self.work_dir = catalog, config, work_dir
+        self.device = resolve_device(config.device)
         self.train_topics, self.held_out = split_topics(catalog, config.folds, config.fold, config.seed)
         self.eval_topics = self.held_out or self.train_topics
-        self.encoder = BiEncoder.load(config.base_model, config.max_tokens)
-        self.base = {"path": str(self.encoder.path), "fingerprint": self.encoder.fingerprint}
+        self.encoder = BiEncoder.load(config.base_model, config.max_tokens, str(self.device))
+        self.base = ModelRef(str(self.encoder.path), self.encoder.fingerprint)
         freeze_lower_layers(self.encoder.model[0].auto_model, config.freeze_layers)
         # symmetric: each gold item must also pick its topic among the batch's topics (a second signal
         # per pair at no extra encoding cost)
@@ -105,149 +117,106 @@ class RetrieverTrainer:
         topics = catalog.topics.filter(pl.col("id").is_in(self.train_topics))
         self.topic_text = dict(zip(topics["id"], topic_texts(catalog, builder, topics), strict=True))
         self.content_text = dict(zip(catalog.content["id"], content_texts(catalog, builder), strict=True))
-        self.history: list[dict[str, Any]] = []
-        self.state: dict[str, Any] = fresh_round(0)
 
-    # -- checkpoints -------------------------------------------------------------------------------
-    def save_checkpoint(self, optimizer: torch.optim.Optimizer, scheduler: Any, rng: random.Random) -> None:
-        payload = {"state": self.state, "history": self.history, "model": self.encoder.model.state_dict(),
-                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}
-        save_checkpoint(self.work_dir / CHECKPOINT, payload)
+    def round_dir(self, round_: int) -> Path:
+        return self.work_dir / f"round{round_}"
 
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        path = self.work_dir / CHECKPOINT
-        payload = load_checkpoint(path)
-        if payload is None:
-            return None
-        self.encoder.model.load_state_dict(payload["model"])
-        self.state, self.history = payload["state"], payload["history"]
-        log.info("resuming from %s: round %d, %d epoch(s) done", path, self.state["round"], self.state["epoch"])
-        return payload
+    def last_round(self) -> tuple[int, dict[str, Any] | None]:
+        """The newest round with a checkpoint and that checkpoint (-1, None when nothing was saved)."""
+        rounds = sorted(int(p.parent.name[5:]) for p in self.work_dir.glob(f"round*/{CHECKPOINT}"))
+        return (rounds[-1], load_checkpoint(self.round_dir(rounds[-1]) / CHECKPOINT)) if rounds else (-1, None)
 
-    # -- training ----------------------------------------------------------------------------------
-    def optimiser(self, steps: int) -> tuple[torch.optim.Optimizer, Any]:
-        return adamw_with_warmup(self.encoder.model.parameters(), self.config.learning_rate,
-                                 self.config.weight_decay, self.config.warmup_ratio, steps)
-
-    def train_step(self, batch: list[Example], optimizer: torch.optim.Optimizer, scheduler: Any) -> float:
+    def step_loss(self, batch: list[Example]) -> torch.Tensor:
         columns = [[self.topic_text[e.topic] for e in batch], [self.content_text[e.positive] for e in batch]]
         if all(e.negative is not None for e in batch):
             columns.append([self.content_text[e.negative] for e in batch])  # type: ignore[index]
-        features = [self.encoder.model.preprocess(texts) for texts in columns]
-        loss = self.loss(features, torch.empty(0))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.encoder.model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        features = [batch_to_device(self.encoder.model.preprocess(texts), self.device) for texts in columns]
+        return self.loss(features, torch.empty(0))
 
     def evaluate(self) -> dict[str, Any]:
-        self.encoder.model.eval()
-        with torch.inference_mode():
-            report = evaluate_retrieval(self.encoder, self.catalog, self.eval_topics, self.config.eval_ks)
-        self.encoder.model.train()
-        return report
+        return evaluate_retrieval(self.encoder, self.catalog, self.eval_topics, self.config.eval_ks)
 
     def run(self) -> list[dict[str, Any]]:
+        """Every round in turn; returns the history (the untrained model first, then one entry per epoch)."""
         config = self.config
         seed_everything(config.seed)
-        rng = random.Random(config.seed)
-        resumed = self.load_checkpoint()
-        if resumed is not None:
-            rng.setstate(resumed["rng"])
-            torch.set_rng_state(resumed["torch_rng"])
-        if not self.history:
-            self.history.append({"round": -1, "epoch": 0, "label": "untrained", **self.evaluate()})
-            log.info("untrained: %s", summary(self.history[-1]))
-        for round_ in range(self.state["round"], config.rounds + 1):
-            epochs = config.epochs_in(round_)
-            if self.state["epoch"] >= epochs:  # the checkpoint closed this round: start the next afresh
-                self.state = fresh_round(round_ + 1)
-                resumed = None
-                continue
-            self.mine(round_)
-            steps_per_epoch = len(self.make_batches(rng, dry_run=True))
-            optimizer, scheduler = self.optimiser(steps_per_epoch * epochs)
-            if resumed is not None:  # mid-round: the schedule continues where it stopped
-                optimizer.load_state_dict(resumed["optimizer"])
-                scheduler.load_state_dict(resumed["scheduler"])
-                resumed = None
-            self.encoder.model.train()
-            for epoch in range(self.state["epoch"], epochs):
-                batches = self.make_batches(rng)
-                losses = []
-                bar = tqdm(batches, desc=f"round {round_} epoch {epoch + 1}/{epochs}", unit="batch")
-                for batch in bar:
-                    losses.append(self.train_step(batch, optimizer, scheduler))
-                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-                report = self.evaluate()
-                self.history.append({"round": round_, "epoch": epoch + 1, "loss": float(np.mean(losses)),
-                                     "label": "held-out" if self.held_out else "train", **report})
-                log.info("round %d epoch %d: loss %.4f %s", round_, epoch + 1, np.mean(losses),
-                         summary(report))
-                self.state["epoch"] = epoch + 1
-                self.save_checkpoint(optimizer, scheduler, rng)
-            self.state = fresh_round(round_ + 1)
-        return self.history
+        start, payload = self.last_round()
+        if payload is None:
+            self.encoder.model.eval()
+            with torch.inference_mode():
+                history = [{"round": -1, "epoch": 0, "label": "untrained", **self.evaluate()}]
+            start, extra = 0, {"history": history, "negatives": None, "clusters": None}
+        else:
+            extra = payload["state"].extra
+            if payload["state"].epoch >= config.epochs_in(start):  # that round finished: the next starts afresh
+                self.encoder.model.load_state_dict(payload["model"])
+                extra = self.after(start, payload["state"])
+                start += 1
+        for round_ in range(start, config.rounds + 1):
+            loop = self.round_loop(round_, extra)
+            state = loop.fit(config.epochs_in(round_),
+                             lambda epoch, r=round_, loop=loop: self.batches(r, epoch, loop.state.extra),
+                             self.step_loss, self.evaluate)
+            extra = self.after(round_, state)
+            for older in range(round_):
+                shutil.rmtree(self.round_dir(older), ignore_errors=True)
+        return extra["history"]
 
-    def mine(self, round_: int) -> None:
+    def round_loop(self, round_: int, extra: dict[str, Any]) -> Loop[list[Example]]:
+        """The loop of one round: its optimiser and schedule, and (once mined) its negatives in the checkpoint."""
+        fresh_start = not (self.round_dir(round_) / CHECKPOINT).is_file()
+        self.round_dir(round_).mkdir(parents=True, exist_ok=True)
+        if fresh_start:
+            self.mine(round_, extra)
+        steps = sum(len(self.batches(round_, epoch, extra)) for epoch in range(self.config.epochs_in(round_)))
+        optimizer, scheduler = adamw_with_warmup(self.encoder.model.parameters(), self.config.learning_rate,
+                                                 self.config.weight_decay, self.config.warmup_ratio, steps)
+        loop: Loop[list[Example]] = Loop(self.encoder.model, optimizer, scheduler, self.device, self.round_dir(round_),
+                                         f"round {round_}", self.config.mixed_precision)
+        loop.state.extra = extra
+        return loop
+
+    def after(self, round_: int, state: LoopState) -> dict[str, Any]:
+        """What the round after `round_` starts from: the history so far (this round's entries labelled with
+        it), nothing mined yet."""
+        labelled = [{**entry, "round": round_, "epoch": int(entry["epoch"]),
+                     "label": "held-out" if self.held_out else "train"} for entry in state.history]
+        return {"history": state.extra["history"] + labelled, "negatives": None, "clusters": None}
+
+    def mine(self, round_: int, extra: dict[str, Any]) -> None:
         """With the current model: hard negatives (rounds after the first) and topic clusters for batching."""
         self.encoder.model.eval()
         with torch.inference_mode():
-            if round_ > 0 and self.state["negatives"] is None:
-                self.state["negatives"] = mine_hard_negatives(self.encoder, self.catalog, self.train_topics,
-                                                              self.config.top_n, self.config.margin)
-                pools = [len(p) for p in self.state["negatives"].values()]
+            if round_ > 0:
+                extra["negatives"] = mine_hard_negatives(self.encoder, self.catalog, self.train_topics,
+                                                         self.config.top_n, self.config.margin)
+                pools = [len(p) for p in extra["negatives"].values()]
                 log.info("round %d: mined negatives for %d pairs, %.1f per pair on average, %d pairs with none",
                          round_, len(pools), float(np.mean(pools)) if pools else 0.0, pools.count(0))
-            if self.config.cluster_size and self.state["clusters"] is None:
-                self.state["clusters"] = topic_clusters(self.encoder, self.catalog, self.train_topics,
-                                                        self.config.cluster_size, self.config.seed + round_)
-        self.encoder.model.train()
+            if self.config.cluster_size:
+                extra["clusters"] = topic_clusters(self.encoder, self.catalog, self.train_topics,
+                                                   self.config.cluster_size, self.config.seed + round_)
 
-    def make_batches(self, rng: random.Random, dry_run: bool = False) -> list[list[Example]]:
-        """This epoch's batches; `dry_run` counts them on a copy of the generator, leaving it untouched."""
-        generator = random.Random() if dry_run else rng
-        if dry_run:
-            generator.setstate(rng.getstate())
-        examples = examples_for(self.catalog, self.train_topics, self.state["negatives"], generator)
-        return language_batches(examples, self.catalog.gold, self.config.batch_size, generator,
-                                self.state["clusters"])
-
-
-def fresh_round(round_: int) -> dict[str, Any]:
-    """Training state at the start of a round: nothing mined yet."""
-    return {"round": round_, "epoch": 0, "negatives": None, "clusters": None}
-
-
-def summary(report: dict[str, Any]) -> str:
-    keys = [k for k in report if k.startswith(("recall@", "map@"))]
-    return " ".join(f"{k}={report[k]:.3f}" for k in keys)
+    def batches(self, round_: int, epoch: int, extra: dict[str, Any]) -> list[list[Example]]:
+        """The batches of one epoch of one round: a function of the seed, round, epoch and the round's mined
+        negatives alone, so a resumed epoch replays them."""
+        rng = random.Random(hash_json([self.config.seed, round_, epoch]))
+        examples = examples_for(self.catalog, self.train_topics, extra["negatives"], rng)
+        return language_batches(examples, self.catalog.gold, self.config.batch_size, rng, extra["clusters"])
 
 
 def train_retriever(catalog: Catalog, out: Path, config: RetrieverConfig) -> Path:
     """Train, then publish `<out>/<version>/` (a sentence-transformers dir plus manifest.json)."""
     run_hash = hash_json({"config": asdict(config), "data": catalog.data_hash, "edurank": edurank.__version__})
     started = time.time()
-    with staging_dir(out, f"run-{run_hash[:12]}", keep_on_error=True) as work:
+    with staging_dir(out, f"retriever-{run_hash[:12]}", keep_on_error=True) as work:
         trainer = RetrieverTrainer(catalog, config, work)
         history = trainer.run()
-        (work / CHECKPOINT).unlink(missing_ok=True)
-        trainer.encoder.model.save(str(work))
-        weights = sorted(work.glob("*.safetensors"))
-        version = new_version(run_hash)
-        final_metrics = history[-1]
-        write_manifest(work, {
-            "kind": "retriever", "version": version, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "edurank": edurank.__version__, "fingerprint": hash_files(weights),
-            "base_model": trainer.base, "data": {"catalog_hash": catalog.data_hash,
-                                                 "files": [str(p) for p in catalog.files],
-                                                 "train_topics": len(trainer.train_topics),
-                                                 "held_out_topics": len(trainer.held_out)},
-            "params": asdict(config), "metrics": {"final": final_metrics, "history": history},
-            "train_seconds": round(time.time() - started, 1),
-        })
-        return publish(work, out, version)
-
+        final = fresh_dir(work / "artifact")
+        trainer.encoder.save(final)
+        return publish_artifact(
+            final, out, run_hash, kind=BiEncoder.KIND, base_model=trainer.base,
+            data={"hash": catalog.data_hash, "files": [str(p) for p in catalog.files],
+                  "train_topics": len(trainer.train_topics), "held_out_topics": len(trainer.held_out)},
+            params=asdict(config), metrics={"final": history[-1], "history": history},
+            seconds={"train": time.time() - started})

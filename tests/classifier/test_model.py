@@ -38,10 +38,10 @@ def test_ensemble_averages_its_members_probabilities() -> None:
     members = [Member(encoder, MemberConfig(labels=4, split=5, seed=s)).eval() for s in (1, 2)]
     torch.nn.init.normal_(members[1].head.weight, std=1.0)
     allowed = np.array([[True, True, False, True]])
-    ensemble = Ensemble(Trunk(encoder, 5), tokenizer, members, max_length=32)
+    ensemble = Ensemble(encoder, Trunk(encoder, 5), tokenizer, members, max_length=32)
     features = ensemble.tokenize(["Answer: 4 (correct).\nExplanation: two and two"])
     together = ensemble.probabilities(features, allowed)
-    alone = [Ensemble(ensemble.trunk, tokenizer, [m], 32).probabilities(features, allowed) for m in members]
+    alone = [Ensemble(encoder, ensemble.trunk, tokenizer, [m], 32).probabilities(features, allowed) for m in members]
     assert np.allclose(together, (alone[0] + alone[1]) / 2, atol=1e-6)
     assert together[0, 2] == 0 and np.isclose(together.sum(), 1.0)
 

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from classifier.data import load_responses
-from classifier.evaluation import map_at_k
+from classifier.evaluation import single_label_map
 from classifier.prompts import QuestionBook, build_prompt
 from edurank.errors import InputError
 
@@ -56,4 +56,4 @@ def test_bad_category_names_row_and_column(tmp_path: Path) -> None:
 def test_map_at_3_by_hand() -> None:
     truth = ["a", "b", "c", "d"]
     ranked = [["a", "x", "y"], ["x", "b", "y"], ["x", "y", "c"], ["x", "y", "z", "d"]]
-    assert map_at_k(truth, ranked) == pytest.approx((1 + 1 / 2 + 1 / 3 + 0) / 4)
+    assert single_label_map(truth, ranked) == pytest.approx((1 + 1 / 2 + 1 / 3 + 0) / 4)

@@ -1,11 +1,35 @@
+"""The artifact contract: typed manifests, one publish function, refusing old or foreign artifacts."""
+
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from edurank.artifacts import LATEST, hash_json, publish, read_manifest, resolve, staging_dir, write_manifest
-from edurank.errors import InputError
+from edurank.artifacts import (
+    LATEST,
+    MANIFEST,
+    Manifest,
+    ModelRef,
+    hash_json,
+    open_artifact,
+    publish_artifact,
+    read_manifest,
+    resolve,
+    staging_dir,
+    weights_fingerprint,
+)
+from edurank.errors import ArtifactMismatchError, InputError
+
+
+def publish_one(root: Path, weights: bytes = b"weights", kind: str = "retriever") -> Path:
+    with staging_dir(root, "run") as work:
+        (work / "model.safetensors").write_bytes(weights)
+        return publish_artifact(work, root, hash_json(weights.decode()), kind=kind,
+                                base_model=ModelRef("/models/base", "b" * 64), data={"hash": "d" * 64, "files": []},
+                                params={"epochs": 1}, metrics={"recall@10": 0.5}, seconds={"train": 1.234},
+                                depends=[ModelRef("/models/other", "c" * 64, "retriever", "v0")])
 
 
 def test_staging_is_removed_on_error_unless_kept(tmp_path: Path) -> None:
@@ -18,15 +42,46 @@ def test_staging_is_removed_on_error_unless_kept(tmp_path: Path) -> None:
     assert (tmp_path / ".run.tmp").is_dir()
 
 
-def test_publish_renames_and_points_latest(tmp_path: Path) -> None:
-    with staging_dir(tmp_path, "a") as work:
-        write_manifest(work, {"version": "v1"})
-        final = publish(work, tmp_path, "v1")
-    assert read_manifest(final) == {"version": "v1"}
-    assert (tmp_path / LATEST).read_text().strip() == "v1"
+def test_publish_writes_a_typed_manifest_and_points_latest(tmp_path: Path) -> None:
+    final = publish_one(tmp_path)
+    manifest = Manifest.read(final)
+    assert manifest.kind == "retriever" and manifest.version == final.name and manifest.created_at
+    assert manifest.weights == weights_fingerprint(final)  # its own weights, not the base model's
+    assert manifest.base_model == ModelRef("/models/base", "b" * 64)
+    assert manifest.depends == [ModelRef("/models/other", "c" * 64, "retriever", "v0")]
+    assert manifest.seconds == {"train": 1.23} and manifest.params == {"epochs": 1}
+    assert (tmp_path / LATEST).read_text().strip() == final.name
     assert resolve(tmp_path) == final and resolve(final) == final
-    with staging_dir(tmp_path, "b") as work, pytest.raises(InputError, match="already exists"):
-        publish(work, tmp_path, "v1")
+    assert not (tmp_path / ".run.tmp").exists()
+    assert open_artifact(tmp_path, "retriever")[1] == manifest
+
+
+def test_the_same_run_cannot_overwrite_a_published_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("edurank.artifacts.new_version", lambda run_hash: "v1")
+    publish_one(tmp_path)
+    with pytest.raises(InputError, match="already exists"):
+        publish_one(tmp_path)
+
+
+def test_another_kind_or_an_old_manifest_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    final = publish_one(tmp_path)
+    with pytest.raises(ArtifactMismatchError, match="a 'retriever' artifact, not a 'reranker' one"):
+        open_artifact(final, "reranker")
+    old = read_manifest(final)
+    del old["format"]
+    old["fingerprint"] = old.pop("weights")  # what edurank wrote before the shared contract
+    (final / MANIFEST).write_text(json.dumps(old))
+    with pytest.raises(ArtifactMismatchError, match="older edurank .* `edurank train retriever`"):
+        open_artifact(final, "retriever")
+
+
+def test_weights_fingerprint_follows_the_weight_bytes(tmp_path: Path) -> None:
+    first, second = publish_one(tmp_path / "a", b"one"), publish_one(tmp_path / "b", b"two")
+    assert Manifest.read(first).weights != Manifest.read(second).weights
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no weights file"):
+        weights_fingerprint(empty)
 
 
 def test_resolve_refuses_a_folder_without_artifacts(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def test_an_index_of_another_model_is_refused(tiny_catalog: Path, tmp_path: Path
     assert main(["index", "--catalog", str(tiny_catalog), "--out", str(tmp_path / "index")]) == 0
     version = resolve(tmp_path / "index")
     manifest = read_manifest(version)
-    manifest["model"]["fingerprint"] = "0" * 64
+    manifest["base_model"]["fingerprint"] = "0" * 64
     write_manifest(version, manifest)
     assert main(["search", "--index", str(tmp_path / "index"), "fractions"]) == 2
     assert "rebuild it with `edurank index`" in capsys.readouterr().err
@@ -57,13 +57,14 @@ def test_demo_builds_once_then_reuses_the_index(tiny_catalog: Path, tmp_path: Pa
 
 def test_reranker_training_refuses_retrievers_that_saw_every_topic(tiny_catalog: Path, tmp_path: Path,
                                                                    capsys) -> None:
-    from edurank.artifacts import write_manifest
+    from edurank.artifacts import Manifest, write_manifest
     from retriever.catalog import load_catalog
 
     seen_all = tmp_path / "retriever"
     seen_all.mkdir()
-    write_manifest(seen_all, {"kind": "retriever", "params": {"fold": None, "folds": 2, "seed": 42},
-                              "data": {"catalog_hash": load_catalog(tiny_catalog).data_hash, "files": []}})
+    write_manifest(seen_all, Manifest(kind="retriever", version="v1", weights="w" * 64, base_model=None,
+                                      params={"fold": None, "folds": 2, "seed": 42},
+                                      data={"hash": load_catalog(tiny_catalog).data_hash, "files": []}).to_dict())
     code = main(["train", "reranker", "--catalog", str(tiny_catalog), "--retriever", str(seen_all),
                  "--out", str(tmp_path / "reranker"), "--folds", "2"])
     assert code == 2
@@ -127,7 +128,9 @@ def test_classifier_commands_train_evaluate_and_refuse_bad_input(tmp_path: Path,
     bad = write_responses(tmp_path / "bad.csv", rows)
     assert main(["train", "classifier", "--data", str(bad), "--out", str(out)]) == 2
     assert "bad.csv, row 4, column 'Category': 'Maybe_Correct'" in capsys.readouterr().err
-    assert main([*train, "--seeds", "1,x"]) == 2
-    assert "--seeds 1,x" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # argparse's convention: exit 2, one line naming the flag
+        main([*train, "--seeds", "1,x"])
+    assert usage.value.code == 2
+    assert "argument --seeds: give comma-separated int values, got '1,x'" in capsys.readouterr().err
     assert main(["evaluate", "classifier", "--model", str(tmp_path / "report0"), "--data", str(data)]) == 2
     assert "no manifest.json" in capsys.readouterr().err

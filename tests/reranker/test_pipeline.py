@@ -20,7 +20,7 @@ def recommender(tmp_path_factory: pytest.TempPathFactory, bundled_encoder) -> Re
 
     catalog = load_catalog(write_catalog(tmp_path_factory.mktemp("catalog")))
     index = ContentIndex(build_faiss(bundled_encoder.encode_content(catalog)),
-                         catalog.content.select("id", "language", "kind", "title"), {})
+                         catalog.content.select("id", "language", "kind", "title"))
     reranker = Reranker.load(None, PairFormat(16, 32))
     return Recommender(bundled_encoder, index, catalog.content, reranker)
 

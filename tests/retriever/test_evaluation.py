@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from retriever.catalog import load_catalog
-from retriever.evaluation import average_precision_at_k, evaluate_retrieval, map_at_k, recall_at_k, write_report
+from retriever.evaluation import (
+    average_precision_at_k,
+    evaluate_retrieval,
+    mean_average_precision,
+    recall_at_k,
+    write_report,
+)
 
 
 def test_recall_micro_and_per_topic_by_hand() -> None:
@@ -23,7 +29,7 @@ def test_map_at_k_by_hand() -> None:
     assert average_precision_at_k(["x", "g"], {"g"}, 25) == pytest.approx(0.5)
     assert average_precision_at_k(["g", "x", "h"], {"g", "h"}, 25) == pytest.approx((1 + 2 / 3) / 2)
     assert average_precision_at_k(["x", "g"], {"g"}, 1) == 0.0
-    assert map_at_k([["g"], ["x", "x", "g"]], [{"g"}, {"g"}], 25) == pytest.approx((1 + 1 / 3) / 2)
+    assert mean_average_precision([["g"], ["x", "x", "g"]], [{"g"}, {"g"}], 25) == pytest.approx((1 + 1 / 3) / 2)
 
 
 def test_evaluate_retrieval_writes_json_and_png(tiny_catalog: Path, bundled_encoder, tmp_path: Path) -> None:

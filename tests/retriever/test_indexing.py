@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edurank.artifacts import LATEST, read_manifest
+from edurank.artifacts import LATEST, Manifest
 from retriever import indexing
 from retriever.catalog import load_catalog
 from retriever.indexing import build_index, load_index, search_text
@@ -13,11 +13,12 @@ from retriever.indexing import build_index, load_index, search_text
 def test_index_job_publishes_a_versioned_directory(sample_catalog: Path, bundled_encoder, tmp_path: Path) -> None:
     catalog = load_catalog(sample_catalog)
     path = build_index(bundled_encoder, catalog, tmp_path / "index", progress=False)
-    manifest = read_manifest(path)
-    assert manifest["count"] == catalog.content.height == len(load_index(path, bundled_encoder).ids)
-    assert manifest["dimension"] == 384 and manifest["index_type"] == "flat"
-    assert manifest["model"]["fingerprint"] == bundled_encoder.fingerprint
-    assert manifest["catalog"]["hash"] == catalog.data_hash
+    manifest = Manifest.read(path)
+    assert manifest.kind == "index" and manifest.weights
+    assert manifest.details["count"] == catalog.content.height == len(load_index(path, bundled_encoder).ids)
+    assert manifest.details["dimension"] == 384 and manifest.params["index_type"] == "flat"
+    assert manifest.base_model is not None and manifest.base_model.fingerprint == bundled_encoder.fingerprint
+    assert manifest.data["hash"] == catalog.data_hash
     assert (tmp_path / "index" / LATEST).read_text().strip() == path.name
     assert [p.name for p in (tmp_path / "index").iterdir() if p.name.startswith(".")] == []
 
@@ -44,4 +45,4 @@ def test_a_failed_job_leaves_the_previous_version_in_place(tiny_catalog: Path, b
     with pytest.raises(RuntimeError, match="disk full"):
         build_index(bundled_encoder, catalog, tmp_path / "index", index_type="hnsw", progress=False)
     assert sorted(p.name for p in (tmp_path / "index").iterdir()) == sorted([first.name, LATEST])
-    assert load_index(tmp_path / "index", bundled_encoder).manifest["version"] == first.name
+    assert Manifest.read(first) == load_index(tmp_path / "index", bundled_encoder).manifest

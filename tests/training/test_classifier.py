@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import training.classifier as trainer_module
+import training.loop as loop_module
 from classifier.model import Member, MemberConfig, Trunk
 from classifier.predictor import MisconceptionClassifier, Response
 from edurank.artifacts import read_manifest
@@ -18,7 +19,8 @@ from edurank.encoders import load_hf_encoder
 from edurank.errors import InputError
 from tests.conftest import response_rows, write_responses
 from training.adversarial import AWP
-from training.classifier import ClassifierConfig, MemberTrainer, TrunkCache, length_grouped_batches, train_classifier
+from training.classifier import ClassifierConfig, MemberTrainer, train_classifier
+from training.trunk_cache import TrunkCache, length_grouped_batches
 
 SMALL = {"folds": 2, "max_length": 48, "freeze_layers": 5, "epochs": 2, "batch_size": 8, "learning_rate": 3e-4,
          "head_learning_rate": 3e-3}
@@ -62,7 +64,7 @@ def test_the_artifact_classifies_known_and_unseen_questions(trained: tuple[Path,
 def test_a_killed_run_resumes_and_keeps_finished_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = write_responses(tmp_path / "r.csv", response_rows(32))
     config = ClassifierConfig(**{**SMALL, "epochs": 2})
-    original, calls = trainer_module.save_checkpoint, []
+    original, calls = loop_module.save_checkpoint, []
 
     def killed_after_third(path: Path, payload: dict) -> None:  # fold 0 done, fold 1 killed after epoch 1
         original(path, payload)
@@ -70,13 +72,13 @@ def test_a_killed_run_resumes_and_keeps_finished_members(tmp_path: Path, monkeyp
         if len(calls) == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer_module, "save_checkpoint", killed_after_third)
+    monkeypatch.setattr(loop_module, "save_checkpoint", killed_after_third)
     with pytest.raises(KeyboardInterrupt):
         train_classifier(data, tmp_path / "out", config)
     staging = next((tmp_path / "out").glob(".classifier-*"))
-    assert (staging / "members" / "fold0-seed42" / "valid.npy").is_file()
+    assert (staging / "members" / "fold0-seed42" / "predictions.npy").is_file()
     assert (staging / "members" / "fold1-seed42" / "checkpoint.pt").is_file()
-    monkeypatch.setattr(trainer_module, "save_checkpoint", original)
+    monkeypatch.setattr(loop_module, "save_checkpoint", original)
     path = train_classifier(data, tmp_path / "out", config)
     history = read_manifest(path)["metrics"]["members"]["fold1-seed42"]["history"]
     assert [h["epoch"] for h in history] == [1.0, 2.0]  # epoch 1 of fold 1 was not redone
@@ -136,7 +138,7 @@ def test_held_out_predictions_come_back_in_row_order(tmp_path: Path) -> None:
     encoder, tokenizer = load_hf_encoder(None)
     trunk = Trunk(encoder, 5)
     prompts = ["a b c d e f g h", "a", "a b c", "a b c d e f g h i j k l", "a b"]
-    cache = TrunkCache.build(trunk, tokenizer, prompts, 32, tmp_path / "trunk.npy")
+    cache = TrunkCache.build(trunk, 384, tokenizer, prompts, 32, tmp_path / "trunk.npy")
     allowed = np.ones((5, 3), dtype=bool)
     member_trainer = MemberTrainer(ClassifierConfig(**SMALL), encoder, cache, np.zeros(5, dtype=np.int64), allowed,
                                    np.ones(5, dtype=np.float32), np.arange(5), np.array([3, 0, 4]), 42, 0, tmp_path)

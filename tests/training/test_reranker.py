@@ -6,13 +6,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from edurank.artifacts import read_manifest, write_manifest
+from edurank.artifacts import Manifest, ModelRef, write_manifest
+from edurank.encoders import bundled_model_path, fingerprint
 from edurank.errors import InputError
 from reranker.model import Reranker
 from retriever.catalog import load_catalog
+from retriever.splits import topic_folds
 from training import reranker as module
 from training.reranker import RerankerConfig, assign_miners, mine_candidates, train_reranker
-from training.splits import topic_folds
 
 FAST = {"candidates": 6, "negatives": 3, "epochs": 1, "batch_size": 16, "topic_tokens": 16,
         "content_tokens": 24, "freeze_layers": 5, "folds": 2}
@@ -23,9 +24,9 @@ def fake_retriever(tmp_path: Path, catalog, fold: int | None, folds: int = 2) ->
     from manifests alone)."""
     path = tmp_path / f"retriever-{fold}"
     path.mkdir()
-    write_manifest(path, {"kind": "retriever", "version": f"v{fold}", "params": {"fold": fold, "folds": folds,
-                                                                                 "seed": 42},
-                          "data": {"catalog_hash": catalog.data_hash, "files": []}})
+    write_manifest(path, Manifest(kind="retriever", version=f"v{fold}", weights="w" * 64, base_model=None,
+                                  data={"hash": catalog.data_hash, "files": []},
+                                  params={"fold": fold, "folds": folds, "seed": 42}).to_dict())
     return path
 
 
@@ -41,8 +42,6 @@ def test_each_topic_is_mined_by_a_retriever_that_never_saw_it(sample_catalog: Pa
 
 
 def test_missed_gold_items_are_added_as_positives(tiny_catalog: Path) -> None:
-    from edurank.encoders import bundled_model_path
-
     catalog = load_catalog(tiny_catalog)
     frame = mine_candidates(catalog, {bundled_model_path(): ["fr_add", "geo_area"]}, 1, {"fr_add": 0, "geo_area": 1})
     for topic in ("fr_add", "geo_area"):
@@ -55,19 +54,21 @@ def test_missed_gold_items_are_added_as_positives(tiny_catalog: Path) -> None:
 def test_training_cross_fits_tunes_and_publishes(sample_catalog: Path, tmp_path: Path) -> None:
     catalog = load_catalog(sample_catalog)
     path = train_reranker(catalog, ["bundled"], tmp_path / "reranker", RerankerConfig(**FAST))
-    manifest = read_manifest(path)
-    assert manifest["kind"] == "reranker" and manifest["rule"]["tuned"] and manifest["calibration"]["fitted"]
-    assert set(manifest["metrics"]["folds"]) == {"0", "1"}
-    held_out = manifest["metrics"]["held_out"]
-    assert held_out["topics"] == manifest["data"]["train_topics"] and 0.0 <= held_out["mean_f2"] <= 1.0
-    options = manifest["metrics"]["calibration_options"]
-    assert manifest["metrics"]["calibration_chosen"] == max(options, key=lambda o: options[o]["held_out_mean_f2"])
-    assert manifest["metrics"]["retrieval_only"]["topics"] == held_out["topics"]
+    manifest = Manifest.read(path)
+    assert manifest.kind == "reranker" and manifest.details["rule"]["tuned"]
+    assert manifest.details["calibration"]["fitted"] and set(manifest.metrics["folds"]) == {"0", "1"}
+    held_out = manifest.metrics["held_out"]
+    assert held_out["topics"] == manifest.data["train_topics"] and 0.0 <= held_out["mean_f2"] <= 1.0
+    options = manifest.metrics["calibration_options"]
+    assert manifest.metrics["calibration_chosen"] == max(options, key=lambda o: options[o]["held_out_mean_f2"])
+    assert manifest.metrics["retrieval_only"]["topics"] == held_out["topics"]
+    assert manifest.depends == [ModelRef(str(bundled_model_path()), fingerprint(bundled_model_path()))]
     oof = pl.read_parquet(path / "oof.parquet")
     assert oof["retrieved"].all() and oof.group_by("topic_id").len()["len"].max() <= 6
     reranker = Reranker.load(tmp_path / "reranker")
-    assert reranker.rule.to_dict() == manifest["rule"] and reranker.calibration.fitted
-    assert not list(path.glob("fold-*")) and not (path / "checkpoint.pt").exists()
+    assert reranker.rule.to_dict() == manifest.details["rule"] and reranker.calibration.fitted
+    assert reranker.fingerprint == manifest.weights != fingerprint(bundled_model_path())
+    assert not list(path.rglob("fold-*")) and not list(path.rglob("*.pt"))
 
 
 def test_a_failed_run_resumes_without_retraining_finished_folds(sample_catalog: Path, tmp_path: Path,
@@ -86,8 +87,8 @@ def test_a_failed_run_resumes_without_retraining_finished_folds(sample_catalog: 
     monkeypatch.setattr(module.RerankerTrainer, "run", crash_on_final)
     with pytest.raises(KeyboardInterrupt):
         train_reranker(catalog, ["bundled"], tmp_path / "out", config)
-    staging = [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".run-")]
-    assert len(staging) == 1 and (staging[0] / "oof.parquet").is_file()
+    staging = [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".reranker-")]
+    assert len(staging) == 1 and all((staging[0] / f"fold-{f}" / "predictions.npy").is_file() for f in (0, 1))
     train_reranker(catalog, ["bundled"], tmp_path / "out", config)
     assert labels == ["fold 0", "fold 1", "final", "final"]
 

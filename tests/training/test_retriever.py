@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from edurank.artifacts import read_manifest
+import training.loop as loop_module
+from edurank.artifacts import Manifest, read_manifest
 from retriever.catalog import load_catalog
 from retriever.model import BiEncoder
 from training import retriever as trainer_module
-from training.retriever import CHECKPOINT, RetrieverConfig, RetrieverTrainer, train_retriever
+from training.retriever import RetrieverConfig, RetrieverTrainer, train_retriever
 
 FAST = {"epochs": 1, "hard_negative_epochs": 1, "batch_size": 8, "max_tokens": 48, "top_n": 8,
         "freeze_layers": 5, "eval_ks": (1, 5, 10)}
@@ -18,59 +19,60 @@ def test_training_publishes_a_loadable_model_with_a_manifest(sample_catalog: Pat
     catalog = load_catalog(sample_catalog)
     config = RetrieverConfig(rounds=1, folds=4, fold=0, **FAST)
     path = train_retriever(catalog, tmp_path / "retriever", config)
-    manifest = read_manifest(path)
-    assert manifest["kind"] == "retriever" and manifest["data"]["catalog_hash"] == catalog.data_hash
-    assert manifest["params"]["rounds"] == 1 and manifest["data"]["held_out_topics"] > 0
-    history = manifest["metrics"]["history"]
+    manifest = Manifest.read(path)
+    assert manifest.kind == "retriever" and manifest.data["hash"] == catalog.data_hash
+    assert manifest.params["rounds"] == 1 and manifest.data["held_out_topics"] > 0
+    history = manifest.metrics["history"]
     assert [(h["round"], h["epoch"]) for h in history] == [(-1, 0), (0, 1), (1, 1)]
     assert all(h["label"] in ("untrained", "held-out") for h in history)
-    assert not (path / CHECKPOINT).exists()
+    assert not list(path.rglob("*.pt")) and not list(tmp_path.glob("retriever/.*"))
     encoder = BiEncoder.load(tmp_path / "retriever")  # the artifact root resolves to its LATEST version
-    assert encoder.max_tokens == 48 and encoder.fingerprint == manifest["fingerprint"]
-    assert encoder.fingerprint != BiEncoder.load(None).fingerprint
+    assert encoder.max_tokens == 48 and encoder.fingerprint == manifest.weights
+    assert manifest.base_model is not None and manifest.base_model.fingerprint == BiEncoder.load(None).fingerprint
+    assert encoder.fingerprint != manifest.base_model.fingerprint
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(sample_catalog: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     catalog = load_catalog(sample_catalog)
     config = RetrieverConfig(rounds=1, **FAST)
-    original = RetrieverTrainer.save_checkpoint
-    saves: list[int] = []
+    original, saves = loop_module.save_checkpoint, []
 
-    def crash_after_first_checkpoint(self, *args):
-        original(self, *args)
-        saves.append(1)
+    def crash_after_first_checkpoint(path: Path, payload: dict) -> None:
+        original(path, payload)
+        saves.append(path)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(RetrieverTrainer, "save_checkpoint", crash_after_first_checkpoint)
+    monkeypatch.setattr(loop_module, "save_checkpoint", crash_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train_retriever(catalog, tmp_path / "out", config)
-    staging = [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".run-")]
-    assert len(staging) == 1 and (staging[0] / CHECKPOINT).is_file()
+    staging = [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".retriever-")]
+    assert len(staging) == 1 and saves == [staging[0] / "round0" / "checkpoint.pt"]
 
-    monkeypatch.setattr(RetrieverTrainer, "save_checkpoint", original)
-    epochs_run: list[tuple[int, int]] = []
+    monkeypatch.setattr(loop_module, "save_checkpoint", original)
+    evaluated: list[int] = []
     real_evaluate = RetrieverTrainer.evaluate
 
     def counting_evaluate(self):
-        epochs_run.append((self.state["round"], self.state["epoch"]))
+        evaluated.append(1)
         return real_evaluate(self)
 
     monkeypatch.setattr(RetrieverTrainer, "evaluate", counting_evaluate)
-    rates: list[float] = []
-    real_step = RetrieverTrainer.train_step
+    rates: list[int] = []
+    real_loop = RetrieverTrainer.round_loop
 
-    def recording_step(self, batch, optimizer, scheduler):
-        rates.append(optimizer.param_groups[0]["lr"])
-        return real_step(self, batch, optimizer, scheduler)
+    def recording_loop(self, round_, extra):
+        loop = real_loop(self, round_, extra)
+        rates.append(loop.scheduler.last_epoch)
+        return loop
 
-    monkeypatch.setattr(RetrieverTrainer, "train_step", recording_step)
+    monkeypatch.setattr(RetrieverTrainer, "round_loop", recording_loop)
     path = train_retriever(catalog, tmp_path / "out", config)
-    assert rates and max(rates) > 0  # round 1 gets a fresh schedule, not round 0's finished one
+    assert rates == [0]  # only round 1 ran, on a fresh schedule, not round 0's finished one
     history = read_manifest(path)["metrics"]["history"]
     assert [(h["round"], h["epoch"]) for h in history] == [(-1, 0), (0, 1), (1, 1)]
-    assert len(epochs_run) == 1  # only round 1 ran again: the untrained eval and round 0 were restored
-    assert not any(p.name.startswith(".run-") for p in (tmp_path / "out").iterdir())
+    assert len(evaluated) == 1  # only round 1 ran again: the untrained eval and round 0 were restored
+    assert not any(p.name.startswith(".retriever-") for p in (tmp_path / "out").iterdir())
 
 
 def test_trainer_uses_only_training_topics_for_mining(sample_catalog: Path, tmp_path: Path,

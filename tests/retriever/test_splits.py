@@ -2,13 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edurank.errors import InputError
 from retriever.catalog import load_catalog
+from retriever.splits import TRAIN_ONLY, split_topics, topic_folds
 from tests.conftest import item, topic, write_catalog
-from training.splits import TRAIN_ONLY, split_topics, topic_folds
 
 
 def many_topics_catalog(tmp_path: Path) -> Path:
@@ -47,32 +46,3 @@ def test_bad_fold_arguments(tmp_path: Path) -> None:
         split_topics(catalog, 4, 4)
     with pytest.raises(InputError, match="--folds 1"):
         topic_folds(catalog, 1)
-
-
-def test_multilabel_folds_spread_the_traits_levels_better_than_chance() -> None:
-    from training.splits import multilabel_folds
-
-    rng = np.random.default_rng(0)
-    labels = np.clip(np.round(rng.normal(3.0, 0.7, size=(400, 6)) * 2) / 2, 1, 5)  # skewed like real scores
-    folds = multilabel_folds(labels, 4, seed=1)
-    assert np.bincount(folds).min() >= 97 and np.bincount(folds).max() <= 103
-
-    def spread(assignment: np.ndarray) -> int:
-        """Sum over traits and levels of (largest - smallest) count of that level in one fold."""
-        return sum(int(np.ptp(np.bincount(assignment[labels[:, t] == level], minlength=4)))
-                   for t in range(6) for level in np.unique(labels[:, t]))
-
-    random_folds = rng.permutation(np.arange(400) % 4)
-    assert spread(folds) < 0.6 * spread(random_folds)
-    assert np.array_equal(folds, multilabel_folds(labels, 4, seed=1))
-
-
-def test_stratified_folds_spread_each_label() -> None:
-    from training.splits import stratified_folds
-
-    labels = np.array(["a"] * 50 + ["b"] * 10 + ["c"] * 5)
-    folds = stratified_folds(labels, 5, seed=3)
-    for label in "abc":
-        assert np.bincount(folds[labels == label], minlength=5).tolist() == [len(labels[labels == label]) // 5] * 5
-    with pytest.raises(InputError, match="--folds 1"):
-        stratified_folds(labels, 1)
