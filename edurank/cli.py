@@ -127,13 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         add_options(parser_.add_argument_group(f"{job} options"), config())
         add_threads(parser_)
 
+    from retriever.indexing import IndexConfig
+
     index = commands.add_parser("index", help="batch offline indexing job")
     index.add_argument("--catalog", type=Path, required=True)
-    index.add_argument("--model", default=None)
+    index.add_argument("--model", default=None, help="encoder dir (default: bundled all-MiniLM-L6-v2)")
     index.add_argument("--out", type=Path, required=True, help="index root; the version goes below it")
-    index.add_argument("--index-type", choices=("flat", "ivf", "hnsw"), default="flat")
-    index.add_argument("--nlist", type=positive_int, default=None, help="IVF lists (default ~4 sqrt(n))")
-    index.add_argument("--batch-size", type=positive_int, default=32)
+    add_options(index.add_argument_group("index options"), IndexConfig)
     add_threads(index)
 
     search = commands.add_parser("search", help="query an index with free text")
@@ -253,12 +253,11 @@ def run_evaluate_classifier(args: argparse.Namespace) -> None:
 
 def run_index(args: argparse.Namespace) -> None:
     from retriever.catalog import load_catalog
-    from retriever.indexing import build_index
+    from retriever.indexing import IndexConfig, build_index
     from retriever.model import BiEncoder
 
     catalog = load_catalog(args.catalog)
-    path = build_index(BiEncoder.load(args.model), catalog, args.out, args.index_type, args.batch_size, args.nlist)
-    print(path)
+    print(build_index(BiEncoder.load(args.model), catalog, args.out, from_args(IndexConfig, args)))
 
 
 def run_search(args: argparse.Namespace) -> None:

@@ -7,6 +7,7 @@ naming the encoder (its base model) by fingerprint, so a server never pairs an i
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import torch
 from tqdm.auto import tqdm
 
 from edurank.artifacts import ModelRef, hash_json, publish_artifact, resolve, staging_dir
+from edurank.options import option
 from retriever.catalog import Catalog
-from retriever.index import ContentIndex, build_faiss
+from retriever.index import INDEX_TYPES, ContentIndex, build_faiss
 from retriever.model import BiEncoder
 from retriever.texts import content_texts
 
@@ -36,25 +38,34 @@ def embed_content(encoder: BiEncoder, texts: list[str], batch_size: int = 32, pr
     return vectors
 
 
-def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, index_type: str = "flat",
-                batch_size: int = 32, nlist: int | None = None, progress: bool = True) -> Path:
+@dataclass(frozen=True)
+class IndexConfig:
+    """The indexing job's options; `edurank index` takes its flags from here."""
+
+    index_type: str = option("flat", "flat: exact; ivf, hnsw: approximate, for catalogs in the millions",
+                             choices=INDEX_TYPES)
+    nlist: int | None = option(None, "IVF lists (default ~4 sqrt(n))", minimum=1)
+    batch_size: int = option(32, "texts per encoder batch", minimum=1)
+
+
+def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, config: IndexConfig = IndexConfig(),
+                progress: bool = True) -> Path:
     """Run the job and return the published `<out>/<version>/` directory."""
     started = time.time()
-    vectors = embed_content(encoder, content_texts(catalog, encoder.builder), batch_size, progress)
-    return publish_index(vectors, encoder, catalog, out, index_type, nlist, {"batch_size": batch_size},
-                         embed_seconds=time.time() - started)
+    vectors = embed_content(encoder, content_texts(catalog, encoder.builder), config.batch_size, progress)
+    return publish_index(vectors, encoder, catalog, out, config, embed_seconds=time.time() - started)
 
 
-def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out: Path, index_type: str = "flat",
-                  nlist: int | None = None, params: dict[str, Any] | None = None,
+def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out: Path,
+                  config: IndexConfig = IndexConfig(), params: dict[str, Any] | None = None,
                   embed_seconds: float | None = None) -> Path:
     """Build the FAISS index over the catalog's content vectors (row i = content row i) and publish it with
     a manifest naming the encoder and the catalog."""
     started = time.time()
-    params = {"index_type": index_type, "nlist": nlist, "max_tokens": encoder.max_tokens, **(params or {})}
+    params = {**asdict(config), "max_tokens": encoder.max_tokens, **(params or {})}
     run_hash = hash_json({"model": encoder.fingerprint, "catalog": catalog.data_hash, "params": params})
     with staging_dir(out, f"index-{run_hash[:12]}") as work:
-        index = ContentIndex(build_faiss(vectors, index_type, nlist),
+        index = ContentIndex(build_faiss(vectors, config.index_type, config.nlist),
                              catalog.content.select("id", "language", "kind", "title"))
         index.save(work)
         seconds = {"build": time.time() - started, **({"embed": embed_seconds} if embed_seconds is not None else {})}

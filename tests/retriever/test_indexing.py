@@ -7,7 +7,7 @@ import pytest
 from edurank.artifacts import LATEST, Manifest
 from retriever import indexing
 from retriever.catalog import load_catalog
-from retriever.indexing import build_index, load_index, search_text
+from retriever.indexing import IndexConfig, build_index, load_index, search_text
 
 
 def test_index_job_publishes_a_versioned_directory(sample_catalog: Path, bundled_encoder, tmp_path: Path) -> None:
@@ -43,6 +43,6 @@ def test_a_failed_job_leaves_the_previous_version_in_place(tiny_catalog: Path, b
 
     monkeypatch.setattr(indexing, "build_faiss", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        build_index(bundled_encoder, catalog, tmp_path / "index", index_type="hnsw", progress=False)
+        build_index(bundled_encoder, catalog, tmp_path / "index", IndexConfig(index_type="hnsw"), progress=False)
     assert sorted(p.name for p in (tmp_path / "index").iterdir()) == sorted([first.name, LATEST])
     assert Manifest.read(first) == load_index(tmp_path / "index", bundled_encoder).manifest
