@@ -23,9 +23,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_union
 
 from classifier.data import ANSWER, EXPLANATION, LABEL, QUESTION, QUESTION_TEXT, ROW, load_responses
-from classifier.evaluation import map_at_k
+from classifier.evaluation import single_label_map
 from classifier.prompts import QuestionBook, build_prompt
-from training.splits import stratified_folds
+from edurank.splits import stratified_folds
 
 
 def main() -> None:
@@ -67,10 +67,11 @@ def main() -> None:
             ranked_tfidf[row] = [model.classes_[i] for i in order if allowed[i]][:3]
             masked = np.where(allowed, p, 0.0)
             oof[row, columns] = masked / max(masked.sum(), 1e-12)
-        print(f"fold {fold}: frequency {map_at_k(labels[valid], [ranked_frequency[r] for r in valid]):.4f}, "
-              f"tf-idf + LR {map_at_k(labels[valid], [ranked_tfidf[r] for r in valid]):.4f}", flush=True)
+        print(f"fold {fold}: frequency {single_label_map(labels[valid], [ranked_frequency[r] for r in valid]):.4f}, "
+              f"tf-idf + LR {single_label_map(labels[valid], [ranked_tfidf[r] for r in valid]):.4f}", flush=True)
     print(f"{args.folds}-fold OOF MAP@3 over {len(frame)} rows: frequency per (question, answer) "
-          f"{map_at_k(labels, ranked_frequency):.4f}, TF-IDF + LR (masked) {map_at_k(labels, ranked_tfidf):.4f}; "
+          f"{single_label_map(labels, ranked_frequency):.4f}, "
+          f"TF-IDF + LR (masked) {single_label_map(labels, ranked_tfidf):.4f}; "
           f"{time.perf_counter() - started:.0f} s")
     if args.save_oof:
         pl.DataFrame({ROW: frame[ROW], "covered": [True] * len(frame), "probabilities": oof.tolist()}) \

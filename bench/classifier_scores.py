@@ -43,7 +43,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     categories, blends = {}, {}
     for path, (manifest, oof) in oofs.items():
-        params, metrics = manifest["params"], manifest["metrics"]
+        params = manifest["params"]
         labels = json.loads((path / LABELS).read_text())["labels"]
         oof = oof.filter(pl.col(ROW).cast(pl.String).is_in(sorted(common)))
         probabilities = np.array(oof["probabilities"].to_list(), dtype=np.float32)
@@ -59,7 +59,7 @@ def main() -> None:
                     f"{params['epochs']} ep, "
                     f"frozen {params['freeze_layers']}, len {params['max_length']}, lr {params['learning_rate']}, "
                     f"AWP {params['awp_lr'] or 'off'}, noisy {params['noisy']}")
-        minutes = sum(metrics["train_seconds"].values()) / 60
+        minutes = sum(manifest["seconds"].values()) / 60
         print(f"| {path.name} | {settings} | {every['rows']} | **{every['map3']:.4f}** | {every['accuracy1']:.4f} | "
               f"{kept['map3']:.4f} | {kept['accuracy1']:.4f} | {minutes:.1f} |")
     print("\n| run | " + " | ".join(CATEGORIES) + " |")

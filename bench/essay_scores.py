@@ -30,7 +30,7 @@ def main() -> None:
               f"lr {tune['learning_rate']} (LLRD {tune['layer_decay']}), frozen layers {tune['freeze_layers']}, "
               f"FGM {tune['fgm_epsilon'] or 'off'}")
     print(f"out-of-fold essays: {metrics['oof_essays']}; training time: "
-          + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in metrics["train_seconds"].items()))
+          + ", ".join(f"{name} {seconds / 60:.1f} min" for name, seconds in manifest["seconds"].items()))
     print("| member | MCRMSE | " + " | ".join(TRAITS) + " |")
     print("|---" * (len(TRAITS) + 2) + "|")
     for name, report in metrics["oof"].items():

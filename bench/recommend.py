@@ -24,9 +24,9 @@ def main() -> None:
         raise SystemExit("this reranker was trained without cross-fitting: use `edurank evaluate recommend --fold`")
     params = manifest["params"]
     print(f"reranker {manifest['version']}: {params['candidates']} candidates, {params['epochs']} epoch(s), "
-          f"{params['negatives']} negatives/topic, trained in {manifest['train_seconds'] / 60:.1f} min")
-    print("retrievers: " + ", ".join(f"{r['version'] or r['path']}" for r in manifest["retrievers"]))
-    print(f"rule tuned on all OOF: {manifest['rule']}; calibration {manifest['calibration']}")
+          f"{params['negatives']} negatives/topic, trained in {manifest['seconds']['train'] / 60:.1f} min")
+    print("retrievers: " + ", ".join(f"{r['version'] or r['path']}" for r in manifest["depends"]))
+    print(f"rule tuned on all OOF: {manifest['details']['rule']}; calibration {manifest['details']['calibration']}")
     columns = [c for c in COLUMNS if c in metrics["held_out"]]
     print("| fold | " + " | ".join(columns) + " | rule (tuned on the other folds) |")
     print("|---" * (len(columns) + 2) + "|")

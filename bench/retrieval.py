@@ -26,7 +26,7 @@ def finished_run(out: Path, config: RetrieverConfig, data_hash: str) -> dict[str
     wanted = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}
     for manifest_path in sorted(out.glob(f"*/{MANIFEST}"), reverse=True):
         manifest = read_manifest(manifest_path.parent)
-        if manifest["params"] == wanted and manifest["data"]["catalog_hash"] == data_hash:
+        if manifest["params"] == wanted and manifest["data"].get("hash") == data_hash:
             return manifest
     return None
 
@@ -72,7 +72,7 @@ def main() -> None:
         print(f"reusing {args.show or args.out / manifest['version']}: {manifest['params']}")
     print(f"catalog {args.catalog}: fold {args.fold} of {args.folds} held out "
           f"({manifest['data']['held_out_topics']} topics), {len(catalog.content)} items searched; "
-          f"trained in {manifest['train_seconds'] / 60:.1f} min")
+          f"trained in {manifest['seconds']['train'] / 60:.1f} min")
     present = [c for c in COLUMNS if c in manifest["metrics"]["history"][0]]
     print(f"{'model':<28}" + "".join(f"{c:>15}" for c in present))
     for label, entry in rows(manifest["metrics"]["history"]):
