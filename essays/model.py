@@ -45,7 +45,8 @@ class AttentionPooling(nn.Module):
 
     def forward(self, hidden_states: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         hidden = hidden_states[-1]
-        logits = self.score(hidden).squeeze(-1).masked_fill(mask == 0, torch.finfo(hidden.dtype).min)
+        logits = self.score(hidden).squeeze(-1)  # under autocast its dtype may differ from `hidden`'s
+        logits = logits.masked_fill(mask == 0, torch.finfo(logits.dtype).min)
         return (torch.softmax(logits, dim=-1).unsqueeze(-1) * hidden).sum(1)
 
 

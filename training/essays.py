@@ -175,7 +175,7 @@ class FineTuneTrainer:
             predicted = self.model.predict(_renumbered(subset))
         score = mcrmse(self.targets[self.valid_rows].numpy(), clip_scores(predicted))
         extra = self.loop.state.extra
-        if score < extra["best"]:
+        if score < extra["best"] or not (self.work_dir / BEST).is_dir():  # the first one is kept even if NaN
             extra["best"], extra["bad"] = score, 0
             tmp = fresh_dir(self.work_dir / f".{BEST}.tmp")
             self.model.save(tmp)
@@ -191,9 +191,7 @@ class FineTuneTrainer:
         scores and the history."""
         state = self.loop.fit(self.tune.epochs, self.batches, self.step_loss, self.evaluate, self.tune.evals_per_epoch,
                               stop=lambda state: state.extra["bad"] >= self.tune.patience)
-        best = EssayModel.load(self.work_dir / BEST)
-        best.regressor.to(self.device)
-        return best, np.load(self.work_dir / BEST / "valid.npy"), state.history
+        return EssayModel.load(self.work_dir / BEST), np.load(self.work_dir / BEST / "valid.npy"), state.history
 
 
 def _renumbered(windows: Windows) -> Windows:

@@ -63,7 +63,7 @@ def autocast_dtype(device: torch.device, mixed_precision: bool) -> torch.dtype |
     """bf16 where the GPU supports it, else fp16; None (fp32) on the CPU or when switched off."""
     if not mixed_precision or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
 def seed_everything(seed: int) -> None:
@@ -142,7 +142,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    return torch.load(path, weights_only=False) if path.is_file() else None
+    """A checkpoint's payload, tensors on the CPU (a run may resume on another device than it started on)."""
+    return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
 
 
 def random_states() -> dict[str, Any]:
@@ -157,7 +158,7 @@ def restore_random_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
@@ -225,7 +226,8 @@ class Loop(Generic[Batch]):
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        self.scaler.load_state_dict(payload["scaler"])
+        if payload["scaler"] and self.scaler.is_enabled():  # fp16 before and now: keep the loss scale
+            self.scaler.load_state_dict(payload["scaler"])
         restore_random_states(payload["random"])
         self.state = payload["state"]
         log.info("%s: resuming at epoch %d, batch %d", self.label, self.state.epoch + 1, self.state.batch)
@@ -256,11 +258,16 @@ class Loop(Generic[Batch]):
             evaluate: Callable[[], dict[str, Any]] | None = None, evals_per_epoch: int = 1,
             stop: Callable[[LoopState], bool] | None = None) -> LoopState:
         """Train from the last checkpoint (or the start) to `epochs` or until `stop` says so. `batches(epoch)`
-        must depend only on the epoch, so a resumed epoch replays the same batches."""
+        must depend only on the epoch, so a resumed epoch replays the same batches. (With accumulation, an
+        evaluation inside an accumulation group checkpoints without that group's gradients so far.)"""
+        self.model.to(self.device)  # before restoring: the optimiser's state follows its parameters' device
         self.restore()
-        self.model.to(self.device).train()
+        self.model.train()
         while self.state.epoch < epochs and not (stop and self.state.history and stop(self.state)):
             epoch, epoch_batches = self.state.epoch, batches(self.state.epoch)
+            if not epoch_batches:
+                raise InputError(f"{self.label}: epoch {epoch + 1} has no batches (too little training data "
+                                 "for the batch size)")
             eval_at = {round(len(epoch_batches) * (i + 1) / evals_per_epoch) - 1 for i in range(evals_per_epoch)}
             if self.state.batch == 0:
                 self.state.losses = []

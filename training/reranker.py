@@ -110,13 +110,14 @@ def assign_miners(catalog: Catalog, topics: Sequence[str], retrievers: Sequence[
     return {path: ids for path, ids in plan.items() if ids}
 
 
-def mine_candidates(catalog: Catalog, plan: dict[Path, list[str]], top_n: int, fold_of: dict[str, int]) -> pl.DataFrame:
+def mine_candidates(catalog: Catalog, plan: dict[Path, list[str]], top_n: int, fold_of: dict[str, int],
+                    device: str = "cpu") -> pl.DataFrame:
     """(topic_id, content_id, rank, label, fold, retrieved) rows: each topic's top-N from its blind retriever
     (`plan`: retriever -> topics), plus its gold items that were not retrieved (retrieved = False, rank N + 1)."""
     rows: list[dict[str, Any]] = []
     for path, ids in plan.items():
         log.info("mining top-%d candidates for %d topics with %s", top_n, len(ids), path)
-        encoder = BiEncoder.load(path)
+        encoder = BiEncoder.load(path, device=device)
         with torch.inference_mode():
             ranked = retrieve(encoder, catalog, ids, top_n)
         for topic, items in zip(ids, ranked, strict=True):
@@ -150,6 +151,7 @@ class RerankerTrainer:
         self.config, self.pairs, self.work_dir, self.label = config, pairs, work_dir, label
         self.device = resolve_device(config.device)
         self.reranker = Reranker.load(config.base_model, config.pair_format)
+        self.reranker.model.to(self.device)
         freeze_lower_layers(self.reranker.model.encoder, config.freeze_layers)
         positives = int(pairs["label"].sum())
         self.pos_weight = config.pos_weight or max(self.expected_negatives() / max(positives, 1), 1.0)
@@ -217,7 +219,8 @@ def train_reranker(catalog: Catalog, retrievers: Sequence[str], out: Path, confi
         if (work / CANDIDATES).is_file():
             candidates = pl.read_parquet(work / CANDIDATES)
         else:
-            candidates = mine_candidates(catalog, plan, config.candidates, assignment)
+            candidates = mine_candidates(catalog, plan, config.candidates, assignment,
+                                         str(resolve_device(config.device)))
             candidates.write_parquet(work / CANDIDATES)
         log.info("%d candidate pairs for %d topics, %d positive (%d added because retrieval missed them)",
                  len(candidates), candidates["topic_id"].n_unique(), candidates["label"].sum(),

@@ -41,6 +41,7 @@ from training.loop import (
     freeze_lower_layers,
     load_checkpoint,
     resolve_device,
+    restore_random_states,
     seed_everything,
 )
 from training.negatives import Pair, mine_hard_negatives, topic_clusters
@@ -150,6 +151,7 @@ class RetrieverTrainer:
             extra = payload["state"].extra
             if payload["state"].epoch >= config.epochs_in(start):  # that round finished: the next starts afresh
                 self.encoder.model.load_state_dict(payload["model"])
+                restore_random_states(payload["random"])
                 extra = self.after(start, payload["state"])
                 start += 1
         for round_ in range(start, config.rounds + 1):

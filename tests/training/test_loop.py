@@ -125,3 +125,9 @@ def test_a_finished_fold_is_kept_and_not_retrained(tmp_path: Path) -> None:
     again = run_fold(tmp_path / "fold0", "fold 0", train)
     assert calls == [tmp_path / "fold0"] and np.array_equal(first.predictions, again.predictions)
     assert again.history == [{"epoch": 1.0}] and again.seconds == 0.0
+
+
+def test_an_epoch_without_batches_is_an_input_error_not_a_hang() -> None:
+    loop = make_loop(None)
+    with pytest.raises(InputError, match="epoch 1 has no batches"):
+        loop.fit(1, lambda epoch: [], mse(loop))
