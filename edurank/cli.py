@@ -7,6 +7,7 @@ Bad input exits with code 2 and one line saying what is wrong and where; usage e
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -24,47 +25,30 @@ DEMO_QUERIES = (
 )
 
 
-def retriever_config() -> type:
-    from training.retriever import RetrieverConfig
-
-    return RetrieverConfig
-
-
-def reranker_config() -> type:
-    from training.reranker import RerankerConfig
-
-    return RerankerConfig
-
-
-def essay_config() -> type:
-    from training.essays import EssayConfig
-
-    return EssayConfig
-
-
-def classifier_config() -> type:
-    from training.classifier import ClassifierConfig
-
-    return ClassifierConfig
+def config_class(module: str, name: str) -> Callable[[], type]:
+    """A train job's config class, imported only when the parser is built (its trainer pulls in torch)."""
+    return lambda: getattr(importlib.import_module(module), name)
 
 
 CATALOG = ("--catalog", {"type": Path, "required": True, "help": "catalog dir (topics, content, correlations)"})
 # job -> (help, its input arguments, its config class): every other flag comes from the config dataclass
 TRAIN_JOBS: dict[str, tuple[str, list[tuple[str, dict[str, Any]]], Callable[[], type]]] = {
-    "retriever": ("bi-encoder with in-batch and mined hard negatives", [CATALOG], retriever_config),
+    "retriever": ("bi-encoder with in-batch and mined hard negatives", [CATALOG],
+                  config_class("training.retriever", "RetrieverConfig")),
     "reranker": ("cross-encoder over stage 1's candidates, cross-fitted", [CATALOG, (
         "--retriever", {"action": "append", "required": True, "metavar": "DIR",
                         "help": "retriever(s) to mine candidates with; each topic is mined by one that never "
                                 "trained on it (fold models from `train retriever --fold I`, or 'bundled')"})],
-                 reranker_config),
+                 config_class("training.reranker", "RerankerConfig")),
     "essays": ("six-trait essay scorer: fast path, fine-tuned path, OOF blend", [(
         "--data", {"type": Path, "required": True, "help": "CSV: text_id, full_text and the six traits"})],
-               essay_config),
+               config_class("training.essays", "EssayConfig")),
     "classifier": ("misconception classifier: k-fold members bagged over folds and seeds, OOF MAP@3, likely "
                    "label errors", [(
                        "--data", {"type": Path, "required": True,
                                   "help": "CSV: row_id, QuestionId, QuestionText, MC_Answer, StudentExplanation, "
-                                          "Category, Misconception"})], classifier_config),
+                                          "Category, Misconception"})],
+                   config_class("training.classifier", "ClassifierConfig")),
 }
 
 
