@@ -12,6 +12,7 @@ import polars as pl
 
 from edurank.artifacts import Manifest
 from edurank.errors import ArtifactMismatchError, InputError
+from retriever.lexical import LexicalIndex
 
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.parquet"
@@ -42,13 +43,15 @@ def build_faiss(vectors: np.ndarray, index_type: str = "flat", nlist: int | None
 
 @dataclass
 class ContentIndex:
-    """A FAISS index whose row i is the content item `items[i]` (id, language, kind, title). An `index`
-    artifact holds index.faiss and ids.parquet; its manifest's base model is the encoder that embedded it."""
+    """A FAISS index whose row i is the content item `items[i]` (id, language, kind, title), and optionally
+    the lexical index over the same rows. An `index` artifact holds index.faiss, ids.parquet and lexical/;
+    its manifest's base model is the encoder that embedded it."""
 
     KIND = "index"
     index: faiss.Index
     items: pl.DataFrame
     manifest: Manifest | None = None  # None for an index built in memory
+    lexical: LexicalIndex | None = None  # None: dense candidates only
 
     @property
     def ids(self) -> list[str]:
@@ -57,6 +60,8 @@ class ContentIndex:
     def save(self, directory: Path) -> None:
         faiss.write_index(self.index, str(directory / INDEX_FILE))
         self.items.write_parquet(directory / IDS_FILE)
+        if self.lexical is not None:
+            self.lexical.save(directory)
 
     @classmethod
     def load(cls, directory: Path, model_fingerprint: str | None = None) -> ContentIndex:
@@ -71,7 +76,20 @@ class ContentIndex:
                 f"{built_with.fingerprint[:12]}), not the given model (fingerprint {model_fingerprint[:12]}); "
                 "rebuild it with `edurank index`")
         index = faiss.read_index(str(directory / INDEX_FILE))
-        return cls(index, pl.read_parquet(directory / IDS_FILE), manifest)
+        items = pl.read_parquet(directory / IDS_FILE)
+        lexical = LexicalIndex.load(directory)
+        if lexical is not None and lexical.matrix.shape[0] != len(items):
+            raise ArtifactMismatchError(f"{directory}: the lexical index has {lexical.matrix.shape[0]} rows, the id "
+                                        f"map {len(items)}; rebuild it with `edurank index`")
+        return cls(index, items, manifest, lexical)
+
+    def vectors_of(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of the given rows (to score candidates another source found)."""
+        if isinstance(self.index, faiss.IndexIVF) and not self.index.direct_map.type:
+            self.index.make_direct_map()
+        if not len(rows):
+            return np.empty((0, self.index.d), dtype=np.float32)
+        return self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
 
     def allowed_rows(self, languages: list[str] | None = None, kinds: list[str] | None = None) -> np.ndarray | None:
         """Row numbers passing the filters, or None when nothing is filtered."""

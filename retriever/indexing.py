@@ -20,8 +20,9 @@ from edurank.artifacts import ModelRef, hash_json, publish_artifact, resolve, st
 from edurank.options import option
 from retriever.catalog import Catalog
 from retriever.index import INDEX_TYPES, ContentIndex, build_faiss
+from retriever.lexical import LexicalIndex, lexical_text
 from retriever.model import BiEncoder
-from retriever.texts import content_texts
+from retriever.texts import content_parts, content_texts
 
 CHUNK = 2048
 
@@ -46,6 +47,7 @@ class IndexConfig:
                              choices=INDEX_TYPES)
     nlist: int | None = option(None, "IVF lists (default ~4 sqrt(n))", minimum=1)
     batch_size: int = option(32, "texts per encoder batch", minimum=1)
+    lexical: bool = option(True, "also build the character n-gram TF-IDF index (hybrid candidates)")
 
 
 def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, config: IndexConfig = IndexConfig(),
@@ -66,7 +68,8 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
     run_hash = hash_json({"model": encoder.fingerprint, "catalog": catalog.data_hash, "params": params})
     with staging_dir(out, f"index-{run_hash[:12]}") as work:
         index = ContentIndex(build_faiss(vectors, config.index_type, config.nlist),
-                             catalog.content.select("id", "language", "kind", "title"))
+                             catalog.content.select("id", "language", "kind", "title"),
+                             lexical=build_lexical(catalog) if config.lexical else None)
         index.save(work)
         seconds = {"build": time.time() - started, **({"embed": embed_seconds} if embed_seconds is not None else {})}
         return publish_artifact(
@@ -76,6 +79,12 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
                 "dimension": int(vectors.shape[1]), "count": int(vectors.shape[0]),
                 "languages": catalog.content["language"].value_counts().sort("language").rows(),
                 "items_per_second": round(len(vectors) / max(embed_seconds, 1e-9), 1) if embed_seconds else None})
+
+
+def build_lexical(catalog: Catalog) -> LexicalIndex:
+    """The character n-gram TF-IDF index over the catalog's content (row i = content row i)."""
+    return LexicalIndex.build([lexical_text(parts) for parts in content_parts(catalog.content)],
+                              catalog.content["language"].to_list())
 
 
 def load_index(directory: str | Path, encoder: BiEncoder) -> ContentIndex:

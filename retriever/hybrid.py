@@ -1,0 +1,89 @@
+"""Hybrid stage 1: each query's dense top-N (FAISS) and lexical top-N (character n-gram TF-IDF, in the topic's
+language) merged and de-duplicated, every candidate scored by both, so stage 2 sees one table per query.
+
+A candidate only one source found still gets the other's similarity (the dense cosine from the index's
+stored vector, the TF-IDF cosine from the sparse matrix); its rank in the source that missed it is null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from edurank.options import option
+from retriever.index import ContentIndex
+
+CANDIDATE_SCHEMA = {"row": pl.Int64, "dense_score": pl.Float32, "dense_rank": pl.Int32,
+                    "lexical_score": pl.Float32, "lexical_rank": pl.Int32}
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """How many candidates each source contributes per query."""
+
+    dense: int = option(64, "dense (bi-encoder) candidates per topic", flag="--dense-candidates", minimum=1)
+    lexical: int = option(32, "lexical (TF-IDF) candidates per topic, in the topic's language (0: none)",
+                          flag="--lexical-candidates", minimum=0)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """One query's restrictions: languages and kinds for every source; `language` (the topic's own) narrows
+    the lexical search only, since character n-grams do not match across languages."""
+
+    languages: list[str] | None = None
+    kinds: list[str] | None = None
+    language: str | None = None
+
+
+def dense_search(index: ContentIndex, vectors: np.ndarray, k: int, filters: Sequence[Filters]) \
+        -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query, (cosines, rows) of its dense top-k, best first."""
+    if not any(f.languages or f.kinds for f in filters):  # one FAISS call for the whole batch
+        scores, rows = index.search(vectors, k)
+        return [(s[r >= 0], r[r >= 0]) for s, r in zip(scores, rows, strict=True)]
+    found = []
+    for i, f in enumerate(filters):
+        scores, rows = index.search(vectors[i:i + 1], k, f.languages, f.kinds)
+        found.append((scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]))
+    return found
+
+
+def lexical_allowed(index: ContentIndex, f: Filters) -> np.ndarray | None:
+    """The rows the lexical search may return: the requested languages, else the topic's own."""
+    return index.allowed_rows(f.languages or ([f.language] if f.language else None), f.kinds)
+
+
+def hybrid_candidates(index: ContentIndex, vectors: np.ndarray, lexical_texts: Sequence[str] | None,
+                      filters: Sequence[Filters], config: CandidateConfig) -> list[pl.DataFrame]:
+    """Per query, its candidates (CANDIDATE_SCHEMA), dense ones first in dense order, then lexical-only ones
+    in lexical order."""
+    dense = dense_search(index, vectors, config.dense, filters)
+    use_lexical = index.lexical is not None and config.lexical > 0 and lexical_texts is not None
+    queries: sp.csr_matrix | None = None
+    lexical: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.float32), np.empty(0, np.int64))] * len(dense)
+    if use_lexical:
+        assert index.lexical is not None and lexical_texts is not None
+        queries = index.lexical.transform(lexical_texts)
+        lexical = index.lexical.search(queries, config.lexical, [lexical_allowed(index, f) for f in filters])
+    frames = []
+    for i, ((d_scores, d_rows), (_, l_rows)) in enumerate(zip(dense, lexical, strict=True)):
+        extra = l_rows[~np.isin(l_rows, d_rows)]
+        rows = np.concatenate([d_rows, extra]).astype(np.int64)
+        dense_score = np.concatenate([d_scores, index.vectors_of(extra) @ vectors[i]]).astype(np.float32)
+        dense_rank = [*range(1, len(d_rows) + 1), *[None] * len(extra)]
+        lexical_rank_of = {int(r): rank for rank, r in enumerate(l_rows, start=1)}
+        if use_lexical:
+            assert index.lexical is not None and queries is not None
+            lexical_score = index.lexical.similarities(queries[i], [rows])[0]
+        else:
+            lexical_score = np.full(len(rows), np.nan, dtype=np.float32)
+        frames.append(pl.DataFrame({
+            "row": rows, "dense_score": dense_score, "dense_rank": dense_rank,
+            "lexical_score": lexical_score, "lexical_rank": [lexical_rank_of.get(int(r)) for r in rows],
+        }, schema=CANDIDATE_SCHEMA))
+    return frames
