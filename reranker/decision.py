@@ -1,6 +1,8 @@
 """The decision rule that turns a topic's reranked candidates into what is returned: every candidate whose
-calibrated probability reaches a threshold, at most `max_items`, at least `min_items` (a curator always gets
-the best guess). The rule is tuned for mean F2 per topic on out-of-fold probabilities.
+calibrated probability reaches a threshold or lies within a relative `margin` of the topic's best
+(p >= best x (1 - margin)), at most `max_items`, at least `min_items` (a curator always gets the best guess).
+The margin lets a topic whose candidates all score low still return its close seconds, which F2 (recall
+weighs four times precision) rewards. The rule is tuned for mean F2 per topic on out-of-fold probabilities.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 DEFAULT_THRESHOLDS = tuple(round(t, 3) for t in np.arange(0.01, 1.0, 0.01))
 DEFAULT_CAPS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 32, 50)
+DEFAULT_MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 @dataclass(frozen=True)
@@ -21,10 +24,13 @@ class DecisionRule:
     max_items: int = 10
     min_items: int = 1
     tuned: bool = False
+    margin: float = 0.0  # 0: off
 
     def count(self, probabilities: np.ndarray) -> int:
         """How many of the candidates (sorted by probability, highest first) to return."""
         passing = int(np.sum(probabilities >= self.threshold))
+        if self.margin > 0 and len(probabilities):
+            passing = max(passing, int(np.sum(probabilities >= probabilities[0] * (1 - self.margin))))
         return int(min(max(passing, self.min_items), self.max_items, len(probabilities)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,36 +63,67 @@ def fbeta(hits: np.ndarray, returned: np.ndarray, gold: np.ndarray | int, beta: 
                      where=denominator > 0)
 
 
-def rule_scores(topics: Sequence[TopicScores], thresholds: Sequence[float], max_items: int,
-                min_items: int = 1, beta: float = 2.0) -> dict[str, np.ndarray]:
-    """Mean F-beta, precision and recall per topic for each threshold, at a fixed cap: shape (thresholds,)."""
+@dataclass(frozen=True)
+class Padded:
+    """Topics' sorted probabilities as one matrix (-inf padded) with cumulative hits, so a rule's figures for
+    every topic and threshold are a few array operations."""
+
+    probabilities: np.ndarray  # (topics, most candidates)
+    hits: np.ndarray  # (topics, most candidates + 1): gold items among the first n
+    sizes: np.ndarray
+    gold: np.ndarray
+
+    @classmethod
+    def of(cls, topics: Sequence[TopicScores]) -> Padded:
+        width = max((len(t.probabilities) for t in topics), default=0)
+        probabilities = np.full((len(topics), width), -np.inf)
+        hits = np.zeros((len(topics), width + 1))
+        for i, topic in enumerate(topics):
+            probabilities[i, :len(topic.probabilities)] = topic.probabilities
+            cumulative = np.cumsum(topic.labels)
+            hits[i, 1:len(cumulative) + 1] = cumulative
+            hits[i, len(cumulative) + 1:] = cumulative[-1] if len(cumulative) else 0
+        return cls(probabilities, hits, np.array([len(t.probabilities) for t in topics]),
+                   np.array([t.gold_count for t in topics], dtype=np.float64))
+
+
+def rule_scores(topics: Sequence[TopicScores] | Padded, thresholds: Sequence[float], max_items: int,
+                min_items: int = 1, beta: float = 2.0, margin: float = 0.0) -> dict[str, np.ndarray]:
+    """Mean F-beta, precision and recall per topic for each threshold, at a fixed cap and margin: shape
+    (thresholds,)."""
+    padded = topics if isinstance(topics, Padded) else Padded.of(topics)
     grid = np.asarray(thresholds, dtype=np.float64)
-    f_sum, p_sum, r_sum = np.zeros(len(grid)), np.zeros(len(grid)), np.zeros(len(grid))
-    for topic in topics:
-        cumulative = np.concatenate([[0], np.cumsum(topic.labels)])
-        # probabilities are sorted descending, so "how many pass t" is a search on the negated array
-        passing = np.searchsorted(-topic.probabilities, -grid, side="right")
-        count = np.minimum(np.maximum(passing, min_items), min(max_items, len(topic.probabilities)))
-        hits = cumulative[count]
-        f_sum += fbeta(hits, count, topic.gold_count, beta)
-        p_sum += np.divide(hits, count, out=np.zeros(len(grid)), where=count > 0)
-        r_sum += hits / max(topic.gold_count, 1)
-    total = max(len(topics), 1)
-    return {"f": f_sum / total, "precision": p_sum / total, "recall": r_sum / total}
+    if not len(padded.sizes):
+        return {key: np.zeros(len(grid)) for key in ("f", "precision", "recall")}
+    probabilities = padded.probabilities
+    passing = (probabilities[:, :, None] >= grid[None, None, :]).sum(axis=1)  # (topics, thresholds)
+    if margin > 0 and probabilities.shape[1]:
+        close = (probabilities >= probabilities[:, :1] * (1 - margin)).sum(axis=1)
+        passing = np.maximum(passing, close[:, None])
+    count = np.minimum(np.maximum(passing, min_items), np.minimum(max_items, padded.sizes)[:, None])
+    hits = np.take_along_axis(padded.hits, count, axis=1)
+    gold = padded.gold[:, None]
+    f = fbeta(hits, count, np.broadcast_to(gold, hits.shape), beta)
+    precision = np.divide(hits, count, out=np.zeros_like(hits), where=count > 0)
+    recall = hits / np.maximum(gold, 1)
+    return {"f": f.mean(axis=0), "precision": precision.mean(axis=0), "recall": recall.mean(axis=0)}
 
 
 def tune_rule(topics: Sequence[TopicScores], thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-              caps: Sequence[int] = DEFAULT_CAPS, min_items: int = 1, beta: float = 2.0) -> DecisionRule:
-    """The (threshold, cap) pair with the best mean F-beta; ties go to the higher threshold and smaller cap
-    (fewer items for a curator to review)."""
+              caps: Sequence[int] = DEFAULT_CAPS, min_items: int = 1, beta: float = 2.0,
+              margins: Sequence[float] = DEFAULT_MARGINS) -> DecisionRule:
+    """The (threshold, cap, margin) with the best mean F-beta; ties go to the higher threshold, smaller cap
+    and smaller margin (fewer items for a curator to review)."""
     if not topics:
         raise ValueError("tune_rule needs at least one topic")
-    best: tuple[float, float, int] | None = None
+    padded = Padded.of(topics)
+    best: tuple[tuple[float, float, int, float], DecisionRule] | None = None
     for cap in sorted(caps):
-        scores = rule_scores(topics, thresholds, cap, min_items, beta)["f"]
-        for threshold, score in zip(thresholds, scores, strict=True):
-            key = (round(float(score), 9), float(threshold), -cap)
-            if best is None or key > (best[0], best[1], -best[2]):
-                best = (key[0], float(threshold), cap)
+        for margin in sorted(margins):
+            scores = rule_scores(padded, thresholds, cap, min_items, beta, margin)["f"]
+            for threshold, score in zip(thresholds, scores, strict=True):
+                key = (round(float(score), 9), float(threshold), -cap, -margin)
+                if best is None or key > best[0]:
+                    best = (key, DecisionRule(float(threshold), cap, min_items, True, float(margin)))
     assert best is not None
-    return DecisionRule(threshold=best[1], max_items=best[2], min_items=min_items, tuned=True)
+    return best[1]

@@ -37,7 +37,7 @@ def topic_scores(probabilities: Sequence[np.ndarray], candidates: Sequence[Seque
 def recommend_metrics(scores: Sequence[TopicScores], rule: DecisionRule, ranked: Sequence[Sequence[str]],
                       gold: Sequence[set[str]], map_k: int = 25) -> dict[str, Any]:
     """The rule's mean F2 / precision / recall per topic, candidate recall, and MAP@k for one-gold catalogs."""
-    at_rule = rule_scores(scores, [rule.threshold], rule.max_items, rule.min_items)
+    at_rule = rule_scores(scores, [rule.threshold], rule.max_items, rule.min_items, margin=rule.margin)
     report: dict[str, Any] = {
         "topics": len(scores), "gold_pairs": int(sum(s.gold_count for s in scores)),
         "mean_f2": float(at_rule["f"][0]), "mean_precision": float(at_rule["precision"][0]),
@@ -53,7 +53,7 @@ def recommend_metrics(scores: Sequence[TopicScores], rule: DecisionRule, ranked:
 def threshold_curve(scores: Sequence[TopicScores], rule: DecisionRule,
                     thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict[str, list[float]]:
     """Mean F2, precision and recall against the threshold at the rule's cap and minimum."""
-    curve = rule_scores(scores, thresholds, rule.max_items, rule.min_items)
+    curve = rule_scores(scores, thresholds, rule.max_items, rule.min_items, margin=rule.margin)
     return {"threshold": list(thresholds), **{k: [round(float(v), 5) for v in vs] for k, vs in curve.items()}}
 
 
@@ -131,18 +131,21 @@ def evaluate_recommend(recommender: Recommender, catalog: Catalog, topic_ids: Se
     topic_ids = sorted(gold_of) if topic_ids is None else [t for t in topic_ids if t in gold_of]
     order = pl.DataFrame({"id": list(topic_ids)}).with_row_index("order")
     topics = catalog.topics.join(order, on="id").sort("order")
-    queries = [Query(parts) for parts in topic_parts(topics)]
+    queries = [Query(parts, topic_id=topic_id, language=language) for parts, topic_id, language in
+               zip(topic_parts(topics), topics["id"], topics["language"], strict=True)]
     timer = StageTimes()
     frames = recommender.score(queries, candidates, rerank=True, timer=timer)
     gold = [gold_of[t] for t in topic_ids]
     probabilities = [f["probability"].to_numpy() for f in frames]
     ranked = [f["id"].to_list() for f in frames]
     scores = topic_scores(probabilities, ranked, gold)
-    rule = rule or (recommender.reranker.rule if recommender.reranker is not None else DecisionRule())
+    rule = rule or recommender.rule
     report = recommend_metrics(scores, rule, ranked, gold)
-    report["candidates"] = candidates
+    report["candidates"] = candidates if recommender.ranker is None else asdict(recommender.ranker.candidates)
     report["curve"] = threshold_curve(scores, rule)
     report["seconds"] = {k: round(v, 2) for k, v in timer.seconds.items()}
+    stage_two = [s for s in ("features", "rank", "rerank") if s in timer.seconds]
+    report["stage2_ms_per_topic"] = round(1000 * sum(timer.seconds[s] for s in stage_two) / max(len(queries), 1), 2)
     return report
 
 

@@ -66,3 +66,27 @@ def test_a_topic_whose_gold_was_not_retrieved_counts_as_zero() -> None:
     found = TopicScores.sorted([0.9, 0.1], [True, False], gold_count=1)
     scores = rule_scores([missed, found], [0.5], max_items=5)
     assert np.isclose(scores["f"][0], 0.5) and np.isclose(scores["recall"][0], 0.5)
+
+
+def test_margin_keeps_items_close_to_the_best() -> None:
+    probabilities = np.array([0.30, 0.27, 0.20, 0.05])
+    assert DecisionRule(threshold=0.5, max_items=10).count(probabilities) == 1
+    # within 15% of the best (>= 0.255): two items; within 40% (>= 0.18): three
+    assert DecisionRule(threshold=0.5, max_items=10, margin=0.15).count(probabilities) == 2
+    assert DecisionRule(threshold=0.5, max_items=10, margin=0.4).count(probabilities) == 3
+    assert DecisionRule(threshold=0.5, max_items=2, margin=0.4).count(probabilities) == 2  # the cap still holds
+    assert DecisionRule(threshold=0.1, max_items=10, margin=0.05).count(probabilities) == 3  # or the threshold
+
+
+def test_margin_scores_match_a_brute_force_count_and_tuning_finds_the_best() -> None:
+    topics = random_topics(2)
+    thresholds = [0.2, 0.5, 0.9]
+    for margin in (0.1, 0.3, 0.6):
+        scores = rule_scores(topics, thresholds, 5, margin=margin)["f"]
+        for threshold, score in zip(thresholds, scores, strict=True):
+            assert np.isclose(score, brute_force(topics, DecisionRule(threshold, 5, margin=margin)))
+    margins = (0.0, 0.2, 0.5)
+    rule = tune_rule(topics, thresholds, (2, 5), margins=margins)
+    best = max(brute_force(topics, DecisionRule(t, c, margin=m))
+               for t, c, m in itertools.product(thresholds, (2, 5), margins))
+    assert np.isclose(brute_force(topics, rule), best) and rule.tuned
