@@ -31,9 +31,10 @@ from edurank.errors import ArtifactMismatchError, InputError
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
 FORMAT = 2  # manifest layout; 1 (no field) was written before the shared contract
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".faiss", ".joblib")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".faiss", ".joblib", ".lgbm")
 REBUILD = {"retriever": "edurank train retriever", "reranker": "edurank train reranker",
-           "essays": "edurank train essays", "classifier": "edurank train classifier", "index": "edurank index"}
+           "ranker": "edurank train ranker", "essays": "edurank train essays",
+           "classifier": "edurank train classifier", "index": "edurank index"}
 
 
 def hash_files(paths: Iterable[Path], chunk: int = 1 << 20) -> str:

@@ -40,6 +40,11 @@ TRAIN_JOBS: dict[str, tuple[str, list[tuple[str, dict[str, Any]]], Callable[[], 
                         "help": "retriever(s) to mine candidates with; each topic is mined by one that never "
                                 "trained on it (fold models from `train retriever --fold I`, or 'bundled')"})],
                  config_class("training.reranker", "RerankerConfig")),
+    "ranker": ("LightGBM over hybrid candidates' features, cross-fitted; tunes the decision rule", [CATALOG, (
+        "--retriever", {"action": "append", "required": True, "metavar": "DIR",
+                        "help": "retriever(s) giving candidates and dense features; each topic goes to one that "
+                                "never trained on it (fold models, or 'bundled')"})],
+               config_class("training.ranker", "RankerConfig")),
     "essays": ("six-trait essay scorer: fast path, fine-tuned path, OOF blend", [(
         "--data", {"type": Path, "required": True, "help": "CSV: text_id, full_text and the six traits"})],
                config_class("training.essays", "EssayConfig")),
@@ -137,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     recommend = evaluate.add_parser("recommend", help="mean F2 / precision / recall of retrieve -> rerank -> rule")
     recommend.add_argument("--catalog", type=Path, required=True)
     recommend.add_argument("--retriever", default=None, help="retriever dir (default: bundled)")
-    recommend.add_argument("--reranker", required=True)
+    recommend.add_argument("--ranker", default=None, help="LightGBM ranker (hybrid candidates, its tuned rule)")
+    recommend.add_argument("--reranker", default=None, help="cross-encoder (dense candidates, its tuned rule)")
     recommend.add_argument("--candidates", type=positive_int, default=None,
                            help="top-N to rerank (default: what the reranker was trained on)")
     add_evaluation_set(recommend, "artifacts/reports/recommend")
@@ -203,6 +209,11 @@ def run_train(args: argparse.Namespace) -> None:
         from training.reranker import train_reranker
 
         print(train_reranker(load_catalog(args.catalog), args.retriever, args.out, config))
+    elif args.job == "ranker":
+        from retriever.catalog import load_catalog
+        from training.ranker import train_ranker
+
+        print(train_ranker(load_catalog(args.catalog), args.retriever, args.out, config))
     elif args.job == "essays":
         from training.essays import train_essays
 
@@ -276,19 +287,26 @@ def run_evaluate_retrieval(args: argparse.Namespace) -> None:
 def run_evaluate_recommend(args: argparse.Namespace) -> None:
     import json
 
+    from ranker.model import Ranker
     from reranker.evaluation import evaluate_recommend, write_report
     from reranker.model import Reranker
     from reranker.pipeline import Recommender
     from retriever.catalog import load_catalog
     from retriever.index import ContentIndex, build_faiss
+    from retriever.indexing import build_lexical
     from retriever.model import BiEncoder
     from retriever.splits import seen_topics, split_topics
 
+    if (args.ranker is None) == (args.reranker is None):
+        raise InputError("evaluate recommend: give exactly one of --ranker and --reranker")
     catalog = load_catalog(args.catalog, args.topics, args.correlations)
     topics = split_topics(catalog, args.folds, args.fold, args.seed)[1] if args.fold is not None else None
-    encoder, reranker = BiEncoder.load(args.retriever), Reranker.load(args.reranker)
+    encoder = BiEncoder.load(args.retriever)
+    reranker = Reranker.load(args.reranker) if args.reranker else None
+    ranker = Ranker.load(args.ranker) if args.ranker else None
     if topics is not None:
-        for name, path in (("retriever", encoder.path), ("reranker", reranker.path)):
+        checked = [("retriever", encoder.path)] + ([("reranker", reranker.path)] if reranker else [])
+        for name, path in checked:
             try:
                 seen = len(seen_topics(path, catalog).intersection(topics))
             except InputError as err:
@@ -298,12 +316,12 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
                 logging.warning("the %s trained on %d of the fold's %d topics: figures are not held-out",
                                 name, seen, len(topics))
     index = ContentIndex(build_faiss(encoder.encode_content(catalog, progress=True)),
-                         catalog.content.select("id", "language", "kind", "title"))
-    trained_on = reranker.manifest.params.get("candidates", 32) if reranker.manifest is not None else 32
+                         catalog.content.select("id", "language", "kind", "title"), lexical=build_lexical(catalog))
+    trained_on = reranker.manifest.params.get("candidates", 32) if reranker and reranker.manifest else 32
     candidates = args.candidates or int(trained_on)
-    report = {"retriever": str(encoder.path), "reranker": str(reranker.path), "fold": args.fold,
-              **evaluate_recommend(Recommender(encoder, index, catalog.content, reranker), catalog, topics,
-                                   candidates)}
+    recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics)
+    report = {"retriever": str(encoder.path), "second_stage": str(args.ranker or args.reranker), "fold": args.fold,
+              **evaluate_recommend(recommender, catalog, topics, candidates)}
     json_path, png_path = write_report(report, args.out)
     print(json.dumps({k: v for k, v in report.items() if k != "curve"}, indent=2))
     print(f"wrote {json_path} and {png_path}")

@@ -1,8 +1,10 @@
-"""The recommend pipeline shared by the service and `edurank evaluate recommend`: encode the topic, search
-the FAISS index for N candidates, rerank them with the cross-encoder, apply the decision rule.
+"""The recommend pipeline shared by the service and `edurank evaluate recommend`: encode the topic, find
+candidates, score them with the second stage, apply the decision rule.
 
-Each stage runs under `timer(stage)` (tokenise, encode, search, rerank), so the service can export
-per-stage latencies and the evaluation can report where the time went.
+With a ranker (LightGBM over features, ranker/), candidates are hybrid (dense + lexical) and the stages are
+encode, candidates, features, rank. Without one, the dense top-N is searched and, with a cross-encoder,
+reranked (tokenise, encode, search, rerank). Each stage runs under `timer(stage)`, so the service exports
+per-stage latencies and the evaluation reports where the time went.
 """
 
 from __future__ import annotations
@@ -15,20 +17,33 @@ import polars as pl
 import torch
 
 from edurank.timing import Timer, no_timer
+from ranker.features import content_context, query_facts
+from ranker.model import Ranker
 from reranker.decision import DecisionRule
 from reranker.model import Parts, Reranker
+from retriever.hybrid import Filters, dense_search, hybrid_candidates
 from retriever.index import ContentIndex
+from retriever.lexical import lexical_text
 from retriever.model import BiEncoder
 from retriever.texts import content_parts
+
+EXPLAINED = 3  # features named per item by `explain`
 
 
 @dataclass(frozen=True)
 class Query:
-    """What is asked: the topic's parts (title, breadcrumbs, description) and optional filters."""
+    """What is asked: the topic's parts (title, breadcrumbs, description), optional filters, and what is known
+    of the topic (its catalog id, for the ranker's graph features; its language, for lexical search)."""
 
     parts: Parts
     languages: list[str] | None = None
     kinds: list[str] | None = None
+    topic_id: str | None = None
+    language: str | None = None
+
+    @property
+    def filters(self) -> Filters:
+        return Filters(self.languages, self.kinds, self.language)
 
 
 @dataclass
@@ -40,6 +55,17 @@ class Recommender:
     content: pl.DataFrame  # row i is the index's row i
     reranker: Reranker | None = None
     batch_size: int = 64
+    ranker: Ranker | None = None
+    topics: pl.DataFrame | None = None  # the catalog's topics, for queries by topic id
+
+    def __post_init__(self) -> None:
+        self.content_facts = content_context(self.content)
+
+    @property
+    def rule(self) -> DecisionRule:
+        """The loaded second stage's tuned rule (the ranker's before the cross-encoder's)."""
+        stage = self.ranker or self.reranker
+        return stage.rule if stage is not None else DecisionRule()
 
     def encode(self, queries: Sequence[Query], timer: Timer = no_timer) -> np.ndarray:
         texts = self.encoder.builder.build([q.parts for q in queries])
@@ -55,15 +81,8 @@ class Recommender:
                timer: Timer = no_timer) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, (cosine scores, index rows) of its top candidates, best first."""
         vectors = self.encode(queries, timer)
-        found = []
         with timer("search"):
-            if not any(q.languages or q.kinds for q in queries):  # one FAISS call for the whole batch
-                scores, rows = self.index.search(vectors, candidates)
-                return [(s[r >= 0], r[r >= 0]) for s, r in zip(scores, rows, strict=True)]
-            for i, query in enumerate(queries):
-                scores, rows = self.index.search(vectors[i:i + 1], candidates, query.languages, query.kinds)
-                found.append((scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]))
-        return found
+            return dense_search(self.index, vectors, candidates, [q.filters for q in queries])
 
     def rerank(self, queries: Sequence[Query], rows: Sequence[np.ndarray], timer: Timer = no_timer) -> list[np.ndarray]:
         """Calibrated probabilities per query's candidates, in the candidates' order."""
@@ -83,10 +102,67 @@ class Recommender:
         probabilities = self.reranker.calibration(logits, ranks)
         return np.split(probabilities, np.cumsum([len(r) for r in rows])[:-1])
 
+    def query_facts(self, queries: Sequence[Query]) -> pl.DataFrame:
+        """The ranker's per-query facts: a catalog topic's own row, else what the text gives."""
+        rows = []
+        for i, query in enumerate(queries):
+            known = self.topics is not None and query.topic_id is not None
+            topic = self.topics.filter(pl.col("id") == query.topic_id) if known else pl.DataFrame()  # type: ignore
+            if not len(topic):
+                title, breadcrumbs, description = (list(query.parts) + [None, None])[:3]
+                topic = pl.DataFrame({"title": [title], "breadcrumbs": [breadcrumbs], "description": [description],
+                                      "language": [query.language]}, schema={c: pl.String for c in (
+                                          "title", "breadcrumbs", "description", "language")})
+                known = False
+            rows.append(query_facts(topic, known).with_columns(pl.lit(i, pl.Int64).alias("query")))
+        return pl.concat(rows)
+
+    def rank(self, queries: Sequence[Query], timer: Timer = no_timer, explain: bool = False) -> list[pl.DataFrame]:
+        """The ranker's path: hybrid candidates, features, calibrated probabilities (and, with `explain`, each
+        item's top feature contributions); per query, its candidates sorted by probability."""
+        ranker = self.ranker
+        assert ranker is not None
+        vectors = self.encode(queries, timer)
+        with timer("candidates"):
+            found = hybrid_candidates(self.index, vectors, [lexical_text(q.parts) for q in queries],
+                                      [q.filters for q in queries], ranker.candidates)
+            candidates = pl.concat([f.with_columns(pl.lit(i, pl.Int64).alias("query")) for i, f in enumerate(found)])
+        with timer("features"):
+            features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts)
+        with timer("rank"):
+            probabilities = ranker.probabilities(features)
+            explanations = self.explanations(features) if explain else None
+        frame = features.select(
+            "query", pl.col("row"), pl.col("dense_rank").alias("retrieval_rank"),
+            pl.col("dense_score").alias("retrieval_score"), pl.col("lexical_score")).with_columns(
+            pl.Series("probability", probabilities, dtype=pl.Float64))
+        if explanations is not None:
+            frame = frame.with_columns(pl.Series("explanation", explanations))
+        frames = []
+        for i in range(len(queries)):
+            own = frame.filter(pl.col("query") == i)
+            items = self.index.items[own["row"].to_list()].select("id", "title", "kind", "language")
+            frames.append(pl.concat([items, own.drop("query", "row")], how="horizontal")
+                          .sort("probability", descending=True, maintain_order=True))
+        return frames
+
+    def explanations(self, features: pl.DataFrame) -> list[list[dict[str, float | str]]]:
+        """Per row, the EXPLAINED features that moved its score most (LightGBM's SHAP contributions)."""
+        assert self.ranker is not None
+        names = self.ranker.features
+        contributions = self.ranker.contributions(features)[:, :len(names)]
+        values = self.ranker.matrix(features)
+        top = np.argsort(-np.abs(contributions), axis=1)[:, :EXPLAINED]
+        return [[{"feature": names[j], "value": None if np.isnan(values[i, j]) else float(values[i, j]),
+                  "contribution": round(float(contributions[i, j]), 4)} for j in row] for i, row in enumerate(top)]
+
     def score(self, queries: Sequence[Query], candidates: int = 32, rerank: bool = True,
-              timer: Timer = no_timer) -> list[pl.DataFrame]:
+              timer: Timer = no_timer, explain: bool = False) -> list[pl.DataFrame]:
         """Per query, all its candidates: id, title, kind, language, retrieval rank and score, and the
-        reranker's probability (null without reranking); sorted by probability when reranked."""
+        second stage's probability (null without one); sorted by probability when reranked. With a ranker,
+        the candidates are its hybrid ones and `candidates` is not used."""
+        if rerank and self.ranker is not None:
+            return self.rank(queries, timer, explain)
         found = self.search(queries, candidates, timer)
         reranking = rerank and self.reranker is not None
         probabilities = self.rerank(queries, [rows for _, rows in found], timer) if reranking else None
@@ -102,12 +178,12 @@ class Recommender:
 
     def recommend(self, queries: Sequence[Query], candidates: int = 32, rerank: bool = True,
                   rule: DecisionRule | None = None, top_k: int = 10,
-                  timer: Timer = no_timer) -> list[pl.DataFrame]:
+                  timer: Timer = no_timer, explain: bool = False) -> list[pl.DataFrame]:
         """What is returned: reranked candidates cut by the decision rule (and capped at `top_k`), or
         without reranking the `top_k` nearest items."""
-        rule = rule or (self.reranker.rule if self.reranker is not None else DecisionRule())
+        rule = rule or self.rule
         results = []
-        for frame in self.score(queries, candidates, rerank, timer):
+        for frame in self.score(queries, candidates, rerank, timer, explain):
             reranked = frame["probability"].null_count() == 0 and len(frame) > 0
             count = rule.count(frame["probability"].to_numpy()) if reranked else len(frame)
             results.append(frame.head(min(count, top_k)))

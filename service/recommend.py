@@ -38,6 +38,7 @@ def query_for(registry: Registry, request: RecommendRequest) -> tuple[Query, str
             raise RequestError(("topic_id",), f"topic '{request.topic_id}' is not in the loaded catalog", 404)
         topic = registry.catalog.topics.row(row, named=True)
         parts = (topic["title"], topic["breadcrumbs"], topic["description"])
+        language = topic["language"]
     else:
         assert request.topic is not None
         for name in ("title", "description", "breadcrumbs"):
@@ -45,11 +46,12 @@ def query_for(registry: Registry, request: RecommendRequest) -> tuple[Query, str
         if request.topic.language is not None:
             check_known(("topic", "language"), "language", request.topic.language, registry.languages)
         parts = (request.topic.title, request.topic.breadcrumbs, request.topic.description)
+        language = request.topic.language
     for i, language in enumerate(request.languages or []):
         check_known(("languages", i), "language", language, registry.languages)
     for i, kind in enumerate(request.kinds or []):
         check_known(("kinds", i), "kind", kind, registry.kinds)
-    return Query(parts, request.languages, request.kinds), request.topic_id
+    return Query(parts, request.languages, request.kinds, request.topic_id, language), request.topic_id
 
 
 def recommend(registry: Registry, request: RecommendRequest, timer: Timer = no_timer) -> RecommendResponse:
@@ -61,15 +63,13 @@ def recommend(registry: Registry, request: RecommendRequest, timer: Timer = no_t
     if candidates > settings.max_candidates:
         raise RequestError(("candidates",), f"{candidates} is above the limit of {settings.max_candidates}")
     query, topic_id = query_for(registry, request)
-    reranker = registry.recommender.reranker
-    reranked = request.rerank and reranker is not None
-    rule = None
-    if reranker is not None:
-        rule = reranker.rule if request.threshold is None else \
-            dataclasses.replace(reranker.rule, threshold=request.threshold)
+    recommender = registry.recommender
+    reranked = request.rerank and (recommender.ranker is not None or recommender.reranker is not None)
+    overrides = {k: v for k, v in (("threshold", request.threshold), ("margin", request.margin)) if v is not None}
+    rule = dataclasses.replace(recommender.rule, **overrides)
     with inference_slot(registry, timer):
-        frame = registry.recommender.recommend([query], candidates if reranked else top_k, request.rerank, rule,
-                                               top_k, timer)[0]
+        frame = recommender.recommend([query], candidates if reranked else top_k, request.rerank, rule, top_k,
+                                      timer, explain=request.explain and recommender.ranker is not None)[0]
     return RecommendResponse(
         topic_id=topic_id, items=[RecommendedItem(**row) for row in frame.iter_rows(named=True)],
         reranked=reranked, rule=Rule(**rule.to_dict()) if rule and reranked else None, versions=registry.versions)

@@ -18,6 +18,7 @@ from edurank.artifacts import MANIFEST, Manifest
 from edurank.encoders import set_threads
 from edurank.errors import InputError
 from essays.scorer import EssayScorer
+from ranker.model import Ranker
 from reranker.model import Reranker
 from reranker.pipeline import Recommender
 from retriever.catalog import Catalog, load_catalog
@@ -29,6 +30,7 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 # the optional served models by artifact kind: how to load one, and what the service does without it
 OPTIONAL: dict[str, tuple[Callable[[Path], Any], str]] = {
+    Ranker.KIND: (Ranker.load, "second stage: the cross-encoder if one is loaded, else retrieval only"),
     Reranker.KIND: (Reranker.load, "serving retrieval only"),
     EssayScorer.KIND: (EssayScorer.load, "/score-essay answers 503"),
     MisconceptionClassifier.KIND: (MisconceptionClassifier.load, "/classify answers 503"),
@@ -59,12 +61,16 @@ class Registry:
         encoder = BiEncoder.load(settings.artifact(settings.retriever, "retriever"))
         index = open_index(settings, encoder, catalog)
         optional = {kind: load_optional(settings, kind) for kind in OPTIONAL}
+        if optional[Ranker.KIND] is None and settings.train_ranker:
+            optional[Ranker.KIND] = first_ranker(settings, encoder, catalog)
         reranker, essays, classifier = optional[Reranker.KIND], optional[EssayScorer.KIND], \
             optional[MisconceptionClassifier.KIND]
         versions = {"retriever": version_of(encoder.path), "index": version_of_index(index),
                     **{kind: model.manifest.version if model and model.manifest else None
                        for kind, model in optional.items()}}
-        registry = cls(settings, catalog, Recommender(encoder, index, catalog.content, reranker), versions,
+        recommender = Recommender(encoder, index, catalog.content, reranker, ranker=optional[Ranker.KIND],
+                                  topics=catalog.topics)
+        registry = cls(settings, catalog, recommender, versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),
                        frozenset(catalog.content["kind"].drop_nulls().unique().to_list()),
@@ -76,6 +82,7 @@ class Registry:
     def describe(self) -> dict[str, Any]:
         return {"versions": self.versions, "catalog_items": len(self.catalog.content),
                 "catalog_topics": len(self.catalog.topics), "reranker": self.recommender.reranker is not None,
+                "ranker": self.recommender.ranker is not None,
                 "essays": self.essays is not None, "classifier": self.classifier is not None,
                 "load_seconds": self.loaded_seconds}
 
@@ -115,3 +122,21 @@ def open_index(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Cont
         raise InputError(f"{problem}; run `edurank index` or set EDURANK_BUILD_INDEX=true")
     log.info("%s: building the index now", problem)
     return load_index(build_index(encoder, catalog, root), encoder)
+
+
+def first_ranker(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Ranker | None:
+    """Train a ranker on the served catalog's correlations (seconds: no network is trained), so a first start
+    serves both stages; only when the served retriever never saw those topics, as cross-fitting requires."""
+    from training.ranker import RankerConfig, train_ranker
+
+    topics = catalog.correlations["topic_id"].n_unique()
+    if topics < 10:
+        log.warning("no ranker: the catalog links only %d topics to content, too few to train one", topics)
+        return None
+    try:
+        log.info("no ranker: training one on the catalog's %d linked topics", topics)
+        return Ranker.load(train_ranker(catalog, [str(encoder.path)], settings.artifacts / Ranker.KIND,
+                                        RankerConfig(folds=min(5, topics // 2))))
+    except InputError as err:
+        log.warning("no ranker trained at start-up: %s", err)
+        return None

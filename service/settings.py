@@ -1,7 +1,7 @@
 """The one settings object: paths, limits and threads, read from `EDURANK_*` environment variables.
 
 Artifacts live under `EDURANK_ARTIFACTS` (default `artifacts/`) as `<kind>/<version>/` folders with a
-LATEST file: `retriever/`, `index/`, `reranker/`, `essays/` and `classifier/`. A path setting left empty
+LATEST file: `retriever/`, `index/`, `ranker/`, `reranker/`, `essays/` and `classifier/`. A path setting left empty
 falls back to that layout, and to the bundled MiniLM and sample catalog where nothing was trained.
 """
 
@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     retriever: str | None = Field(None, description="default: <artifacts>/retriever if trained, else bundled")
     index: Path | None = Field(None, description="default: <artifacts>/index")
     reranker: str | None = Field(None, description="default: <artifacts>/reranker if trained, else none")
+    ranker: str | None = Field(None, description="LightGBM second stage; default: <artifacts>/ranker if trained, "
+                                                 "else one trained at start-up when `train_ranker`")
+    train_ranker: bool = Field(True, description="with no ranker, train one at start-up on the catalog's "
+                                                 "correlations when the served retriever never saw them (seconds)")
     essays: str | None = Field(None, description="essay scorer; default: <artifacts>/essays if trained, else none")
     classifier: str | None = Field(None, description="misconception classifier; default: <artifacts>/classifier "
                                                      "if trained, else none")

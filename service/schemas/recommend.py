@@ -22,8 +22,12 @@ class RecommendRequest(BaseModel):
     topic_id: str | None = Field(None, min_length=1, description="a topic of the loaded catalog")
     topic: TopicText | None = None
     top_k: int | None = Field(None, ge=1, description="most items returned (default and limit: settings)")
-    candidates: int | None = Field(None, ge=1, description="retrieved candidates to rerank")
+    candidates: int | None = Field(None, ge=1, description="retrieved candidates to rerank (cross-encoder; a "
+                                                          "ranker takes its own hybrid candidates)")
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="override the tuned threshold")
+    margin: float | None = Field(None, ge=0.0, lt=1.0, description="override the tuned margin: also keep items "
+                                                                   "with probability >= best x (1 - margin); 0: off")
+    explain: bool = Field(False, description="name each item's top feature contributions (ranker only)")
     languages: list[str] | None = Field(None, description="only content in these languages")
     kinds: list[str] | None = Field(None, description="only content of these kinds")
     rerank: bool = True
@@ -35,14 +39,24 @@ class RecommendRequest(BaseModel):
         return self
 
 
+class Contribution(BaseModel):
+    feature: str
+    value: float | None = Field(description="the feature's value (null: missing)")
+    contribution: float = Field(description="its additive share of the ranker's log-odds (SHAP)")
+
+
 class RecommendedItem(BaseModel):
     id: str
     title: str
     kind: str | None
     language: str
     probability: float | None = Field(description="calibrated probability of relevance (null: not reranked)")
-    retrieval_rank: int
-    retrieval_score: float
+    retrieval_rank: int | None = Field(description="rank among the dense candidates (null: found by lexical "
+                                                   "search only)")
+    retrieval_score: float = Field(description="bi-encoder cosine")
+    lexical_score: float | None = Field(None, description="character n-gram TF-IDF cosine (ranker only)")
+    explanation: list[Contribution] | None = Field(None, description="with `explain`: the features that moved "
+                                                                     "this item's score most")
 
 
 class Rule(BaseModel):
@@ -50,6 +64,7 @@ class Rule(BaseModel):
     max_items: int
     min_items: int
     tuned: bool
+    margin: float = 0.0
 
 
 class RecommendResponse(BaseModel):

@@ -84,6 +84,22 @@ def test_evaluate_recommend_writes_report_and_curve(tiny_catalog: Path, tmp_path
     assert (out / "f2_threshold.png").is_file()
 
 
+def test_ranker_commands_train_evaluate_and_refuse_bad_input(sample_catalog: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ranker"
+    assert main(["train", "ranker", "--catalog", str(sample_catalog), "--retriever", "bundled", "--out", str(out),
+                 "--folds", "3", "--fold", "0", "--trees", "60", "--dense-candidates", "16"]) == 0
+    capsys.readouterr()
+    report = tmp_path / "report"
+    assert main(["evaluate", "recommend", "--catalog", str(sample_catalog), "--ranker", str(out), "--folds", "3",
+                 "--fold", "0", "--out", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert '"stage2_ms_per_topic"' in printed and (report / "report.json").is_file()
+    assert main(["train", "ranker", "--catalog", str(sample_catalog), "--retriever", "bundled", "--out", str(out),
+                 "--groups", "dense,tea-leaves"]) == 2
+    assert "--groups: unknown ['tea-leaves']" in capsys.readouterr().err
+    assert main(["evaluate", "recommend", "--catalog", str(sample_catalog), "--out", str(report)]) == 2
+
+
 def test_essay_commands_train_evaluate_and_refuse_bad_input(tmp_path: Path, capsys) -> None:
     from tests.conftest import essay_rows, write_essays
 

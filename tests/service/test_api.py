@@ -23,7 +23,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     reranker.rule = DecisionRule(threshold=0.0, max_items=3, tuned=True)
     reranker.save(root / "reranker")
     return Settings(artifacts=root / "artifacts", catalog=write_catalog(root / "catalog"),
-                    reranker=str(root / "reranker"), background_load=False, max_text_chars=200,
+                    reranker=str(root / "reranker"), train_ranker=False, background_load=False, max_text_chars=200,
                     max_rerank_candidates=4)
 
 
@@ -51,7 +51,7 @@ def test_recommend_by_topic_id(client: TestClient) -> None:
     assert len(body["items"]) == 3 and body["rule"]["max_items"] == 3
     probabilities = [item["probability"] for item in body["items"]]
     assert probabilities == sorted(probabilities, reverse=True) and all(0 <= p <= 1 for p in probabilities)
-    assert set(body["versions"]) == {"retriever", "index", "reranker", "essays", "classifier"}
+    assert set(body["versions"]) == {"retriever", "index", "ranker", "reranker", "essays", "classifier"}
     assert body["versions"]["index"]
     assert body["versions"]["essays"] is None and body["versions"]["classifier"] is None  # none trained here
     assert {"id", "title", "kind", "language", "retrieval_rank", "retrieval_score"} <= set(body["items"][0])

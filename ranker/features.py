@@ -1,0 +1,179 @@
+"""The ranker's features, one function per group, shared by training and serving.
+
+Input is one table of every query's hybrid candidates (retriever/hybrid.py) plus the query's topic facts and
+the content's metadata; each group adds its columns. A group the ranker was trained without is never
+computed, and the model reads its columns by name (`FEATURE_GROUPS`), so training and serving cannot drift.
+
+- dense: the bi-encoder cosine and its rank among the dense candidates;
+- lexical: the character n-gram TF-IDF cosine and its rank among the lexical candidates;
+- topic_stats: each similarity against the topic's best (gap, ratio, z-score, position), so a threshold can
+  be relative to how sure the topic is;
+- graph: what the training correlations say: how many training topics link the item, whether the topic's
+  parent, siblings or channel link it (the topic's own links never count);
+- metadata: the item's kind, whether its language is the topic's, the topic's category and level, lengths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "dense": ("dense_score", "dense_rank"),
+    "lexical": ("lexical_score", "lexical_rank"),
+    "topic_stats": ("dense_max", "dense_gap", "dense_ratio", "dense_z", "dense_position",
+                    "lexical_max", "lexical_gap", "lexical_z", "lexical_position", "candidates"),
+    "graph": ("item_links", "parent_links", "sibling_links", "channel_links"),
+    "metadata": ("kind", "same_language", "category", "level", "topic_chars", "item_chars"),
+}
+CATEGORICAL = ("kind", "category")
+MONOTONE_INCREASING = ("dense_score",)
+# the topic facts a query carries (null where unknown, e.g. a free-text topic has no parent)
+QUERY_SCHEMA = {"query": pl.Int64, "topic_id": pl.String, "parent": pl.String, "channel": pl.String,
+                "language": pl.String, "category": pl.String, "level": pl.Int64, "topic_chars": pl.Int64}
+
+
+@dataclass
+class Graph:
+    """The training correlations as features see them: (topic_id, content_id) links and each linked topic's
+    parent and channel."""
+
+    links: pl.DataFrame  # topic_id, content_id, parent, channel
+
+    @classmethod
+    def build(cls, links: pl.DataFrame, topics: pl.DataFrame) -> Graph:
+        """`links`: (topic_id, content_id) rows; `topics`: at least id, parent, channel."""
+        facts = topics.select(pl.col("id").alias("topic_id"), pl.col("parent").cast(pl.String),
+                              pl.col("channel").cast(pl.String))
+        return cls(links.select("topic_id", "content_id").join(facts, on="topic_id", how="left"))
+
+    def without(self, topics: Sequence[str]) -> Graph:
+        """The graph with these topics' links removed (cross-fitting: a topic never sees its fold's links)."""
+        return Graph(self.links.filter(~pl.col("topic_id").is_in(list(topics))))
+
+
+@dataclass
+class Context:
+    """What the feature groups read besides the candidates: content metadata by index row, the graph, and the
+    category vocabularies fixed at training (codes must mean the same at serving)."""
+
+    content: pl.DataFrame  # row, content_id, item_kind, item_language, item_chars
+    graph: Graph
+    vocabularies: dict[str, list[str]]
+
+
+def dense(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
+    return frame  # dense_score and dense_rank come with the candidates
+
+
+def lexical(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
+    return frame  # lexical_score and lexical_rank come with the candidates
+
+
+def topic_stats(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
+    by_query = pl.col("query")
+    dense_max = pl.col("dense_score").max().over(by_query)
+    lexical_max = pl.col("lexical_score").max().over(by_query)
+    return frame.with_columns(
+        dense_max.alias("dense_max"), (dense_max - pl.col("dense_score")).alias("dense_gap"),
+        (pl.col("dense_score") / dense_max.clip(lower_bound=1e-6)).alias("dense_ratio"),
+        zscore("dense_score"),
+        pl.col("dense_score").rank("ordinal", descending=True).over(by_query).alias("dense_position"),
+        lexical_max.alias("lexical_max"), (lexical_max - pl.col("lexical_score")).alias("lexical_gap"),
+        zscore("lexical_score"),
+        pl.col("lexical_score").rank("ordinal", descending=True).over(by_query).alias("lexical_position"),
+        pl.len().over(by_query).alias("candidates"))
+
+
+def zscore(column: str) -> pl.Expr:
+    value, by_query = pl.col(column), pl.col("query")
+    return ((value - value.mean().over(by_query)) / (value.std().over(by_query).fill_null(0) + 1e-6)) \
+        .alias(column.split("_")[0] + "_z")
+
+
+def graph(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
+    """Link counts from the graph, each minus the query topic's own link so a known topic cannot see its
+    answer."""
+    links = context.graph.links
+    own = links.select("topic_id", "content_id", pl.lit(1).alias("own"))
+    popularity = links.group_by("content_id").agg(pl.len().alias("item_links"))
+    by_parent = links.drop_nulls("parent").group_by("parent", "content_id").agg(pl.len().alias("sibling_links"))
+    by_channel = links.drop_nulls("channel").group_by("channel", "content_id").agg(pl.len().alias("channel_links"))
+    parents = links.select(pl.col("topic_id").alias("parent"), "content_id", pl.lit(1).alias("parent_links")).unique()
+    out = (frame.join(own, on=["topic_id", "content_id"], how="left")
+           .join(popularity, on="content_id", how="left")
+           .join(by_parent, on=["parent", "content_id"], how="left")
+           .join(by_channel, on=["channel", "content_id"], how="left")
+           .join(parents, on=["parent", "content_id"], how="left"))
+    own_link = pl.col("own").fill_null(0)
+    return out.with_columns(
+        (pl.col("item_links").fill_null(0) - own_link).alias("item_links"),
+        (pl.col("sibling_links").fill_null(0) - own_link).alias("sibling_links"),
+        (pl.col("channel_links").fill_null(0) - own_link).alias("channel_links"),
+        pl.when(pl.col("parent").is_null()).then(None).otherwise(pl.col("parent_links").fill_null(0))
+        .alias("parent_links")).drop("own")
+
+
+def metadata(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
+    return frame.with_columns(
+        encode(pl.col("item_kind"), context.vocabularies["kind"]).alias("kind"),
+        encode(pl.col("category"), context.vocabularies["category"]).alias("category"),
+        pl.when(pl.col("language").is_null()).then(None)
+        .otherwise((pl.col("language") == pl.col("item_language")).cast(pl.Int8)).alias("same_language"))
+
+
+def encode(column: pl.Expr, vocabulary: list[str]) -> pl.Expr:
+    """Category -> its index in the training vocabulary; unseen or null -> null (LightGBM: missing)."""
+    return column.replace_strict(vocabulary, list(range(len(vocabulary))), default=None, return_dtype=pl.Int32)
+
+
+GROUP_FUNCTIONS: dict[str, Callable[[pl.DataFrame, Context], pl.DataFrame]] = {
+    "dense": dense, "lexical": lexical, "topic_stats": topic_stats, "graph": graph, "metadata": metadata}
+
+
+def vocabularies(content: pl.DataFrame, topics: pl.DataFrame) -> dict[str, list[str]]:
+    """The category vocabularies of a training catalog (sorted, so they do not depend on row order)."""
+    return {"kind": sorted(content["kind"].drop_nulls().unique().to_list()),
+            "category": sorted(topics["category"].drop_nulls().cast(pl.String).unique().to_list())}
+
+
+def content_context(content: pl.DataFrame) -> pl.DataFrame:
+    """Content metadata by index row: row i of the catalog's content is index row i."""
+    text_chars = pl.sum_horizontal(pl.col(c).fill_null("").str.len_chars() for c in ("title", "description", "text"))
+    return content.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), pl.col("id").alias("content_id"),
+                          pl.col("kind").alias("item_kind"), pl.col("language").alias("item_language"),
+                          text_chars.alias("item_chars"))
+
+
+def build_features(candidates: pl.DataFrame, queries: pl.DataFrame, context: Context,
+                   groups: Sequence[str]) -> pl.DataFrame:
+    """`candidates` (query, row and the hybrid scores) joined with the query facts and content metadata, plus
+    every column of the given groups; rows keep the candidates' order."""
+    frame = (candidates.with_row_index("_order")
+             .join(queries, on="query", how="left")
+             .join(context.content, on="row", how="left"))
+    for group in groups:
+        frame = GROUP_FUNCTIONS[group](frame, context)
+    return frame.sort("_order").drop("_order")
+
+
+def feature_names(groups: Sequence[str]) -> list[str]:
+    return [name for group in groups for name in FEATURE_GROUPS[group]]
+
+
+def query_facts(topics: pl.DataFrame, known: bool = True) -> pl.DataFrame:
+    """QUERY_SCHEMA rows for topics (query i = row i). `known`: they are catalog topics, so their id, parent
+    and channel mean something to the graph; a free-text topic has only its texts and language."""
+    chars = pl.sum_horizontal(pl.col(c).fill_null("").str.len_chars() for c in ("title", "breadcrumbs", "description"))
+    optional = {c: pl.col(c).cast(pl.String) if known and c in topics.columns else pl.lit(None, pl.String)
+                for c in ("id", "parent", "channel", "category")}
+    return topics.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("query"), optional["id"].alias("topic_id"),
+        optional["parent"].alias("parent"), optional["channel"].alias("channel"),
+        pl.col("language").cast(pl.String) if "language" in topics.columns else pl.lit(None, pl.String),
+        optional["category"].alias("category"),
+        (pl.col("level").cast(pl.Int64, strict=False) if "level" in topics.columns else pl.lit(None, pl.Int64))
+        .alias("level"),
+        chars.cast(pl.Int64).alias("topic_chars")).cast(QUERY_SCHEMA)  # type: ignore[arg-type]

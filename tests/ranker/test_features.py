@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from ranker.features import FEATURE_GROUPS, Context, Graph, build_features, query_facts
+
+TOPICS = pl.DataFrame({"id": ["P", "A", "B", "C"], "parent": [None, "P", "P", "P"],
+                       "channel": ["ch", "ch", "ch", "other"], "title": ["p", "a", "b", "c"],
+                       "breadcrumbs": [None, "p", "p", "p"], "description": [None] * 4,
+                       "language": ["en"] * 4, "category": ["source", "aligned", "aligned", "aligned"],
+                       "level": ["0", "1", "1", "1"]})
+LINKS = pl.DataFrame({"topic_id": ["A", "B", "B", "C", "P"], "content_id": ["x", "x", "y", "y", "z"]})
+CONTENT = pl.DataFrame({"row": [0, 1, 2, 3], "content_id": ["x", "y", "z", "w"],
+                        "item_kind": ["video", "exercise", "video", "audio"],
+                        "item_language": ["en", "en", "fr", "en"], "item_chars": [10, 20, 30, 40]})
+
+
+def candidates(query: int = 0) -> pl.DataFrame:
+    return pl.DataFrame({"query": [query] * 4, "row": [0, 1, 2, 3],
+                         "dense_score": [0.9, 0.6, 0.5, 0.3], "dense_rank": [1, 2, 3, None],
+                         "lexical_score": [0.1, 0.4, 0.0, 0.2], "lexical_rank": [None, 1, None, 2]},
+                        schema_overrides={"dense_score": pl.Float32, "lexical_score": pl.Float32,
+                                          "dense_rank": pl.Int32, "lexical_rank": pl.Int32})
+
+
+def context() -> Context:
+    return Context(CONTENT, Graph.build(LINKS, TOPICS), {"kind": ["exercise", "video"], "category": ["aligned"]})
+
+
+def test_graph_features_by_hand_never_count_the_topics_own_links() -> None:
+    queries = query_facts(TOPICS.filter(pl.col("id") == "A"))
+    frame = build_features(candidates(), queries, context(), list(FEATURE_GROUPS))
+    # x is linked by A (the query itself) and B; y by B and C; z by the parent P; w by nobody
+    assert frame["item_links"].to_list() == [1, 2, 1, 0]
+    assert frame["sibling_links"].to_list() == [1, 2, 0, 0]  # B and C share A's parent P
+    assert frame["parent_links"].to_list() == [0, 0, 1, 0]
+    assert frame["channel_links"].to_list() == [1, 1, 1, 0]  # C is in another channel
+    assert frame["kind"].to_list() == [1, 0, 1, None]  # audio was never seen in training
+    assert frame["same_language"].to_list() == [1, 1, 0, 1] and frame["category"].to_list() == [0] * 4
+
+
+def test_a_free_text_topic_has_no_tree_position() -> None:
+    topic = pl.DataFrame({"title": ["a new topic"], "breadcrumbs": [None], "description": [None],
+                          "language": ["en"]})
+    frame = build_features(candidates(), query_facts(topic, known=False), context(), list(FEATURE_GROUPS))
+    assert frame["item_links"].to_list() == [2, 2, 1, 0]
+    assert frame["parent_links"].null_count() == 4 and frame["category"].null_count() == 4
+
+
+def test_topic_statistics_are_relative_to_the_topics_best() -> None:
+    queries = query_facts(TOPICS.filter(pl.col("id") == "A"))
+    frame = build_features(candidates(), queries, context(), ["topic_stats"])
+    assert np.allclose(frame["dense_gap"].to_numpy(), [0.0, 0.3, 0.4, 0.6], atol=1e-6)
+    assert frame["dense_position"].to_list() == [1, 2, 3, 4]
+    assert frame["lexical_position"].to_list() == [3, 1, 4, 2] and frame["candidates"].to_list() == [4] * 4
+    assert abs(float(frame["dense_z"].mean())) < 1e-5

@@ -1,0 +1,56 @@
+"""/recommend with the LightGBM ranker the service trains at first start on the sample catalog (the README's
+first command), through the HTTP API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = Settings(artifacts=tmp_path_factory.mktemp("artifacts"), background_load=False)
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_a_first_start_trains_a_ranker_and_serves_both_stages(client: TestClient) -> None:
+    ready = client.get("/ready").json()
+    assert ready["registry"]["ranker"] is True and ready["registry"]["versions"]["ranker"]
+    body = client.post("/recommend", json={"topic_id": "t_en_004"}).json()
+    assert body["reranked"] is True and body["rule"]["tuned"] is True and "margin" in body["rule"]
+    probabilities = [item["probability"] for item in body["items"]]
+    assert probabilities == sorted(probabilities, reverse=True) and all(0 <= p <= 1 for p in probabilities)
+    assert all(item["explanation"] is None for item in body["items"])
+    stages = client.get("/metrics").text
+    for stage in ("candidates", "features", "rank"):
+        assert f'edurank_stage_seconds_count{{stage="{stage}"}}' in stages
+
+
+def test_explain_names_the_features_behind_each_item(client: TestClient) -> None:
+    body = client.post("/recommend", json={"topic": {"title": "Equivalent fractions", "language": "en"},
+                                           "explain": True, "top_k": 3}).json()
+    assert body["items"]
+    for item in body["items"]:
+        assert len(item["explanation"]) == 3 and item["lexical_score"] is not None
+        assert {"feature", "value", "contribution"} == set(item["explanation"][0])
+
+
+def test_the_rule_can_be_overridden_per_request(client: TestClient) -> None:
+    request = {"topic_id": "t_en_004", "top_k": 50}
+    strict = client.post("/recommend", json={**request, "threshold": 1.0, "margin": 0.0}).json()
+    loose = client.post("/recommend", json={**request, "threshold": 1.0, "margin": 0.99}).json()
+    assert len(strict["items"]) == 1 and len(loose["items"]) > 1
+    assert loose["rule"]["margin"] == 0.99
+    bad = client.post("/recommend", json={**request, "margin": 1.5})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "margin"
+
+
+def test_retrieval_only_on_request(client: TestClient) -> None:
+    body = client.post("/recommend", json={"topic_id": "t_en_004", "rerank": False, "top_k": 4}).json()
+    assert body["reranked"] is False and [i["retrieval_rank"] for i in body["items"]] == [1, 2, 3, 4]
