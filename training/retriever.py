@@ -29,7 +29,7 @@ from edurank.options import option
 from retriever.catalog import Catalog
 from retriever.evaluation import DEFAULT_KS, evaluate_retrieval
 from retriever.model import DEFAULT_MAX_TOKENS, BiEncoder
-from retriever.splits import split_topics
+from retriever.splits import split_of, split_topics
 from retriever.texts import content_texts, topic_texts
 from training.batching import Example, language_batches
 from training.loop import (
@@ -69,6 +69,9 @@ class RetrieverConfig(EngineOptions):
     freeze_layers: int = option(0, "freeze embeddings + this many lower layers", minimum=0)
     folds: int = option(5, "topic folds (grouped by topic, stratified by language)", minimum=2)
     fold: int | None = option(None, "hold this fold out (default: train on every topic)")
+    group_by: str | None = option(None, "topics column whose equal values share a fold (e.g. title: a question's "
+                                        "wrong answers)")
+    hold_out_items: float = option(0.0, "share of the held-out fold's items no training topic may link", minimum=0)
     seed: int = option(42, "seed of folds, batches and initialisation")
     eval_ks: tuple[int, ...] = option(DEFAULT_KS, "k of the recall@k figures recorded at each evaluation")
 
@@ -104,7 +107,7 @@ class RetrieverTrainer:
     def __init__(self, catalog: Catalog, config: RetrieverConfig, work_dir: Path):
         self.catalog, self.config, self.work_dir = catalog, config, work_dir
         self.device = resolve_device(config.device)
-        self.train_topics, self.held_out = split_topics(catalog, config.folds, config.fold, config.seed)
+        self.train_topics, self.held_out = split_topics(catalog, fold=config.fold, **split_of(config))
         self.eval_topics = self.held_out or self.train_topics
         self.encoder = BiEncoder.load(config.base_model, config.max_tokens, str(self.device))
         self.base = ModelRef(str(self.encoder.path), self.encoder.fingerprint)
