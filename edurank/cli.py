@@ -69,10 +69,13 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 
 
 def add_folds(parser: argparse.ArgumentParser, fold_help: str) -> None:
-    """--folds/--fold/--seed, shared by training and evaluation so both cut the same folds."""
+    """--folds/--fold/--seed/--group-by/--hold-out-items, as training takes them, so both cut the same folds."""
     parser.add_argument("--folds", type=positive_int, default=5)
     parser.add_argument("--fold", type=int, default=None, help=fold_help)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--group-by", default=None, help="topics column whose equal values share a fold")
+    parser.add_argument("--hold-out-items", type=float, default=0.0,
+                        help="share of the fold's items held out with it (as the model was trained)")
 
 
 def add_evaluation_set(parser: argparse.ArgumentParser, out: str) -> None:
@@ -273,10 +276,10 @@ def run_evaluate_retrieval(args: argparse.Namespace) -> None:
     from retriever.catalog import load_catalog
     from retriever.evaluation import evaluate_retrieval, write_report
     from retriever.model import BiEncoder
-    from retriever.splits import split_topics
+    from retriever.splits import split_of, split_topics
 
     catalog = load_catalog(args.catalog, args.topics, args.correlations)
-    topics = split_topics(catalog, args.folds, args.fold, args.seed)[1] if args.fold is not None else None
+    topics = split_topics(catalog, fold=args.fold, **split_of(args))[1] if args.fold is not None else None
     encoder = BiEncoder.load(args.model)
     report = {"model": str(encoder.path), "fold": args.fold, **evaluate_retrieval(encoder, catalog, topics)}
     json_path, png_path = write_report(report, args.out)
@@ -293,14 +296,14 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
     from reranker.pipeline import Recommender
     from retriever.catalog import load_catalog
     from retriever.index import ContentIndex, build_faiss
-    from retriever.indexing import build_lexical
+    from retriever.indexing import build_lexical, topic_bank
     from retriever.model import BiEncoder
-    from retriever.splits import seen_topics, split_topics
+    from retriever.splits import seen_topics, split_of, split_topics
 
     if (args.ranker is None) == (args.reranker is None):
         raise InputError("evaluate recommend: give exactly one of --ranker and --reranker")
     catalog = load_catalog(args.catalog, args.topics, args.correlations)
-    topics = split_topics(catalog, args.folds, args.fold, args.seed)[1] if args.fold is not None else None
+    topics = split_topics(catalog, fold=args.fold, **split_of(args))[1] if args.fold is not None else None
     encoder = BiEncoder.load(args.retriever)
     reranker = Reranker.load(args.reranker) if args.reranker else None
     ranker = Ranker.load(args.ranker) if args.ranker else None
@@ -316,7 +319,8 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
                 logging.warning("the %s trained on %d of the fold's %d topics: figures are not held-out",
                                 name, seen, len(topics))
     index = ContentIndex(build_faiss(encoder.encode_content(catalog, progress=True)),
-                         catalog.content.select("id", "language", "kind", "title"), lexical=build_lexical(catalog))
+                         catalog.content.select("id", "language", "kind", "title"), lexical=build_lexical(catalog),
+                         topics=topic_bank(encoder, catalog))
     trained_on = reranker.manifest.params.get("candidates", 32) if reranker and reranker.manifest else 32
     candidates = args.candidates or int(trained_on)
     recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics)

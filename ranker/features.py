@@ -8,6 +8,8 @@ computed, and the model reads its columns by name (`FEATURE_GROUPS`), so trainin
 - lexical: the character n-gram TF-IDF cosine and its rank among the lexical candidates;
 - topic_stats: each similarity against the topic's best (gap, ratio, z-score, position), so a threshold can
   be relative to how sure the topic is;
+- reverse: the other way round: among every catalog topic, how this one ranks for the item (an item far
+  closer to another topic most likely belongs there, linked or not);
 - graph: what the training correlations say: how many training topics link the item, whether the topic's
   parent, siblings or channel link it (the topic's own links never count);
 - metadata: the item's kind, whether its language is the topic's, the topic's category and level, lengths.
@@ -25,6 +27,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "lexical": ("lexical_score", "lexical_rank"),
     "topic_stats": ("dense_max", "dense_gap", "dense_ratio", "dense_z", "dense_position",
                     "lexical_max", "lexical_gap", "lexical_z", "lexical_position", "candidates"),
+    "reverse": ("reverse_gap", "reverse_rank"),
     "graph": ("item_links", "parent_links", "sibling_links", "channel_links"),
     "metadata": ("kind", "same_language", "category", "level", "topic_chars", "item_chars"),
 }
@@ -70,6 +73,13 @@ def dense(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
 
 def lexical(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
     return frame  # lexical_score and lexical_rank come with the candidates
+
+
+def reverse(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
+    """reverse_gap and reverse_rank come with the candidates (TopicBank.reverse, where the vectors are);
+    null where the index holds no topic vectors."""
+    missing = [pl.lit(None, pl.Float32).alias(c) for c in FEATURE_GROUPS["reverse"] if c not in frame.columns]
+    return frame.with_columns(missing) if missing else frame
 
 
 def topic_stats(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
@@ -130,7 +140,8 @@ def encode(column: pl.Expr, vocabulary: list[str]) -> pl.Expr:
 
 
 GROUP_FUNCTIONS: dict[str, Callable[[pl.DataFrame, Context], pl.DataFrame]] = {
-    "dense": dense, "lexical": lexical, "topic_stats": topic_stats, "graph": graph, "metadata": metadata}
+    "dense": dense, "lexical": lexical, "topic_stats": topic_stats, "reverse": reverse, "graph": graph,
+    "metadata": metadata}
 
 
 def vocabularies(content: pl.DataFrame, topics: pl.DataFrame) -> dict[str, list[str]]:

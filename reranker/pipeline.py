@@ -125,7 +125,7 @@ class Recommender:
         vectors = self.encode(queries, timer)
         with timer("candidates"):
             found = hybrid_candidates(self.index, vectors, [lexical_text(q.parts) for q in queries],
-                                      [q.filters for q in queries], ranker.candidates)
+                                      [q.filters for q in queries], ranker.candidates, [q.topic_id for q in queries])
             candidates = pl.concat([f.with_columns(pl.lit(i, pl.Int64).alias("query")) for i, f in enumerate(found)])
         with timer("features"):
             features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts)

@@ -3,6 +3,8 @@ language) merged and de-duplicated, every candidate scored by both, so stage 2 s
 
 A candidate only one source found still gets the other's similarity (the dense cosine from the index's
 stored vector, the TF-IDF cosine from the sparse matrix); its rank in the source that missed it is null.
+Where the index holds the catalog's topic vectors, each candidate also gets its reverse scores (how this
+topic ranks among all topics for the item, retriever/topic_bank.py).
 """
 
 from __future__ import annotations
@@ -59,9 +61,11 @@ def lexical_allowed(index: ContentIndex, f: Filters) -> np.ndarray | None:
 
 
 def hybrid_candidates(index: ContentIndex, vectors: np.ndarray, lexical_texts: Sequence[str] | None,
-                      filters: Sequence[Filters], config: CandidateConfig) -> list[pl.DataFrame]:
-    """Per query, its candidates (CANDIDATE_SCHEMA), dense ones first in dense order, then lexical-only ones
-    in lexical order."""
+                      filters: Sequence[Filters], config: CandidateConfig,
+                      topic_ids: Sequence[str | None] | None = None) -> list[pl.DataFrame]:
+    """Per query, its candidates (CANDIDATE_SCHEMA, plus reverse_gap and reverse_rank when the index has topic
+    vectors), dense ones first in dense order, then lexical-only ones in lexical order. `topic_ids[i]`: query
+    i's catalog topic, if it is one (left out of its own reverse comparison)."""
     dense = dense_search(index, vectors, config.dense, filters)
     use_lexical = index.lexical is not None and config.lexical > 0 and lexical_texts is not None
     queries: sp.csr_matrix | None = None
@@ -82,8 +86,12 @@ def hybrid_candidates(index: ContentIndex, vectors: np.ndarray, lexical_texts: S
             lexical_score = index.lexical.similarities(queries[i], [rows])[0]
         else:
             lexical_score = np.full(len(rows), np.nan, dtype=np.float32)
-        frames.append(pl.DataFrame({
+        frame = pl.DataFrame({
             "row": rows, "dense_score": dense_score, "dense_rank": dense_rank,
             "lexical_score": lexical_score, "lexical_rank": [lexical_rank_of.get(int(r)) for r in rows],
-        }, schema=CANDIDATE_SCHEMA))
+        }, schema=CANDIDATE_SCHEMA)
+        if index.topics is not None:
+            own = topic_ids[i] if topic_ids is not None else None
+            frame = index.topics.reverse(frame, index.vectors_of(rows), [own] * len(rows))
+        frames.append(frame)
     return frames

@@ -13,9 +13,12 @@ import polars as pl
 from edurank.artifacts import Manifest
 from edurank.errors import ArtifactMismatchError, InputError
 from retriever.lexical import LexicalIndex
+from retriever.topic_bank import TopicBank
 
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.parquet"
+TOPICS_FILE = "topics.npy"  # the catalog's topic vectors, row i = topic_ids.parquet row i
+TOPIC_IDS_FILE = "topic_ids.parquet"
 INDEX_TYPES = ("flat", "ivf", "hnsw")
 
 
@@ -41,6 +44,17 @@ def build_faiss(vectors: np.ndarray, index_type: str = "flat", nlist: int | None
     return index
 
 
+def load_topic_bank(directory: Path, dimension: int) -> TopicBank | None:
+    if not (directory / TOPICS_FILE).is_file():
+        return None
+    vectors = np.load(directory / TOPICS_FILE, allow_pickle=False)
+    ids = pl.read_parquet(directory / TOPIC_IDS_FILE)["id"].to_list()
+    if vectors.ndim != 2 or vectors.shape != (len(ids), dimension):
+        raise ArtifactMismatchError(f"{directory}: {TOPICS_FILE} holds {vectors.shape} vectors for {len(ids)} topics "
+                                    f"of dimension {dimension}; rebuild it with `edurank index`")
+    return TopicBank(vectors, ids)
+
+
 @dataclass
 class ContentIndex:
     """A FAISS index whose row i is the content item `items[i]` (id, language, kind, title), and optionally
@@ -52,6 +66,7 @@ class ContentIndex:
     items: pl.DataFrame
     manifest: Manifest | None = None  # None for an index built in memory
     lexical: LexicalIndex | None = None  # None: dense candidates only
+    topics: TopicBank | None = None  # None: no reverse features
 
     @property
     def ids(self) -> list[str]:
@@ -62,6 +77,9 @@ class ContentIndex:
         self.items.write_parquet(directory / IDS_FILE)
         if self.lexical is not None:
             self.lexical.save(directory)
+        if self.topics is not None:
+            np.save(directory / TOPICS_FILE, self.topics.vectors)
+            pl.DataFrame({"id": self.topics.ids}).write_parquet(directory / TOPIC_IDS_FILE)
 
     @classmethod
     def load(cls, directory: Path, model_fingerprint: str | None = None) -> ContentIndex:
@@ -81,7 +99,7 @@ class ContentIndex:
         if lexical is not None and lexical.matrix.shape[0] != len(items):
             raise ArtifactMismatchError(f"{directory}: the lexical index has {lexical.matrix.shape[0]} rows, the id "
                                         f"map {len(items)}; rebuild it with `edurank index`")
-        return cls(index, items, manifest, lexical)
+        return cls(index, items, manifest, lexical, load_topic_bank(directory, index.d))
 
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
         """The stored vectors of the given rows (to score candidates another source found)."""

@@ -23,6 +23,7 @@ from retriever.index import INDEX_TYPES, ContentIndex, build_faiss
 from retriever.lexical import LexicalIndex, lexical_text
 from retriever.model import BiEncoder
 from retriever.texts import content_parts, content_texts
+from retriever.topic_bank import TopicBank
 
 CHUNK = 2048
 
@@ -48,6 +49,7 @@ class IndexConfig:
     nlist: int | None = option(None, "IVF lists (default ~4 sqrt(n))", minimum=1)
     batch_size: int = option(32, "texts per encoder batch", minimum=1)
     lexical: bool = option(True, "also build the character n-gram TF-IDF index (hybrid candidates)")
+    topics: bool = option(True, "also store the catalog's topic vectors (the ranker's reverse features)")
 
 
 def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, config: IndexConfig = IndexConfig(),
@@ -69,7 +71,8 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
     with staging_dir(out, f"index-{run_hash[:12]}") as work:
         index = ContentIndex(build_faiss(vectors, config.index_type, config.nlist),
                              catalog.content.select("id", "language", "kind", "title"),
-                             lexical=build_lexical(catalog) if config.lexical else None)
+                             lexical=build_lexical(catalog) if config.lexical else None,
+                             topics=topic_bank(encoder, catalog) if config.topics else None)
         index.save(work)
         seconds = {"build": time.time() - started, **({"embed": embed_seconds} if embed_seconds is not None else {})}
         return publish_artifact(
@@ -85,6 +88,12 @@ def build_lexical(catalog: Catalog) -> LexicalIndex:
     """The character n-gram TF-IDF index over the catalog's content (row i = content row i)."""
     return LexicalIndex.build([lexical_text(parts) for parts in content_parts(catalog.content)],
                               catalog.content["language"].to_list())
+
+
+def topic_bank(encoder: BiEncoder, catalog: Catalog) -> TopicBank:
+    """Every catalog topic embedded by the index's encoder."""
+    with torch.inference_mode():
+        return TopicBank(encoder.encode_topics(catalog), catalog.topics["id"].to_list())
 
 
 def load_index(directory: str | Path, encoder: BiEncoder) -> ContentIndex:

@@ -49,18 +49,20 @@ from reranker.decision import DecisionRule, tune_rule
 from reranker.evaluation import oof_report, topic_score_list
 from reranker.model import Calibration
 from retriever.catalog import Catalog
+from retriever.evaluation import mean_average_precision
 from retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
 from retriever.index import ContentIndex, build_faiss
-from retriever.indexing import build_lexical
+from retriever.indexing import build_lexical, topic_bank
 from retriever.lexical import lexical_text
 from retriever.model import BiEncoder
-from retriever.splits import TRAIN_ONLY, topic_folds
+from retriever.splits import TRAIN_ONLY, topic_folds, training_topics
 from retriever.texts import topic_parts
 from training.reranker import assign_miners
 
 log = logging.getLogger(__name__)
 OOF = "oof.parquet"
 OBJECTIVES = ("binary", "lambdarank")
+MINED_FORMAT = 2  # of the cached candidates' columns; bump when mining adds or changes one
 
 
 def parse_groups(text: str) -> tuple[str, ...]:
@@ -78,10 +80,14 @@ class RankerConfig:
                                      parse=parse_groups)
     trees: int = option(300, "boosting rounds", minimum=1)
     learning_rate: float = option(0.05, "shrinkage per round", flag="--lr")
-    leaves: int = option(15, "leaves per tree", minimum=2)
-    min_child_samples: int = option(20, "rows per leaf at least", minimum=1)
+    leaves: int = option(7, "leaves per tree", minimum=2)
+    min_child_samples: int = option(50, "rows per leaf at least", minimum=1)
     folds: int = option(5, "topic folds for cross-fitting", minimum=2)
     fold: int | None = option(None, "hold this fold out entirely, for `evaluate recommend --fold`")
+    group_by: str | None = option(None, "topics column whose equal values share a fold (e.g. title: a question's "
+                                        "wrong answers)")
+    hold_out_items: float = option(0.0, "share of each held-out fold's items no training topic may link",
+                                   minimum=0)
     seed: int = option(42, "seed of folds and boosting")
 
     def __post_init__(self) -> None:
@@ -117,11 +123,13 @@ def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: Candidate
                  len(topic_ids), path)
         encoder = BiEncoder.load(path)
         with torch.inference_mode():
-            index = ContentIndex(build_faiss(encoder.encode_content(catalog)), items, lexical=lexical)
+            index = ContentIndex(build_faiss(encoder.encode_content(catalog)), items, lexical=lexical,
+                                 topics=topic_bank(encoder, catalog))
             topics = ordered_topics(catalog, topic_ids)
             vectors = encoder.encode_topics(catalog, topics)
         found = hybrid_candidates(index, vectors, [lexical_text(p) for p in topic_parts(topics)],
-                                  [Filters(language=lang) for lang in topics["language"].to_list()], config)
+                                  [Filters(language=lang) for lang in topics["language"].to_list()], config,
+                                  topic_ids)
         for topic, frame in zip(topic_ids, found, strict=True):
             gold = catalog.gold[topic]
             content = ids.gather(frame["row"])
@@ -135,26 +143,52 @@ def ordered_topics(catalog: Catalog, topic_ids: Sequence[str]) -> pl.DataFrame:
     return catalog.topics.join(order, on="id").sort("order").drop("order")
 
 
-def cross_fitted_features(catalog: Catalog, candidates: pl.DataFrame, fold_of: dict[str, int],
-                          groups: Sequence[str], held_out: int | None) -> pl.DataFrame:
-    """Features of every candidate, each topic's graph built without its fold's links (and never with the
-    held-out fold's); adds `fold` and `rank` (position by dense cosine)."""
+@dataclass
+class CrossFit:
+    """Which topics take part and, per fold, which may train while it is held out: the other folds' topics
+    minus those linking one of its held-out items (`hold_out_items`)."""
+
+    assignment: dict[str, int]
+    training: dict[int, set[str]]
+
+    @classmethod
+    def of(cls, catalog: Catalog, config: RankerConfig) -> CrossFit:
+        split = {"share": config.hold_out_items, "seed": config.seed}
+        assignment = topic_folds(catalog, config.folds, config.seed, config.group_by)
+        if config.fold is not None:  # held out for good: its topics and those linking its held-out items
+            kept = set(training_topics(catalog, assignment, config.fold, **split))
+            assignment = {t: f for t, f in assignment.items() if t in kept}
+        folds = sorted({f for f in assignment.values() if f != TRAIN_ONLY})
+        return cls(assignment, {f: set(training_topics(catalog, assignment, f, **split)) for f in folds})
+
+    def graph(self, catalog: Catalog, fold: int | None) -> Graph:
+        """The links a fold's topics may see (every taking-part topic's for None or a training-only topic)."""
+        topics = self.training[fold] if fold in self.training else set(self.assignment)
+        return Graph.build(catalog.correlations.filter(pl.col("topic_id").is_in(list(topics))), catalog.topics)
+
+    def seen(self, catalog: Catalog, topics: Sequence[str]) -> dict[str, bool]:
+        """Per topic, whether its gold items were all linked by topics that trained while its fold was out."""
+        linked = {fold: {item for t in training for item in catalog.gold.get(t, ())}
+                  for fold, training in self.training.items()}
+        return {t: catalog.gold[t] <= linked.get(self.assignment[t], set()) for t in topics}
+
+
+def cross_fitted_features(catalog: Catalog, candidates: pl.DataFrame, crossfit: CrossFit,
+                          groups: Sequence[str]) -> pl.DataFrame:
+    """Features of every candidate, each topic's graph holding only what trains while its fold is held out;
+    adds `fold` and `rank` (position by dense cosine)."""
+    candidates = candidates.filter(pl.col("topic_id").is_in(list(crossfit.assignment)))
     topic_ids = candidates["topic_id"].unique(maintain_order=True).to_list()
-    topics = ordered_topics(catalog, topic_ids)
-    queries = query_facts(topics)
+    queries = query_facts(ordered_topics(catalog, topic_ids))
     query_of = {t: i for i, t in enumerate(topic_ids)}
-    training_links = catalog.correlations.filter(
-        pl.col("topic_id").replace_strict(fold_of, default=TRAIN_ONLY) != (held_out if held_out is not None else -2))
-    graph = Graph.build(training_links, catalog.topics)
     context_content = content_context(catalog.content)
     vocab = vocabularies(catalog.content, catalog.topics)
     candidates = candidates.with_columns(
         pl.col("topic_id").replace_strict(query_of, return_dtype=pl.Int64).alias("query"),
-        pl.col("topic_id").replace_strict(fold_of, return_dtype=pl.Int32).alias("fold"))
+        pl.col("topic_id").replace_strict(crossfit.assignment, return_dtype=pl.Int32).alias("fold"))
     parts = []
     for (fold,), part in candidates.group_by("fold", maintain_order=True):
-        own = part["topic_id"].unique().to_list() if fold != TRAIN_ONLY else []
-        context = Context(context_content, graph.without(own), vocab)
+        context = Context(context_content, crossfit.graph(catalog, fold), vocab)
         parts.append(build_features(part.drop("topic_id"), queries, context, groups))
     frame = pl.concat(parts, how="diagonal_relaxed")
     return frame.sort("query", maintain_order=True).with_columns(
@@ -178,18 +212,17 @@ def raw_scores(booster: lgb.Booster, frame: pl.DataFrame, names: Sequence[str]) 
     return np.asarray(booster.predict(frame.select(names).cast(pl.Float64).to_numpy(), raw_score=True))
 
 
-def cross_fit(config: RankerConfig, frame: pl.DataFrame) -> pl.DataFrame:
-    """Every fold's rows scored by a booster trained on the other folds (`score`: raw booster output)."""
+def cross_fit(config: RankerConfig, frame: pl.DataFrame, crossfit: CrossFit) -> pl.DataFrame:
+    """Every fold's rows scored by a booster trained on what may train while it is held out (`score`: raw
+    booster output)."""
     names = feature_names(config.groups)
-    folds = sorted(f for f in frame["fold"].unique().to_list() if f != TRAIN_ONLY)
     parts = []
-    for fold in folds:
+    for fold, training in crossfit.training.items():
         started = time.perf_counter()
-        booster = fit_booster(config, frame.filter(pl.col("fold") != fold))
+        train = frame.filter(pl.col("topic_id").is_in(list(training)))
         held_out = frame.filter(pl.col("fold") == fold)
-        parts.append(held_out.with_columns(pl.Series("score", raw_scores(booster, held_out, names))))
-        log.info("fold %d: trained on %d rows in %.1f s", fold, len(frame) - len(held_out),
-                 time.perf_counter() - started)
+        parts.append(held_out.with_columns(pl.Series("score", raw_scores(fit_booster(config, train), held_out, names))))
+        log.info("fold %d: trained on %d rows in %.1f s", fold, len(train), time.perf_counter() - started)
     return pl.concat(parts)
 
 
@@ -206,6 +239,24 @@ def candidate_recall(candidates: pl.DataFrame, gold: dict[str, set[str]], cuts: 
     return {k: round(v, 4) for k, v in figures.items()}
 
 
+def seen_and_unseen(oof: pl.DataFrame, catalog: Catalog, crossfit: CrossFit) -> dict[str, Any]:
+    """One-gold catalogs: MAP@25 of the ranker and of retrieval alone, apart for topics whose gold item some
+    training topic linked (seen) and those whose item was new (unseen)."""
+    seen = crossfit.seen(catalog, oof["topic_id"].unique().to_list())
+    figures: dict[str, Any] = {}
+    for name, wanted in (("seen", True), ("unseen", False)):
+        part = oof.filter(pl.col("topic_id").replace_strict(seen, return_dtype=pl.Boolean) == wanted)
+        if not len(part):
+            continue
+        topics, _, ranked = topic_score_list(part, catalog.gold)
+        dense = part.filter(pl.col("dense_rank").is_not_null())
+        retrieved = topic_score_list(dense, catalog.gold, "rank")[2]
+        gold = [catalog.gold[t] for t in topics]
+        figures[name] = {"topics": len(topics), "map@25": mean_average_precision(ranked, gold, 25),
+                         "retrieval_map@25": mean_average_precision(retrieved, gold, 25)}
+    return figures
+
+
 def retrieval_only(oof: pl.DataFrame, gold: dict[str, set[str]]) -> dict[str, Any]:
     """The same topics with no stage 2: the dense candidates by their cosine, cut by a rule (threshold, cap,
     margin) tuned for them the same way."""
@@ -218,36 +269,38 @@ def retrieval_only(oof: pl.DataFrame, gold: dict[str, set[str]]) -> dict[str, An
 # -- the run ------------------------------------------------------------------------------------------------
 
 def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, config: RankerConfig) \
-        -> tuple[pl.DataFrame, dict[str, int], dict[Path, list[str]]]:
-    """The run's hybrid candidates, mined once per (catalog, retrievers, candidate counts) and cached."""
-    assignment = topic_folds(catalog, config.folds, config.seed)
-    topics = sorted(t for t, f in assignment.items() if f != config.fold)
-    plan = assign_miners(catalog, topics, [model_path(r) for r in retrievers])
-    key = hash_json({"data": catalog.data_hash, "candidates": asdict(config.candidates), "folds": config.folds,
-                     "seed": config.seed, "held_out": config.fold, "edurank": edurank.__version__,
-                     "plan": {fingerprint(p): ids for p, ids in plan.items()}})
+        -> tuple[pl.DataFrame, CrossFit, dict[Path, list[str]]]:
+    """The run's hybrid candidates, mined once per (catalog, retrievers, topics, candidate counts) and cached."""
+    crossfit = CrossFit.of(catalog, config)
+    plan = assign_miners(catalog, sorted(crossfit.assignment), [model_path(r) for r in retrievers])
+    key = hash_json({"data": catalog.data_hash, "candidates": asdict(config.candidates), "format": MINED_FORMAT,
+                     "edurank": edurank.__version__, "plan": {fingerprint(p): ids for p, ids in plan.items()}})
     cache = out / ".cache" / f"candidates-{key[:16]}.parquet"
     if cache.is_file():
-        return pl.read_parquet(cache), assignment, plan
+        return pl.read_parquet(cache), crossfit, plan
     candidates = mine_hybrid(catalog, plan, config.candidates)
     cache.parent.mkdir(parents=True, exist_ok=True)
     candidates.write_parquet(cache.with_suffix(".tmp"))
     cache.with_suffix(".tmp").replace(cache)
-    return candidates, assignment, plan
+    return candidates, crossfit, plan
 
 
-def evaluate_ranker(catalog: Catalog, candidates: pl.DataFrame, assignment: dict[str, int],
+def evaluate_ranker(catalog: Catalog, candidates: pl.DataFrame, crossfit: CrossFit,
                     config: RankerConfig) -> tuple[pl.DataFrame, Calibration, DecisionRule, dict[str, Any]]:
     """Features, cross-fitting, calibration and the tuned rule; returns the features and the figures."""
     started = time.perf_counter()
-    frame = cross_fitted_features(catalog, candidates, assignment, config.groups, config.fold)
+    frame = cross_fitted_features(catalog, candidates, crossfit, config.groups)
     feature_seconds = time.perf_counter() - started
-    oof = cross_fit(config, frame)
+    oof = cross_fit(config, frame, crossfit)
     calibration = Calibration.fit(oof["score"].to_numpy(), oof["label"].to_numpy())
     oof = oof.with_columns(pl.Series("probability", calibration(oof["score"].to_numpy())))
     rule = tune_rule(topic_score_list(oof, catalog.gold)[1])
     metrics = oof_report(oof, catalog.gold, rule)
     metrics["retrieval_only"] = retrieval_only(oof, catalog.gold)
+    if all(len(catalog.gold[t]) == 1 for t in oof["topic_id"].unique()):
+        metrics["by_item"] = seen_and_unseen(oof, catalog, crossfit)
+        for fold, figures in metrics["folds"].items():
+            figures["by_item"] = seen_and_unseen(oof.filter(pl.col("fold") == int(fold)), catalog, crossfit)
     metrics["candidate_recall"] = candidate_recall(candidates.filter(pl.col("topic_id").is_in(oof["topic_id"])),
                                                    catalog.gold, (16, 32, 64))
     metrics["seconds"] = {"features": round(feature_seconds, 2),
@@ -261,13 +314,11 @@ def evaluate_ranker(catalog: Catalog, candidates: pl.DataFrame, assignment: dict
 def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config: RankerConfig) -> Path:
     """Mine, featurise, cross-fit, calibrate, tune, train the served booster; publish `<out>/<version>/`."""
     started = time.time()
-    candidates, assignment, plan = candidates_for(catalog, retrievers, out, config)
-    frame, calibration, rule, metrics = evaluate_ranker(catalog, candidates, assignment, config)
+    candidates, crossfit, plan = candidates_for(catalog, retrievers, out, config)
+    frame, calibration, rule, metrics = evaluate_ranker(catalog, candidates, crossfit, config)
     booster = fit_booster(config, frame)
-    training_topics = [t for t, f in assignment.items() if f != config.fold]
-    graph = Graph.build(catalog.correlations.filter(pl.col("topic_id").is_in(training_topics)), catalog.topics)
     ranker = Ranker(booster, tuple(config.groups), config.candidates, vocabularies(catalog.content, catalog.topics),
-                    graph, calibration, rule)
+                    crossfit.graph(catalog, None), calibration, rule)
     depends = [model_ref(path, fingerprint(path)) for path in plan]
     run_hash = hash_json({"config": asdict(config), "data": catalog.data_hash, "edurank": edurank.__version__,
                           "retrievers": [asdict(d) for d in depends]})
