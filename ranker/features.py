@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import polars as pl
 
@@ -55,6 +56,21 @@ class Graph:
     def without(self, topics: Sequence[str]) -> Graph:
         """The graph with these topics' links removed (cross-fitting: a topic never sees its fold's links)."""
         return Graph(self.links.filter(~pl.col("topic_id").is_in(list(topics))))
+
+    @cached_property
+    def counts(self) -> dict[str, pl.DataFrame]:
+        """The link counts graph features join, aggregated once per graph (serving reuses them per request)."""
+        links = self.links
+        return {
+            "own": links.select("topic_id", "content_id", pl.lit(1).alias("own")),
+            "item_links": links.group_by("content_id").agg(pl.len().alias("item_links")),
+            "sibling_links": links.drop_nulls("parent").group_by("parent", "content_id")
+            .agg(pl.len().alias("sibling_links")),
+            "channel_links": links.drop_nulls("channel").group_by("channel", "content_id")
+            .agg(pl.len().alias("channel_links")),
+            "parent_links": links.select(pl.col("topic_id").alias("parent"), "content_id",
+                                         pl.lit(1).alias("parent_links")).unique(),
+        }
 
 
 @dataclass
@@ -106,17 +122,12 @@ def zscore(column: str) -> pl.Expr:
 def graph(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
     """Link counts from the graph, each minus the query topic's own link so a known topic cannot see its
     answer."""
-    links = context.graph.links
-    own = links.select("topic_id", "content_id", pl.lit(1).alias("own"))
-    popularity = links.group_by("content_id").agg(pl.len().alias("item_links"))
-    by_parent = links.drop_nulls("parent").group_by("parent", "content_id").agg(pl.len().alias("sibling_links"))
-    by_channel = links.drop_nulls("channel").group_by("channel", "content_id").agg(pl.len().alias("channel_links"))
-    parents = links.select(pl.col("topic_id").alias("parent"), "content_id", pl.lit(1).alias("parent_links")).unique()
-    out = (frame.join(own, on=["topic_id", "content_id"], how="left")
-           .join(popularity, on="content_id", how="left")
-           .join(by_parent, on=["parent", "content_id"], how="left")
-           .join(by_channel, on=["channel", "content_id"], how="left")
-           .join(parents, on=["parent", "content_id"], how="left"))
+    counts = context.graph.counts
+    out = (frame.join(counts["own"], on=["topic_id", "content_id"], how="left")
+           .join(counts["item_links"], on="content_id", how="left")
+           .join(counts["sibling_links"], on=["parent", "content_id"], how="left")
+           .join(counts["channel_links"], on=["channel", "content_id"], how="left")
+           .join(counts["parent_links"], on=["parent", "content_id"], how="left"))
     own_link = pl.col("own").fill_null(0)
     return out.with_columns(
         (pl.col("item_links").fill_null(0) - own_link).alias("item_links"),
@@ -162,9 +173,9 @@ def build_features(candidates: pl.DataFrame, queries: pl.DataFrame, context: Con
                    groups: Sequence[str]) -> pl.DataFrame:
     """`candidates` (query, row and the hybrid scores) joined with the query facts and content metadata, plus
     every column of the given groups; rows keep the candidates' order."""
-    frame = (candidates.with_row_index("_order")
-             .join(queries, on="query", how="left")
-             .join(context.content, on="row", how="left"))
+    items = context.content.drop("row")[candidates["row"].to_list()]  # content_context row i is index row i
+    frame = pl.concat([candidates.with_row_index("_order"), items], how="horizontal") \
+        .join(queries, on="query", how="left")
     for group in groups:
         frame = GROUP_FUNCTIONS[group](frame, context)
     return frame.sort("_order").drop("_order")

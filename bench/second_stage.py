@@ -1,0 +1,130 @@
+"""The LightGBM second stage on a catalog: an ablation table of cross-fitted (held-out) figures, and the
+milliseconds stage 2 costs per topic.
+
+    # ablation: retrieval alone (its own tuned rule), the full ranker (binary and lambdarank), and the ranker
+    # without each feature group; every row cross-fitted on the same mined candidates (mined once, cached)
+    .venv/bin/python bench/second_stage.py ablation --catalog ../shared/data/curriculum --out artifacts/exp/ranker \\
+        --retriever artifacts/exp/cur-f0 ... --retriever artifacts/exp/cur-f4
+    # latency: one topic at a time through the served path (hybrid candidates -> features -> rank)
+    .venv/bin/python bench/second_stage.py latency --catalog ../shared/data/curriculum --ranker artifacts/exp/ranker \\
+        --retriever artifacts/exp/cur-f0 --topics 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edurank.options import add_options, from_args
+
+COLUMNS = ("mean_f2", "mean_precision", "mean_recall", "candidate_recall", "map@25")
+
+
+def row(name: str, figures: dict[str, Any], minutes: float | None = None) -> str:
+    cells = [f"{figures[c]:.4f}" if c in figures else "-" for c in COLUMNS]
+    return f"| {name} | " + " | ".join(cells) + (f" | {minutes:.2f} |" if minutes is not None else " | - |")
+
+
+def ablation(args: argparse.Namespace) -> None:
+    from ranker.features import FEATURE_GROUPS
+    from retriever.catalog import load_catalog
+    from training.ranker import RankerConfig, candidates_for, evaluate_ranker
+
+    catalog = load_catalog(args.catalog)
+    base = from_args(RankerConfig, args)
+    started = time.perf_counter()
+    candidates, crossfit, _ = candidates_for(catalog, args.retriever, args.out, base)
+    print(f"candidates: {len(candidates)} rows for {candidates['topic_id'].n_unique()} topics, "
+          f"{(time.perf_counter() - started) / 60:.1f} min (0 when cached)")
+    variants: list[tuple[str, Any]] = [(f"ranker, all groups, {objective}",
+                                        dataclasses.replace(base, objective=objective))
+                                       for objective in ("binary", "lambdarank")]
+    variants += [(f"ranker without {group}", dataclasses.replace(
+        base, groups=tuple(g for g in base.groups if g != group))) for group in base.groups if group in FEATURE_GROUPS]
+    print("| variant | " + " | ".join(COLUMNS) + " | minutes |")
+    print("|---" * (len(COLUMNS) + 2) + "|")
+    report: dict[str, Any] = {}
+    for index, (name, config) in enumerate(variants):
+        started = time.perf_counter()
+        _, _, rule, metrics = evaluate_ranker(catalog, candidates, crossfit, config)
+        minutes = (time.perf_counter() - started) / 60
+        if index == 0:
+            print(row(f"retrieval alone (rule {rule_text(metrics['retrieval_only']['rule'])})",
+                      metrics["retrieval_only"]), flush=True)
+            print(f"candidate recall: {json.dumps(metrics['candidate_recall'])}", flush=True)
+        print(row(f"{name} (rule {rule_text(rule.to_dict())})", metrics["held_out"], minutes), flush=True)
+        report[name] = {k: metrics[k] for k in ("held_out", "retrieval_only", "by_item") if k in metrics}
+        for fold, figures in metrics["folds"].items():
+            report[name][f"fold {fold}"] = figures
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+def rule_text(rule: dict[str, Any]) -> str:
+    return f"t {rule['threshold']:.2f}, cap {rule['max_items']}, margin {rule['margin']:.2f}"
+
+
+def latency(args: argparse.Namespace) -> None:
+    from edurank.timing import StageTimes
+    from ranker.model import Ranker
+    from reranker.pipeline import Query, Recommender
+    from retriever.catalog import load_catalog
+    from retriever.index import ContentIndex, build_faiss
+    from retriever.indexing import build_lexical, topic_bank
+    from retriever.model import BiEncoder
+    from retriever.texts import topic_parts
+
+    catalog = load_catalog(args.catalog)
+    encoder, ranker = BiEncoder.load(args.retriever), Ranker.load(args.ranker)
+    index = ContentIndex(build_faiss(encoder.encode_content(catalog)),
+                         catalog.content.select("id", "language", "kind", "title"), lexical=build_lexical(catalog),
+                         topics=topic_bank(encoder, catalog))
+    recommender = Recommender(encoder, index, catalog.content, ranker=ranker, topics=catalog.topics)
+    topics = catalog.topics.filter(catalog.topics["id"].is_in(list(catalog.gold))).head(args.topics)
+    queries = [Query(parts, topic_id=t, language=lang) for parts, t, lang in
+               zip(topic_parts(topics), topics["id"], topics["language"], strict=True)]
+    recommender.rank(queries[:5])  # warm-up
+    per_topic: dict[str, list[float]] = {}
+    counts = []
+    for query in queries:
+        timer = StageTimes()
+        frame = recommender.rank([query], timer)[0]
+        counts.append(len(frame))
+        for stage, seconds in timer.seconds.items():
+            per_topic.setdefault(stage, []).append(1000 * seconds)
+    stage_two = np.add(per_topic["features"], per_topic["rank"])
+    print(f"{len(queries)} topics one at a time, {np.mean(counts):.1f} candidates per topic "
+          f"({dataclasses.asdict(ranker.candidates)}), {len(catalog.content)} items")
+    for stage, values in [*per_topic.items(), ("stage 2 (features + rank)", list(stage_two))]:
+        print(f"  {stage:<28} mean {np.mean(values):7.2f} ms  p50 {np.percentile(values, 50):7.2f}  "
+              f"p99 {np.percentile(values, 99):7.2f}")
+
+
+def main() -> None:
+    from training.ranker import RankerConfig
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    table = commands.add_parser("ablation")
+    table.add_argument("--catalog", type=Path, required=True)
+    table.add_argument("--retriever", action="append", required=True)
+    table.add_argument("--out", type=Path, required=True, help="where the mined candidates are cached")
+    table.add_argument("--json", type=Path, default=None, help="also write every variant's figures here")
+    add_options(table, RankerConfig)
+    timing = commands.add_parser("latency")
+    timing.add_argument("--catalog", type=Path, required=True)
+    timing.add_argument("--retriever", required=True)
+    timing.add_argument("--ranker", required=True)
+    timing.add_argument("--topics", type=int, default=200)
+    args = parser.parse_args()
+    (ablation if args.command == "ablation" else latency)(args)
+
+
+if __name__ == "__main__":
+    main()
