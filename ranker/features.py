@@ -174,6 +174,7 @@ def build_features(candidates: pl.DataFrame, queries: pl.DataFrame, context: Con
     """`candidates` (query, row and the hybrid scores) joined with the query facts and content metadata, plus
     every column of the given groups; rows keep the candidates' order."""
     items = context.content.drop("row")[candidates["row"].to_list()]  # content_context row i is index row i
+    items = items.drop([c for c in items.columns if c in candidates.columns])
     frame = pl.concat([candidates.with_row_index("_order"), items], how="horizontal") \
         .join(queries, on="query", how="left")
     for group in groups:
