@@ -113,9 +113,15 @@ def open_index(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Cont
     problem = None
     try:
         index = load_index(root, encoder)
-        if index.manifest is not None and index.manifest.data.get("hash") == catalog.data_hash:
+        if index.manifest is None or index.manifest.data.get("hash") != catalog.data_hash:
+            problem = f"index {root} was built from another version of the catalog"
+        elif (index.lexical is None or index.topics is None) and settings.build_index:
+            problem = f"index {root} has no lexical index or topic vectors (built by an older edurank)"
+        else:
+            if index.lexical is None or index.topics is None:
+                log.warning("index %s has no lexical index or topic vectors: the ranker's lexical and reverse "
+                            "features are missing (rebuild it with `edurank index`)", root)
             return index
-        problem = f"index {root} was built from another version of the catalog"
     except InputError as err:
         problem = str(err)
     if not settings.build_index:
