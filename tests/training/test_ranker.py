@@ -61,3 +61,14 @@ def test_cross_fitting_is_deterministic_and_reuses_the_mined_candidates(trained:
 def test_unknown_feature_groups_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown"):
         RankerConfig(groups=("dense", "astrology"))
+
+
+def test_explanations_add_up_to_the_score(trained: tuple[Path, Path], sample_catalog: Path) -> None:
+    path, out = trained
+    ranker = Ranker.load(path)
+    catalog = load_catalog(sample_catalog)
+    candidates, crossfit, _ = candidates_for(catalog, ["bundled"], out, RankerConfig(folds=3))
+    frame = cross_fitted_features(catalog, candidates, crossfit, ranker.groups).head(50)
+    contributions = ranker.contributions(frame)
+    assert contributions.shape == (50, len(ranker.features) + 1)  # one per feature, plus the expected value
+    assert np.allclose(contributions.sum(axis=1), ranker.scores(frame), atol=1e-6)
