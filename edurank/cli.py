@@ -290,6 +290,7 @@ def run_evaluate_retrieval(args: argparse.Namespace) -> None:
 def run_evaluate_recommend(args: argparse.Namespace) -> None:
     import json
 
+    from edurank.artifacts import resolve
     from ranker.model import Ranker
     from reranker.evaluation import evaluate_recommend, write_report
     from reranker.model import Reranker
@@ -308,7 +309,8 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
     reranker = Reranker.load(args.reranker) if args.reranker else None
     ranker = Ranker.load(args.ranker) if args.ranker else None
     if topics is not None:
-        checked = [("retriever", encoder.path)] + ([("reranker", reranker.path)] if reranker else [])
+        checked = [("retriever", encoder.path)] + ([("reranker", reranker.path)] if reranker else []) + \
+            ([("ranker", resolve(args.ranker))] if ranker else [])
         for name, path in checked:
             try:
                 seen = len(seen_topics(path, catalog).intersection(topics))

@@ -129,10 +129,14 @@ def graph(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
            .join(counts["channel_links"], on=["channel", "content_id"], how="left")
            .join(counts["parent_links"], on=["parent", "content_id"], how="left"))
     own_link = pl.col("own").fill_null(0)
+
+    def minus_own(column: str, key: str) -> pl.Expr:  # a null key joined nothing, so there is nothing to take off
+        own = pl.when(pl.col(key).is_not_null()).then(own_link).otherwise(0)
+        return (pl.col(column).fill_null(0) - own).alias(column)
+
     return out.with_columns(
         (pl.col("item_links").fill_null(0) - own_link).alias("item_links"),
-        (pl.col("sibling_links").fill_null(0) - own_link).alias("sibling_links"),
-        (pl.col("channel_links").fill_null(0) - own_link).alias("channel_links"),
+        minus_own("sibling_links", "parent"), minus_own("channel_links", "channel"),
         pl.when(pl.col("parent").is_null()).then(None).otherwise(pl.col("parent_links").fill_null(0))
         .alias("parent_links")).drop("own")
 

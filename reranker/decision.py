@@ -8,7 +8,7 @@ weighs four times precision) rewards. The rule is tuned for mean F2 per topic on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -72,6 +72,15 @@ class Padded:
     hits: np.ndarray  # (topics, most candidates + 1): gold items among the first n
     sizes: np.ndarray
     gold: np.ndarray
+    cache: dict[tuple[float, ...], np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+
+    def passing(self, thresholds: np.ndarray) -> np.ndarray:
+        """(topics, thresholds): how many candidates reach each threshold; computed once per grid, since
+        tuning asks for it at every cap and margin."""
+        key = tuple(thresholds.tolist())
+        if key not in self.cache:
+            self.cache[key] = (self.probabilities[:, :, None] >= thresholds[None, None, :]).sum(axis=1)
+        return self.cache[key]
 
     @classmethod
     def of(cls, topics: Sequence[TopicScores]) -> Padded:
@@ -96,7 +105,7 @@ def rule_scores(topics: Sequence[TopicScores] | Padded, thresholds: Sequence[flo
     if not len(padded.sizes):
         return {key: np.zeros(len(grid)) for key in ("f", "precision", "recall")}
     probabilities = padded.probabilities
-    passing = (probabilities[:, :, None] >= grid[None, None, :]).sum(axis=1)  # (topics, thresholds)
+    passing = padded.passing(grid)
     if margin > 0 and probabilities.shape[1]:
         close = (probabilities >= probabilities[:, :1] * (1 - margin)).sum(axis=1)
         passing = np.maximum(passing, close[:, None])

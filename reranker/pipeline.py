@@ -131,7 +131,7 @@ class Recommender:
             features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts)
         with timer("rank"):
             probabilities = ranker.probabilities(features)
-            explanations = self.explanations(features) if explain else None
+            explanations = self.explanations(features) if explain and len(features) else None
         frame = features.select(
             "query", pl.col("row"), pl.col("dense_rank").alias("retrieval_rank"),
             pl.col("dense_score").alias("retrieval_score"), pl.col("lexical_score")).with_columns(

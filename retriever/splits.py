@@ -88,7 +88,7 @@ def seen_topics(artifact: Path, catalog: Catalog) -> set[str]:
     """The catalog topics a trained retriever or reranker learnt from, read from its manifest: all of them,
     or all but its held-out fold; none for an untrained model (no manifest of a trained kind)."""
     manifest = Manifest.read(artifact) if (artifact / MANIFEST).is_file() else None
-    if manifest is None or manifest.kind not in ("retriever", "reranker"):
+    if manifest is None or manifest.kind not in ("retriever", "reranker", "ranker"):
         return set()
     if manifest.data["hash"] != catalog.data_hash:
         raise InputError(f"{artifact} was trained on another catalog ({', '.join(manifest.data['files'])}); "

@@ -27,7 +27,7 @@ class TopicBank:
         scores = item_vectors @ self.vectors.T
         position = {t: i for i, t in enumerate(self.ids)}
         own = candidates["dense_score"].to_numpy().astype(np.float32)
-        mine = np.array([position.get(t, -1) if t is not None else -1 for t in topic_ids])
+        mine = np.array([position.get(t, -1) if t is not None else -1 for t in topic_ids], dtype=np.int64)
         known = np.flatnonzero(mine >= 0)
         scores[known, mine[known]] = -np.inf
         best = scores.max(axis=1) if scores.shape[1] else np.full(len(own), -np.inf)

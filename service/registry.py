@@ -63,6 +63,7 @@ class Registry:
         optional = {kind: load_optional(settings, kind) for kind in OPTIONAL}
         if optional[Ranker.KIND] is None and settings.train_ranker:
             optional[Ranker.KIND] = first_ranker(settings, encoder, catalog)
+        optional[Ranker.KIND] = usable_ranker(optional[Ranker.KIND], index, catalog)
         reranker, essays, classifier = optional[Reranker.KIND], optional[EssayScorer.KIND], \
             optional[MisconceptionClassifier.KIND]
         versions = {"retriever": version_of(encoder.path), "index": version_of_index(index),
@@ -128,6 +129,23 @@ def open_index(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Cont
         raise InputError(f"{problem}; run `edurank index` or set EDURANK_BUILD_INDEX=true")
     log.info("%s: building the index now", problem)
     return load_index(build_index(encoder, catalog, root), encoder)
+
+
+def usable_ranker(ranker: Ranker | None, index: ContentIndex, catalog: Catalog) -> Ranker | None:
+    """The ranker, unless the index lacks what its features read (their values would be missing where training
+    never had them missing, and the scores silently wrong): then none, with the reason logged."""
+    if ranker is None:
+        return None
+    lacking = [part for part, group, present in (("a lexical index", "lexical", index.lexical is not None),
+                                                 ("topic vectors", "reverse", index.topics is not None))
+               if group in ranker.groups and not present]
+    if lacking:
+        log.error("ranker not served: the index has no %s (rebuild it with `edurank index`)", " or ".join(lacking))
+        return None
+    if ranker.manifest is not None and ranker.manifest.data.get("hash") != catalog.data_hash:
+        log.warning("the ranker was trained on another version of the catalog: its graph features use those "
+                    "links (retrain it with `edurank train ranker`)")
+    return ranker
 
 
 def first_ranker(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Ranker | None:

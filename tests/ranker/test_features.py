@@ -55,3 +55,14 @@ def test_topic_statistics_are_relative_to_the_topics_best() -> None:
     assert frame["dense_position"].to_list() == [1, 2, 3, 4]
     assert frame["lexical_position"].to_list() == [3, 1, 4, 2] and frame["candidates"].to_list() == [4] * 4
     assert abs(float(frame["dense_z"].mean())) < 1e-5
+
+
+def test_a_topic_without_parent_or_channel_subtracts_nothing_it_could_not_count() -> None:
+    topics = TOPICS.with_columns(pl.when(pl.col("id") == "P").then(None).otherwise(pl.col("channel")).alias("channel"))
+    graph = Graph.build(LINKS, topics)
+    frame = build_features(candidates(), query_facts(topics.filter(pl.col("id") == "P")),
+                           Context(CONTENT, graph, {"kind": [], "category": []}), ["graph"])
+    # P links z itself: its own link comes off item_links only; it has no parent and no channel to count in
+    assert frame["item_links"].to_list() == [2, 2, 0, 0]
+    assert frame["sibling_links"].to_list() == [0, 0, 0, 0] and frame["channel_links"].to_list() == [0, 0, 0, 0]
+    assert frame["parent_links"].null_count() == 4

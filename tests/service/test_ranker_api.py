@@ -54,3 +54,26 @@ def test_the_rule_can_be_overridden_per_request(client: TestClient) -> None:
 def test_retrieval_only_on_request(client: TestClient) -> None:
     body = client.post("/recommend", json={"topic_id": "t_en_004", "rerank": False, "top_k": 4}).json()
     assert body["reranked"] is False and [i["retrieval_rank"] for i in body["items"]] == [1, 2, 3, 4]
+
+
+def test_filters_that_leave_no_candidates_answer_an_empty_list(client: TestClient) -> None:
+    # the sample catalog has German items and audio items, but no German audio
+    for request in ({"topic_id": "t_en_004", "explain": True}, {"topic": {"title": "Brüche", "language": "de"}}):
+        response = client.post("/recommend", json={**request, "languages": ["de"], "kinds": ["audio"]})
+        assert response.status_code == 200 and response.json()["items"] == []
+
+
+def test_a_ranker_is_not_served_over_an_index_missing_what_its_features_read() -> None:
+    import faiss
+    import polars as pl
+
+    from ranker.model import Ranker
+    from retriever.hybrid import CandidateConfig
+    from retriever.index import ContentIndex
+    from service.registry import usable_ranker
+
+    index = ContentIndex(faiss.IndexFlatIP(4), pl.DataFrame({"id": []}))  # no lexical index, no topic vectors
+    ranker = Ranker(None, ("dense", "lexical"), CandidateConfig(), {}, None)  # type: ignore[arg-type]
+    assert usable_ranker(ranker, index, None) is None  # type: ignore[arg-type]
+    dense_only = Ranker(None, ("dense", "topic_stats"), CandidateConfig(), {}, None)  # type: ignore[arg-type]
+    assert usable_ranker(dense_only, index, None) is dense_only  # type: ignore[arg-type]
