@@ -16,8 +16,11 @@ ENV HF_HUB_OFFLINE=1 \
 WORKDIR /opt/edurank
 COPY pyproject.toml README.md ./
 COPY scripts/ scripts/
+COPY classifier/ classifier/
 COPY edurank/ edurank/
+COPY essays/ essays/
 COPY retriever/ retriever/
+COPY ranker/ ranker/
 COPY reranker/ reranker/
 COPY service/ service/
 COPY training/ training/
