@@ -75,16 +75,13 @@ def latency(args: argparse.Namespace) -> None:
     from ranker.model import Ranker
     from reranker.pipeline import Query, Recommender
     from retriever.catalog import load_catalog
-    from retriever.index import ContentIndex, build_faiss
-    from retriever.indexing import build_lexical, topic_bank
+    from retriever.indexing import in_memory_index
     from retriever.model import BiEncoder
     from retriever.texts import topic_parts
 
     catalog = load_catalog(args.catalog)
     encoder, ranker = BiEncoder.load(args.retriever), Ranker.load(args.ranker)
-    index = ContentIndex(build_faiss(encoder.encode_content(catalog)),
-                         catalog.content.select("id", "language", "kind", "title"), lexical=build_lexical(catalog),
-                         topics=topic_bank(encoder, catalog))
+    index = in_memory_index(encoder, catalog)
     recommender = Recommender(encoder, index, catalog.content, ranker=ranker, topics=catalog.topics)
     topics = catalog.topics.filter(catalog.topics["id"].is_in(list(catalog.gold))).head(args.topics)
     queries = [Query(parts, topic_id=t, language=lang) for parts, t, lang in

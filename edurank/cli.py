@@ -296,8 +296,7 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
     from reranker.model import Reranker
     from reranker.pipeline import Recommender
     from retriever.catalog import load_catalog
-    from retriever.index import ContentIndex, build_faiss
-    from retriever.indexing import build_lexical, topic_bank
+    from retriever.indexing import in_memory_index
     from retriever.model import BiEncoder
     from retriever.splits import seen_topics, split_of, split_topics
 
@@ -320,9 +319,7 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
             if seen:
                 logging.warning("the %s trained on %d of the fold's %d topics: figures are not held-out",
                                 name, seen, len(topics))
-    index = ContentIndex(build_faiss(encoder.encode_content(catalog, progress=True)),
-                         catalog.content.select("id", "language", "kind", "title"), lexical=build_lexical(catalog),
-                         topics=topic_bank(encoder, catalog))
+    index = in_memory_index(encoder, catalog, progress=True)
     trained_on = reranker.manifest.params.get("candidates", 32) if reranker and reranker.manifest else 32
     candidates = args.candidates or int(trained_on)
     recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics)

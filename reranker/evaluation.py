@@ -129,8 +129,7 @@ def evaluate_recommend(recommender: Recommender, catalog: Catalog, topic_ids: Se
     """Run the pipeline on the catalog's own topics (with gold) and score what it returns."""
     gold_of = catalog.gold
     topic_ids = sorted(gold_of) if topic_ids is None else [t for t in topic_ids if t in gold_of]
-    order = pl.DataFrame({"id": list(topic_ids)}).with_row_index("order")
-    topics = catalog.topics.join(order, on="id").sort("order")
+    topics = catalog.topics_in_order(topic_ids)
     queries = [Query(parts, topic_id=topic_id, language=language) for parts, topic_id, language in
                zip(topic_parts(topics), topics["id"], topics["language"], strict=True)]
     timer = StageTimes()

@@ -60,6 +60,7 @@ class Recommender:
 
     def __post_init__(self) -> None:
         self.content_facts = content_context(self.content)
+        self.topic_row = {t: i for i, t in enumerate(self.topics["id"])} if self.topics is not None else {}
 
     @property
     def rule(self) -> DecisionRule:
@@ -106,14 +107,16 @@ class Recommender:
         """The ranker's per-query facts: a catalog topic's own row, else what the text gives."""
         rows = []
         for i, query in enumerate(queries):
-            known = self.topics is not None and query.topic_id is not None
-            topic = self.topics.filter(pl.col("id") == query.topic_id) if known else pl.DataFrame()  # type: ignore
-            if not len(topic):
+            row = self.topic_row.get(query.topic_id) if query.topic_id is not None else None
+            known = row is not None
+            if known:
+                assert self.topics is not None
+                topic = self.topics[row:row + 1]  # type: ignore[operator]
+            else:
                 title, breadcrumbs, description = (list(query.parts) + [None, None])[:3]
                 topic = pl.DataFrame({"title": [title], "breadcrumbs": [breadcrumbs], "description": [description],
                                       "language": [query.language]}, schema={c: pl.String for c in (
                                           "title", "breadcrumbs", "description", "language")})
-                known = False
             rows.append(query_facts(topic, known).with_columns(pl.lit(i, pl.Int64).alias("query")))
         return pl.concat(rows)
 
@@ -138,9 +141,10 @@ class Recommender:
             pl.Series("probability", probabilities, dtype=pl.Float64))
         if explanations is not None:
             frame = frame.with_columns(pl.Series("explanation", explanations))
+        by_query = frame.partition_by("query", as_dict=True, maintain_order=True)
         frames = []
         for i in range(len(queries)):
-            own = frame.filter(pl.col("query") == i)
+            own = by_query.get((i,), frame.clear())
             items = self.index.items[own["row"].to_list()].select("id", "title", "kind", "language")
             frames.append(pl.concat([items, own.drop("query", "row")], how="horizontal")
                           .sort("probability", descending=True, maintain_order=True))

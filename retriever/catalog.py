@@ -8,6 +8,7 @@ CSV header is row 1) and the column, so a curator can fix the file without readi
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -67,6 +68,11 @@ class Catalog:
 
     def topics_with_content(self) -> pl.DataFrame:
         return self.topics.filter(pl.col("id").is_in(list(self.gold)))
+
+    def topics_in_order(self, ids: Sequence[str]) -> pl.DataFrame:
+        """The rows of these topic ids, in the order given (ids not in the catalog are left out)."""
+        order = pl.DataFrame({"id": list(ids)}, schema={"id": pl.String}).with_row_index("_order")
+        return self.topics.join(order, on="id").sort("_order").drop("_order")
 
 
 def find_file(directory: Path, name: str) -> Path | None:

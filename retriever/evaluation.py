@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from edurank.artifacts import atomic_write_text
 from edurank.plots import save_line_plot
@@ -54,8 +53,7 @@ def retrieve(encoder: BiEncoder, catalog: Catalog, topic_ids: Sequence[str], k: 
     """Top-k content ids for each topic, searching the whole catalog with an exact index."""
     if content_vectors is None:
         content_vectors = encoder.encode_content(catalog, batch_size=batch_size)
-    order = pl.DataFrame({"id": list(topic_ids)}).with_row_index("order")
-    topics = catalog.topics.join(order, on="id").sort("order")
+    topics = catalog.topics_in_order(topic_ids)
     queries = encoder.encode_topics(catalog, topics, batch_size=batch_size)
     _, rows = build_faiss(content_vectors).search(queries, min(k, len(catalog.content)))
     ids = catalog.content["id"].to_list()

@@ -96,6 +96,16 @@ def topic_bank(encoder: BiEncoder, catalog: Catalog) -> TopicBank:
         return TopicBank(encoder.encode_topics(catalog), catalog.topics["id"].to_list())
 
 
+def in_memory_index(encoder: BiEncoder, catalog: Catalog, lexical: LexicalIndex | None = None,
+                    progress: bool = False) -> ContentIndex:
+    """What the indexing job builds (exact FAISS, lexical index, topic vectors), kept in memory: evaluations
+    and miners search a catalog with a model that has no published index. `lexical` reuses one already built
+    (it does not depend on the encoder)."""
+    return ContentIndex(build_faiss(encoder.encode_content(catalog, progress=progress)),
+                        catalog.content.select("id", "language", "kind", "title"),
+                        lexical=lexical or build_lexical(catalog), topics=topic_bank(encoder, catalog))
+
+
 def load_index(directory: str | Path, encoder: BiEncoder) -> ContentIndex:
     """Load the index at `directory` (a version or an index root), refusing one built by another model."""
     return ContentIndex.load(resolve(directory), encoder.fingerprint)

@@ -51,8 +51,7 @@ from reranker.model import Calibration
 from retriever.catalog import Catalog
 from retriever.evaluation import mean_average_precision
 from retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
-from retriever.index import ContentIndex, build_faiss
-from retriever.indexing import build_lexical, topic_bank
+from retriever.indexing import build_lexical, in_memory_index
 from retriever.lexical import lexical_text
 from retriever.model import BiEncoder
 from retriever.splits import TRAIN_ONLY, topic_folds, training_topics
@@ -115,7 +114,6 @@ def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: Candidate
     """Every planned topic's hybrid candidates from its blind retriever: (topic_id, content_id, row, the
     hybrid scores, label) rows, grouped by topic."""
     lexical = build_lexical(catalog)
-    items = catalog.content.select("id", "language", "kind", "title")
     ids = catalog.content["id"]
     parts = []
     for path, topic_ids in plan.items():
@@ -123,9 +121,8 @@ def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: Candidate
                  len(topic_ids), path)
         encoder = BiEncoder.load(path)
         with torch.inference_mode():
-            index = ContentIndex(build_faiss(encoder.encode_content(catalog)), items, lexical=lexical,
-                                 topics=topic_bank(encoder, catalog))
-            topics = ordered_topics(catalog, topic_ids)
+            index = in_memory_index(encoder, catalog, lexical)
+            topics = catalog.topics_in_order(topic_ids)
             vectors = encoder.encode_topics(catalog, topics)
         found = hybrid_candidates(index, vectors, [lexical_text(p) for p in topic_parts(topics)],
                                   [Filters(language=lang) for lang in topics["language"].to_list()], config,
@@ -136,11 +133,6 @@ def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: Candidate
             parts.append(frame.with_columns(pl.lit(topic).alias("topic_id"), content.alias("content_id"),
                                             content.is_in(list(gold)).alias("label")))
     return pl.concat(parts)
-
-
-def ordered_topics(catalog: Catalog, topic_ids: Sequence[str]) -> pl.DataFrame:
-    order = pl.DataFrame({"id": list(topic_ids)}).with_row_index("order")
-    return catalog.topics.join(order, on="id").sort("order").drop("order")
 
 
 @dataclass
@@ -179,7 +171,7 @@ def cross_fitted_features(catalog: Catalog, candidates: pl.DataFrame, crossfit: 
     adds `fold` and `rank` (position by dense cosine)."""
     candidates = candidates.filter(pl.col("topic_id").is_in(list(crossfit.assignment)))
     topic_ids = candidates["topic_id"].unique(maintain_order=True).to_list()
-    queries = query_facts(ordered_topics(catalog, topic_ids))
+    queries = query_facts(catalog.topics_in_order(topic_ids))
     query_of = {t: i for i, t in enumerate(topic_ids)}
     context_content = content_context(catalog.content)
     vocab = vocabularies(catalog.content, catalog.topics)
