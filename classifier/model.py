@@ -29,43 +29,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from edurank.encoders import load_hf_encoder
 from edurank.errors import InputError
+from edurank.layers import Trunk, encoder_layers, run_layers
 
 MEMBER_CONFIG, MEMBER_WEIGHTS = "member.json", "member.safetensors"
-
-
-def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(batch, tokens) 0/1 mask -> the (batch, 1, 1, tokens) additive mask BERT layers add to their scores."""
-    return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-
-
-def encoder_layers(encoder: PreTrainedModel) -> nn.ModuleList:
-    base = encoder.base_model
-    if not hasattr(base, "embeddings") or not hasattr(getattr(base, "encoder", None), "layer"):
-        raise InputError(f"model type '{encoder.config.model_type}': the classifier needs a BERT-like encoder "
-                         "(embeddings + encoder.layer)")
-    return base.encoder.layer
-
-
-class Trunk(nn.Module):
-    """The frozen lower part: embeddings and the first `split` layers of the base encoder."""
-
-    def __init__(self, encoder: PreTrainedModel, split: int):
-        super().__init__()
-        layers = encoder_layers(encoder)
-        if not 0 <= split < len(layers):
-            raise InputError(f"--freeze-layers {split}: the encoder has {len(layers)} layers; keep at least one "
-                             "trainable")
-        self.embeddings, self.layers, self.split = encoder.base_model.embeddings, layers[:split], split
-        self.requires_grad_(False)
-        self.eval()
-
-    @torch.inference_mode()
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.embeddings(input_ids=input_ids)
-        mask = additive_mask(attention_mask, hidden.dtype)
-        for layer in self.layers:
-            hidden = layer(hidden, mask)
-        return hidden
 
 
 @dataclass
@@ -94,9 +60,7 @@ class Member(nn.Module):
         self.head = nn.Linear(encoder.config.hidden_size, config.labels)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        mask = additive_mask(attention_mask, hidden.dtype)
-        for layer in self.layers:
-            hidden = layer(hidden, mask)
+        hidden = run_layers(self.layers, hidden, attention_mask)
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return self.head(self.dropout(pooled))

@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from edurank.artifacts import MANIFEST, Manifest, atomic_write_text
 from edurank.encoders import fingerprint, load_hf_encoder, model_path
 from edurank.errors import InputError
+from edurank.layers import additive_mask, encoder_layers, within_segments
 from reranker.decision import DecisionRule
 from retriever.texts import TextBuilder
 
@@ -91,18 +92,42 @@ def features_of(logits: np.ndarray, ranks: np.ndarray | None) -> np.ndarray:
 
 class PairScorer(torch.nn.Module):
     """Encoder over `[CLS] topic [SEP] content [SEP]`; logit = scale * cos(mean(topic tokens),
-    mean(content tokens)) + bias. Segments are told apart by the tokenizer's token_type_ids."""
+    mean(content tokens)) + bias. Segments are told apart by the tokenizer's token_type_ids.
 
-    def __init__(self, encoder: PreTrainedModel, scale: float = 20.0, bias: float = -10.0):
+    `isolated_layers` k > 0 makes it a late-interaction cross-encoder (as in DeFormer): the lower k layers
+    let each token attend only to its own text, so they compute what the bi-encoder it starts from computes,
+    and only the layers above attend across the pair. Started from the fine-tuned retriever, it starts next
+    to the retriever's own cosine rather than from a joint reading the retriever never learnt."""
+
+    def __init__(self, encoder: PreTrainedModel, scale: float = 20.0, bias: float = -10.0, isolated_layers: int = 0):
         super().__init__()
         self.encoder = encoder
         self.scale = torch.nn.Parameter(torch.tensor(float(scale)))
         self.bias = torch.nn.Parameter(torch.tensor(float(bias)))
+        self.isolated_layers = isolated_layers
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+        if not self.isolated_layers:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+            return self.head(hidden, attention_mask, token_type_ids)
+        hidden = self.encoder.base_model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        return self.from_layer(0, hidden, attention_mask, token_type_ids)
+
+    def layer_mask(self, layer: int, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        """The attention mask layer `layer` runs under: within each text below `isolated_layers`, else across."""
+        return within_segments(attention_mask, token_type_ids) if layer < self.isolated_layers else attention_mask
+
+    def from_layer(self, split: int, hidden: torch.Tensor, attention_mask: torch.Tensor,
+                   token_type_ids: torch.Tensor) -> torch.Tensor:
+        """Logits from the hidden states entering layer `split` (a frozen trunk's cached output, in training):
+        only the layers from `split` up run."""
+        for index, layer in enumerate(encoder_layers(self.encoder)[split:], start=split):
+            hidden = layer(hidden, additive_mask(self.layer_mask(index, attention_mask, token_type_ids), hidden.dtype))
+        return self.head(hidden, attention_mask, token_type_ids)
+
+    def head(self, hidden: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         second = token_type_ids.unsqueeze(-1).to(hidden.dtype)
         topic = (hidden * mask * (1 - second)).sum(1) / (mask * (1 - second)).sum(1).clamp(min=1)
@@ -145,7 +170,8 @@ class Reranker:
         """Encoder weights and tokenizer, plus reranker.json (format, head, calibration, rule)."""
         self.model.encoder.save_pretrained(str(directory))
         self.tokenizer.save_pretrained(str(directory))
-        head = {"scale": float(self.model.scale.detach()), "bias": float(self.model.bias.detach())}
+        head = {"scale": float(self.model.scale.detach()), "bias": float(self.model.bias.detach()),
+                "isolated_layers": self.model.isolated_layers}
         atomic_write_text(directory / RERANKER_FILE, json.dumps(
             {"format": asdict(self.format), "head": head, "calibration": asdict(self.calibration),
              "rule": self.rule.to_dict()}, indent=2))

@@ -32,12 +32,13 @@ import torch
 
 from classifier.data import ANSWER, EXPLANATION, LABEL, QUESTION, QUESTION_TEXT, ROW, load_responses
 from classifier.evaluation import classification_report, find_label_issues, ranked_labels, single_label_map
-from classifier.model import Ensemble, Member, MemberConfig, Trunk, masked_log_softmax
+from classifier.model import Ensemble, Member, MemberConfig, masked_log_softmax
 from classifier.predictor import ISSUES, OOF, MisconceptionClassifier
 from classifier.prompts import QuestionBook, build_prompt
 from edurank.artifacts import ModelRef, fresh_dir, hash_files, hash_json, publish_artifact, resolve, staging_dir
 from edurank.encoders import fingerprint, load_hf_encoder, model_path
 from edurank.errors import InputError
+from edurank.layers import Trunk
 from edurank.options import option
 from edurank.splits import check_train_folds, stratified_folds
 from training.adversarial import AWP

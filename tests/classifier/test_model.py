@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from classifier.model import Ensemble, Member, MemberConfig, Trunk, additive_mask, masked_log_softmax
+from classifier.model import Ensemble, Member, MemberConfig, masked_log_softmax
 from edurank.encoders import load_hf_encoder
+from edurank.layers import Trunk, additive_mask
 
 
 def test_trunk_then_member_layers_equal_the_whole_encoder() -> None:

@@ -4,9 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from edurank.layers import Trunk
 from reranker.decision import DecisionRule
 from reranker.model import Calibration, PairFormat, Reranker
+from training.trunk_cache import TrunkCache
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +69,50 @@ def test_a_rank_aware_calibration_needs_ranks_and_lowers_later_ranks() -> None:
     assert calibration(np.array([0.0]), [1])[0] > calibration(np.array([0.0]), [20])[0]
     with pytest.raises(ValueError, match="ranks"):
         calibration(np.array([0.0]))
+
+
+def test_cached_trunk_states_give_the_full_models_logits(fresh: Reranker, tmp_path: Path) -> None:
+    """Training on cached pair states (segments kept) must score exactly what the served model scores."""
+    pairs = fresh.pairs([("Fractions", "Maths"), ("Area",), ("Angles", None, "in a triangle")],
+                        [("Adding fractions", None, "1/2 + 1/4"), ("Area of a rectangle",), ("Sum of angles",)])
+    cache = TrunkCache.build(Trunk(fresh.model.encoder, 4), 384, fresh.tokenizer, pairs, fresh.format.max_length,
+                             tmp_path / "pairs.npy")
+    rows = [2, 0, 1]
+    hidden, mask = cache.batch(rows)
+    with torch.inference_mode():
+        cached = fresh.model.from_layer(4, hidden, mask, cache.segments(rows)).numpy()
+    assert np.allclose(cached, fresh.logits([pairs[r] for r in rows]), atol=2e-2)
+    assert cache.segments([1]).max() == 1 and TrunkCache.build(None, 384, None, pairs, 0, tmp_path / "pairs.npy") \
+        .segment_ids is not None  # a second build reuses the files, segments included
+
+
+def test_late_interaction_layers_read_each_text_alone_and_cache_like_the_full_model(tmp_path: Path) -> None:
+    late = Reranker.load(None, PairFormat(topic_tokens=16, content_tokens=24))
+    late.model.isolated_layers = 6
+    captured: dict[str, torch.Tensor] = {}
+    head = late.model.head
+
+    def capturing_head(hidden: torch.Tensor, mask: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        captured["hidden"] = hidden
+        return head(hidden, mask, types)
+
+    late.model.head = capturing_head  # type: ignore[method-assign]
+    pair = late.pairs([("Fractions", "Maths")], [("Adding fractions", None, "1/2 + 1/4")])
+    late.logits(pair)
+    alone = late.tokenizer([pair[0][0]], return_tensors="pt")
+    with torch.inference_mode():
+        topic = late.model.encoder(**alone).last_hidden_state[0]
+    assert torch.allclose(captured["hidden"][0, :topic.shape[0]], topic, atol=1e-4)  # the content never leaked in
+
+    late.model.head = head
+    late.model.isolated_layers = 4
+    pairs = pair + late.pairs([("Area",)], [("Area of a rectangle",)])
+    trunk = Trunk(late.model.encoder, 4)
+    cache = TrunkCache.build(lambda ids, mask, types: trunk(ids, late.model.layer_mask(0, mask, types), types), 384,
+                             late.tokenizer, pairs, late.format.max_length, tmp_path / "late.npy")
+    hidden, mask = cache.batch([0, 1])
+    with torch.inference_mode():
+        cached = late.model.from_layer(4, hidden, mask, cache.segments([0, 1])).numpy()
+    assert np.allclose(cached, late.logits(pairs), atol=2e-2)
+    late.save(tmp_path / "saved")
+    assert Reranker.load(tmp_path / "saved").model.isolated_layers == 4

@@ -12,11 +12,12 @@ import torch
 
 import training.classifier as trainer_module
 import training.loop as loop_module
-from classifier.model import Member, MemberConfig, Trunk
+from classifier.model import Member, MemberConfig
 from classifier.predictor import MisconceptionClassifier, Response
 from edurank.artifacts import read_manifest
 from edurank.encoders import load_hf_encoder
 from edurank.errors import InputError
+from edurank.layers import Trunk
 from tests.conftest import response_rows, write_responses
 from training.adversarial import AWP
 from training.classifier import ClassifierConfig, MemberTrainer, train_classifier
