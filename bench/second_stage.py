@@ -2,7 +2,9 @@
 milliseconds stage 2 costs per topic.
 
     # ablation: retrieval alone (its own tuned rule), the full ranker (binary and lambdarank), and the ranker
-    # without each feature group; every row cross-fitted on the same mined candidates (mined once, cached)
+    # without each feature group; every row cross-fitted on the same mined candidates (mined once, cached).
+    # With --cross-encoder RERANKER (cross-fitted by `train reranker` on the same candidates), also the
+    # cross-encoder alone and the ranker with its logits as the cross group
     .venv/bin/python bench/second_stage.py ablation --catalog ../shared/data/curriculum --out artifacts/exp/ranker \\
         --retriever artifacts/exp/cur-f0 ... --retriever artifacts/exp/cur-f4
     # latency: one topic at a time through the served path (hybrid candidates -> features -> rank)
@@ -32,14 +34,17 @@ def row(name: str, figures: dict[str, Any], minutes: float | None = None) -> str
 
 
 def ablation(args: argparse.Namespace) -> None:
+    from edurank.artifacts import Manifest, model_ref, resolve
+    from edurank.encoders import fingerprint
     from ranker.features import FEATURE_GROUPS
     from retriever.catalog import load_catalog
-    from training.ranker import RankerConfig, candidates_for, evaluate_ranker
+    from training.ranker import RankerConfig, candidates_for, evaluate_ranker, with_cross_logits
 
     catalog = load_catalog(args.catalog)
     base = from_args(RankerConfig, args)
     started = time.perf_counter()
-    candidates, crossfit, _ = candidates_for(catalog, args.retriever, args.out, base)
+    candidates, crossfit, plan = candidates_for(catalog, args.retriever, args.out, base)
+    candidates, _ = with_cross_logits(candidates, base, [model_ref(p, fingerprint(p)) for p in plan])
     print(f"candidates: {len(candidates)} rows for {candidates['topic_id'].n_unique()} topics, "
           f"{(time.perf_counter() - started) / 60:.1f} min (0 when cached)")
     variants: list[tuple[str, Any]] = [(f"ranker, all groups, {objective}",
@@ -58,6 +63,10 @@ def ablation(args: argparse.Namespace) -> None:
             print(row(f"retrieval alone (rule {rule_text(metrics['retrieval_only']['rule'])})",
                       metrics["retrieval_only"]), flush=True)
             print(f"candidate recall: {json.dumps(metrics['candidate_recall'])}", flush=True)
+            if base.cross_encoder:  # its own cross-fitted figures on the same rows and folds
+                trained = Manifest.read(resolve(base.cross_encoder))
+                print(row(f"cross-encoder alone, {trained.params['loss']} (rule {rule_text(trained.details['rule'])})",
+                          trained.metrics["held_out"], trained.seconds["train"] / 60), flush=True)
         print(row(f"{name} (rule {rule_text(rule.to_dict())})", metrics["held_out"], minutes), flush=True)
         report[name] = {k: metrics[k] for k in ("held_out", "retrieval_only", "by_item") if k in metrics}
         for fold, figures in metrics["folds"].items():
@@ -73,6 +82,7 @@ def rule_text(rule: dict[str, Any]) -> str:
 def latency(args: argparse.Namespace) -> None:
     from edurank.timing import StageTimes
     from ranker.model import Ranker
+    from reranker.model import Reranker
     from reranker.pipeline import Query, Recommender
     from retriever.catalog import load_catalog
     from retriever.indexing import in_memory_index
@@ -81,8 +91,9 @@ def latency(args: argparse.Namespace) -> None:
 
     catalog = load_catalog(args.catalog)
     encoder, ranker = BiEncoder.load(args.retriever), Ranker.load(args.ranker)
+    reranker = Reranker.load(args.reranker) if args.reranker else None
     index = in_memory_index(encoder, catalog)
-    recommender = Recommender(encoder, index, catalog.content, ranker=ranker, topics=catalog.topics)
+    recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics)
     topics = catalog.topics.filter(catalog.topics["id"].is_in(list(catalog.gold))).head(args.topics)
     queries = [Query(parts, topic_id=t, language=lang) for parts, t, lang in
                zip(topic_parts(topics), topics["id"], topics["language"], strict=True)]
@@ -95,10 +106,11 @@ def latency(args: argparse.Namespace) -> None:
         counts.append(len(frame))
         for stage, seconds in timer.seconds.items():
             per_topic.setdefault(stage, []).append(1000 * seconds)
-    stage_two = np.add(per_topic["features"], per_topic["rank"])
+    stages = [s for s in ("rerank", "features", "rank") if s in per_topic]  # rerank: the cross group's logits
+    stage_two = np.sum([per_topic[s] for s in stages], axis=0)
     print(f"{len(queries)} topics one at a time, {np.mean(counts):.1f} candidates per topic "
           f"({dataclasses.asdict(ranker.candidates)}), {len(catalog.content)} items")
-    for stage, values in [*per_topic.items(), ("stage 2 (features + rank)", list(stage_two))]:
+    for stage, values in [*per_topic.items(), (f"stage 2 ({' + '.join(stages)})", list(stage_two))]:
         print(f"  {stage:<28} mean {np.mean(values):7.2f} ms  p50 {np.percentile(values, 50):7.2f}  "
               f"p99 {np.percentile(values, 99):7.2f}")
 
@@ -118,6 +130,7 @@ def main() -> None:
     timing.add_argument("--catalog", type=Path, required=True)
     timing.add_argument("--retriever", required=True)
     timing.add_argument("--ranker", required=True)
+    timing.add_argument("--reranker", default=None, help="the cross-encoder a ranker with the cross group reads")
     timing.add_argument("--topics", type=int, default=200)
     args = parser.parse_args()
     (ablation if args.command == "ablation" else latency)(args)

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edurank.artifacts import read_manifest  # noqa: E402
 from essays.windows import WindowSpec  # noqa: E402
 from retriever.catalog import load_catalog  # noqa: E402
+from retriever.hybrid import CandidateConfig
 from tests.conftest import SHARED_DATA  # noqa: E402
 from tests.integration.test_curriculum_training import slice_catalog  # noqa: E402
 from training.classifier import ClassifierConfig, train_classifier  # noqa: E402
@@ -44,8 +45,9 @@ def retriever(work: Path, device: str) -> dict[str, Any]:
 
 def reranker(work: Path, device: str) -> dict[str, Any]:
     catalog = load_catalog(slice_catalog(SHARED_DATA / "curriculum", work / "slice", 60))
-    config = RerankerConfig(candidates=8, negatives=4, epochs=1, batch_size=16, topic_tokens=24, content_tokens=40,
-                            freeze_layers=3, learning_rate=1e-4, folds=3, device=device)
+    config = RerankerConfig(candidates=CandidateConfig(8, 4), hard_negatives=4, negatives=4, epochs=1, batch_size=16,
+                            topic_tokens=24, content_tokens=40, freeze_layers=3, learning_rate=1e-4, folds=3,
+                            device=device)
     metrics = read_manifest(train_reranker(catalog, ["bundled"], work / "reranker", config))["metrics"]
     return {"held-out mean F2": metrics["held_out"]["mean_f2"],
             "retrieval-only mean F2": metrics["retrieval_only"]["mean_f2"]}

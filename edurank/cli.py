@@ -321,7 +321,7 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
                                 name, seen, len(topics))
     index = in_memory_index(encoder, catalog, progress=True)
     trained_on = reranker.manifest.params.get("candidates", 32) if reranker and reranker.manifest else 32
-    candidates = args.candidates or int(trained_on)
+    candidates = args.candidates or int(trained_on["dense"] if isinstance(trained_on, dict) else trained_on)
     recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics)
     report = {"retriever": str(encoder.path), "second_stage": str(args.ranker or args.reranker), "fold": args.fold,
               **evaluate_recommend(recommender, catalog, topics, candidates)}

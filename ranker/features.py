@@ -12,7 +12,8 @@ computed, and the model reads its columns by name (`FEATURE_GROUPS`), so trainin
   closer to another topic most likely belongs there, linked or not);
 - graph: what the training correlations say: how many training topics link the item, whether the topic's
   parent, siblings or channel link it (the topic's own links never count);
-- metadata: the item's kind, whether its language is the topic's, the topic's category and level, lengths.
+- metadata: the item's kind, whether its language is the topic's, the topic's category and level, lengths;
+- cross (only with a cross-encoder): its logit for the pair, the gap to the topic's best logit, its position.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "reverse": ("reverse_gap", "reverse_rank"),
     "graph": ("item_links", "parent_links", "sibling_links", "channel_links"),
     "metadata": ("kind", "same_language", "category", "level", "topic_chars", "item_chars"),
+    "cross": ("cross_logit", "cross_gap", "cross_position"),
 }
+NEEDS_CROSS_ENCODER = ("cross",)  # groups whose inputs a cross-encoder computes (slow: off by default)
+DEFAULT_GROUPS = tuple(g for g in FEATURE_GROUPS if g not in NEEDS_CROSS_ENCODER)
 CATEGORICAL = ("kind", "category")
 MONOTONE_INCREASING = ("dense_score",)
 # the topic facts a query carries (null where unknown, e.g. a free-text topic has no parent)
@@ -113,6 +117,14 @@ def topic_stats(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
         pl.len().over(by_query).alias("candidates"))
 
 
+def cross(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
+    """cross_logit comes with the candidates (the cross-encoder scores them); its gap to the topic's best and
+    its position are added."""
+    logit, by_query = pl.col("cross_logit"), pl.col("query")
+    return frame.with_columns((logit.max().over(by_query) - logit).alias("cross_gap"),
+                              logit.rank("ordinal", descending=True).over(by_query).alias("cross_position"))
+
+
 def zscore(column: str) -> pl.Expr:
     value, by_query = pl.col(column), pl.col("query")
     return ((value - value.mean().over(by_query)) / (value.std().over(by_query).fill_null(0) + 1e-6)) \
@@ -156,7 +168,7 @@ def encode(column: pl.Expr, vocabulary: list[str]) -> pl.Expr:
 
 GROUP_FUNCTIONS: dict[str, Callable[[pl.DataFrame, Context], pl.DataFrame]] = {
     "dense": dense, "lexical": lexical, "topic_stats": topic_stats, "reverse": reverse, "graph": graph,
-    "metadata": metadata}
+    "metadata": metadata, "cross": cross}
 
 
 def vocabularies(content: pl.DataFrame, topics: pl.DataFrame) -> dict[str, list[str]]:

@@ -2,8 +2,9 @@
 
 A `ranker` artifact holds the booster in LightGBM's own text format (`model.lgbm`, no pickle), `ranker.json`
 (feature groups and names, candidate counts, vocabularies, Platt calibration of the raw score, decision
-rule) and `graph.parquet` (the training correlations the graph features read). Its manifest depends on the
-retrievers whose candidates it learnt from.
+rule, the fingerprint of the cross-encoder whose logits the `cross` group reads, if it has one) and
+`graph.parquet` (the training correlations the graph features read). Its manifest depends on the retrievers
+whose candidates it learnt from (and that cross-encoder).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Ranker:
     calibration: Calibration = field(default_factory=Calibration)
     rule: DecisionRule = field(default_factory=DecisionRule)
     manifest: Manifest | None = None
+    cross_encoder: str | None = None  # fingerprint of the reranker the cross group needs at serving
 
     @property
     def features(self) -> list[str]:
@@ -77,7 +79,7 @@ class Ranker:
         atomic_write_text(directory / SETTINGS_FILE, json.dumps(
             {"groups": list(self.groups), "features": self.features, "candidates": asdict(self.candidates),
              "vocabularies": self.vocabularies, "calibration": asdict(self.calibration),
-             "rule": self.rule.to_dict()}, indent=2))
+             "rule": self.rule.to_dict(), "cross_encoder": self.cross_encoder}, indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> Ranker:
@@ -93,4 +95,4 @@ class Ranker:
                                         "for its groups; retrain it with `edurank train ranker`")
         return cls(booster, groups, CandidateConfig(**settings["candidates"]), settings["vocabularies"],
                    Graph(pl.read_parquet(directory / GRAPH_FILE)), Calibration(**settings["calibration"]),
-                   DecisionRule(**settings["rule"]), manifest)
+                   DecisionRule(**settings["rule"]), manifest, settings.get("cross_encoder"))

@@ -2,9 +2,10 @@
 candidates, score them with the second stage, apply the decision rule.
 
 With a ranker (LightGBM over features, ranker/), candidates are hybrid (dense + lexical) and the stages are
-encode, candidates, features, rank. Without one, the dense top-N is searched and, with a cross-encoder,
-reranked (tokenise, encode, search, rerank). Each stage runs under `timer(stage)`, so the service exports
-per-stage latencies and the evaluation reports where the time went.
+encode, candidates, rerank (only when the ranker reads the cross-encoder's logits), features, rank. Without
+one, the dense top-N is searched and, with a cross-encoder, reranked (tokenise, encode, search, rerank).
+Each stage runs under `timer(stage)`, so the service exports per-stage latencies and the evaluation
+reports where the time went.
 """
 
 from __future__ import annotations
@@ -91,7 +92,14 @@ class Recommender:
         topic_parts = [q.parts for q, r in zip(queries, rows, strict=True) for _ in range(len(r))]
         flat = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
         ranks = [rank for r in rows for rank in range(1, len(r) + 1)]
-        pairs = self.reranker.pairs(topic_parts, content_parts(self.content[flat.tolist()]), ranks)
+        probabilities = self.reranker.calibration(self.pair_logits(topic_parts, flat, ranks, timer), ranks)
+        return np.split(probabilities, np.cumsum([len(r) for r in rows])[:-1])
+
+    def pair_logits(self, topic_parts: Sequence[Parts], rows: np.ndarray, ranks: Sequence[int],
+                    timer: Timer = no_timer) -> np.ndarray:
+        """The cross-encoder's logit for each (topic, index row) pair, in length-sorted batches."""
+        assert self.reranker is not None
+        pairs = self.reranker.pairs(topic_parts, content_parts(self.content[rows.tolist()]), ranks)
         order = np.argsort([len(a) + len(b) for a, b in pairs], kind="stable")
         logits = np.empty(len(pairs), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
@@ -100,8 +108,7 @@ class Recommender:
                 features = self.reranker.tokenize([pairs[i] for i in batch])
             with timer("rerank"):
                 logits[batch] = self.reranker.logits_of(features)
-        probabilities = self.reranker.calibration(logits, ranks)
-        return np.split(probabilities, np.cumsum([len(r) for r in rows])[:-1])
+        return logits
 
     def query_facts(self, queries: Sequence[Query]) -> pl.DataFrame:
         """The ranker's per-query facts: a catalog topic's own row, else what the text gives."""
@@ -130,6 +137,11 @@ class Recommender:
             found = hybrid_candidates(self.index, vectors, [lexical_text(q.parts) for q in queries],
                                       [q.filters for q in queries], ranker.candidates, [q.topic_id for q in queries])
             candidates = pl.concat([f.with_columns(pl.lit(i, pl.Int64).alias("query")) for i, f in enumerate(found)])
+        if "cross" in ranker.groups:  # the cross-encoder scores every candidate (a usable ranker has one loaded)
+            ranks = candidates.select(pl.col("dense_score").rank("ordinal", descending=True).over("query"))
+            logits = self.pair_logits([queries[q].parts for q in candidates["query"]], candidates["row"].to_numpy(),
+                                      ranks.to_series().to_list(), timer)
+            candidates = candidates.with_columns(pl.Series("cross_logit", logits, dtype=pl.Float32))
         with timer("features"):
             features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts)
         with timer("rank"):

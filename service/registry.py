@@ -63,7 +63,7 @@ class Registry:
         optional = {kind: load_optional(settings, kind) for kind in OPTIONAL}
         if optional[Ranker.KIND] is None and settings.train_ranker:
             optional[Ranker.KIND] = first_ranker(settings, encoder, catalog)
-        optional[Ranker.KIND] = usable_ranker(optional[Ranker.KIND], index, catalog)
+        optional[Ranker.KIND] = usable_ranker(optional[Ranker.KIND], index, catalog, optional[Reranker.KIND])
         reranker, essays, classifier = optional[Reranker.KIND], optional[EssayScorer.KIND], \
             optional[MisconceptionClassifier.KIND]
         versions = {"retriever": version_of(encoder.path), "index": version_of_index(index),
@@ -131,10 +131,17 @@ def open_index(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Cont
     return load_index(build_index(encoder, catalog, root), encoder)
 
 
-def usable_ranker(ranker: Ranker | None, index: ContentIndex, catalog: Catalog) -> Ranker | None:
-    """The ranker, unless the index lacks what its features read (their values would be missing where training
-    never had them missing, and the scores silently wrong): then none, with the reason logged."""
+def usable_ranker(ranker: Ranker | None, index: ContentIndex, catalog: Catalog,
+                  reranker: Reranker | None = None) -> Ranker | None:
+    """The ranker, unless the index lacks what its features read, or its cross group needs a cross-encoder
+    other than the loaded one (values missing or differently scaled where training had them, so the scores
+    silently wrong): then none, with the reason logged."""
     if ranker is None:
+        return None
+    if ranker.cross_encoder is not None and (reranker is None or reranker.fingerprint != ranker.cross_encoder):
+        log.error("ranker not served: it reads the logits of the cross-encoder %s, and %s is loaded (serve that "
+                  "reranker, or a ranker trained without --cross-encoder)", ranker.cross_encoder[:12],
+                  reranker.fingerprint[:12] if reranker else "none")
         return None
     lacking = [part for part, group, present in (("a lexical index", "lexical", index.lexical is not None),
                                                  ("topic vectors", "reverse", index.topics is not None))

@@ -29,15 +29,16 @@ import polars as pl
 import torch
 
 import edurank
-from edurank.artifacts import fresh_dir, hash_json, model_ref, publish_artifact, staging_dir
-from edurank.encoders import fingerprint, model_path
+from edurank.artifacts import ModelRef, fresh_dir, hash_json, model_ref, open_artifact, publish_artifact, staging_dir
+from edurank.encoders import fingerprint
+from edurank.errors import InputError
 from edurank.options import option
 from ranker.features import (
     CATEGORICAL,
+    DEFAULT_GROUPS,
     FEATURE_GROUPS,
     MONOTONE_INCREASING,
     Context,
-    Graph,
     build_features,
     content_context,
     feature_names,
@@ -47,21 +48,14 @@ from ranker.features import (
 from ranker.model import Ranker
 from reranker.decision import DecisionRule, tune_rule
 from reranker.evaluation import oof_report, topic_score_list
-from reranker.model import Calibration
+from reranker.model import Calibration, Reranker
 from retriever.catalog import Catalog
 from retriever.evaluation import mean_average_precision
-from retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
-from retriever.indexing import build_lexical, in_memory_index
-from retriever.lexical import lexical_text
-from retriever.model import BiEncoder
-from retriever.splits import TRAIN_ONLY, topic_folds, training_topics
-from retriever.texts import topic_parts
-from training.reranker import assign_miners
+from training.candidates import CrossFit, CrossFitOptions, candidates_for
 
 log = logging.getLogger(__name__)
 OOF = "oof.parquet"
 OBJECTIVES = ("binary", "lambdarank")
-MINED_FORMAT = 2  # of the cached candidates' columns; bump when mining adds or changes one
 
 
 def parse_groups(text: str) -> tuple[str, ...]:
@@ -69,30 +63,29 @@ def parse_groups(text: str) -> tuple[str, ...]:
 
 
 @dataclass
-class RankerConfig:
+class RankerConfig(CrossFitOptions):
     """Everything that changes the trained ranker; hashed (with the data and retrievers) to name the run."""
 
-    candidates: CandidateConfig = option(factory=CandidateConfig)
     objective: str = option("binary", "binary: a probability per pair; lambdarank: each topic's order",
                             choices=OBJECTIVES)
-    groups: tuple[str, ...] = option(tuple(FEATURE_GROUPS), f"feature groups ({', '.join(FEATURE_GROUPS)})",
-                                     parse=parse_groups)
+    groups: tuple[str, ...] = option(DEFAULT_GROUPS, f"feature groups ({', '.join(FEATURE_GROUPS)}; cross needs "
+                                                     "--cross-encoder)", parse=parse_groups)
+    cross_encoder: str | None = option(None, "a reranker cross-fitted on the same candidates and folds "
+                                             "(`train reranker`): its out-of-fold logits are the cross group",
+                                       metavar="RERANKER")
     trees: int = option(300, "boosting rounds", minimum=1)
     learning_rate: float = option(0.05, "shrinkage per round", flag="--lr")
     leaves: int = option(7, "leaves per tree", minimum=2)
     min_child_samples: int = option(50, "rows per leaf at least", minimum=1)
-    folds: int = option(5, "topic folds for cross-fitting", minimum=2)
-    fold: int | None = option(None, "hold this fold out entirely, for `evaluate recommend --fold`")
-    group_by: str | None = option(None, "topics column whose equal values share a fold (e.g. title: a question's "
-                                        "wrong answers)")
-    hold_out_items: float = option(0.0, "share of each held-out fold's items no training topic may link",
-                                   minimum=0)
-    seed: int = option(42, "seed of folds and boosting")
 
     def __post_init__(self) -> None:
         unknown = [g for g in self.groups if g not in FEATURE_GROUPS]
         if unknown or not self.groups:
             raise ValueError(f"--groups: unknown {unknown or 'none given'}; choose from {', '.join(FEATURE_GROUPS)}")
+        if self.cross_encoder is not None and "cross" not in self.groups:
+            self.groups = (*self.groups, "cross")
+        if "cross" in self.groups and self.cross_encoder is None:
+            raise ValueError("--groups cross: give the cross-encoder whose logits it reads (--cross-encoder)")
 
     def params(self) -> dict[str, Any]:
         names = feature_names(self.groups)
@@ -109,61 +102,6 @@ class RankerConfig:
 
 
 # -- candidates and features --------------------------------------------------------------------------------
-
-def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: CandidateConfig) -> pl.DataFrame:
-    """Every planned topic's hybrid candidates from its blind retriever: (topic_id, content_id, row, the
-    hybrid scores, label) rows, grouped by topic."""
-    lexical = build_lexical(catalog)
-    ids = catalog.content["id"]
-    parts = []
-    for path, topic_ids in plan.items():
-        log.info("hybrid candidates (%d dense + %d lexical) for %d topics with %s", config.dense, config.lexical,
-                 len(topic_ids), path)
-        encoder = BiEncoder.load(path)
-        with torch.inference_mode():
-            index = in_memory_index(encoder, catalog, lexical)
-            topics = catalog.topics_in_order(topic_ids)
-            vectors = encoder.encode_topics(catalog, topics)
-        found = hybrid_candidates(index, vectors, [lexical_text(p) for p in topic_parts(topics)],
-                                  [Filters(language=lang) for lang in topics["language"].to_list()], config,
-                                  topic_ids)
-        for topic, frame in zip(topic_ids, found, strict=True):
-            gold = catalog.gold[topic]
-            content = ids.gather(frame["row"])
-            parts.append(frame.with_columns(pl.lit(topic).alias("topic_id"), content.alias("content_id"),
-                                            content.is_in(list(gold)).alias("label")))
-    return pl.concat(parts)
-
-
-@dataclass
-class CrossFit:
-    """Which topics take part and, per fold, which may train while it is held out: the other folds' topics
-    minus those linking one of its held-out items (`hold_out_items`)."""
-
-    assignment: dict[str, int]
-    training: dict[int, set[str]]
-
-    @classmethod
-    def of(cls, catalog: Catalog, config: RankerConfig) -> CrossFit:
-        split = {"share": config.hold_out_items, "seed": config.seed}
-        assignment = topic_folds(catalog, config.folds, config.seed, config.group_by)
-        if config.fold is not None:  # held out for good: its topics and those linking its held-out items
-            kept = set(training_topics(catalog, assignment, config.fold, **split))
-            assignment = {t: f for t, f in assignment.items() if t in kept}
-        folds = sorted({f for f in assignment.values() if f != TRAIN_ONLY})
-        return cls(assignment, {f: set(training_topics(catalog, assignment, f, **split)) for f in folds})
-
-    def graph(self, catalog: Catalog, fold: int | None) -> Graph:
-        """The links a fold's topics may see (every taking-part topic's for None or a training-only topic)."""
-        topics = self.training[fold] if fold in self.training else set(self.assignment)
-        return Graph.build(catalog.correlations.filter(pl.col("topic_id").is_in(list(topics))), catalog.topics)
-
-    def seen(self, catalog: Catalog, topics: Sequence[str]) -> dict[str, bool]:
-        """Per topic, whether its gold items were all linked by topics that trained while its fold was out."""
-        linked = {fold: {item for t in training for item in catalog.gold.get(t, ())}
-                  for fold, training in self.training.items()}
-        return {t: catalog.gold[t] <= linked.get(self.assignment[t], set()) for t in topics}
-
 
 def cross_fitted_features(catalog: Catalog, candidates: pl.DataFrame, crossfit: CrossFit,
                           groups: Sequence[str]) -> pl.DataFrame:
@@ -260,23 +198,6 @@ def retrieval_only(oof: pl.DataFrame, gold: dict[str, set[str]]) -> dict[str, An
 
 # -- the run ------------------------------------------------------------------------------------------------
 
-def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, config: RankerConfig) \
-        -> tuple[pl.DataFrame, CrossFit, dict[Path, list[str]]]:
-    """The run's hybrid candidates, mined once per (catalog, retrievers, topics, candidate counts) and cached."""
-    crossfit = CrossFit.of(catalog, config)
-    plan = assign_miners(catalog, sorted(crossfit.assignment), [model_path(r) for r in retrievers])
-    key = hash_json({"data": catalog.data_hash, "candidates": asdict(config.candidates), "format": MINED_FORMAT,
-                     "edurank": edurank.__version__, "plan": {fingerprint(p): ids for p, ids in plan.items()}})
-    cache = out / ".cache" / f"candidates-{key[:16]}.parquet"
-    if cache.is_file():
-        return pl.read_parquet(cache), crossfit, plan
-    candidates = mine_hybrid(catalog, plan, config.candidates)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    candidates.write_parquet(cache.with_suffix(".tmp"))
-    cache.with_suffix(".tmp").replace(cache)
-    return candidates, crossfit, plan
-
-
 def evaluate_ranker(catalog: Catalog, candidates: pl.DataFrame, crossfit: CrossFit,
                     config: RankerConfig) -> tuple[pl.DataFrame, Calibration, DecisionRule, dict[str, Any]]:
     """Features, cross-fitting, calibration and the tuned rule; returns the features and the figures."""
@@ -303,15 +224,35 @@ def evaluate_ranker(catalog: Catalog, candidates: pl.DataFrame, crossfit: CrossF
         calibration, rule, metrics
 
 
+def with_cross_logits(candidates: pl.DataFrame, config: RankerConfig, depends: Sequence[ModelRef]) \
+        -> tuple[pl.DataFrame, ModelRef | None]:
+    """The candidates with the cross-encoder's out-of-fold logit (`cross_logit`), when the config names one;
+    refused unless it was cross-fitted on the same candidates, folds and retrievers (else its logits would not
+    be out-of-fold for these rows). Rows it did not score (training-only topics) get a null logit."""
+    if config.cross_encoder is None:
+        return candidates, None
+    path, manifest = open_artifact(config.cross_encoder, Reranker.KIND)
+    if manifest.details.get("cross_fit") != config.cross_fit_params() or \
+            sorted(d.fingerprint for d in manifest.depends) != sorted(d.fingerprint for d in depends):
+        raise InputError(f"--cross-encoder {config.cross_encoder}: it was not cross-fitted on these candidates "
+                         "(train it with the same --retriever, candidate counts, folds and seed)")
+    logits = pl.read_parquet(path / OOF).select("topic_id", "content_id", pl.col("logit").alias("cross_logit"))
+    return candidates.join(logits, on=["topic_id", "content_id"], how="left"), \
+        model_ref(path, manifest.weights)
+
+
 def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config: RankerConfig) -> Path:
     """Mine, featurise, cross-fit, calibrate, tune, train the served booster; publish `<out>/<version>/`."""
     started = time.time()
     candidates, crossfit, plan = candidates_for(catalog, retrievers, out, config)
+    depends = [model_ref(path, fingerprint(path)) for path in plan]
+    candidates, cross_encoder = with_cross_logits(candidates, config, depends)
     frame, calibration, rule, metrics = evaluate_ranker(catalog, candidates, crossfit, config)
     booster = fit_booster(config, frame)
     ranker = Ranker(booster, tuple(config.groups), config.candidates, vocabularies(catalog.content, catalog.topics),
-                    crossfit.graph(catalog, None), calibration, rule)
-    depends = [model_ref(path, fingerprint(path)) for path in plan]
+                    crossfit.graph(catalog, None), calibration, rule,
+                    cross_encoder=cross_encoder.fingerprint if cross_encoder else None)
+    depends += [cross_encoder] if cross_encoder else []
     run_hash = hash_json({"config": asdict(config), "data": catalog.data_hash, "edurank": edurank.__version__,
                           "retrievers": [asdict(d) for d in depends]})
     with staging_dir(out, f"ranker-{run_hash[:12]}") as work:

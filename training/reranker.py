@@ -1,26 +1,26 @@
-"""`edurank train reranker`: a cross-encoder classifier over stage 1's candidates, cross-fitted over topic
-folds so that its out-of-fold probabilities can calibrate it and tune the decision rule.
+"""`edurank train reranker`: a cross-encoder over the hybrid candidates, cross-fitted over the same folds and
+rows as `edurank train ranker`, so its out-of-fold logits can also serve as one of the ranker's features.
 
-1. Candidates: each topic's top-N from a retriever that never trained on that topic (chosen per fold from
-   the given retrievers by their manifests), labelled by the gold correlations; gold items retrieval
-   missed are added as extra positives for training only.
-2. Cross-fitting: for each fold, a model trained on the other folds scores the fold's candidates (OOF).
-3. Calibration: Platt scaling fitted on the OOF logits; the decision rule (threshold, cap, min one) is
-   tuned for mean F2 on the OOF probabilities, and each fold's figure uses a rule tuned on the others.
-4. The served model is trained on every training topic with the same recipe.
+1. Candidates and folds: training/candidates.py (each topic's hybrid top-N from a retriever that never
+   trained on it). A model trains on each topic's positives and its `hard_negatives` most similar negatives.
+2. Start: every model starts from `--model` or, with `--init miners`, each fold's model from the fold
+   retriever that mined (and so never saw) its held-out fold: a cross-encoder initialised from the fine-tuned
+   retriever starts where retrieval already is.
+3. Frozen trunk: the embeddings and the lower `freeze_layers` layers never change, so their output for every
+   training pair is computed once and cached (training/trunk_cache.py); each step runs the layers above.
+4. Loss: `bce` (a probability per pair, `pos_weight` against the sampled negatives) or `listwise` (each
+   positive against `negatives` of its topic's hard negatives, softmax cross-entropy over the group).
+5. Cross-fitting: per fold, a model trained on the topics that may train while it is held out scores all the
+   fold's candidates (OOF). Platt scaling is fitted on the OOF logits, the decision rule is tuned on them,
+   and each fold's figure uses a rule tuned on the others. The served model trains on every topic.
 
-Loss: BCE with `pos_weight` on one logit. A topic can have zero, one or many relevant items, so each
-pair gets its own probability (a softmax over a topic's candidates would force them to share one unit of
-mass); `pos_weight` rebalances the few positives against the sampled negatives.
-
-Every model trains on the shared loop (a checkpoint per epoch) and every finished fold keeps its OOF logits
-in the run's staging directory, so rerunning the same command resumes where it stopped.
+Every model trains on the shared loop (a checkpoint per epoch) and every finished fold keeps its OOF logits in
+the run's staging directory, so rerunning the same command resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -36,15 +36,15 @@ import edurank
 from edurank.artifacts import ModelRef, fresh_dir, hash_json, model_ref, publish_artifact, staging_dir
 from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
+from edurank.layers import Trunk
 from edurank.options import option
 from reranker.decision import DecisionRule
 from reranker.evaluation import calibrate_and_tune
 from reranker.model import Calibration, PairFormat, Reranker
 from retriever.catalog import Catalog
-from retriever.evaluation import retrieve
-from retriever.model import BiEncoder
-from retriever.splits import TRAIN_ONLY, seen_topics, topic_folds
+from retriever.splits import seen_topics
 from retriever.texts import content_parts, topic_parts
+from training.candidates import CrossFit, CrossFitOptions, candidates_for
 from training.loop import (
     EngineOptions,
     Loop,
@@ -54,186 +54,227 @@ from training.loop import (
     run_fold,
     seed_everything,
 )
+from training.trunk_cache import TrunkCache
 
 log = logging.getLogger(__name__)
-CANDIDATES = "candidates.parquet"
 OOF = "oof.parquet"
+LOSSES = ("bce", "listwise")
+INITS = ("model", "miners")
+Groups = list[list[int]]  # a batch: groups of rows (listwise: the positive first, then its negatives)
 
 
 @dataclass
-class RerankerConfig(EngineOptions):
+class RerankerConfig(CrossFitOptions, EngineOptions):
     """Everything that changes the trained model; hashed (with the data and retrievers) to name the run."""
 
     base_model: str | None = option(None, "start from this local HF/ST dir (default: bundled MiniLM)", flag="--model")
-    candidates: int = option(32, "top-N retrieved per topic", minimum=1)
-    negatives: int = option(8, "negatives sampled per topic and epoch from its candidates (0: all)", minimum=0)
+    init: str = option("model", "fold models start from --model, or (miners) each from the fold retriever that "
+                                "mined its held-out fold", choices=INITS)
+    loss: str = option("bce", "bce: a probability per pair; listwise: each positive against its topic's hard "
+                              "negatives (softmax cross-entropy)", choices=LOSSES)
+    hard_negatives: int = option(16, "negatives a topic may train on: its H most similar candidates by dense "
+                                     "cosine (0: all)", minimum=0)
+    negatives: int = option(8, "negatives drawn each epoch from the hard ones, per topic (bce) or per positive "
+                               "(listwise); 0: all", minimum=0)
     pos_weight: float | None = option(None, "BCE weight of positives (default: negatives / positives seen per epoch)")
-    epochs: int = option(1, "epochs over the sampled pairs", minimum=1)
+    epochs: int = option(2, "epochs over the sampled pairs", minimum=1)
     batch_size: int = option(32, "pairs per batch", minimum=1)
-    learning_rate: float = option(5e-5, "peak learning rate", flag="--lr")
+    learning_rate: float = option(1e-4, "peak learning rate", flag="--lr")
     topic_tokens: int = option(32, "tokens of the topic side of a pair", minimum=1)
     content_tokens: int = option(64, "tokens of the content side of a pair", minimum=1)
     rank_feature: bool = option(False, "write the retrieval rank into the pair")
-    freeze_layers: int = option(0, "freeze embeddings + this many lower layers", minimum=0)
+    freeze_layers: int = option(4, "frozen embeddings + lower layers, their output cached (0: train every layer, "
+                                   "no cache)", minimum=0)
+    late_interaction: bool = option(False, "the frozen lower layers read each text alone (what the retriever "
+                                           "computes); only the trained layers attend across the pair")
     cross_fit: bool = option(True, "train fold models for OOF scores (off: faster; calibration by prior "
                                    "correction, rule untuned)")
-    folds: int = option(5, "topic folds for cross-fitting", minimum=2)
-    fold: int | None = option(None, "hold this fold out entirely, for `evaluate recommend --fold` "
-                                    "(default: use every topic)")
-    seed: int = option(42, "seed of folds, sampling and initialisation")
+    train_folds: int | None = option(None, "cross-fit only the first N folds (exploring; figures cover those)",
+                                     minimum=2)
 
     @property
     def pair_format(self) -> PairFormat:
         return PairFormat(self.topic_tokens, self.content_tokens, self.rank_feature)
 
 
-# -- candidates ---------------------------------------------------------------------------------------------
+# -- rows ---------------------------------------------------------------------------------------------------
 
-def assign_miners(catalog: Catalog, topics: Sequence[str], retrievers: Sequence[Path]) -> dict[Path, list[str]]:
-    """Each topic goes to the first retriever that never saw it; a topic no retriever is blind to is dropped
-    (its candidates would be easier than served ones)."""
-    seen = {path: seen_topics(path, catalog) for path in retrievers}
-    plan: dict[Path, list[str]] = {path: [] for path in retrievers}
-    dropped = 0
-    for topic in topics:
-        miner = next((path for path in retrievers if topic not in seen[path]), None)
-        if miner is None:
-            dropped += 1
-        else:
-            plan[miner].append(topic)
-    if dropped:
-        log.warning("%d of %d topics dropped: every given retriever trained on them", dropped, len(topics))
-    if not any(plan.values()):
-        raise InputError("every given retriever trained on these topics, so its candidates are not what serving "
-                         "sees; give retrievers that held folds out (edurank train retriever --folds K --fold I) "
-                         "or the untrained base model (--retriever bundled)")
-    return {path: ids for path, ids in plan.items() if ids}
+def ranked_rows(candidates: pl.DataFrame, crossfit: CrossFit) -> pl.DataFrame:
+    """Candidates of the taking-part topics with their `fold` and `rank` (position by dense cosine)."""
+    return candidates.filter(pl.col("topic_id").is_in(list(crossfit.assignment))).with_columns(
+        pl.col("topic_id").replace_strict(crossfit.assignment, return_dtype=pl.Int32).alias("fold"),
+        pl.col("dense_score").rank("ordinal", descending=True).over("topic_id").cast(pl.Int32).alias("rank"))
 
 
-def mine_candidates(catalog: Catalog, plan: dict[Path, list[str]], top_n: int, fold_of: dict[str, int],
-                    device: str = "cpu") -> pl.DataFrame:
-    """(topic_id, content_id, rank, label, fold, retrieved) rows: each topic's top-N from its blind retriever
-    (`plan`: retriever -> topics), plus its gold items that were not retrieved (retrieved = False, rank N + 1)."""
-    rows: list[dict[str, Any]] = []
-    for path, ids in plan.items():
-        log.info("mining top-%d candidates for %d topics with %s", top_n, len(ids), path)
-        encoder = BiEncoder.load(path, device=device)
-        with torch.inference_mode():
-            ranked = retrieve(encoder, catalog, ids, top_n)
-        for topic, items in zip(ids, ranked, strict=True):
-            gold = catalog.gold[topic]
-            rows += [{"topic_id": topic, "content_id": c, "rank": r, "label": c in gold, "retrieved": True}
-                     for r, c in enumerate(items, start=1)]
-            rows += [{"topic_id": topic, "content_id": c, "rank": top_n + 1, "label": True, "retrieved": False}
-                     for c in sorted(gold - set(items))]
-    frame = pl.DataFrame(rows, schema={"topic_id": pl.String, "content_id": pl.String, "rank": pl.Int32,
-                                       "label": pl.Boolean, "retrieved": pl.Boolean})
-    return frame.with_columns(pl.col("topic_id").replace_strict(fold_of, return_dtype=pl.Int32).alias("fold"))
+def training_rows(rows: pl.DataFrame, hard_negatives: int) -> pl.DataFrame:
+    """What a model may train on: every positive and each topic's `hard_negatives` best-ranked negatives."""
+    negative_rank = pl.col("rank").rank("ordinal").over(["topic_id", "label"])
+    return rows.filter(pl.col("label") | (negative_rank <= hard_negatives) if hard_negatives else pl.lit(True))
 
 
-def with_pair_texts(frame: pl.DataFrame, catalog: Catalog, reranker: Reranker) -> pl.DataFrame:
-    """Add the pair's two texts (columns `a`, `b`) exactly as the served pipeline writes them."""
-    topics = catalog.topics.join(frame.select(pl.col("topic_id").alias("id")), on="id", how="semi")
+def with_pair_texts(rows: pl.DataFrame, catalog: Catalog, reranker: Reranker) -> list[tuple[str, str]]:
+    """The rows' (topic, content) texts exactly as the served pipeline writes them."""
+    topics = catalog.topics_in_order(rows["topic_id"].unique(maintain_order=True).to_list())
     topic_row = {t: i for i, t in enumerate(topics["id"])}
     content_row = {c: i for i, c in enumerate(catalog.content["id"])}
     t_parts, c_parts = topic_parts(topics), content_parts(catalog.content)
-    pairs = reranker.pairs([t_parts[topic_row[t]] for t in frame["topic_id"]],
-                           [c_parts[content_row[c]] for c in frame["content_id"]], frame["rank"].to_list())
-    return frame.with_columns(pl.Series("a", [a for a, _ in pairs]), pl.Series("b", [b for _, b in pairs]))
+    return reranker.pairs([t_parts[topic_row[t]] for t in rows["topic_id"]],
+                          [c_parts[content_row[c]] for c in rows["content_id"]], rows["rank"].to_list())
 
 
 # -- one model ----------------------------------------------------------------------------------------------
 
 class RerankerTrainer:
-    """Trains one cross-encoder on the given candidate rows; its loop checkpoints each epoch in `work_dir`."""
+    """Trains one cross-encoder from `init` on the given rows; its loop checkpoints each epoch in `work_dir`."""
 
-    def __init__(self, config: RerankerConfig, pairs: pl.DataFrame, work_dir: Path, label: str):
-        self.config, self.pairs, self.work_dir, self.label = config, pairs, work_dir, label
+    def __init__(self, config: RerankerConfig, rows: pl.DataFrame, texts: Sequence[tuple[str, str]],
+                 init: str | Path | None, work_dir: Path, label: str, cache_dir: Path | None = None):
+        self.config, self.rows, self.texts, self.work_dir, self.label = config, rows, texts, work_dir, label
         self.device = resolve_device(config.device)
-        self.reranker = Reranker.load(config.base_model, config.pair_format)
+        self.reranker = Reranker.load(init, config.pair_format)
         self.reranker.model.to(self.device)
-        freeze_lower_layers(self.reranker.model.encoder, config.freeze_layers)
-        positives = int(pairs["label"].sum())
-        self.pos_weight = config.pos_weight or max(self.expected_negatives() / max(positives, 1), 1.0)
-        self.loss = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(self.pos_weight, device=self.device))
-        self.labels = torch.from_numpy(pairs["label"].cast(pl.Float32).to_numpy())
-        self.texts = list(zip(pairs["a"].to_list(), pairs["b"].to_list(), strict=True))
+        self.split = config.freeze_layers
+        if config.late_interaction:
+            self.reranker.model.isolated_layers = self.split
+        freeze_lower_layers(self.reranker.model.encoder, self.split)
+        self.cache = self.trunk_cache(cache_dir) if self.split and cache_dir is not None else None
+        self.labels = torch.tensor(rows["label"].cast(pl.Float32).to_list())
+        by_topic = rows.select("topic_id", "label").with_row_index("at").group_by("topic_id", maintain_order=True)
+        self.topics = [(g.filter(pl.col("label"))["at"].to_list(), g.filter(~pl.col("label"))["at"].to_list())
+                       for _, g in by_topic]
+        positives = int(rows["label"].sum())
+        self.pos_weight = config.pos_weight or max(self.negatives_per_epoch() / max(positives, 1), 1.0)
+        self.bce = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(self.pos_weight, device=self.device))
 
-    def expected_negatives(self) -> int:
-        """Negatives per epoch: up to `negatives` per topic (all of them when `negatives` is 0)."""
-        per_topic = self.pairs.filter(~pl.col("label")).group_by("topic_id").len()["len"]
-        return int(per_topic.sum() if not self.config.negatives else per_topic.clip(0, self.config.negatives).sum())
+    def trunk_cache(self, cache_dir: Path) -> TrunkCache:
+        """The frozen trunk's output for every row, keyed by the start model, the split, the format and rows."""
+        isolated = self.reranker.model.isolated_layers
+        if isolated not in (0, self.split):
+            raise InputError(f"--freeze-layers {self.split}: the start model reads its lower {isolated} layers one "
+                             "text at a time; freeze exactly those")
+        key = hash_json({"model": self.reranker.fingerprint, "split": self.split,
+                         **({"isolated": isolated} if isolated else {}),
+                         "format": asdict(self.config.pair_format), "texts": self.texts})
+        trunk, model = Trunk(self.reranker.model.encoder, self.split), self.reranker.model
 
-    def batches(self, epoch: int) -> list[list[int]]:
-        """Every positive, plus up to `negatives` random negatives per topic (a new draw each epoch, a function
-        of the seed and the epoch), shuffled and cut into batches."""
+        def lower(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+            return trunk(input_ids, model.layer_mask(0, attention_mask, token_type_ids), token_type_ids)
+
+        return TrunkCache.build(lower, self.reranker.model.encoder.config.hidden_size, self.reranker.tokenizer,
+                                self.texts, self.config.pair_format.max_length, cache_dir / f"pairs-{key[:16]}.npy",
+                                self.device)
+
+    def negatives_per_epoch(self) -> int:
+        take = self.config.negatives
+        if self.config.loss == "listwise":
+            return sum(len(pos) * (min(take, len(neg)) if take else len(neg)) for pos, neg in self.topics)
+        return sum(min(take, len(neg)) if take else len(neg) for _, neg in self.topics)
+
+    def batches(self, epoch: int) -> list[Groups]:
+        """bce: every positive and up to `negatives` of its topic's negatives, shuffled into batches of
+        `batch_size` pairs; listwise: one group per positive (it and up to `negatives` of its topic's
+        negatives), whole groups per batch. A new draw each epoch, a function of the seed and epoch alone."""
         rng = random.Random(hash_json([self.config.seed, epoch]))
-        chosen: list[int] = []
-        indexed = self.pairs.with_row_index("row")
-        for (_topic,), group in indexed.group_by("topic_id", maintain_order=True):
-            chosen += group.filter(pl.col("label"))["row"].to_list()
-            negatives = group.filter(~pl.col("label"))["row"].to_list()
-            take = len(negatives) if not self.config.negatives else min(self.config.negatives, len(negatives))
-            chosen += rng.sample(negatives, take)
+        take = self.config.negatives
+
+        def draw(negatives: list[int]) -> list[int]:
+            return rng.sample(negatives, min(take, len(negatives))) if take else list(negatives)
+
+        if self.config.loss == "listwise":
+            groups = [[p, *draw(neg)] for pos, neg in self.topics for p in pos if neg]
+            rng.shuffle(groups)
+            per_batch = max(1, self.config.batch_size // (take + 1 if take else 16))
+            return [groups[i:i + per_batch] for i in range(0, len(groups), per_batch)]
+        chosen = [row for pos, neg in self.topics for row in [*pos, *draw(neg)]]
         rng.shuffle(chosen)
         size = self.config.batch_size
-        return [chosen[start:start + size] for start in range(0, len(chosen), size)]
+        return [[chosen[i:i + size]] for i in range(0, len(chosen), size)]
 
-    def step_loss(self, rows: list[int]) -> torch.Tensor:
+    def logits(self, rows: list[int]) -> torch.Tensor:
+        model = self.reranker.model
+        if self.cache is not None:
+            hidden, mask = self.cache.batch(rows)
+            types = self.cache.segments(rows)
+            return model.from_layer(self.split, hidden.to(self.device), mask.to(self.device), types.to(self.device))
         features = self.reranker.tokenize([self.texts[i] for i in rows])
-        logits = self.reranker.model(**{k: v.to(self.device) for k, v in features.items()})
-        return self.loss(logits.float(), self.labels[rows].to(self.device))
+        return model(**{k: v.to(self.device) for k, v in features.items()})
+
+    def step_loss(self, groups: Groups) -> torch.Tensor:
+        rows = [row for group in groups for row in group]
+        logits = self.logits(rows).float()
+        if self.config.loss == "bce":
+            return self.bce(logits, self.labels[rows].to(self.device))
+        losses, start = [], 0
+        for group in groups:  # the positive sits first in its group
+            losses.append(-torch.log_softmax(logits[start:start + len(group)], dim=0)[0])
+            start += len(group)
+        return torch.stack(losses).mean()
 
     def run(self) -> Reranker:
         config = self.config
         seed_everything(config.seed)
-        steps = math.ceil((int(self.pairs["label"].sum()) + self.expected_negatives()) / config.batch_size)
-        optimizer, scheduler = adamw_with_warmup(self.reranker.model.parameters(), config.learning_rate,
-                                                 config.weight_decay, config.warmup_ratio, steps * config.epochs)
-        loop: Loop[list[int]] = Loop(self.reranker.model, optimizer, scheduler, self.device, self.work_dir,
-                                     self.label, config.mixed_precision)
+        steps = len(self.batches(0))
+        optimizer, scheduler = adamw_with_warmup(
+            [p for p in self.reranker.model.parameters() if p.requires_grad], config.learning_rate,
+            config.weight_decay, config.warmup_ratio, steps * config.epochs)
+        loop: Loop[Groups] = Loop(self.reranker.model, optimizer, scheduler, self.device, self.work_dir, self.label,
+                                  config.mixed_precision)
         self.history = loop.fit(config.epochs, self.batches, self.step_loss).history
         self.reranker.calibration = self.prior_calibration()
         return self.reranker
 
     def prior_calibration(self) -> Calibration:
-        """Undo what training did to the odds: `pos_weight` multiplies them by w, and seeing only a fraction r
-        of the negatives by 1 / r, so the trained logit is the true one plus log(w / r)."""
-        negative_rate = self.expected_negatives() / max(int((~self.pairs["label"]).sum()), 1)
+        """BCE: undo what training did to the odds: `pos_weight` multiplies them by w, and seeing only a
+        fraction r of the negatives by 1 / r, so the trained logit is the true one plus log(w / r). A listwise
+        logit has no such meaning: identity, until fitted on OOF logits."""
+        if self.config.loss == "listwise":
+            return Calibration()
+        negative_rate = self.negatives_per_epoch() / max(int((~self.rows["label"]).sum()), 1)
         return Calibration.prior_correction(self.pos_weight / negative_rate)
 
 
 # -- the run ------------------------------------------------------------------------------------------------
 
+def fold_inits(config: RerankerConfig, catalog: Catalog, crossfit: CrossFit,
+               plan: dict[Path, list[str]]) -> dict[int, Path | None]:
+    """Where each fold's model starts: `--model`, or (init miners) a mining retriever blind to the whole fold."""
+    folds = sorted(crossfit.training)
+    if config.init == "model":
+        return {fold: model_path(config.base_model) for fold in folds}
+    inits: dict[int, Path | None] = {}
+    for fold in folds:
+        topics = {t for t, f in crossfit.assignment.items() if f == fold}
+        blind = [path for path in plan if not topics & seen_topics(path, catalog)]
+        if not blind:
+            raise InputError(f"--init miners: no given retriever held out all of fold {fold}; train fold retrievers "
+                             f"with the same --folds {config.folds} --seed {config.seed}, or use --init model")
+        inits[fold] = max(blind, key=lambda path: len(set(plan[path]) & topics))
+    return inits
+
+
 def train_reranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config: RerankerConfig) -> Path:
     """Mine, cross-fit, calibrate, tune, train the served model; publish `<out>/<version>/`."""
     started = time.time()
-    assignment = topic_folds(catalog, config.folds, config.seed)
-    topics = sorted(t for t, f in assignment.items() if f != TRAIN_ONLY and f != config.fold)
-    plan = assign_miners(catalog, topics, [model_path(r) for r in retrievers])
+    candidates, crossfit, plan = candidates_for(catalog, retrievers, out, config)
+    rows = ranked_rows(candidates, crossfit)
     depends = [model_ref(path, fingerprint(path)) for path in plan]
+    base = model_path(config.base_model)
     run_hash = hash_json({"config": asdict(config), "data": catalog.data_hash, "edurank": edurank.__version__,
                           "retrievers": [{**asdict(d), "topics": len(ids)} for d, ids in zip(depends, plan.values(),
                                                                                            strict=True)]})
+    train_rows = training_rows(rows, config.hard_negatives)
+    log.info("%d candidate rows for %d topics, %d positive; %d may train", len(rows), rows["topic_id"].n_unique(),
+             rows["label"].sum(), len(train_rows))
     with staging_dir(out, f"reranker-{run_hash[:12]}", keep_on_error=True) as work:
-        if (work / CANDIDATES).is_file():
-            candidates = pl.read_parquet(work / CANDIDATES)
-        else:
-            candidates = mine_candidates(catalog, plan, config.candidates, assignment,
-                                         str(resolve_device(config.device)))
-            candidates.write_parquet(work / CANDIDATES)
-        log.info("%d candidate pairs for %d topics, %d positive (%d added because retrieval missed them)",
-                 len(candidates), candidates["topic_id"].n_unique(), candidates["label"].sum(),
-                 (~candidates["retrieved"]).sum())
-        candidates = with_pair_texts(candidates, catalog, Reranker.load(config.base_model, config.pair_format))
-
-        oof = cross_fit(config, candidates, work) if config.cross_fit else None
+        oof = cross_fit(config, catalog, rows, crossfit, fold_inits(config, catalog, crossfit, plan), work,
+                        out / ".cache") if config.cross_fit else None
         calibration, rule, metrics = None, DecisionRule(), {}
         if oof is not None:
             calibration, rule, metrics, oof = calibrate_and_tune(oof, catalog.gold)
             log.info("held-out (OOF) figures: %s", {k: round(v, 4) for k, v in metrics["held_out"].items()})
 
-        trainer = RerankerTrainer(config, candidates, work / "final", "final")
+        texts = with_pair_texts(train_rows, catalog, Reranker.load(base, config.pair_format))
+        trainer = RerankerTrainer(config, train_rows, texts, base, work / "final", "final", out / ".cache")
         reranker = trainer.run()
         reranker.calibration = calibration or reranker.calibration
         reranker.rule = rule
@@ -242,34 +283,40 @@ def train_reranker(catalog: Catalog, retrievers: Sequence[str], out: Path, confi
         if oof is not None:
             oof.write_parquet(final / OOF)
         return publish_artifact(
-            final, out, run_hash, kind=Reranker.KIND, base_model=ModelRef(str(model_path(config.base_model)),
-                                                                          fingerprint(model_path(config.base_model))),
+            final, out, run_hash, kind=Reranker.KIND, base_model=ModelRef(str(base), fingerprint(base)),
             data={"hash": catalog.data_hash, "files": [str(p) for p in catalog.files],
-                  "train_topics": candidates["topic_id"].n_unique(), "pairs": len(candidates),
-                  "positives": int(candidates["label"].sum())},
+                  "train_topics": train_rows["topic_id"].n_unique(), "pairs": len(train_rows),
+                  "positives": int(train_rows["label"].sum())},
             params=asdict(config), metrics={**metrics, "final_history": trainer.history},
             seconds={"train": time.time() - started}, depends=depends,
             details={"calibration": asdict(reranker.calibration), "rule": rule.to_dict(),
+                     "cross_fit": config.cross_fit_params(),
                      "topics_per_retriever": {str(p): len(ids) for p, ids in plan.items()}})
 
 
-def cross_fit(config: RerankerConfig, candidates: pl.DataFrame, work: Path) -> pl.DataFrame | None:
-    """Train one model per fold on the other folds and score the fold's retrieved candidates; return every
-    fold's OOF rows with their logits (a resumed run keeps finished folds)."""
-    folds = sorted(f for f in candidates["fold"].unique().to_list() if f != TRAIN_ONLY)
+def cross_fit(config: RerankerConfig, catalog: Catalog, rows: pl.DataFrame, crossfit: CrossFit,
+              inits: dict[int, Path | None], work: Path, cache_dir: Path) -> pl.DataFrame | None:
+    """Per fold, a model trained on what may train while it is held out scores all the fold's candidates;
+    returns every fold's rows with their `logit` (a resumed run keeps finished folds)."""
+    folds = sorted(crossfit.training)[:config.train_folds]
     if len(folds) < 2:
         log.warning("cross-fitting needs two folds with candidates, found %d: rule left untuned", len(folds))
         return None
     parts = []
     for fold in folds:
-        held_out = candidates.filter((pl.col("fold") == fold) & pl.col("retrieved"))
+        held_out = rows.filter(pl.col("fold") == fold)
 
         def train(directory: Path, fold: int = fold, held_out: pl.DataFrame = held_out) \
                 -> tuple[np.ndarray, list[dict[str, Any]]]:
-            trainer = RerankerTrainer(config, candidates.filter(pl.col("fold") != fold), directory, f"fold {fold}")
+            train_rows = training_rows(rows.filter(pl.col("topic_id").is_in(list(crossfit.training[fold]))),
+                                       config.hard_negatives)
+            start = Reranker.load(inits[fold], config.pair_format)
+            trainer = RerankerTrainer(config, train_rows, with_pair_texts(train_rows, catalog, start), inits[fold],
+                                      directory, f"fold {fold}", cache_dir)
             reranker = trainer.run()
-            return reranker.logits(list(zip(held_out["a"], held_out["b"], strict=True))), trainer.history
+            return reranker.logits(with_pair_texts(held_out, catalog, reranker)), trainer.history
 
         logits = run_fold(work / f"fold-{fold}", f"fold {fold}", train).predictions
-        parts.append(held_out.drop("a", "b").with_columns(pl.Series("logit", logits, dtype=pl.Float32)))
+        parts.append(held_out.select("topic_id", "content_id", "fold", "rank", "label", "dense_score", "dense_rank")
+                     .with_columns(pl.Series("logit", logits, dtype=pl.Float32)))
     return pl.concat(parts)

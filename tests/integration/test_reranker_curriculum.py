@@ -11,6 +11,7 @@ import pytest
 from edurank.artifacts import read_manifest
 from reranker.model import Reranker
 from retriever.catalog import load_catalog
+from retriever.hybrid import CandidateConfig
 from tests.conftest import shared_dataset
 from tests.integration.test_curriculum_training import slice_catalog
 from training.reranker import RerankerConfig, train_reranker
@@ -20,15 +21,15 @@ pytestmark = pytest.mark.integration
 
 def test_reranker_smoke_on_a_curriculum_slice(tmp_path: Path) -> None:
     catalog = load_catalog(slice_catalog(shared_dataset("curriculum"), tmp_path / "slice", 60))
-    config = RerankerConfig(candidates=8, negatives=4, epochs=1, batch_size=16, topic_tokens=24, content_tokens=40,
-                            freeze_layers=3, learning_rate=1e-4, folds=3)
+    config = RerankerConfig(candidates=CandidateConfig(8, 4), hard_negatives=4, negatives=4, epochs=1, batch_size=16,
+                            topic_tokens=24, content_tokens=40, freeze_layers=3, learning_rate=1e-4, folds=3)
     path = train_reranker(catalog, ["bundled"], tmp_path / "reranker", config)
     manifest = read_manifest(path)
     held_out = manifest["metrics"]["held_out"]
     assert held_out["topics"] >= 40 and set(manifest["metrics"]["folds"]) == {"0", "1", "2"}
     assert 0.0 < held_out["mean_f2"] <= 1.0 and held_out["candidate_recall"] > 0.3
     oof = pl.read_parquet(path / "oof.parquet")
-    assert oof["topic_id"].n_unique() == held_out["topics"] and oof["retrieved"].all()
+    assert oof["topic_id"].n_unique() == held_out["topics"] and oof["logit"].is_not_null().all()
     # Platt scaling with an intercept: the mean probability equals the positive rate it was fitted on
     assert abs(oof["probability"].mean() - oof["label"].mean()) < 0.02
     reranker = Reranker.load(path)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from ranker.features import FEATURE_GROUPS, Context, Graph, build_features, query_facts
+from ranker.features import DEFAULT_GROUPS, Context, Graph, build_features, query_facts
 
 TOPICS = pl.DataFrame({"id": ["P", "A", "B", "C"], "parent": [None, "P", "P", "P"],
                        "channel": ["ch", "ch", "ch", "other"], "title": ["p", "a", "b", "c"],
@@ -30,7 +30,7 @@ def context() -> Context:
 
 def test_graph_features_by_hand_never_count_the_topics_own_links() -> None:
     queries = query_facts(TOPICS.filter(pl.col("id") == "A"))
-    frame = build_features(candidates(), queries, context(), list(FEATURE_GROUPS))
+    frame = build_features(candidates(), queries, context(), list(DEFAULT_GROUPS))
     # x is linked by A (the query itself) and B; y by B and C; z by the parent P; w by nobody
     assert frame["item_links"].to_list() == [1, 2, 1, 0]
     assert frame["sibling_links"].to_list() == [1, 2, 0, 0]  # B and C share A's parent P
@@ -43,7 +43,7 @@ def test_graph_features_by_hand_never_count_the_topics_own_links() -> None:
 def test_a_free_text_topic_has_no_tree_position() -> None:
     topic = pl.DataFrame({"title": ["a new topic"], "breadcrumbs": [None], "description": [None],
                           "language": ["en"]})
-    frame = build_features(candidates(), query_facts(topic, known=False), context(), list(FEATURE_GROUPS))
+    frame = build_features(candidates(), query_facts(topic, known=False), context(), list(DEFAULT_GROUPS))
     assert frame["item_links"].to_list() == [2, 2, 1, 0]
     assert frame["parent_links"].null_count() == 4 and frame["category"].null_count() == 4
 
@@ -66,3 +66,10 @@ def test_a_topic_without_parent_or_channel_subtracts_nothing_it_could_not_count(
     assert frame["item_links"].to_list() == [2, 2, 0, 0]
     assert frame["sibling_links"].to_list() == [0, 0, 0, 0] and frame["channel_links"].to_list() == [0, 0, 0, 0]
     assert frame["parent_links"].null_count() == 4
+
+
+def test_cross_encoder_features_are_relative_to_the_topics_best_logit() -> None:
+    queries = query_facts(TOPICS.filter(pl.col("id") == "A"))
+    scored = candidates().with_columns(pl.Series("cross_logit", [1.0, 3.0, -2.0, 2.5], dtype=pl.Float32))
+    frame = build_features(scored, queries, context(), ["cross"])
+    assert frame["cross_gap"].to_list() == [2.0, 0.0, 5.0, 0.5] and frame["cross_position"].to_list() == [3, 1, 4, 2]

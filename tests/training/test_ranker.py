@@ -7,10 +7,20 @@ import polars as pl
 import pytest
 
 from edurank.artifacts import Manifest
+from edurank.errors import InputError
+from edurank.timing import StageTimes
 from ranker.model import Ranker
+from reranker.model import Reranker
+from reranker.pipeline import Query, Recommender
 from retriever.catalog import load_catalog
+from retriever.hybrid import CandidateConfig
+from retriever.indexing import build_lexical, in_memory_index
+from retriever.model import BiEncoder
 from retriever.splits import TRAIN_ONLY
+from retriever.texts import topic_parts
+from service.registry import usable_ranker
 from training.ranker import RankerConfig, candidates_for, cross_fitted_features, evaluate_ranker, train_ranker
+from training.reranker import RerankerConfig, train_reranker
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +71,37 @@ def test_cross_fitting_is_deterministic_and_reuses_the_mined_candidates(trained:
 def test_unknown_feature_groups_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown"):
         RankerConfig(groups=("dense", "astrology"))
+    with pytest.raises(ValueError, match="--cross-encoder"):
+        RankerConfig(groups=("dense", "cross"))
+    assert RankerConfig(cross_encoder="some/reranker").groups[-1] == "cross"
+
+
+def test_a_cross_encoders_out_of_fold_logits_become_features_and_serve(sample_catalog: Path, tmp_path: Path) -> None:
+    """The cross group reads the logits of a reranker cross-fitted on the same rows; served, the ranker needs
+    that very reranker loaded and runs it on every candidate."""
+    catalog = load_catalog(sample_catalog)
+    candidates = CandidateConfig(8, 4)
+    reranker_path = train_reranker(catalog, ["bundled"], tmp_path / "reranker", RerankerConfig(
+        candidates=candidates, folds=3, loss="listwise", hard_negatives=4, negatives=3, epochs=1, topic_tokens=16,
+        content_tokens=24, freeze_layers=5))
+    with pytest.raises(InputError, match="not cross-fitted on these candidates"):
+        train_ranker(catalog, ["bundled"], tmp_path / "ranker", RankerConfig(
+            candidates=candidates, folds=2, cross_encoder=str(reranker_path)))
+    config = RankerConfig(candidates=candidates, folds=3, cross_encoder=str(reranker_path), trees=50)
+    ranker = Ranker.load(train_ranker(catalog, ["bundled"], tmp_path / "ranker", config))
+    reranker = Reranker.load(reranker_path)
+    assert ranker.groups[-1] == "cross" and ranker.cross_encoder == reranker.fingerprint
+    assert ranker.manifest is not None and reranker.fingerprint in {d.fingerprint for d in ranker.manifest.depends}
+
+    encoder = BiEncoder.load("bundled")
+    index = in_memory_index(encoder, catalog, build_lexical(catalog))
+    assert usable_ranker(ranker, index, catalog, None) is None  # its cross-encoder is not loaded
+    assert usable_ranker(ranker, index, catalog, reranker) is ranker
+    recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics)
+    topic = catalog.topics_in_order([sorted(catalog.gold)[0]])
+    timer = StageTimes()
+    [frame] = recommender.score([Query(topic_parts(topic)[0], topic_id=topic["id"][0], language="en")], timer=timer)
+    assert len(frame) and frame["probability"].is_between(0, 1).all() and timer.seconds["rerank"] > 0
 
 
 def test_explanations_add_up_to_the_score(trained: tuple[Path, Path], sample_catalog: Path) -> None:

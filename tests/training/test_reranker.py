@@ -9,14 +9,16 @@ import pytest
 from edurank.artifacts import Manifest, ModelRef, write_manifest
 from edurank.encoders import bundled_model_path, fingerprint
 from edurank.errors import InputError
-from reranker.model import Reranker
+from reranker.model import Calibration, Reranker
 from retriever.catalog import load_catalog
+from retriever.hybrid import CandidateConfig
 from retriever.splits import topic_folds
 from training import reranker as module
-from training.reranker import RerankerConfig, assign_miners, mine_candidates, train_reranker
+from training.candidates import CrossFit, assign_miners
+from training.reranker import RerankerConfig, fold_inits, train_reranker, training_rows
 
-FAST = {"candidates": 6, "negatives": 3, "epochs": 1, "batch_size": 16, "topic_tokens": 16,
-        "content_tokens": 24, "freeze_layers": 5, "folds": 2}
+FAST = {"candidates": CandidateConfig(6, 2), "hard_negatives": 4, "negatives": 3, "epochs": 1, "batch_size": 16,
+        "topic_tokens": 16, "content_tokens": 24, "freeze_layers": 5, "folds": 2}
 
 
 def fake_retriever(tmp_path: Path, catalog, fold: int | None, folds: int = 2) -> Path:
@@ -41,14 +43,43 @@ def test_each_topic_is_mined_by_a_retriever_that_never_saw_it(sample_catalog: Pa
         assign_miners(catalog, topics, [fake_retriever(tmp_path, catalog, None)])
 
 
-def test_missed_gold_items_are_added_as_positives(tiny_catalog: Path) -> None:
-    catalog = load_catalog(tiny_catalog)
-    frame = mine_candidates(catalog, {bundled_model_path(): ["fr_add", "geo_area"]}, 1, {"fr_add": 0, "geo_area": 1})
-    for topic in ("fr_add", "geo_area"):
-        rows = frame.filter(pl.col("topic_id") == topic)
-        assert rows.filter(pl.col("retrieved")).height == 1
-        assert set(rows.filter(pl.col("label"))["content_id"]) == catalog.gold[topic]
-        assert rows.filter(~pl.col("retrieved"))["rank"].to_list() == [2] * rows.filter(~pl.col("retrieved")).height
+def test_fold_models_start_from_a_retriever_blind_to_their_whole_fold(sample_catalog: Path, tmp_path: Path) -> None:
+    catalog = load_catalog(sample_catalog)
+    config = RerankerConfig(folds=2, init="miners")
+    crossfit = CrossFit.of(catalog, config)
+    blind_to_0, blind_to_1 = fake_retriever(tmp_path, catalog, 0), fake_retriever(tmp_path, catalog, 1)
+    plan = assign_miners(catalog, sorted(crossfit.assignment), [blind_to_0, blind_to_1])
+    assert fold_inits(config, catalog, crossfit, plan) == {0: blind_to_0, 1: blind_to_1}
+    with pytest.raises(InputError, match="no given retriever held out all of fold 1"):
+        fold_inits(config, catalog, crossfit, {blind_to_0: plan[blind_to_0]})
+    assert set(fold_inits(RerankerConfig(folds=2), catalog, crossfit, plan).values()) == {bundled_model_path()}
+
+
+def test_training_rows_keep_positives_and_the_hardest_negatives() -> None:
+    rows = pl.DataFrame({"topic_id": ["t"] * 6 + ["u"] * 3, "content_id": list("abcdefxyz"),
+                         "rank": [1, 2, 3, 4, 5, 6, 1, 2, 3], "label": [False, True, False, False, True, False,
+                                                                      False, False, False]})
+    kept = training_rows(rows, 2)
+    assert kept.filter(pl.col("topic_id") == "t")["content_id"].to_list() == ["a", "b", "c", "e"]
+    assert kept.filter(pl.col("topic_id") == "u")["content_id"].to_list() == ["x", "y"]
+    assert training_rows(rows, 0).height == rows.height
+
+
+def test_listwise_batches_put_each_positive_first_among_its_topics_negatives(tmp_path: Path) -> None:
+    rows = pl.DataFrame({"topic_id": ["t"] * 5 + ["u"] * 4, "content_id": [f"c{i}" for i in range(9)],
+                         "rank": [1, 2, 3, 4, 5, 1, 2, 3, 4],
+                         "label": [True, False, True, False, False, False, True, False, False]})
+    config = RerankerConfig(loss="listwise", negatives=2, batch_size=6, freeze_layers=0)
+    trainer = module.RerankerTrainer(config, rows, [("a", "b")] * 9, None, tmp_path, "t")
+    batches = trainer.batches(0)
+    groups = [group for batch in batches for group in batch]
+    assert all(len(batch) <= 2 for batch in batches) and sorted(g[0] for g in groups) == [0, 2, 6]
+    for group in groups:
+        topic = rows["topic_id"][group[0]]
+        assert len(group) == 3 and all(rows["topic_id"][r] == topic and not rows["label"][r] for r in group[1:])
+    assert batches == trainer.batches(0) and trainer.prior_calibration() == Calibration()
+    loss = trainer.step_loss(batches[0])
+    assert loss.ndim == 0 and loss.item() > 0
 
 
 def test_training_cross_fits_tunes_and_publishes(sample_catalog: Path, tmp_path: Path) -> None:
@@ -58,13 +89,15 @@ def test_training_cross_fits_tunes_and_publishes(sample_catalog: Path, tmp_path:
     assert manifest.kind == "reranker" and manifest.details["rule"]["tuned"]
     assert manifest.details["calibration"]["fitted"] and set(manifest.metrics["folds"]) == {"0", "1"}
     held_out = manifest.metrics["held_out"]
-    assert held_out["topics"] == manifest.data["train_topics"] and 0.0 <= held_out["mean_f2"] <= 1.0
+    assert 0 < held_out["topics"] <= manifest.data["train_topics"] and 0.0 <= held_out["mean_f2"] <= 1.0
     options = manifest.metrics["calibration_options"]
     assert manifest.metrics["calibration_chosen"] == max(options, key=lambda o: options[o]["held_out_mean_f2"])
     assert manifest.metrics["retrieval_only"]["topics"] == held_out["topics"]
     assert manifest.depends == [ModelRef(str(bundled_model_path()), fingerprint(bundled_model_path()))]
     oof = pl.read_parquet(path / "oof.parquet")
-    assert oof["retrieved"].all() and oof.group_by("topic_id").len()["len"].max() <= 6
+    assert oof.group_by("topic_id").len()["len"].max() <= 8 and oof["logit"].is_not_null().all()
+    assert oof["topic_id"].n_unique() == held_out["topics"]
+    assert manifest.details["cross_fit"] == RerankerConfig(**FAST).cross_fit_params()
     reranker = Reranker.load(tmp_path / "reranker")
     assert reranker.rule.to_dict() == manifest.details["rule"] and reranker.calibration.fitted
     assert reranker.fingerprint == manifest.weights != fingerprint(bundled_model_path())
@@ -94,9 +127,9 @@ def test_a_failed_run_resumes_without_retraining_finished_folds(sample_catalog: 
 
 
 def test_without_cross_fitting_the_prior_correction_undoes_weighting_and_sampling(tmp_path: Path) -> None:
-    rows = [{"topic_id": "t", "content_id": f"c{i}", "rank": i + 1, "label": i == 0, "retrieved": True, "fold": 0,
-             "a": "topic", "b": f"item {i}"} for i in range(21)]
-    trainer = module.RerankerTrainer(RerankerConfig(negatives=5, folds=2), pl.DataFrame(rows), tmp_path, "t")
+    rows = [{"topic_id": "t", "content_id": f"c{i}", "rank": i + 1, "label": i == 0} for i in range(21)]
+    trainer = module.RerankerTrainer(RerankerConfig(negatives=5, folds=2, freeze_layers=0), pl.DataFrame(rows),
+                                     [("topic", f"item {i}") for i in range(21)], None, tmp_path, "t")
     # 1 positive, 20 negatives of which 5 are seen per epoch: w = 5, r = 1/4, so the shift is log(20)
     assert trainer.pos_weight == 5.0
     assert np.isclose(trainer.prior_calibration().intercept, -np.log(20.0))

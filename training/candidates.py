@@ -1,0 +1,155 @@
+"""What both second-stage trainers share: topic folds with their cross-fitting plan, and each topic's hybrid
+candidates mined by a retriever that never trained on it.
+
+The ranker (LightGBM) and the cross-encoder read the same candidate rows under the same folds, so the
+cross-encoder's out-of-fold logits can join the ranker's features row for row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+import torch
+
+import edurank
+from edurank.artifacts import hash_json
+from edurank.encoders import fingerprint, model_path
+from edurank.errors import InputError
+from edurank.options import option
+from ranker.features import Graph
+from retriever.catalog import Catalog
+from retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
+from retriever.indexing import build_lexical, in_memory_index
+from retriever.lexical import lexical_text
+from retriever.model import BiEncoder
+from retriever.splits import TRAIN_ONLY, seen_topics, topic_folds, training_topics
+from retriever.texts import topic_parts
+
+log = logging.getLogger(__name__)
+MINED_FORMAT = 2  # of the cached candidates' columns; bump when mining adds or changes one
+
+
+@dataclass
+class CrossFitOptions:
+    """Which candidates each topic gets and how topics are cut into folds for cross-fitting; the same values
+    give the same rows and folds in every job that takes them."""
+
+    candidates: CandidateConfig = option(factory=CandidateConfig)
+    folds: int = option(5, "topic folds for cross-fitting", minimum=2)
+    fold: int | None = option(None, "hold this fold out entirely, for `evaluate recommend --fold`")
+    group_by: str | None = option(None, "topics column whose equal values share a fold (e.g. title: a question's "
+                                        "wrong answers)")
+    hold_out_items: float = option(0.0, "share of each held-out fold's items no training topic may link",
+                                   minimum=0)
+    seed: int = option(42, "seed of folds, sampling and initialisation")
+
+    def cross_fit_params(self) -> dict[str, object]:
+        """What decides the rows and folds: equal between two jobs, their out-of-fold scores line up."""
+        return {"candidates": asdict(self.candidates), **{name: getattr(self, name) for name in (
+            "folds", "fold", "group_by", "hold_out_items", "seed")}}
+
+
+def assign_miners(catalog: Catalog, topics: Sequence[str], retrievers: Sequence[Path]) -> dict[Path, list[str]]:
+    """Each topic goes to the first retriever that never saw it; a topic no retriever is blind to is dropped
+    (its candidates would be easier than served ones)."""
+    seen = {path: seen_topics(path, catalog) for path in retrievers}
+    plan: dict[Path, list[str]] = {path: [] for path in retrievers}
+    dropped = 0
+    for topic in topics:
+        miner = next((path for path in retrievers if topic not in seen[path]), None)
+        if miner is None:
+            dropped += 1
+        else:
+            plan[miner].append(topic)
+    if dropped:
+        log.warning("%d of %d topics dropped: every given retriever trained on them", dropped, len(topics))
+    if not any(plan.values()):
+        raise InputError("every given retriever trained on these topics, so its candidates are not what serving "
+                         "sees; give retrievers that held folds out (edurank train retriever --folds K --fold I) "
+                         "or the untrained base model (--retriever bundled)")
+    return {path: ids for path, ids in plan.items() if ids}
+
+
+@dataclass
+class CrossFit:
+    """Which topics take part and, per fold, which may train while it is held out: the other folds' topics
+    minus those linking one of its held-out items (`hold_out_items`)."""
+
+    assignment: dict[str, int]
+    training: dict[int, set[str]]
+
+    @classmethod
+    def of(cls, catalog: Catalog, options: CrossFitOptions) -> CrossFit:
+        split = {"share": options.hold_out_items, "seed": options.seed}
+        assignment = topic_folds(catalog, options.folds, options.seed, options.group_by)
+        if options.fold is not None:  # held out for good: its topics and those linking its held-out items
+            kept = set(training_topics(catalog, assignment, options.fold, **split))
+            assignment = {t: f for t, f in assignment.items() if t in kept}
+        folds = sorted({f for f in assignment.values() if f != TRAIN_ONLY})
+        return cls(assignment, {f: set(training_topics(catalog, assignment, f, **split)) for f in folds})
+
+    def graph(self, catalog: Catalog, fold: int | None) -> Graph:
+        """The links a fold's topics may see (every taking-part topic's for None or a training-only topic)."""
+        topics = self.training[fold] if fold in self.training else set(self.assignment)
+        return Graph.build(catalog.correlations.filter(pl.col("topic_id").is_in(list(topics))), catalog.topics)
+
+    def seen(self, catalog: Catalog, topics: Sequence[str]) -> dict[str, bool]:
+        """Per topic, whether its gold items were all linked by topics that trained while its fold was out."""
+        linked = {fold: {item for t in training for item in catalog.gold.get(t, ())}
+                  for fold, training in self.training.items()}
+        return {t: catalog.gold[t] <= linked.get(self.assignment[t], set()) for t in topics}
+
+
+def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: CandidateConfig) -> pl.DataFrame:
+    """Every planned topic's hybrid candidates from its blind retriever: (topic_id, content_id, row, the
+    hybrid scores, label) rows, grouped by topic."""
+    lexical = build_lexical(catalog)
+    ids = catalog.content["id"]
+    parts = []
+    for path, topic_ids in plan.items():
+        log.info("hybrid candidates (%d dense + %d lexical) for %d topics with %s", config.dense, config.lexical,
+                 len(topic_ids), path)
+        encoder = BiEncoder.load(path)
+        with torch.inference_mode():
+            index = in_memory_index(encoder, catalog, lexical)
+            topics = catalog.topics_in_order(topic_ids)
+            vectors = encoder.encode_topics(catalog, topics)
+        found = hybrid_candidates(index, vectors, [lexical_text(p) for p in topic_parts(topics)],
+                                  [Filters(language=lang) for lang in topics["language"].to_list()], config,
+                                  topic_ids)
+        for topic, frame in zip(topic_ids, found, strict=True):
+            gold = catalog.gold[topic]
+            content = ids.gather(frame["row"])
+            parts.append(frame.with_columns(pl.lit(topic).alias("topic_id"), content.alias("content_id"),
+                                            content.is_in(list(gold)).alias("label")))
+    return pl.concat(parts)
+
+
+def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, options: CrossFitOptions) \
+        -> tuple[pl.DataFrame, CrossFit, dict[Path, list[str]]]:
+    """The run's folds and hybrid candidates, mined once per (catalog, retrievers, topics, candidate counts)
+    and cached under `<out>/.cache/`; returns them with the plan (retriever -> the topics it mined)."""
+    crossfit = CrossFit.of(catalog, options)
+    config = options.candidates
+    plan = assign_miners(catalog, sorted(crossfit.assignment), [model_path(r) for r in retrievers])
+    key = hash_json({"data": catalog.data_hash, "candidates": asdict(config), "format": MINED_FORMAT,
+                     "edurank": edurank.__version__, "plan": {fingerprint(p): ids for p, ids in plan.items()}})
+    cache = out / ".cache" / f"candidates-{key[:16]}.parquet"
+    if cache.is_file():
+        return pl.read_parquet(cache), crossfit, plan
+    candidates = mine_hybrid(catalog, plan, config)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    candidates.write_parquet(cache.with_suffix(".tmp"))
+    cache.with_suffix(".tmp").replace(cache)
+    return candidates, crossfit, plan
+
+
+def fold_column(candidates: pl.DataFrame, crossfit: CrossFit) -> pl.DataFrame:
+    """The taking-part topics' candidates with their `fold`."""
+    return candidates.filter(pl.col("topic_id").is_in(list(crossfit.assignment))).with_columns(
+        pl.col("topic_id").replace_strict(crossfit.assignment, return_dtype=pl.Int32).alias("fold"))
+
