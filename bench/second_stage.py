@@ -51,7 +51,8 @@ def ablation(args: argparse.Namespace) -> None:
                                         dataclasses.replace(base, objective=objective))
                                        for objective in ("binary", "lambdarank")]
     variants += [(f"ranker without {group}", dataclasses.replace(
-        base, groups=tuple(g for g in base.groups if g != group))) for group in base.groups if group in FEATURE_GROUPS]
+        base, groups=tuple(g for g in base.groups if g != group), cross_encoder=None if group == "cross" else
+        base.cross_encoder)) for group in base.groups if group in FEATURE_GROUPS]
     print("| variant | " + " | ".join(COLUMNS) + " | minutes |")
     print("|---" * (len(COLUMNS) + 2) + "|")
     report: dict[str, Any] = {}
