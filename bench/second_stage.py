@@ -44,7 +44,7 @@ def ablation(args: argparse.Namespace) -> None:
     base = from_args(RankerConfig, args)
     started = time.perf_counter()
     candidates, crossfit, plan = candidates_for(catalog, args.retriever, args.out, base)
-    candidates, _ = with_cross_logits(candidates, base, [model_ref(p, fingerprint(p)) for p in plan])
+    candidates, _ = with_cross_logits(candidates, base, [model_ref(p, fingerprint(p)) for p in plan], catalog.data_hash)
     print(f"candidates: {len(candidates)} rows for {candidates['topic_id'].n_unique()} topics, "
           f"{(time.perf_counter() - started) / 60:.1f} min (0 when cached)")
     variants: list[tuple[str, Any]] = [(f"ranker, all groups, {objective}",
@@ -93,6 +93,9 @@ def latency(args: argparse.Namespace) -> None:
     catalog = load_catalog(args.catalog)
     encoder, ranker = BiEncoder.load(args.retriever), Ranker.load(args.ranker)
     reranker = Reranker.load(args.reranker) if args.reranker else None
+    problem = ranker.cross_encoder_problem(reranker.fingerprint if reranker else None)
+    if problem:
+        raise SystemExit(f"--ranker: {problem}; give it with --reranker")
     index = in_memory_index(encoder, catalog)
     recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics)
     topics = catalog.topics.filter(catalog.topics["id"].is_in(list(catalog.gold))).head(args.topics)

@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--catalog", type=Path, required=True)
     recommend.add_argument("--retriever", default=None, help="retriever dir (default: bundled)")
     recommend.add_argument("--ranker", default=None, help="LightGBM ranker (hybrid candidates, its tuned rule)")
-    recommend.add_argument("--reranker", default=None, help="cross-encoder (dense candidates, its tuned rule)")
+    recommend.add_argument("--reranker", default=None, help="cross-encoder (dense candidates, its tuned rule); with "
+                           "--ranker: the one whose logits its cross group reads")
     recommend.add_argument("--candidates", type=positive_int, default=None,
                            help="top-N to rerank (default: what the reranker was trained on)")
     add_evaluation_set(recommend, "artifacts/reports/recommend")
@@ -300,13 +301,17 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
     from retriever.model import BiEncoder
     from retriever.splits import seen_topics, split_of, split_topics
 
-    if (args.ranker is None) == (args.reranker is None):
-        raise InputError("evaluate recommend: give exactly one of --ranker and --reranker")
+    if args.ranker is None and args.reranker is None:
+        raise InputError("evaluate recommend: give --ranker or --reranker (both: a ranker that reads that "
+                         "cross-encoder's logits)")
     catalog = load_catalog(args.catalog, args.topics, args.correlations)
     topics = split_topics(catalog, fold=args.fold, **split_of(args))[1] if args.fold is not None else None
     encoder = BiEncoder.load(args.retriever)
     reranker = Reranker.load(args.reranker) if args.reranker else None
     ranker = Ranker.load(args.ranker) if args.ranker else None
+    problem = ranker.cross_encoder_problem(reranker.fingerprint if reranker else None) if ranker else None
+    if problem:
+        raise InputError(f"--ranker {args.ranker}: {problem} (give it with --reranker)")
     if topics is not None:
         checked = [("retriever", encoder.path)] + ([("reranker", reranker.path)] if reranker else []) + \
             ([("ranker", resolve(args.ranker))] if ranker else [])

@@ -70,6 +70,14 @@ class Ranker:
         the expected value)."""
         return np.asarray(self.booster.predict(self.matrix(frame), pred_contrib=True), dtype=np.float64)
 
+    def cross_encoder_problem(self, loaded: str | None) -> str | None:
+        """Why this ranker cannot be served next to the cross-encoder with fingerprint `loaded` (None: none
+        loaded), or None when it can: its cross group reads one particular cross-encoder's logits."""
+        if self.cross_encoder is None or loaded == self.cross_encoder:
+            return None
+        return (f"the ranker reads the logits of the cross-encoder {self.cross_encoder[:12]}, and "
+                f"{loaded[:12] if loaded else 'none'} is loaded")
+
     def featurise(self, candidates: pl.DataFrame, queries: pl.DataFrame, content: pl.DataFrame) -> pl.DataFrame:
         return build_features(candidates, queries, self.context(content), self.groups)
 

@@ -1,6 +1,7 @@
 """The cross-encoder reranker: (topic text, content text) pairs -> one logit -> a calibrated probability.
 
-Both texts go through the encoder together, so every token attends across the pair (a cross-encoder). The
+Both texts go through the encoder together, so tokens attend across the pair (a cross-encoder; with
+`isolated_layers`, only above those layers). The
 head is a scaled cosine between the mean-pooled tokens of each segment. Initialised from a bi-encoder such
 as the bundled MiniLM, this head starts out as a sensible relevance score, whereas a [CLS] + linear head
 starts random: on this CPU budget (a few hundred steps) a [CLS] head stayed at chance (held-out AUC 0.51),
@@ -95,9 +96,10 @@ class PairScorer(torch.nn.Module):
     mean(content tokens)) + bias. Segments are told apart by the tokenizer's token_type_ids.
 
     `isolated_layers` k > 0 makes it a late-interaction cross-encoder (as in DeFormer): the lower k layers
-    let each token attend only to its own text, so they compute what the bi-encoder it starts from computes,
-    and only the layers above attend across the pair. Started from the fine-tuned retriever, it starts next
-    to the retriever's own cosine rather than from a joint reading the retriever never learnt."""
+    let each token attend only to its own text, so the topic's states there are what the bi-encoder it
+    starts from computes (the content's nearly so: its positions and segment embedding follow the topic's),
+    and only the layers above attend across the pair. Started from the fine-tuned retriever, it starts
+    nearer the retriever's own reading than a cross-encoder attending across from the first layer."""
 
     def __init__(self, encoder: PreTrainedModel, scale: float = 20.0, bias: float = -10.0, isolated_layers: int = 0):
         super().__init__()

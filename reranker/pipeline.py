@@ -99,7 +99,8 @@ class Recommender:
                     timer: Timer = no_timer) -> np.ndarray:
         """The cross-encoder's logit for each (topic, index row) pair, in length-sorted batches."""
         assert self.reranker is not None
-        pairs = self.reranker.pairs(topic_parts, content_parts(self.content[rows.tolist()]), ranks)
+        with timer("tokenise"):
+            pairs = self.reranker.pairs(topic_parts, content_parts(self.content[rows.tolist()]), ranks)
         order = np.argsort([len(a) + len(b) for a, b in pairs], kind="stable")
         logits = np.empty(len(pairs), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):

@@ -138,10 +138,9 @@ def usable_ranker(ranker: Ranker | None, index: ContentIndex, catalog: Catalog,
     silently wrong): then none, with the reason logged."""
     if ranker is None:
         return None
-    if ranker.cross_encoder is not None and (reranker is None or reranker.fingerprint != ranker.cross_encoder):
-        log.error("ranker not served: it reads the logits of the cross-encoder %s, and %s is loaded (serve that "
-                  "reranker, or a ranker trained without --cross-encoder)", ranker.cross_encoder[:12],
-                  reranker.fingerprint[:12] if reranker else "none")
+    problem = ranker.cross_encoder_problem(reranker.fingerprint if reranker else None)
+    if problem:
+        log.error("ranker not served: %s (serve that reranker, or a ranker trained without --cross-encoder)", problem)
         return None
     lacking = [part for part, group, present in (("a lexical index", "lexical", index.lexical is not None),
                                                  ("topic vectors", "reverse", index.topics is not None))

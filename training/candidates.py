@@ -146,10 +146,3 @@ def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, optio
     candidates.write_parquet(cache.with_suffix(".tmp"))
     cache.with_suffix(".tmp").replace(cache)
     return candidates, crossfit, plan
-
-
-def fold_column(candidates: pl.DataFrame, crossfit: CrossFit) -> pl.DataFrame:
-    """The taking-part topics' candidates with their `fold`."""
-    return candidates.filter(pl.col("topic_id").is_in(list(crossfit.assignment))).with_columns(
-        pl.col("topic_id").replace_strict(crossfit.assignment, return_dtype=pl.Int32).alias("fold"))
-

@@ -1,7 +1,8 @@
 """`edurank train ranker`: a LightGBM model over hybrid candidates' features, cross-fitted over topic folds.
 
 Its own command and artifact kind rather than a mode of `train reranker`: it trains no network (seconds on a
-CPU, not the shared torch loop), needs no cross-encoder, and what it depends on (retrievers, the lexical
+CPU, not the shared torch loop), needs no cross-encoder (it can read one's out-of-fold logits: the cross
+group), and what it depends on (retrievers, the lexical
 index, the correlations as a graph) differs from the cross-encoder's.
 
 1. Candidates: each topic's hybrid top-N (dense + lexical, retriever/hybrid.py) from a retriever that never
@@ -224,8 +225,8 @@ def evaluate_ranker(catalog: Catalog, candidates: pl.DataFrame, crossfit: CrossF
         calibration, rule, metrics
 
 
-def with_cross_logits(candidates: pl.DataFrame, config: RankerConfig, depends: Sequence[ModelRef]) \
-        -> tuple[pl.DataFrame, ModelRef | None]:
+def with_cross_logits(candidates: pl.DataFrame, config: RankerConfig, depends: Sequence[ModelRef],
+                      catalog_hash: str) -> tuple[pl.DataFrame, ModelRef | None]:
     """The candidates with the cross-encoder's out-of-fold logit (`cross_logit`), when the config names one;
     refused unless it was cross-fitted on the same candidates, folds and retrievers (else its logits would not
     be out-of-fold for these rows). Rows it did not score (training-only topics) get a null logit."""
@@ -233,9 +234,13 @@ def with_cross_logits(candidates: pl.DataFrame, config: RankerConfig, depends: S
         return candidates, None
     path, manifest = open_artifact(config.cross_encoder, Reranker.KIND)
     if manifest.details.get("cross_fit") != config.cross_fit_params() or \
-            sorted(d.fingerprint for d in manifest.depends) != sorted(d.fingerprint for d in depends):
+            sorted(d.fingerprint for d in manifest.depends) != sorted(d.fingerprint for d in depends) or \
+            manifest.data.get("hash") != catalog_hash:
         raise InputError(f"--cross-encoder {config.cross_encoder}: it was not cross-fitted on these candidates "
-                         "(train it with the same --retriever, candidate counts, folds and seed)")
+                         "(train it on this catalog with the same --retriever, candidate counts, folds and seed)")
+    if not (path / OOF).is_file() or manifest.params.get("train_folds") is not None:
+        raise InputError(f"--cross-encoder {config.cross_encoder}: it has no out-of-fold logits for every fold "
+                         "(trained with --no-cross-fit or --train-folds)")
     logits = pl.read_parquet(path / OOF).select("topic_id", "content_id", pl.col("logit").alias("cross_logit"))
     return candidates.join(logits, on=["topic_id", "content_id"], how="left"), \
         model_ref(path, manifest.weights)
@@ -246,7 +251,7 @@ def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config:
     started = time.time()
     candidates, crossfit, plan = candidates_for(catalog, retrievers, out, config)
     depends = [model_ref(path, fingerprint(path)) for path in plan]
-    candidates, cross_encoder = with_cross_logits(candidates, config, depends)
+    candidates, cross_encoder = with_cross_logits(candidates, config, depends, catalog.data_hash)
     frame, calibration, rule, metrics = evaluate_ranker(catalog, candidates, crossfit, config)
     booster = fit_booster(config, frame)
     ranker = Ranker(booster, tuple(config.groups), config.candidates, vocabularies(catalog.content, catalog.topics),

@@ -4,8 +4,8 @@ rows as `edurank train ranker`, so its out-of-fold logits can also serve as one 
 1. Candidates and folds: training/candidates.py (each topic's hybrid top-N from a retriever that never
    trained on it). A model trains on each topic's positives and its `hard_negatives` most similar negatives.
 2. Start: every model starts from `--model` or, with `--init miners`, each fold's model from the fold
-   retriever that mined (and so never saw) its held-out fold: a cross-encoder initialised from the fine-tuned
-   retriever starts where retrieval already is.
+   retriever that mined (and so never saw) its held-out fold (`--model` then names the served retriever).
+   `--late-interaction`: the frozen layers read each text alone, as the retriever does.
 3. Frozen trunk: the embeddings and the lower `freeze_layers` layers never change, so their output for every
    training pair is computed once and cached (training/trunk_cache.py); each step runs the layers above.
 4. Loss: `bce` (a probability per pair, `pos_weight` against the sampled negatives) or `listwise` (each
@@ -59,6 +59,7 @@ from training.trunk_cache import TrunkCache
 log = logging.getLogger(__name__)
 OOF = "oof.parquet"
 LOSSES = ("bce", "listwise")
+CACHE_FORMAT = 1  # of the cached pair states; bump when what the trunk computes changes
 INITS = ("model", "miners")
 Groups = list[list[int]]  # a batch: groups of rows (listwise: the positive first, then its negatives)
 
@@ -255,19 +256,25 @@ def fold_inits(config: RerankerConfig, catalog: Catalog, crossfit: CrossFit,
 def train_reranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config: RerankerConfig) -> Path:
     """Mine, cross-fit, calibrate, tune, train the served model; publish `<out>/<version>/`."""
     started = time.time()
+    if config.init == "miners" and config.base_model is None:
+        raise InputError("--init miners: give --model the served retriever, so the served cross-encoder starts as "
+                         "the fold models did (their out-of-fold logits tune its calibration and rule)")
+    if config.late_interaction and not config.freeze_layers:
+        raise InputError("--late-interaction: the within-text layers are the frozen ones; give --freeze-layers K > 0")
     candidates, crossfit, plan = candidates_for(catalog, retrievers, out, config)
     rows = ranked_rows(candidates, crossfit)
     depends = [model_ref(path, fingerprint(path)) for path in plan]
     base = model_path(config.base_model)
+    inits = fold_inits(config, catalog, crossfit, plan)
     run_hash = hash_json({"config": asdict(config), "data": catalog.data_hash, "edurank": edurank.__version__,
                           "retrievers": [{**asdict(d), "topics": len(ids)} for d, ids in zip(depends, plan.values(),
-                                                                                           strict=True)]})
+                                                                                           strict=True)],
+                          "starts": sorted({fingerprint(p) for p in {base, *inits.values()} if p is not None})})
     train_rows = training_rows(rows, config.hard_negatives)
     log.info("%d candidate rows for %d topics, %d positive; %d may train", len(rows), rows["topic_id"].n_unique(),
              rows["label"].sum(), len(train_rows))
     with staging_dir(out, f"reranker-{run_hash[:12]}", keep_on_error=True) as work:
-        oof = cross_fit(config, catalog, rows, crossfit, fold_inits(config, catalog, crossfit, plan), work,
-                        out / ".cache") if config.cross_fit else None
+        oof = cross_fit(config, catalog, rows, crossfit, inits, work, out / ".cache") if config.cross_fit else None
         calibration, rule, metrics = None, DecisionRule(), {}
         if oof is not None:
             calibration, rule, metrics, oof = calibrate_and_tune(oof, catalog.gold)

@@ -96,6 +96,7 @@ def test_a_cross_encoders_out_of_fold_logits_become_features_and_serve(sample_ca
     encoder = BiEncoder.load("bundled")
     index = in_memory_index(encoder, catalog, build_lexical(catalog))
     assert usable_ranker(ranker, index, catalog, None) is None  # its cross-encoder is not loaded
+    assert "is loaded" in (ranker.cross_encoder_problem("f" * 64) or "")
     assert usable_ranker(ranker, index, catalog, reranker) is ranker
     recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics)
     topic = catalog.topics_in_order([sorted(catalog.gold)[0]])

@@ -133,3 +133,11 @@ def test_without_cross_fitting_the_prior_correction_undoes_weighting_and_samplin
     # 1 positive, 20 negatives of which 5 are seen per epoch: w = 5, r = 1/4, so the shift is log(20)
     assert trainer.pos_weight == 5.0
     assert np.isclose(trainer.prior_calibration().intercept, -np.log(20.0))
+
+
+def test_settings_that_would_train_something_else_than_asked_are_refused(sample_catalog: Path, tmp_path: Path) -> None:
+    catalog = load_catalog(sample_catalog)
+    with pytest.raises(InputError, match="give --model the served retriever"):
+        train_reranker(catalog, ["bundled"], tmp_path, RerankerConfig(init="miners"))
+    with pytest.raises(InputError, match="--freeze-layers K > 0"):
+        train_reranker(catalog, ["bundled"], tmp_path, RerankerConfig(late_interaction=True, freeze_layers=0))
