@@ -1,19 +1,27 @@
-"""The cross-encoder's held-out figures from its artifacts: per fold, how well its logit orders each topic's
-candidates against the retriever's own cosine (mean per-topic ROC AUC over the topics with a positive and a
-negative candidate), and mean F2 with the logit alone and with the retrieval rank added (Platt options).
+"""The cross-encoder's held-out figures: per fold, how well its logit orders each topic's candidates against
+the retriever's own cosine (mean per-topic ROC AUC over the topics with a positive and a negative candidate),
+and mean F2 with the logit alone and with the retrieval rank added (Platt options).
 
-    .venv/bin/python bench/cross_encoder.py artifacts/exp/ce-list artifacts/exp/ce-bce artifacts/exp/ce-late
+    # from trained artifacts (edurank train reranker)
+    .venv/bin/python bench/cross_encoder.py report artifacts/exp/ce-list artifacts/exp/ce-bce
+    # a probe: one fold's model only (no other folds, no served model), any `train reranker` flags
+    .venv/bin/python bench/cross_encoder.py probe --catalog ../shared/data/curriculum --fold 0 \
+        --out artifacts/exp/ce-probe --retriever artifacts/exp/cur-f0 ... --late-interaction
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
 
-from edurank.artifacts import open_artifact
+from edurank.artifacts import hash_json, open_artifact
+from edurank.options import add_options, from_args
 
 
 def per_topic_auc(oof: pl.DataFrame, column: str) -> float:
@@ -22,10 +30,7 @@ def per_topic_auc(oof: pl.DataFrame, column: str) -> float:
     return float(np.mean(aucs))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("rerankers", nargs="+")
-    args = parser.parse_args()
+def report(args: argparse.Namespace) -> None:
     print("| reranker | loss | start | late interaction | frozen | folds | per-topic AUC: logit / dense cosine | "
           "F2 logit | F2 logit + rank | F2 retrieval alone | minutes |")
     print("|---" * 11 + "|")
@@ -40,6 +45,57 @@ def main() -> None:
               f"{params['freeze_layers']} | {','.join(map(str, folds))} | {auc} | "
               f"{options['logit']['held_out_mean_f2']:.3f} | {options['logit+rank']['held_out_mean_f2']:.3f} | "
               f"{metrics['retrieval_only']['mean_f2']:.3f} | {manifest.seconds['train'] / 60:.1f} |")
+
+
+def probe(args: argparse.Namespace) -> None:
+    """Train the fold's model as cross-fitting would and score the fold's candidates with it."""
+    from reranker.model import Reranker
+    from retriever.catalog import load_catalog
+    from training.candidates import candidates_for
+    from training.reranker import (
+        RerankerConfig,
+        RerankerTrainer,
+        fold_inits,
+        ranked_rows,
+        training_rows,
+        with_pair_texts,
+    )
+
+    config = from_args(RerankerConfig, args)
+    catalog = load_catalog(args.catalog)
+    started = time.perf_counter()
+    candidates, crossfit, plan = candidates_for(catalog, args.retriever, args.out, config)
+    rows = ranked_rows(candidates, crossfit)
+    init = fold_inits(config, catalog, crossfit, plan)[args.probe_fold]
+    train = training_rows(rows.filter(pl.col("topic_id").is_in(list(crossfit.training[args.probe_fold]))),
+                          config.hard_negatives)
+    start = Reranker.load(init, config.pair_format)
+    trainer = RerankerTrainer(config, train, with_pair_texts(train, catalog, start), init,
+                              args.out / f"probe-{args.probe_fold}-{hash_json(dataclasses.asdict(config))[:8]}",
+                              "probe", args.out / ".cache")
+    reranker = trainer.run()
+    held_out = rows.filter(pl.col("fold") == args.probe_fold)
+    held_out = held_out.with_columns(pl.Series("logit", reranker.logits(with_pair_texts(held_out, catalog, reranker))))
+    print(f"fold {args.probe_fold}: {held_out['topic_id'].n_unique()} topics, per-topic AUC logit "
+          f"{per_topic_auc(held_out, 'logit'):.4f}, dense cosine {per_topic_auc(held_out, 'dense_score'):.4f}; "
+          f"{(time.perf_counter() - started) / 60:.1f} min; losses {[round(h['loss'], 3) for h in trainer.history]}")
+
+
+def main() -> None:
+    from training.reranker import RerankerConfig
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    figures = commands.add_parser("report")
+    figures.add_argument("rerankers", nargs="+")
+    one = commands.add_parser("probe")
+    one.add_argument("--catalog", type=Path, required=True)
+    one.add_argument("--retriever", action="append", required=True)
+    one.add_argument("--out", type=Path, required=True, help="mined candidates and trunk caches are kept here")
+    one.add_argument("--probe-fold", type=int, default=0, help="the fold held out and scored")
+    add_options(one, RerankerConfig)
+    args = parser.parse_args()
+    (report if args.command == "report" else probe)(args)
 
 
 if __name__ == "__main__":
