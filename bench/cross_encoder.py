@@ -49,17 +49,9 @@ def report(args: argparse.Namespace) -> None:
 
 def probe(args: argparse.Namespace) -> None:
     """Train the fold's model as cross-fitting would and score the fold's candidates with it."""
-    from reranker.model import Reranker
     from retriever.catalog import load_catalog
     from training.candidates import candidates_for
-    from training.reranker import (
-        RerankerConfig,
-        RerankerTrainer,
-        fold_inits,
-        ranked_rows,
-        training_rows,
-        with_pair_texts,
-    )
+    from training.reranker import RerankerConfig, fold_inits, fold_trainer, ranked_rows, with_pair_texts
 
     config = from_args(RerankerConfig, args)
     catalog = load_catalog(args.catalog)
@@ -67,12 +59,9 @@ def probe(args: argparse.Namespace) -> None:
     candidates, crossfit, plan = candidates_for(catalog, args.retriever, args.out, config)
     rows = ranked_rows(candidates, crossfit)
     init = fold_inits(config, catalog, crossfit, plan)[args.probe_fold]
-    train = training_rows(rows.filter(pl.col("topic_id").is_in(list(crossfit.training[args.probe_fold]))),
-                          config.hard_negatives)
-    start = Reranker.load(init, config.pair_format)
-    trainer = RerankerTrainer(config, train, with_pair_texts(train, catalog, start), init,
-                              args.out / f"probe-{args.probe_fold}-{hash_json(dataclasses.asdict(config))[:8]}",
-                              "probe", args.out / ".cache")
+    trainer = fold_trainer(config, catalog, rows, crossfit, args.probe_fold, init,
+                           args.out / f"probe-{args.probe_fold}-{hash_json(dataclasses.asdict(config))[:8]}",
+                           args.out / ".cache")
     reranker = trainer.run()
     held_out = rows.filter(pl.col("fold") == args.probe_fold)
     held_out = held_out.with_columns(pl.Series("logit", reranker.logits(with_pair_texts(held_out, catalog, reranker))))

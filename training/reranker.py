@@ -315,11 +315,7 @@ def cross_fit(config: RerankerConfig, catalog: Catalog, rows: pl.DataFrame, cros
 
         def train(directory: Path, fold: int = fold, held_out: pl.DataFrame = held_out) \
                 -> tuple[np.ndarray, list[dict[str, Any]]]:
-            train_rows = training_rows(rows.filter(pl.col("topic_id").is_in(list(crossfit.training[fold]))),
-                                       config.hard_negatives)
-            start = Reranker.load(inits[fold], config.pair_format)
-            trainer = RerankerTrainer(config, train_rows, with_pair_texts(train_rows, catalog, start), inits[fold],
-                                      directory, f"fold {fold}", cache_dir)
+            trainer = fold_trainer(config, catalog, rows, crossfit, fold, inits[fold], directory, cache_dir)
             reranker = trainer.run()
             return reranker.logits(with_pair_texts(held_out, catalog, reranker)), trainer.history
 
@@ -327,3 +323,12 @@ def cross_fit(config: RerankerConfig, catalog: Catalog, rows: pl.DataFrame, cros
         parts.append(held_out.select("topic_id", "content_id", "fold", "rank", "label", "dense_score", "dense_rank")
                      .with_columns(pl.Series("logit", logits, dtype=pl.Float32)))
     return pl.concat(parts)
+
+
+def fold_trainer(config: RerankerConfig, catalog: Catalog, rows: pl.DataFrame, crossfit: CrossFit, fold: int,
+                 init: Path | None, directory: Path, cache_dir: Path) -> RerankerTrainer:
+    """The trainer of fold `fold`'s model: from `init`, on what may train while the fold is held out."""
+    train_rows = training_rows(rows.filter(pl.col("topic_id").is_in(list(crossfit.training[fold]))),
+                               config.hard_negatives)
+    texts = with_pair_texts(train_rows, catalog, Reranker.load(init, config.pair_format))
+    return RerankerTrainer(config, train_rows, texts, init, directory, f"fold {fold}", cache_dir)
