@@ -56,9 +56,10 @@ def probe(args: argparse.Namespace) -> None:
     config = from_args(RerankerConfig, args)
     catalog = load_catalog(args.catalog)
     started = time.perf_counter()
-    candidates, crossfit, plan = candidates_for(catalog, args.retriever, args.out, config)
-    rows = ranked_rows(candidates, crossfit)
-    init = fold_inits(config, catalog, crossfit, plan)[args.probe_fold]
+    mined = candidates_for(catalog, args.retriever, args.out, config)
+    crossfit = mined.crossfit
+    rows = ranked_rows(mined.candidates, crossfit)
+    init = fold_inits(config, catalog, crossfit, mined.plan)[args.probe_fold]
     trainer = fold_trainer(config, catalog, rows, crossfit, args.probe_fold, init,
                            args.out / f"probe-{args.probe_fold}-{hash_json(dataclasses.asdict(config))[:8]}",
                            args.out / ".cache")

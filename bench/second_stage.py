@@ -36,29 +36,32 @@ def row(name: str, figures: dict[str, Any], minutes: float | None = None) -> str
 def ablation(args: argparse.Namespace) -> None:
     from edurank.artifacts import Manifest, model_ref, resolve
     from edurank.encoders import fingerprint
-    from ranker.features import FEATURE_GROUPS
     from retriever.catalog import load_catalog
-    from training.ranker import RankerConfig, candidates_for, evaluate_ranker, with_cross_logits
+    from training.ranker import RankerConfig, candidates_for, evaluate_ranker, with_companion, with_cross_logits
 
     catalog = load_catalog(args.catalog)
     base = from_args(RankerConfig, args)
     started = time.perf_counter()
-    candidates, crossfit, plan = candidates_for(catalog, args.retriever, args.out, base)
-    candidates, _ = with_cross_logits(candidates, base, [model_ref(p, fingerprint(p)) for p in plan], catalog.data_hash)
+    mined = candidates_for(catalog, args.retriever, args.out, base)
+    candidates, _ = with_cross_logits(mined.candidates, base, [model_ref(p, fingerprint(p)) for p in mined.plan],
+                                      catalog.data_hash)
+    mined, _ = with_companion(dataclasses.replace(mined, candidates=candidates), catalog, base.companion,
+                              args.out / ".cache")
     print(f"candidates: {len(candidates)} rows for {candidates['topic_id'].n_unique()} topics, "
           f"{(time.perf_counter() - started) / 60:.1f} min (0 when cached)")
     variants: list[tuple[str, Any]] = [(f"ranker, all groups, {objective}",
                                         dataclasses.replace(base, objective=objective))
                                        for objective in ("binary", "lambdarank")]
     variants += [(f"ranker without {group}", dataclasses.replace(
-        base, groups=tuple(g for g in base.groups if g != group), cross_encoder=None if group == "cross" else
-        base.cross_encoder)) for group in base.groups if group in FEATURE_GROUPS]
+        base, groups=tuple(g for g in base.groups if g != group),
+        cross_encoder=None if group == "cross" else base.cross_encoder,
+        companion=None if group == "companion" else base.companion)) for group in base.groups]
     print("| variant | " + " | ".join(COLUMNS) + " | minutes |")
     print("|---" * (len(COLUMNS) + 2) + "|")
     report: dict[str, Any] = {}
     for index, (name, config) in enumerate(variants):
         started = time.perf_counter()
-        _, _, rule, metrics = evaluate_ranker(catalog, candidates, crossfit, config)
+        _, _, rule, metrics = evaluate_ranker(catalog, mined, config)
         minutes = (time.perf_counter() - started) / 60
         if index == 0:
             print(row(f"retrieval alone (rule {rule_text(metrics['retrieval_only']['rule'])})",
@@ -96,8 +99,10 @@ def latency(args: argparse.Namespace) -> None:
     problem = ranker.cross_encoder_problem(reranker.fingerprint if reranker else None)
     if problem:
         raise SystemExit(f"--ranker: {problem}; give it with --reranker")
-    index = in_memory_index(encoder, catalog)
-    recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics)
+    companion = BiEncoder.load(ranker.companion_model()) if ranker.companion else None
+    index = in_memory_index(encoder, catalog, companion=companion)
+    recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics,
+                              companion=companion)
     topics = catalog.topics.filter(catalog.topics["id"].is_in(list(catalog.gold))).head(args.topics)
     queries = [Query(parts, topic_id=t, language=lang) for parts, t, lang in
                zip(topic_parts(topics), topics["id"], topics["language"], strict=True)]

@@ -324,10 +324,12 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
             if seen:
                 logging.warning("the %s trained on %d of the fold's %d topics: figures are not held-out",
                                 name, seen, len(topics))
-    index = in_memory_index(encoder, catalog, progress=True)
+    companion = BiEncoder.load(ranker.companion_model()) if ranker and ranker.companion else None
+    index = in_memory_index(encoder, catalog, progress=True, companion=companion)
     trained_on = reranker.manifest.params.get("candidates", 32) if reranker and reranker.manifest else 32
     candidates = args.candidates or int(trained_on["dense"] if isinstance(trained_on, dict) else trained_on)
-    recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics)
+    recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics,
+                              companion=companion)
     report = {"retriever": str(encoder.path), "second_stage": str(args.ranker or args.reranker), "fold": args.fold,
               **evaluate_recommend(recommender, catalog, topics, candidates)}
     json_path, png_path = write_report(report, args.out)

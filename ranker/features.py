@@ -6,12 +6,17 @@ computed, and the model reads its columns by name (`FEATURE_GROUPS`), so trainin
 
 - dense: the bi-encoder cosine and its rank among the dense candidates;
 - lexical: the character n-gram TF-IDF cosine and its rank among the lexical candidates;
+- companion (only with a companion encoder): a second encoder's cosine (the bundled model beside a fine-tuned
+  retriever), its gap to the topic's best, z-score and position;
 - topic_stats: each similarity against the topic's best (gap, ratio, z-score, position), so a threshold can
   be relative to how sure the topic is;
 - reverse: the other way round: among every catalog topic, how this one ranks for the item (an item far
   closer to another topic most likely belongs there, linked or not);
 - graph: what the training correlations say: how many training topics link the item, whether the topic's
   parent, siblings or channel link it (the topic's own links never count);
+- neighbours: the same correlations seen through the topic's nearest other catalog topics (by the index's
+  topic vectors): how close the nearest one linking the item is, its rank, and how many of them link it
+  (a kNN vote: a new wrong answer reads like those that share its misconception);
 - metadata: the item's kind, whether its language is the topic's, the topic's category and level, lengths;
 - cross (only with a cross-encoder): its logit for the pair, the gap to the topic's best logit, its position.
 """
@@ -26,16 +31,20 @@ import polars as pl
 
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "dense": ("dense_score", "dense_rank"),
+    "companion": ("companion_score", "companion_gap", "companion_z", "companion_position"),
     "lexical": ("lexical_score", "lexical_rank"),
     "topic_stats": ("dense_max", "dense_gap", "dense_ratio", "dense_z", "dense_position",
                     "lexical_max", "lexical_gap", "lexical_z", "lexical_position", "candidates"),
     "reverse": ("reverse_gap", "reverse_rank"),
     "graph": ("item_links", "parent_links", "sibling_links", "channel_links"),
+    "neighbours": ("neighbour_best", "neighbour_gap", "neighbour_rank", "neighbour_votes"),
     "metadata": ("kind", "same_language", "category", "level", "topic_chars", "item_chars"),
     "cross": ("cross_logit", "cross_gap", "cross_position"),
 }
-NEEDS_CROSS_ENCODER = ("cross",)  # groups whose inputs a cross-encoder computes (slow: off by default)
-DEFAULT_GROUPS = tuple(g for g in FEATURE_GROUPS if g not in NEEDS_CROSS_ENCODER)
+# groups whose inputs a model beside the retriever computes (a cross-encoder: slow; a companion encoder: one
+# more query encoding and stored vectors), off by default
+NEEDS_MODEL = ("companion", "cross")
+DEFAULT_GROUPS = tuple(g for g in FEATURE_GROUPS if g not in NEEDS_MODEL)
 CATEGORICAL = ("kind", "category")
 MONOTONE_INCREASING = ("dense_score",)
 # the topic facts a query carries (null where unknown, e.g. a free-text topic has no parent)
@@ -74,17 +83,20 @@ class Graph:
             .agg(pl.len().alias("channel_links")),
             "parent_links": links.select(pl.col("topic_id").alias("parent"), "content_id",
                                          pl.lit(1).alias("parent_links")).unique(),
+            "linkers": links.select(pl.col("topic_id").alias("neighbour"), "content_id").unique(),
         }
 
 
 @dataclass
 class Context:
-    """What the feature groups read besides the candidates: content metadata by index row, the graph, and the
-    category vocabularies fixed at training (codes must mean the same at serving)."""
+    """What the feature groups read besides the candidates: content metadata by index row, the graph, the
+    category vocabularies fixed at training (codes must mean the same at serving) and each query's nearest
+    catalog topics (TopicBank.neighbours; None where the index holds no topic vectors)."""
 
     content: pl.DataFrame  # row, content_id, item_kind, item_language, item_chars
     graph: Graph
     vocabularies: dict[str, list[str]]
+    neighbours: pl.DataFrame | None = None  # query, neighbour, neighbour_score
 
 
 def dense(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
@@ -115,6 +127,14 @@ def topic_stats(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
         zscore("lexical_score"),
         pl.col("lexical_score").rank("ordinal", descending=True).over(by_query).alias("lexical_position"),
         pl.len().over(by_query).alias("candidates"))
+
+
+def companion(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
+    """companion_score comes with the candidates (the index's companion vectors); relative to the topic's
+    best as topic_stats does for the retriever's cosine."""
+    score, by_query = pl.col("companion_score"), pl.col("query")
+    return frame.with_columns((score.max().over(by_query) - score).alias("companion_gap"), zscore("companion_score"),
+                              score.rank("ordinal", descending=True).over(by_query).alias("companion_position"))
 
 
 def cross(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
@@ -153,6 +173,30 @@ def graph(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
         .alias("parent_links")).drop("own")
 
 
+def neighbours(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
+    """Over the query's nearest topics that the graph knows (never the query's own topic): the best cosine of
+    one linking the item, its gap to the query's nearest known topic, its rank among them, and how many of
+    them link the item; null (votes 0) when none of them does."""
+    names = FEATURE_GROUPS["neighbours"]
+    if context.neighbours is None:
+        return frame.with_columns(pl.lit(None, pl.Float32).alias(c) for c in names)
+    links = context.graph.counts["linkers"]
+    own = frame.select("query", "topic_id").unique("query")
+    near = (context.neighbours.join(own, on="query", how="left")
+            .filter(pl.col("neighbour").is_in(links["neighbour"].unique().implode()),
+                    pl.col("topic_id").is_null() | (pl.col("neighbour") != pl.col("topic_id")))
+            .with_columns(pl.col("neighbour_score").rank("ordinal", descending=True).over("query")
+                          .alias("neighbour_rank"),
+                          pl.col("neighbour_score").max().over("query").alias("nearest")))
+    votes = near.join(links, on="neighbour").group_by("query", "content_id").agg(
+        pl.col("neighbour_score").max().alias("neighbour_best"), pl.col("neighbour_rank").min(),
+        pl.len().alias("neighbour_votes"), pl.col("nearest").first())
+    return (frame.join(votes, on=["query", "content_id"], how="left")
+            .with_columns((pl.col("nearest") - pl.col("neighbour_best")).alias("neighbour_gap"),
+                          pl.col("neighbour_votes").fill_null(0))
+            .drop("nearest"))
+
+
 def metadata(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
     return frame.with_columns(
         encode(pl.col("item_kind"), context.vocabularies["kind"]).alias("kind"),
@@ -167,8 +211,8 @@ def encode(column: pl.Expr, vocabulary: list[str]) -> pl.Expr:
 
 
 GROUP_FUNCTIONS: dict[str, Callable[[pl.DataFrame, Context], pl.DataFrame]] = {
-    "dense": dense, "lexical": lexical, "topic_stats": topic_stats, "reverse": reverse, "graph": graph,
-    "metadata": metadata, "cross": cross}
+    "dense": dense, "companion": companion, "lexical": lexical, "topic_stats": topic_stats, "reverse": reverse,
+    "graph": graph, "neighbours": neighbours, "metadata": metadata, "cross": cross}
 
 
 def vocabularies(content: pl.DataFrame, topics: pl.DataFrame) -> dict[str, list[str]]:

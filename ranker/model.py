@@ -2,9 +2,10 @@
 
 A `ranker` artifact holds the booster in LightGBM's own text format (`model.lgbm`, no pickle), `ranker.json`
 (feature groups and names, candidate counts, vocabularies, Platt calibration of the raw score, decision
-rule, the fingerprint of the cross-encoder whose logits the `cross` group reads, if it has one) and
+rule, the fingerprints of the cross-encoder whose logits the `cross` group reads and of the companion encoder
+whose cosine the `companion` group reads, if it has them) and
 `graph.parquet` (the training correlations the graph features read). Its manifest depends on the retrievers
-whose candidates it learnt from (and that cross-encoder).
+whose candidates it learnt from (and those models).
 """
 
 from __future__ import annotations
@@ -44,14 +45,16 @@ class Ranker:
     rule: DecisionRule = field(default_factory=DecisionRule)
     manifest: Manifest | None = None
     cross_encoder: str | None = None  # fingerprint of the reranker the cross group needs at serving
+    companion: str | None = None  # fingerprint of the encoder whose cosine the companion group reads
 
     @property
     def features(self) -> list[str]:
         return feature_names(self.groups)
 
-    def context(self, content: pl.DataFrame) -> Context:
-        """The feature context over the served index's content metadata (see ranker.features)."""
-        return Context(content, self.graph, self.vocabularies)
+    def context(self, content: pl.DataFrame, neighbours: pl.DataFrame | None = None) -> Context:
+        """The feature context over the served index's content metadata and the queries' nearest topics (see
+        ranker.features)."""
+        return Context(content, self.graph, self.vocabularies, neighbours)
 
     def matrix(self, frame: pl.DataFrame) -> np.ndarray:
         return frame.select(self.features).cast(pl.Float64).to_numpy()
@@ -78,8 +81,26 @@ class Ranker:
         return (f"the ranker reads the logits of the cross-encoder {self.cross_encoder[:12]}, and "
                 f"{loaded[:12] if loaded else 'none'} is loaded")
 
-    def featurise(self, candidates: pl.DataFrame, queries: pl.DataFrame, content: pl.DataFrame) -> pl.DataFrame:
-        return build_features(candidates, queries, self.context(content), self.groups)
+    def companion_model(self) -> str | None:
+        """Where the companion encoder it was trained with was (its manifest's dependency), if it reads one."""
+        if self.companion is None or self.manifest is None:
+            return None
+        return next((d.path for d in self.manifest.depends if d.fingerprint == self.companion), None)
+
+    def companion_problem(self, stored: str | None, loaded: str | None) -> str | None:
+        """Why this ranker cannot be served over an index whose companion vectors come from the encoder with
+        fingerprint `stored`, with the encoder `loaded` embedding queries (None: none), or None when it can."""
+        if self.companion is None:
+            return None
+        for what, fingerprint in (("the index holds", stored), ("the loaded companion encoder is", loaded)):
+            if fingerprint != self.companion:
+                return (f"the ranker reads the cosine of the companion encoder {self.companion[:12]}, and {what} "
+                        f"{fingerprint[:12] if fingerprint else 'none'}")
+        return None
+
+    def featurise(self, candidates: pl.DataFrame, queries: pl.DataFrame, content: pl.DataFrame,
+                  neighbours: pl.DataFrame | None = None) -> pl.DataFrame:
+        return build_features(candidates, queries, self.context(content, neighbours), self.groups)
 
     def save(self, directory: Path) -> None:
         self.booster.save_model(str(directory / MODEL_FILE))
@@ -87,7 +108,8 @@ class Ranker:
         atomic_write_text(directory / SETTINGS_FILE, json.dumps(
             {"groups": list(self.groups), "features": self.features, "candidates": asdict(self.candidates),
              "vocabularies": self.vocabularies, "calibration": asdict(self.calibration),
-             "rule": self.rule.to_dict(), "cross_encoder": self.cross_encoder}, indent=2))
+             "rule": self.rule.to_dict(), "cross_encoder": self.cross_encoder, "companion": self.companion},
+            indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> Ranker:
@@ -103,4 +125,4 @@ class Ranker:
                                         "for its groups; retrain it with `edurank train ranker`")
         return cls(booster, groups, CandidateConfig(**settings["candidates"]), settings["vocabularies"],
                    Graph(pl.read_parquet(directory / GRAPH_FILE)), Calibration(**settings["calibration"]),
-                   DecisionRule(**settings["rule"]), manifest, settings.get("cross_encoder"))
+                   DecisionRule(**settings["rule"]), manifest, settings.get("cross_encoder"), settings.get("companion"))

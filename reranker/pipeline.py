@@ -27,6 +27,7 @@ from retriever.index import ContentIndex
 from retriever.lexical import lexical_text
 from retriever.model import BiEncoder
 from retriever.texts import content_parts
+from retriever.topic_bank import NEIGHBOURS
 
 EXPLAINED = 3  # features named per item by `explain`
 
@@ -58,6 +59,7 @@ class Recommender:
     batch_size: int = 64
     ranker: Ranker | None = None
     topics: pl.DataFrame | None = None  # the catalog's topics, for queries by topic id
+    companion: BiEncoder | None = None  # the encoder of the index's companion vectors (the companion group)
 
     def __post_init__(self) -> None:
         self.content_facts = content_context(self.content)
@@ -69,9 +71,11 @@ class Recommender:
         stage = self.ranker or self.reranker
         return stage.rule if stage is not None else DecisionRule()
 
-    def encode(self, queries: Sequence[Query], timer: Timer = no_timer) -> np.ndarray:
-        texts = self.encoder.builder.build([q.parts for q in queries])
-        model = self.encoder.model
+    def encode(self, queries: Sequence[Query], timer: Timer = no_timer, encoder: BiEncoder | None = None) -> np.ndarray:
+        """The queries' L2-normalised vectors by the retriever (or the given encoder)."""
+        encoder = encoder or self.encoder
+        texts = encoder.builder.build([q.parts for q in queries])
+        model = encoder.model
         with timer("tokenise"):
             features = model.preprocess(texts)
         with timer("encode"), torch.inference_mode():
@@ -134,17 +138,25 @@ class Recommender:
         ranker = self.ranker
         assert ranker is not None
         vectors = self.encode(queries, timer)
+        companion = None
+        if "companion" in ranker.groups:  # a usable ranker has the index's companion encoder loaded
+            assert self.companion is not None
+            companion = self.encode(queries, timer, self.companion)
         with timer("candidates"):
             found = hybrid_candidates(self.index, vectors, [lexical_text(q.parts) for q in queries],
-                                      [q.filters for q in queries], ranker.candidates, [q.topic_id for q in queries])
+                                      [q.filters for q in queries], ranker.candidates, [q.topic_id for q in queries],
+                                      companion)
             candidates = pl.concat([f.with_columns(pl.lit(i, pl.Int64).alias("query")) for i, f in enumerate(found)])
+            bank = self.index.topics
+            neighbours = bank.neighbours(vectors, [q.topic_id for q in queries], NEIGHBOURS) \
+                if "neighbours" in ranker.groups and bank is not None else None
         if "cross" in ranker.groups:  # the cross-encoder scores every candidate (a usable ranker has one loaded)
             ranks = candidates.select(pl.col("dense_score").rank("ordinal", descending=True).over("query"))
             logits = self.pair_logits([queries[q].parts for q in candidates["query"]], candidates["row"].to_numpy(),
                                       ranks.to_series().to_list(), timer)
             candidates = candidates.with_columns(pl.Series("cross_logit", logits, dtype=pl.Float32))
         with timer("features"):
-            features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts)
+            features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts, neighbours)
         with timer("rank"):
             probabilities = ranker.probabilities(features)
             explanations = self.explanations(features) if explain and len(features) else None

@@ -4,7 +4,8 @@ language) merged and de-duplicated, every candidate scored by both, so stage 2 s
 A candidate only one source found still gets the other's similarity (the dense cosine from the index's
 stored vector, the TF-IDF cosine from the sparse matrix); its rank in the source that missed it is null.
 Where the index holds the catalog's topic vectors, each candidate also gets its reverse scores (how this
-topic ranks among all topics for the item, retriever/topic_bank.py).
+topic ranks among all topics for the item, retriever/topic_bank.py); where it holds a companion encoder's
+vectors and the query was encoded by that encoder too, its companion cosine.
 """
 
 from __future__ import annotations
@@ -62,10 +63,14 @@ def lexical_allowed(index: ContentIndex, f: Filters) -> np.ndarray | None:
 
 def hybrid_candidates(index: ContentIndex, vectors: np.ndarray, lexical_texts: Sequence[str] | None,
                       filters: Sequence[Filters], config: CandidateConfig,
-                      topic_ids: Sequence[str | None] | None = None) -> list[pl.DataFrame]:
+                      topic_ids: Sequence[str | None] | None = None,
+                      companion_vectors: np.ndarray | None = None) -> list[pl.DataFrame]:
     """Per query, its candidates (CANDIDATE_SCHEMA, plus reverse_gap and reverse_rank when the index has topic
-    vectors), dense ones first in dense order, then lexical-only ones in lexical order. `topic_ids[i]`: query
-    i's catalog topic, if it is one (left out of its own reverse comparison)."""
+    vectors, and companion_score given the queries' `companion_vectors`), dense ones first in dense order,
+    then lexical-only ones in lexical order. `topic_ids[i]`: query i's catalog topic, if it is one (left out
+    of its own reverse comparison)."""
+    if companion_vectors is not None and index.companion is None:
+        raise ValueError("companion vectors given for an index without a companion")
     dense = dense_search(index, vectors, config.dense, filters)
     use_lexical = index.lexical is not None and config.lexical > 0 and lexical_texts is not None
     queries: sp.csr_matrix | None = None
@@ -90,6 +95,9 @@ def hybrid_candidates(index: ContentIndex, vectors: np.ndarray, lexical_texts: S
             "row": rows, "dense_score": dense_score, "dense_rank": dense_rank,
             "lexical_score": lexical_score, "lexical_rank": [lexical_rank_of.get(int(r)) for r in rows],
         }, schema=CANDIDATE_SCHEMA)
+        if companion_vectors is not None:
+            assert index.companion is not None
+            frame = frame.with_columns(pl.Series("companion_score", index.companion.scores(rows, companion_vectors[i])))
         if index.topics is not None:
             own = topic_ids[i] if topic_ids is not None else None
             frame = index.topics.reverse(frame, index.vectors_of(rows), [own] * len(rows))

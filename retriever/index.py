@@ -1,16 +1,21 @@
 """FAISS content indexes: build (exact, IVF or HNSW, inner product), save/load with an id map, search with
-language and kind filters. Loading checks the index was built by the encoder that will query it."""
+language and kind filters. Loading checks the index was built by the encoder that will query it.
+
+An index may also hold the catalog's topic vectors (TopicBank) and a companion: a second encoder's vectors of
+the same rows, whose cosine the ranker reads beside the retriever's (the bundled model next to a fine-tuned
+one: what fine-tuning forgot, it may still know)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 import polars as pl
 
-from edurank.artifacts import Manifest
+from edurank.artifacts import Manifest, ModelRef
 from edurank.errors import ArtifactMismatchError, InputError
 from retriever.lexical import LexicalIndex
 from retriever.topic_bank import TopicBank
@@ -19,6 +24,8 @@ INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.parquet"
 TOPICS_FILE = "topics.npy"  # the catalog's topic vectors, row i = topic_ids.parquet row i
 TOPIC_IDS_FILE = "topic_ids.parquet"
+COMPANION_FILE = "companion.npy"  # the companion encoder's vectors, row i = index row i
+COMPANION_MODEL_FILE = "companion.json"  # which encoder: its path and fingerprint
 INDEX_TYPES = ("flat", "ivf", "hnsw")
 
 
@@ -56,6 +63,32 @@ def load_topic_bank(directory: Path, dimension: int) -> TopicBank | None:
 
 
 @dataclass
+class Companion:
+    """A second encoder's vectors of the index's rows, scored exactly for the candidates the index found."""
+
+    vectors: np.ndarray
+    model: ModelRef
+
+    def save(self, directory: Path) -> None:
+        np.save(directory / COMPANION_FILE, self.vectors)
+        (directory / COMPANION_MODEL_FILE).write_text(json.dumps(asdict(self.model)))
+
+    @classmethod
+    def load(cls, directory: Path, rows: int) -> Companion | None:
+        if not (directory / COMPANION_FILE).is_file():
+            return None
+        vectors = np.load(directory / COMPANION_FILE, allow_pickle=False)
+        if vectors.ndim != 2 or len(vectors) != rows:
+            raise ArtifactMismatchError(f"{directory}: {COMPANION_FILE} holds {vectors.shape} vectors for {rows} "
+                                        "items; rebuild it with `edurank index`")
+        return cls(vectors, ModelRef(**json.loads((directory / COMPANION_MODEL_FILE).read_text())))
+
+    def scores(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """The companion cosine of one query's vector with the given rows."""
+        return (self.vectors[rows] @ query).astype(np.float32)
+
+
+@dataclass
 class ContentIndex:
     """A FAISS index whose row i is the content item `items[i]` (id, language, kind, title), and optionally
     the lexical index over the same rows. An `index` artifact holds index.faiss, ids.parquet and lexical/;
@@ -66,7 +99,8 @@ class ContentIndex:
     items: pl.DataFrame
     manifest: Manifest | None = None  # None for an index built in memory
     lexical: LexicalIndex | None = None  # None: dense candidates only
-    topics: TopicBank | None = None  # None: no reverse features
+    topics: TopicBank | None = None  # None: no reverse or neighbours features
+    companion: Companion | None = None  # None: no companion features
 
     @property
     def ids(self) -> list[str]:
@@ -80,6 +114,8 @@ class ContentIndex:
         if self.topics is not None:
             np.save(directory / TOPICS_FILE, self.topics.vectors)
             pl.DataFrame({"id": self.topics.ids}).write_parquet(directory / TOPIC_IDS_FILE)
+        if self.companion is not None:
+            self.companion.save(directory)
 
     @classmethod
     def load(cls, directory: Path, model_fingerprint: str | None = None) -> ContentIndex:
@@ -99,7 +135,8 @@ class ContentIndex:
         if lexical is not None and lexical.matrix.shape[0] != len(items):
             raise ArtifactMismatchError(f"{directory}: the lexical index has {lexical.matrix.shape[0]} rows, the id "
                                         f"map {len(items)}; rebuild it with `edurank index`")
-        return cls(index, items, manifest, lexical, load_topic_bank(directory, index.d))
+        return cls(index, items, manifest, lexical, load_topic_bank(directory, index.d),
+                   Companion.load(directory, len(items)))
 
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
         """The stored vectors of the given rows (to score candidates another source found)."""

@@ -17,9 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 from edurank.artifacts import ModelRef, hash_json, publish_artifact, resolve, staging_dir
+from edurank.encoders import BUNDLED, bundled_model_path
 from edurank.options import option
 from retriever.catalog import Catalog
-from retriever.index import INDEX_TYPES, ContentIndex, build_faiss
+from retriever.index import INDEX_TYPES, Companion, ContentIndex, build_faiss
 from retriever.lexical import LexicalIndex, lexical_text
 from retriever.model import BiEncoder
 from retriever.texts import content_parts, content_texts
@@ -49,7 +50,10 @@ class IndexConfig:
     nlist: int | None = option(None, "IVF lists (default ~4 sqrt(n))", minimum=1)
     batch_size: int = option(32, "texts per encoder batch", minimum=1)
     lexical: bool = option(True, "also build the character n-gram TF-IDF index (hybrid candidates)")
-    topics: bool = option(True, "also store the catalog's topic vectors (the ranker's reverse features)")
+    topics: bool = option(True, "also store the catalog's topic vectors (the ranker's reverse and neighbours "
+                                "features)")
+    companion: str | None = option(None, "also store a second encoder's vectors ('bundled' or a model "
+                                         "directory), for a ranker trained with --companion", metavar="MODEL")
 
 
 def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, config: IndexConfig = IndexConfig(),
@@ -67,12 +71,14 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
     a manifest naming the encoder and the catalog."""
     started = time.time()
     params = {**asdict(config), "max_tokens": encoder.max_tokens, **(params or {})}
-    run_hash = hash_json({"model": encoder.fingerprint, "catalog": catalog.data_hash, "params": params})
+    companion = companion_of(BiEncoder.load(config.companion), catalog) if config.companion else None
+    run_hash = hash_json({"model": encoder.fingerprint, "catalog": catalog.data_hash, "params": params,
+                          "companion": companion.model.fingerprint if companion else None})
     with staging_dir(out, f"index-{run_hash[:12]}") as work:
         index = ContentIndex(build_faiss(vectors, config.index_type, config.nlist),
                              catalog.content.select("id", "language", "kind", "title"),
                              lexical=build_lexical(catalog) if config.lexical else None,
-                             topics=topic_bank(encoder, catalog) if config.topics else None)
+                             topics=topic_bank(encoder, catalog) if config.topics else None, companion=companion)
         index.save(work)
         seconds = {"build": time.time() - started, **({"embed": embed_seconds} if embed_seconds is not None else {})}
         return publish_artifact(
@@ -96,14 +102,23 @@ def topic_bank(encoder: BiEncoder, catalog: Catalog) -> TopicBank:
         return TopicBank(encoder.encode_topics(catalog), catalog.topics["id"].to_list())
 
 
+def companion_of(encoder: BiEncoder, catalog: Catalog, progress: bool = False) -> Companion:
+    """The catalog's content embedded by a second encoder (row i = content row i)."""
+    with torch.inference_mode():
+        vectors = embed_content(encoder, content_texts(catalog, encoder.builder), progress=progress)
+    named = BUNDLED if encoder.path == bundled_model_path() else str(encoder.path)  # the same on every install
+    return Companion(vectors, ModelRef(named, encoder.fingerprint))
+
+
 def in_memory_index(encoder: BiEncoder, catalog: Catalog, lexical: LexicalIndex | None = None,
-                    progress: bool = False) -> ContentIndex:
-    """What the indexing job builds (exact FAISS, lexical index, topic vectors), kept in memory: evaluations
-    and miners search a catalog with a model that has no published index. `lexical` reuses one already built
-    (it does not depend on the encoder)."""
+                    progress: bool = False, companion: BiEncoder | None = None) -> ContentIndex:
+    """What the indexing job builds (exact FAISS, lexical index, topic vectors, the companion's vectors when
+    one is given), kept in memory: evaluations and miners search a catalog with a model that has no published
+    index. `lexical` reuses one already built (it does not depend on the encoder)."""
     return ContentIndex(build_faiss(encoder.encode_content(catalog, progress=progress)),
                         catalog.content.select("id", "language", "kind", "title"),
-                        lexical=lexical or build_lexical(catalog), topics=topic_bank(encoder, catalog))
+                        lexical=lexical or build_lexical(catalog), topics=topic_bank(encoder, catalog),
+                        companion=companion_of(companion, catalog) if companion is not None else None)
 
 
 def load_index(directory: str | Path, encoder: BiEncoder) -> ContentIndex:

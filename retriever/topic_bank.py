@@ -1,6 +1,7 @@
 """The catalog's topics as vectors, stored in the index artifact by the encoder that embedded the content, so
 stage 2 can ask the question the other way round: among every catalog topic, how does this one rank for
-a candidate item? An item far closer to another topic most likely belongs there, linked or not.
+a candidate item? An item far closer to another topic most likely belongs there, linked or not. It also
+gives a topic its nearest other catalog topics, whose links the ranker's neighbours group reads.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+
+NEIGHBOURS = 100  # nearest catalog topics per query whose links the ranker's neighbours features read
+NEIGHBOUR_SCHEMA = {"query": pl.Int64, "neighbour": pl.String, "neighbour_score": pl.Float32}
 
 
 @dataclass
@@ -34,3 +38,24 @@ class TopicBank:
         return candidates.with_columns(pl.Series("reverse_gap", own - best, dtype=pl.Float32),
                                        pl.Series("reverse_rank", 1 + (scores > own[:, None]).sum(axis=1),
                                                  dtype=pl.Int32))
+
+    def neighbours(self, vectors: np.ndarray, topic_ids: Sequence[str | None], k: int) -> pl.DataFrame:
+        """Each query's `k` nearest catalog topics (NEIGHBOUR_SCHEMA; query i = vectors row i), best first;
+        `topic_ids[i]` is query i's own topic, never its own neighbour."""
+        if not len(vectors) or not self.ids:
+            return pl.DataFrame(schema=NEIGHBOUR_SCHEMA)
+        scores = vectors @ self.vectors.T
+        position = {t: i for i, t in enumerate(self.ids)}
+        for i, topic in enumerate(topic_ids):
+            if topic in position:
+                scores[i, position[topic]] = -np.inf
+        k = min(k, len(self.ids) - 1) if any(t in position for t in topic_ids) else min(k, len(self.ids))
+        if k <= 0:
+            return pl.DataFrame(schema=NEIGHBOUR_SCHEMA)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        best = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-best, axis=1, kind="stable")
+        top, best = np.take_along_axis(top, order, axis=1), np.take_along_axis(best, order, axis=1)
+        ids = np.asarray(self.ids, dtype=object)
+        return pl.DataFrame({"query": np.repeat(np.arange(len(vectors)), k), "neighbour": ids[top.ravel()].tolist(),
+                             "neighbour_score": best.ravel()}, schema=NEIGHBOUR_SCHEMA)

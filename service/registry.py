@@ -63,14 +63,16 @@ class Registry:
         optional = {kind: load_optional(settings, kind) for kind in OPTIONAL}
         if optional[Ranker.KIND] is None and settings.train_ranker:
             optional[Ranker.KIND] = first_ranker(settings, encoder, catalog)
-        optional[Ranker.KIND] = usable_ranker(optional[Ranker.KIND], index, catalog, optional[Reranker.KIND])
+        companion = companion_encoder(settings, index, optional[Ranker.KIND])
+        optional[Ranker.KIND] = usable_ranker(optional[Ranker.KIND], index, catalog, optional[Reranker.KIND],
+                                              companion)
         reranker, essays, classifier = optional[Reranker.KIND], optional[EssayScorer.KIND], \
             optional[MisconceptionClassifier.KIND]
         versions = {"retriever": version_of(encoder.path), "index": version_of_index(index),
                     **{kind: model.manifest.version if model and model.manifest else None
                        for kind, model in optional.items()}}
         recommender = Recommender(encoder, index, catalog.content, reranker, ranker=optional[Ranker.KIND],
-                                  topics=catalog.topics)
+                                  topics=catalog.topics, companion=companion)
         registry = cls(settings, catalog, recommender, versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),
@@ -131,20 +133,39 @@ def open_index(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Cont
     return load_index(build_index(encoder, catalog, root), encoder)
 
 
+def companion_encoder(settings: Settings, index: ContentIndex, ranker: Ranker | None) -> BiEncoder | None:
+    """The encoder of the index's companion vectors, when the ranker reads their cosine: the configured one,
+    else the one the index names; None where there is nothing to load (usable_ranker then says why)."""
+    if ranker is None or ranker.companion is None or index.companion is None:
+        return None
+    path = settings.companion or index.companion.model.path
+    try:
+        return BiEncoder.load(path)
+    except InputError as err:
+        log.error("companion encoder not loaded: %s (set EDURANK_COMPANION)", err)
+        return None
+
+
 def usable_ranker(ranker: Ranker | None, index: ContentIndex, catalog: Catalog,
-                  reranker: Reranker | None = None) -> Ranker | None:
-    """The ranker, unless the index lacks what its features read, or its cross group needs a cross-encoder
-    other than the loaded one (values missing or differently scaled where training had them, so the scores
-    silently wrong): then none, with the reason logged."""
+                  reranker: Reranker | None = None, companion: BiEncoder | None = None) -> Ranker | None:
+    """The ranker, unless the index lacks what its features read, or its cross or companion group needs a
+    model other than the loaded one (values missing or differently scaled where training had them, so the
+    scores silently wrong): then none, with the reason logged."""
     if ranker is None:
         return None
     problem = ranker.cross_encoder_problem(reranker.fingerprint if reranker else None)
     if problem:
         log.error("ranker not served: %s (serve that reranker, or a ranker trained without --cross-encoder)", problem)
         return None
-    lacking = [part for part, group, present in (("a lexical index", "lexical", index.lexical is not None),
-                                                 ("topic vectors", "reverse", index.topics is not None))
-               if group in ranker.groups and not present]
+    problem = ranker.companion_problem(index.companion.model.fingerprint if index.companion else None,
+                                       companion.fingerprint if companion else None)
+    if problem:
+        log.error("ranker not served: %s (`edurank index --companion`, or a ranker trained without --companion)",
+                  problem)
+        return None
+    needs = {"a lexical index": (("lexical",), index.lexical is not None),
+             "topic vectors": (("reverse", "neighbours"), index.topics is not None)}
+    lacking = [part for part, (groups, present) in needs.items() if not present and set(groups) & set(ranker.groups)]
     if lacking:
         log.error("ranker not served: the index has no %s (rebuild it with `edurank index`)", " or ".join(lacking))
         return None

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
                                                  "else one trained at start-up when `train_ranker`")
     train_ranker: bool = Field(True, description="with no ranker, train one at start-up on the catalog's "
                                                  "correlations when the served retriever never saw them (seconds)")
+    companion: str | None = Field(None, description="encoder of the index's companion vectors, for a ranker "
+                                                    "with the companion group; default: the one the index names")
     essays: str | None = Field(None, description="essay scorer; default: <artifacts>/essays if trained, else none")
     classifier: str | None = Field(None, description="misconception classifier; default: <artifacts>/classifier "
                                                      "if trained, else none")

@@ -1,5 +1,5 @@
 """What both second-stage trainers share: topic folds with their cross-fitting plan, and each topic's hybrid
-candidates mined by a retriever that never trained on it.
+candidates (and nearest catalog topics) mined by a retriever that never trained on it.
 
 The ranker (LightGBM) and the cross-encoder read the same candidate rows under the same folds, so the
 cross-encoder's out-of-fold logits can join the ranker's features row for row.
@@ -8,7 +8,7 @@ cross-encoder's out-of-fold logits can join the ranker's features row for row.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,11 +23,12 @@ from edurank.options import option
 from ranker.features import Graph
 from retriever.catalog import Catalog
 from retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
-from retriever.indexing import build_lexical, in_memory_index
+from retriever.indexing import build_lexical, in_memory_index, topic_bank
 from retriever.lexical import lexical_text
 from retriever.model import BiEncoder
 from retriever.splits import TRAIN_ONLY, seen_topics, topic_folds, training_topics
 from retriever.texts import topic_parts
+from retriever.topic_bank import NEIGHBOURS
 
 log = logging.getLogger(__name__)
 MINED_FORMAT = 2  # of the cached candidates' columns; bump when mining adds or changes one
@@ -129,20 +130,51 @@ def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: Candidate
     return pl.concat(parts)
 
 
-def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, options: CrossFitOptions) \
-        -> tuple[pl.DataFrame, CrossFit, dict[Path, list[str]]]:
-    """The run's folds and hybrid candidates, mined once per (catalog, retrievers, topics, candidate counts)
-    and cached under `<out>/.cache/`; returns them with the plan (retriever -> the topics it mined)."""
+def mine_neighbours(catalog: Catalog, plan: dict[Path, list[str]], k: int = NEIGHBOURS) -> pl.DataFrame:
+    """Every planned topic's `k` nearest other catalog topics by its blind retriever's topic vectors, as the
+    index's TopicBank gives them at serving: (topic_id, neighbour, neighbour_score) rows."""
+    parts = []
+    for path, topic_ids in plan.items():
+        encoder = BiEncoder.load(path)
+        with torch.inference_mode():
+            bank = topic_bank(encoder, catalog)
+        position = {t: i for i, t in enumerate(bank.ids)}
+        near = bank.neighbours(bank.vectors[[position[t] for t in topic_ids]], topic_ids, k)
+        topic_of = pl.col("query").replace_strict(dict(enumerate(topic_ids)), return_dtype=pl.String)
+        parts.append(near.with_columns(topic_of.alias("topic_id")).drop("query"))
+    return pl.concat(parts)
+
+
+@dataclass
+class Mined:
+    """A run's folds and what each topic's blind retriever found for it."""
+
+    candidates: pl.DataFrame  # topic_id, content_id, row, the hybrid scores, label
+    neighbours: pl.DataFrame  # topic_id, neighbour, neighbour_score
+    crossfit: CrossFit
+    plan: dict[Path, list[str]]  # retriever -> the topics it mined
+
+
+def cached(path: Path, make: Callable[[], pl.DataFrame]) -> pl.DataFrame:
+    """The frame at `path`, made and written there (atomically) when missing."""
+    if path.is_file():
+        return pl.read_parquet(path)
+    frame = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return frame
+
+
+def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, options: CrossFitOptions) -> Mined:
+    """The run's folds, hybrid candidates and topic neighbours, mined once per (catalog, retrievers, topics,
+    candidate counts) and cached under `<out>/.cache/`."""
     crossfit = CrossFit.of(catalog, options)
     config = options.candidates
     plan = assign_miners(catalog, sorted(crossfit.assignment), [model_path(r) for r in retrievers])
     key = hash_json({"data": catalog.data_hash, "candidates": asdict(config), "format": MINED_FORMAT,
                      "edurank": edurank.__version__, "plan": {fingerprint(p): ids for p, ids in plan.items()}})
-    cache = out / ".cache" / f"candidates-{key[:16]}.parquet"
-    if cache.is_file():
-        return pl.read_parquet(cache), crossfit, plan
-    candidates = mine_hybrid(catalog, plan, config)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    candidates.write_parquet(cache.with_suffix(".tmp"))
-    cache.with_suffix(".tmp").replace(cache)
-    return candidates, crossfit, plan
+    cache = out / ".cache"
+    candidates = cached(cache / f"candidates-{key[:16]}.parquet", lambda: mine_hybrid(catalog, plan, config))
+    neighbours = cached(cache / f"neighbours-{key[:16]}-{NEIGHBOURS}.parquet", lambda: mine_neighbours(catalog, plan))
+    return Mined(candidates, neighbours, crossfit, plan)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import torch
 
 import edurank
 from edurank.artifacts import ModelRef, fresh_dir, hash_json, model_ref, open_artifact, publish_artifact, staging_dir
-from edurank.encoders import fingerprint
+from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from edurank.options import option
 from ranker.features import (
@@ -52,7 +52,8 @@ from reranker.evaluation import oof_report, topic_score_list
 from reranker.model import Calibration, Reranker
 from retriever.catalog import Catalog
 from retriever.evaluation import mean_average_precision
-from training.candidates import CrossFit, CrossFitOptions, candidates_for
+from retriever.model import BiEncoder
+from training.candidates import CrossFit, CrossFitOptions, Mined, cached, candidates_for
 
 log = logging.getLogger(__name__)
 OOF = "oof.parquet"
@@ -71,6 +72,9 @@ class RankerConfig(CrossFitOptions):
                             choices=OBJECTIVES)
     groups: tuple[str, ...] = option(DEFAULT_GROUPS, f"feature groups ({', '.join(FEATURE_GROUPS)}; cross needs "
                                                      "--cross-encoder)", parse=parse_groups)
+    companion: str | None = option(None, "a second encoder ('bundled' or a model directory) whose cosine is the "
+                                         "companion group; the served index must hold its vectors (`edurank index "
+                                         "--companion`)", metavar="MODEL")
     cross_encoder: str | None = option(None, "a reranker cross-fitted on the same candidates and folds "
                                              "(`train reranker`): its out-of-fold logits are the cross group",
                                        metavar="RERANKER")
@@ -83,10 +87,12 @@ class RankerConfig(CrossFitOptions):
         unknown = [g for g in self.groups if g not in FEATURE_GROUPS]
         if unknown or not self.groups:
             raise ValueError(f"--groups: unknown {unknown or 'none given'}; choose from {', '.join(FEATURE_GROUPS)}")
-        if self.cross_encoder is not None and "cross" not in self.groups:
-            self.groups = (*self.groups, "cross")
-        if "cross" in self.groups and self.cross_encoder is None:
-            raise ValueError("--groups cross: give the cross-encoder whose logits it reads (--cross-encoder)")
+        for group, model, flag in (("companion", self.companion, "--companion"),
+                                   ("cross", self.cross_encoder, "--cross-encoder")):
+            if model is not None and group not in self.groups:
+                self.groups = (*self.groups, group)
+            if group in self.groups and model is None:
+                raise ValueError(f"--groups {group}: give the model whose scores it reads ({flag})")
 
     def params(self) -> dict[str, Any]:
         names = feature_names(self.groups)
@@ -104,14 +110,17 @@ class RankerConfig(CrossFitOptions):
 
 # -- candidates and features --------------------------------------------------------------------------------
 
-def cross_fitted_features(catalog: Catalog, candidates: pl.DataFrame, crossfit: CrossFit,
-                          groups: Sequence[str]) -> pl.DataFrame:
-    """Features of every candidate, each topic's graph holding only what trains while its fold is held out;
-    adds `fold` and `rank` (position by dense cosine)."""
-    candidates = candidates.filter(pl.col("topic_id").is_in(list(crossfit.assignment)))
+def cross_fitted_features(catalog: Catalog, mined: Mined, groups: Sequence[str]) -> pl.DataFrame:
+    """Features of every mined candidate, each topic's graph (and the links its neighbours show) holding only
+    what trains while its fold is held out; adds `fold` and `rank` (position by dense cosine)."""
+    crossfit = mined.crossfit
+    candidates = mined.candidates.filter(pl.col("topic_id").is_in(list(crossfit.assignment)))
     topic_ids = candidates["topic_id"].unique(maintain_order=True).to_list()
     queries = query_facts(catalog.topics_in_order(topic_ids))
     query_of = {t: i for i, t in enumerate(topic_ids)}
+    neighbours = mined.neighbours.filter(pl.col("topic_id").is_in(topic_ids)).select(
+        pl.col("topic_id").replace_strict(query_of, return_dtype=pl.Int64).alias("query"), "neighbour",
+        "neighbour_score")
     context_content = content_context(catalog.content)
     vocab = vocabularies(catalog.content, catalog.topics)
     candidates = candidates.with_columns(
@@ -119,7 +128,7 @@ def cross_fitted_features(catalog: Catalog, candidates: pl.DataFrame, crossfit: 
         pl.col("topic_id").replace_strict(crossfit.assignment, return_dtype=pl.Int32).alias("fold"))
     parts = []
     for (fold,), part in candidates.group_by("fold", maintain_order=True):
-        context = Context(context_content, crossfit.graph(catalog, fold), vocab)
+        context = Context(context_content, crossfit.graph(catalog, fold), vocab, neighbours)
         parts.append(build_features(part.drop("topic_id"), queries, context, groups))
     frame = pl.concat(parts, how="diagonal_relaxed")
     return frame.sort("query", maintain_order=True).with_columns(
@@ -199,11 +208,12 @@ def retrieval_only(oof: pl.DataFrame, gold: dict[str, set[str]]) -> dict[str, An
 
 # -- the run ------------------------------------------------------------------------------------------------
 
-def evaluate_ranker(catalog: Catalog, candidates: pl.DataFrame, crossfit: CrossFit,
+def evaluate_ranker(catalog: Catalog, mined: Mined,
                     config: RankerConfig) -> tuple[pl.DataFrame, Calibration, DecisionRule, dict[str, Any]]:
     """Features, cross-fitting, calibration and the tuned rule; returns the features and the figures."""
     started = time.perf_counter()
-    frame = cross_fitted_features(catalog, candidates, crossfit, config.groups)
+    candidates, crossfit = mined.candidates, mined.crossfit
+    frame = cross_fitted_features(catalog, mined, config.groups)
     feature_seconds = time.perf_counter() - started
     oof = cross_fit(config, frame, crossfit)
     calibration = Calibration.fit(oof["score"].to_numpy(), oof["label"].to_numpy())
@@ -246,18 +256,46 @@ def with_cross_logits(candidates: pl.DataFrame, config: RankerConfig, depends: S
         model_ref(path, manifest.weights)
 
 
+def with_companion(mined: Mined, catalog: Catalog, model: str | None, cache: Path) -> tuple[Mined, ModelRef | None]:
+    """The mined candidates with the companion encoder's cosine (`companion_score`), when the config names
+    one: the catalog's topics and content embedded by it once, cached beside the candidates."""
+    if model is None:
+        return mined, None
+    path = model_path(model)
+    ref = model_ref(path, fingerprint(path))
+
+    def scores() -> pl.DataFrame:
+        encoder = BiEncoder.load(path)
+        with torch.inference_mode():
+            topics, content = encoder.encode_topics(catalog), encoder.encode_content(catalog)
+        position = {t: i for i, t in enumerate(catalog.topics["id"])}
+        pairs = mined.candidates.select("topic_id", "content_id", "row")
+        topic_rows = pairs["topic_id"].replace_strict(position, return_dtype=pl.Int64).to_numpy()
+        cosine = np.einsum("ij,ij->i", topics[topic_rows], content[pairs["row"].to_numpy()])
+        return pairs.drop("row").with_columns(pl.Series("companion_score", cosine, dtype=pl.Float32))
+
+    key = hash_json({"data": catalog.data_hash, "model": ref.fingerprint, "pairs": len(mined.candidates),
+                     "edurank": edurank.__version__, "topics": mined.candidates["topic_id"].unique().sort().to_list()})
+    found = cached(cache / f"companion-{key[:16]}.parquet", scores)
+    return replace(mined, candidates=mined.candidates.join(found, on=["topic_id", "content_id"], how="left")), ref
+
+
 def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config: RankerConfig) -> Path:
     """Mine, featurise, cross-fit, calibrate, tune, train the served booster; publish `<out>/<version>/`."""
     started = time.time()
-    candidates, crossfit, plan = candidates_for(catalog, retrievers, out, config)
+    mined = candidates_for(catalog, retrievers, out, config)
+    crossfit, plan = mined.crossfit, mined.plan
     depends = [model_ref(path, fingerprint(path)) for path in plan]
-    candidates, cross_encoder = with_cross_logits(candidates, config, depends, catalog.data_hash)
-    frame, calibration, rule, metrics = evaluate_ranker(catalog, candidates, crossfit, config)
+    candidates, cross_encoder = with_cross_logits(mined.candidates, config, depends, catalog.data_hash)
+    mined, companion = with_companion(replace(mined, candidates=candidates), catalog, config.companion,
+                                      out / ".cache")
+    frame, calibration, rule, metrics = evaluate_ranker(catalog, mined, config)
     booster = fit_booster(config, frame)
     ranker = Ranker(booster, tuple(config.groups), config.candidates, vocabularies(catalog.content, catalog.topics),
                     crossfit.graph(catalog, None), calibration, rule,
-                    cross_encoder=cross_encoder.fingerprint if cross_encoder else None)
-    depends += [cross_encoder] if cross_encoder else []
+                    cross_encoder=cross_encoder.fingerprint if cross_encoder else None,
+                    companion=companion.fingerprint if companion else None)
+    depends += [ref for ref in (cross_encoder, companion) if ref is not None]
     run_hash = hash_json({"config": asdict(config), "data": catalog.data_hash, "edurank": edurank.__version__,
                           "retrievers": [asdict(d) for d in depends]})
     with staging_dir(out, f"ranker-{run_hash[:12]}") as work:

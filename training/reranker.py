@@ -261,8 +261,9 @@ def train_reranker(catalog: Catalog, retrievers: Sequence[str], out: Path, confi
                          "the fold models did (their out-of-fold logits tune its calibration and rule)")
     if config.late_interaction and not config.freeze_layers:
         raise InputError("--late-interaction: the within-text layers are the frozen ones; give --freeze-layers K > 0")
-    candidates, crossfit, plan = candidates_for(catalog, retrievers, out, config)
-    rows = ranked_rows(candidates, crossfit)
+    mined = candidates_for(catalog, retrievers, out, config)
+    crossfit, plan = mined.crossfit, mined.plan
+    rows = ranked_rows(mined.candidates, crossfit)
     depends = [model_ref(path, fingerprint(path)) for path in plan]
     base = model_path(config.base_model)
     inits = fold_inits(config, catalog, crossfit, plan)

@@ -73,3 +73,28 @@ def test_cross_encoder_features_are_relative_to_the_topics_best_logit() -> None:
     scored = candidates().with_columns(pl.Series("cross_logit", [1.0, 3.0, -2.0, 2.5], dtype=pl.Float32))
     frame = build_features(scored, queries, context(), ["cross"])
     assert frame["cross_gap"].to_list() == [2.0, 0.0, 5.0, 0.5] and frame["cross_position"].to_list() == [3, 1, 4, 2]
+
+
+def test_neighbour_features_by_hand_read_only_known_topics_never_the_query_itself() -> None:
+    queries = query_facts(TOPICS.filter(pl.col("id") == "A"))
+    # A's nearest topics: A itself (left out), C, then B, then P; Q has no links, so the graph does not know it
+    near = pl.DataFrame({"query": [0] * 5, "neighbour": ["A", "Q", "C", "B", "P"],
+                         "neighbour_score": [1.0, 0.95, 0.9, 0.7, 0.5]},
+                        schema_overrides={"neighbour_score": pl.Float32})
+    ctx = context()
+    frame = build_features(candidates(), queries, Context(ctx.content, ctx.graph, ctx.vocabularies, near),
+                           ["neighbours"])
+    # x is linked by A and B, y by B and C, z by P, w by nobody
+    assert np.allclose(frame["neighbour_best"].to_numpy(), [0.7, 0.9, 0.5, np.nan], equal_nan=True)
+    assert frame["neighbour_rank"].to_list() == [2, 1, 3, None] and frame["neighbour_votes"].to_list() == [1, 2, 1, 0]
+    assert np.allclose(frame["neighbour_gap"].to_numpy(), [0.2, 0.0, 0.4, np.nan], equal_nan=True)
+    without = build_features(candidates(), queries, ctx, ["neighbours"])  # an index with no topic vectors
+    assert without["neighbour_best"].null_count() == 4
+
+
+def test_companion_features_are_relative_to_the_topics_best_companion_cosine() -> None:
+    queries = query_facts(TOPICS.filter(pl.col("id") == "A"))
+    scored = candidates().with_columns(pl.Series("companion_score", [0.2, 0.8, 0.5, 0.6], dtype=pl.Float32))
+    frame = build_features(scored, queries, context(), ["companion"])
+    assert np.allclose(frame["companion_gap"].to_numpy(), [0.6, 0.0, 0.3, 0.2])
+    assert frame["companion_position"].to_list() == [4, 1, 3, 2] and abs(float(frame["companion_z"].mean())) < 1e-5

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from edurank.artifacts import ModelRef
 from retriever.catalog import load_catalog
 from retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
-from retriever.index import ContentIndex, build_faiss
+from retriever.index import Companion, ContentIndex, build_faiss
 from retriever.indexing import build_lexical
 from tests.conftest import write_catalog
 
@@ -34,3 +35,18 @@ def test_without_a_lexical_index_candidates_are_dense_only(tmp_path, bundled_enc
     frame = hybrid_candidates(index, bundled_encoder.encode(["cells"]), ["cells"], [Filters()],
                               CandidateConfig(dense=3, lexical=3))[0]
     assert frame["dense_rank"].to_list() == [1, 2, 3] and frame["lexical_score"].is_nan().all()
+
+
+def test_a_companion_scores_every_candidate_with_its_own_vectors(tmp_path, bundled_encoder) -> None:
+    catalog = load_catalog(write_catalog(tmp_path))
+    vectors = bundled_encoder.encode_content(catalog)
+    companion = Companion(np.flip(vectors, axis=1).copy(), ModelRef("elsewhere", "c" * 64))  # any other space
+    index = ContentIndex(build_faiss(vectors), catalog.content.select("id", "language", "kind", "title"),
+                         lexical=build_lexical(catalog), companion=companion)
+    query = bundled_encoder.encode(["area of a triangle"])
+    other = np.flip(query, axis=1).copy()
+    frame = hybrid_candidates(index, query, ["area of a triangle"], [Filters(language="en")],
+                              CandidateConfig(dense=2, lexical=3), companion_vectors=other)[0]
+    assert np.allclose(frame["companion_score"].to_numpy(), companion.vectors[frame["row"].to_numpy()] @ other[0])
+    plain = hybrid_candidates(index, query, ["area of a triangle"], [Filters(language="en")], CandidateConfig(2, 3))[0]
+    assert "companion_score" not in plain.columns

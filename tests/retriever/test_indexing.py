@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edurank.artifacts import LATEST, Manifest
 from retriever import indexing
 from retriever.catalog import load_catalog
 from retriever.indexing import IndexConfig, build_index, load_index, search_text
+from retriever.model import BiEncoder
 
 
 def test_index_job_publishes_a_versioned_directory(sample_catalog: Path, bundled_encoder, tmp_path: Path) -> None:
@@ -46,3 +48,16 @@ def test_a_failed_job_leaves_the_previous_version_in_place(tiny_catalog: Path, b
         build_index(bundled_encoder, catalog, tmp_path / "index", IndexConfig(index_type="hnsw"), progress=False)
     assert sorted(p.name for p in (tmp_path / "index").iterdir()) == sorted([first.name, LATEST])
     assert Manifest.read(first) == load_index(tmp_path / "index", bundled_encoder).manifest
+
+
+def test_the_index_job_stores_a_companions_vectors_and_names_it(tiny_catalog: Path, bundled_encoder,
+                                                                 tmp_path: Path) -> None:
+    catalog = load_catalog(tiny_catalog)
+    path = build_index(bundled_encoder, catalog, tmp_path / "index", IndexConfig(companion="bundled"), progress=False)
+    index = load_index(path, bundled_encoder)
+    assert index.companion is not None and index.companion.model.path == "bundled"  # valid on any install
+    assert index.companion.model.fingerprint == bundled_encoder.fingerprint
+    expected = BiEncoder.load("bundled").encode_content(catalog)  # the companion's own settings (128 tokens)
+    assert np.allclose(index.companion.vectors, expected, atol=1e-5)
+    assert load_index(build_index(bundled_encoder, catalog, tmp_path / "plain", progress=False),
+                      bundled_encoder).companion is None

@@ -31,3 +31,13 @@ def test_the_index_saves_its_topic_bank_and_refuses_a_mismatched_one(tmp_path: P
     assert bank is not None and bank.ids == ["t1", "t2"] and np.array_equal(bank.vectors, vectors[:2])
     with pytest.raises(ArtifactMismatchError, match="rebuild"):
         load_topic_bank(tmp_path, 8)
+
+
+def test_neighbours_by_hand_are_the_nearest_other_topics_best_first() -> None:
+    topics = TopicBank(np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32), ["a", "b", "c"])
+    queries = np.array([[1.0, 0.0], [0.8, 0.6]], dtype=np.float32)
+    near = topics.neighbours(queries, ["a", None], k=2)  # query 0 is topic "a" itself; query 1 is free text
+    assert near["query"].to_list() == [0, 0, 1, 1]
+    assert near["neighbour"].to_list() == ["c", "b", "c", "a"]
+    assert np.allclose(near["neighbour_score"].to_numpy(), [0.6, 0.0, 0.96, 0.8])
+    assert topics.neighbours(queries[:0], [], k=2).is_empty()

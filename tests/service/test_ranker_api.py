@@ -75,5 +75,7 @@ def test_a_ranker_is_not_served_over_an_index_missing_what_its_features_read() -
     index = ContentIndex(faiss.IndexFlatIP(4), pl.DataFrame({"id": []}))  # no lexical index, no topic vectors
     ranker = Ranker(None, ("dense", "lexical"), CandidateConfig(), {}, None)  # type: ignore[arg-type]
     assert usable_ranker(ranker, index, None) is None  # type: ignore[arg-type]
+    neighbours = Ranker(None, ("dense", "neighbours"), CandidateConfig(), {}, None)  # type: ignore[arg-type]
+    assert usable_ranker(neighbours, index, None) is None  # type: ignore[arg-type]
     dense_only = Ranker(None, ("dense", "topic_stats"), CandidateConfig(), {}, None)  # type: ignore[arg-type]
     assert usable_ranker(dense_only, index, None) is dense_only  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from retriever.model import BiEncoder
 from retriever.splits import TRAIN_ONLY
 from retriever.texts import topic_parts
 from service.registry import usable_ranker
+from training.candidates import mine_neighbours
 from training.ranker import RankerConfig, candidates_for, cross_fitted_features, evaluate_ranker, train_ranker
 from training.reranker import RerankerConfig, train_reranker
 
@@ -48,8 +49,7 @@ def test_probability_never_falls_as_the_dense_cosine_rises(trained: tuple[Path, 
     ranker = Ranker.load(path)
     catalog = load_catalog(sample_catalog)
     config = RankerConfig(folds=3)
-    candidates, crossfit, _ = candidates_for(catalog, ["bundled"], out, config)
-    frame = cross_fitted_features(catalog, candidates, crossfit, config.groups).head(200)
+    frame = cross_fitted_features(catalog, candidates_for(catalog, ["bundled"], out, config), config.groups).head(200)
     before = ranker.scores(frame)
     after = ranker.scores(frame.with_columns(pl.col("dense_score") + 0.2))
     assert np.all(after >= before - 1e-9)
@@ -61,7 +61,7 @@ def test_cross_fitting_is_deterministic_and_reuses_the_mined_candidates(trained:
     catalog = load_catalog(sample_catalog)
     config = RankerConfig(folds=3, objective="lambdarank", trees=50)
     assert len(list((out / ".cache").glob("candidates-*.parquet"))) == 1
-    runs = [evaluate_ranker(catalog, *candidates_for(catalog, ["bundled"], out, config)[:2], config)
+    runs = [evaluate_ranker(catalog, candidates_for(catalog, ["bundled"], out, config), config)
             for _ in range(2)]
     assert len(list((out / ".cache").glob("candidates-*.parquet"))) == 1  # mined once, by the fixture
     assert runs[0][0]["score"].equals(runs[1][0]["score"]) and runs[0][2] == runs[1][2]
@@ -109,8 +109,50 @@ def test_explanations_add_up_to_the_score(trained: tuple[Path, Path], sample_cat
     path, out = trained
     ranker = Ranker.load(path)
     catalog = load_catalog(sample_catalog)
-    candidates, crossfit, _ = candidates_for(catalog, ["bundled"], out, RankerConfig(folds=3))
-    frame = cross_fitted_features(catalog, candidates, crossfit, ranker.groups).head(50)
+    mined = candidates_for(catalog, ["bundled"], out, RankerConfig(folds=3))
+    frame = cross_fitted_features(catalog, mined, ranker.groups).head(50)
     contributions = ranker.contributions(frame)
     assert contributions.shape == (50, len(ranker.features) + 1)  # one per feature, plus the expected value
     assert np.allclose(contributions.sum(axis=1), ranker.scores(frame), atol=1e-6)
+
+
+def test_a_companion_encoders_cosine_becomes_features_and_serves(sample_catalog: Path, tmp_path: Path) -> None:
+    """The companion group reads a second encoder's cosine; served, the index must hold that encoder's vectors
+    and the encoder must be loaded to embed the query."""
+    catalog = load_catalog(sample_catalog)
+    config = RankerConfig(candidates=CandidateConfig(8, 4), folds=3, companion="bundled", trees=50)
+    ranker = Ranker.load(train_ranker(catalog, ["bundled"], tmp_path / "ranker", config))
+    companion = BiEncoder.load("bundled")
+    assert ranker.groups[-1] == "companion" and ranker.companion == companion.fingerprint
+    assert ranker.companion_model() is not None and "companion_gap" in ranker.features
+
+    encoder = BiEncoder.load("bundled")
+    plain = in_memory_index(encoder, catalog, build_lexical(catalog))
+    assert usable_ranker(ranker, plain, catalog) is None  # the index holds no companion vectors
+    index = in_memory_index(encoder, catalog, plain.lexical, companion=companion)
+    assert usable_ranker(ranker, index, catalog) is None  # no companion encoder loaded for the queries
+    assert usable_ranker(ranker, index, catalog, companion=companion) is ranker
+    recommender = Recommender(encoder, index, catalog.content, ranker=ranker, topics=catalog.topics,
+                              companion=companion)
+    topic = catalog.topics_in_order([sorted(catalog.gold)[0]])
+    [frame] = recommender.score([Query(topic_parts(topic)[0], topic_id=topic["id"][0], language="en")])
+    assert len(frame) and frame["probability"].is_between(0, 1).all()
+    with pytest.raises(ValueError, match="--companion"):
+        RankerConfig(groups=("dense", "companion"))
+
+
+def test_a_topics_neighbours_are_the_same_mined_and_served(sample_catalog: Path) -> None:
+    catalog = load_catalog(sample_catalog)
+    encoder = BiEncoder.load("bundled")
+    topic_ids = sorted(catalog.gold)[:3]
+    mined = mine_neighbours(catalog, {encoder.path: topic_ids}, k=5)
+    index = in_memory_index(encoder, catalog, build_lexical(catalog))
+    topics = catalog.topics_in_order(topic_ids)
+    recommender = Recommender(encoder, index, catalog.content, topics=catalog.topics)
+    vectors = recommender.encode([Query(parts, topic_id=t) for parts, t in zip(topic_parts(topics), topic_ids,
+                                                                                strict=True)])
+    assert index.topics is not None
+    served = index.topics.neighbours(vectors, topic_ids, 5)
+    assert mined["neighbour"].to_list() == served["neighbour"].to_list()
+    assert np.allclose(mined["neighbour_score"].to_numpy(), served["neighbour_score"].to_numpy(), atol=1e-5)
+    assert all(topic not in mined.filter(pl.col("topic_id") == topic)["neighbour"].to_list() for topic in topic_ids)
