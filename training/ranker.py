@@ -283,6 +283,8 @@ def with_companion(mined: Mined, catalog: Catalog, model: str | None, cache: Pat
 def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config: RankerConfig) -> Path:
     """Mine, featurise, cross-fit, calibrate, tune, train the served booster; publish `<out>/<version>/`."""
     started = time.time()
+    if config.companion is not None:
+        model_path(config.companion)  # a wrong path fails now, not after minutes of mining
     mined = candidates_for(catalog, retrievers, out, config)
     crossfit, plan = mined.crossfit, mined.plan
     depends = [model_ref(path, fingerprint(path)) for path in plan]
