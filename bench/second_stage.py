@@ -42,7 +42,7 @@ def ablation(args: argparse.Namespace) -> None:
     catalog = load_catalog(args.catalog)
     base = from_args(RankerConfig, args)
     started = time.perf_counter()
-    mined = candidates_for(catalog, args.retriever, args.out, base)
+    mined = candidates_for(catalog, args.retriever, args.out, base, neighbours=True)
     candidates, _ = with_cross_logits(mined.candidates, base, [model_ref(p, fingerprint(p)) for p in mined.plan],
                                       catalog.data_hash)
     mined, _ = with_companion(dataclasses.replace(mined, candidates=candidates), catalog, base.companion,
@@ -99,7 +99,7 @@ def latency(args: argparse.Namespace) -> None:
     problem = ranker.cross_encoder_problem(reranker.fingerprint if reranker else None)
     if problem:
         raise SystemExit(f"--ranker: {problem}; give it with --reranker")
-    companion = BiEncoder.load(ranker.companion_model()) if ranker.companion else None
+    companion = ranker.load_companion()
     index = in_memory_index(encoder, catalog, companion=companion)
     recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics,
                               companion=companion)

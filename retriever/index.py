@@ -78,9 +78,9 @@ class Companion:
         if not (directory / COMPANION_FILE).is_file():
             return None
         vectors = np.load(directory / COMPANION_FILE, allow_pickle=False)
-        if vectors.ndim != 2 or len(vectors) != rows:
+        if vectors.ndim != 2 or len(vectors) != rows or not (directory / COMPANION_MODEL_FILE).is_file():
             raise ArtifactMismatchError(f"{directory}: {COMPANION_FILE} holds {vectors.shape} vectors for {rows} "
-                                        "items; rebuild it with `edurank index`")
+                                        f"items, or {COMPANION_MODEL_FILE} is missing; rebuild it with `edurank index`")
         return cls(vectors, ModelRef(**json.loads((directory / COMPANION_MODEL_FILE).read_text())))
 
     def scores(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -91,8 +91,9 @@ class Companion:
 @dataclass
 class ContentIndex:
     """A FAISS index whose row i is the content item `items[i]` (id, language, kind, title), and optionally
-    the lexical index over the same rows. An `index` artifact holds index.faiss, ids.parquet and lexical/;
-    its manifest's base model is the encoder that embedded it."""
+    the lexical index over the same rows, the catalog's topic vectors and a companion's vectors. An `index`
+    artifact holds index.faiss, ids.parquet and, where built, lexical/, topics.npy with topic_ids.parquet,
+    companion.npy with companion.json; its manifest's base model is the encoder that embedded it."""
 
     KIND = "index"
     index: faiss.Index

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from edurank.artifacts import ModelRef, hash_json, publish_artifact, resolve, staging_dir
-from edurank.encoders import BUNDLED, bundled_model_path
+from edurank.encoders import model_path, portable_name
 from edurank.options import option
 from retriever.catalog import Catalog
 from retriever.index import INDEX_TYPES, Companion, ContentIndex, build_faiss
@@ -60,6 +60,8 @@ def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, config: IndexCo
                 progress: bool = True) -> Path:
     """Run the job and return the published `<out>/<version>/` directory."""
     started = time.time()
+    if config.companion is not None:
+        model_path(config.companion)  # a wrong path fails now, not after the catalog is embedded
     vectors = embed_content(encoder, content_texts(catalog, encoder.builder), config.batch_size, progress)
     return publish_index(vectors, encoder, catalog, out, config, embed_seconds=time.time() - started)
 
@@ -106,8 +108,7 @@ def companion_of(encoder: BiEncoder, catalog: Catalog, progress: bool = False) -
     """The catalog's content embedded by a second encoder (row i = content row i)."""
     with torch.inference_mode():
         vectors = embed_content(encoder, content_texts(catalog, encoder.builder), progress=progress)
-    named = BUNDLED if encoder.path == bundled_model_path() else str(encoder.path)  # the same on every install
-    return Companion(vectors, ModelRef(named, encoder.fingerprint))
+    return Companion(vectors, ModelRef(portable_name(encoder.path), encoder.fingerprint))
 
 
 def in_memory_index(encoder: BiEncoder, catalog: Catalog, lexical: LexicalIndex | None = None,

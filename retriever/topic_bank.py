@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-NEIGHBOURS = 100  # nearest catalog topics per query whose links the ranker's neighbours features read
+NEIGHBOURS = 100  # nearest topics the graph knows, per query, whose links the ranker's neighbours features read
+# nearest catalog topics searched to find them: some are unknown to the graph (never linked, or held out while
+# cross-fitting), so the features keep the first NEIGHBOURS known ones, in training as in serving
+NEIGHBOURS_SEARCHED = 2 * NEIGHBOURS
 NEIGHBOUR_SCHEMA = {"query": pl.Int64, "neighbour": pl.String, "neighbour_score": pl.Float32}
 
 
@@ -42,20 +45,19 @@ class TopicBank:
     def neighbours(self, vectors: np.ndarray, topic_ids: Sequence[str | None], k: int) -> pl.DataFrame:
         """Each query's `k` nearest catalog topics (NEIGHBOUR_SCHEMA; query i = vectors row i), best first;
         `topic_ids[i]` is query i's own topic, never its own neighbour."""
-        if not len(vectors) or not self.ids:
+        k = min(k, len(self.ids))
+        if not len(vectors) or k == 0:
             return pl.DataFrame(schema=NEIGHBOUR_SCHEMA)
         scores = vectors @ self.vectors.T
         position = {t: i for i, t in enumerate(self.ids)}
         for i, topic in enumerate(topic_ids):
             if topic in position:
                 scores[i, position[topic]] = -np.inf
-        k = min(k, len(self.ids) - 1) if any(t in position for t in topic_ids) else min(k, len(self.ids))
-        if k <= 0:
-            return pl.DataFrame(schema=NEIGHBOUR_SCHEMA)
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         best = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-best, axis=1, kind="stable")
         top, best = np.take_along_axis(top, order, axis=1), np.take_along_axis(best, order, axis=1)
         ids = np.asarray(self.ids, dtype=object)
         return pl.DataFrame({"query": np.repeat(np.arange(len(vectors)), k), "neighbour": ids[top.ravel()].tolist(),
-                             "neighbour_score": best.ravel()}, schema=NEIGHBOUR_SCHEMA)
+                             "neighbour_score": best.ravel()}, schema=NEIGHBOUR_SCHEMA) \
+            .filter(pl.col("neighbour_score") > -np.inf)  # a query's own topic, where it was among the k

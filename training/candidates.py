@@ -28,7 +28,7 @@ from retriever.lexical import lexical_text
 from retriever.model import BiEncoder
 from retriever.splits import TRAIN_ONLY, seen_topics, topic_folds, training_topics
 from retriever.texts import topic_parts
-from retriever.topic_bank import NEIGHBOURS
+from retriever.topic_bank import NEIGHBOURS_SEARCHED
 
 log = logging.getLogger(__name__)
 MINED_FORMAT = 2  # of the cached candidates' columns; bump when mining adds or changes one
@@ -130,7 +130,7 @@ def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: Candidate
     return pl.concat(parts)
 
 
-def mine_neighbours(catalog: Catalog, plan: dict[Path, list[str]], k: int = NEIGHBOURS) -> pl.DataFrame:
+def mine_neighbours(catalog: Catalog, plan: dict[Path, list[str]], k: int = NEIGHBOURS_SEARCHED) -> pl.DataFrame:
     """Every planned topic's `k` nearest other catalog topics by its blind retriever's topic vectors, as the
     index's TopicBank gives them at serving: (topic_id, neighbour, neighbour_score) rows."""
     parts = []
@@ -150,7 +150,7 @@ class Mined:
     """A run's folds and what each topic's blind retriever found for it."""
 
     candidates: pl.DataFrame  # topic_id, content_id, row, the hybrid scores, label
-    neighbours: pl.DataFrame  # topic_id, neighbour, neighbour_score
+    neighbours: pl.DataFrame | None  # topic_id, neighbour, neighbour_score; None: not asked for
     crossfit: CrossFit
     plan: dict[Path, list[str]]  # retriever -> the topics it mined
 
@@ -166,9 +166,10 @@ def cached(path: Path, make: Callable[[], pl.DataFrame]) -> pl.DataFrame:
     return frame
 
 
-def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, options: CrossFitOptions) -> Mined:
-    """The run's folds, hybrid candidates and topic neighbours, mined once per (catalog, retrievers, topics,
-    candidate counts) and cached under `<out>/.cache/`."""
+def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, options: CrossFitOptions,
+                   neighbours: bool = False) -> Mined:
+    """The run's folds, hybrid candidates and (with `neighbours`) topic neighbours, mined once per (catalog,
+    retrievers, topics, candidate counts) and cached under `<out>/.cache/`."""
     crossfit = CrossFit.of(catalog, options)
     config = options.candidates
     plan = assign_miners(catalog, sorted(crossfit.assignment), [model_path(r) for r in retrievers])
@@ -176,5 +177,6 @@ def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, optio
                      "edurank": edurank.__version__, "plan": {fingerprint(p): ids for p, ids in plan.items()}})
     cache = out / ".cache"
     candidates = cached(cache / f"candidates-{key[:16]}.parquet", lambda: mine_hybrid(catalog, plan, config))
-    neighbours = cached(cache / f"neighbours-{key[:16]}-{NEIGHBOURS}.parquet", lambda: mine_neighbours(catalog, plan))
-    return Mined(candidates, neighbours, crossfit, plan)
+    near = cached(cache / f"neighbours-{key[:16]}-{NEIGHBOURS_SEARCHED}.parquet",
+                  lambda: mine_neighbours(catalog, plan)) if neighbours else None
+    return Mined(candidates, near, crossfit, plan)

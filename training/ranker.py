@@ -31,7 +31,7 @@ import torch
 
 import edurank
 from edurank.artifacts import ModelRef, fresh_dir, hash_json, model_ref, open_artifact, publish_artifact, staging_dir
-from edurank.encoders import fingerprint, model_path
+from edurank.encoders import fingerprint, model_path, portable_name
 from edurank.errors import InputError
 from edurank.options import option
 from ranker.features import (
@@ -53,7 +53,8 @@ from reranker.model import Calibration, Reranker
 from retriever.catalog import Catalog
 from retriever.evaluation import mean_average_precision
 from retriever.model import BiEncoder
-from training.candidates import CrossFit, CrossFitOptions, Mined, cached, candidates_for
+from retriever.splits import seen_topics
+from training.candidates import CrossFit, CrossFitOptions, Mined, candidates_for
 
 log = logging.getLogger(__name__)
 OOF = "oof.parquet"
@@ -70,8 +71,8 @@ class RankerConfig(CrossFitOptions):
 
     objective: str = option("binary", "binary: a probability per pair; lambdarank: each topic's order",
                             choices=OBJECTIVES)
-    groups: tuple[str, ...] = option(DEFAULT_GROUPS, f"feature groups ({', '.join(FEATURE_GROUPS)}; cross needs "
-                                                     "--cross-encoder)", parse=parse_groups)
+    groups: tuple[str, ...] = option(DEFAULT_GROUPS, f"feature groups ({', '.join(FEATURE_GROUPS)}; companion "
+                                                     "needs --companion, cross --cross-encoder)", parse=parse_groups)
     companion: str | None = option(None, "a second encoder ('bundled' or a model directory) whose cosine is the "
                                          "companion group; the served index must hold its vectors (`edurank index "
                                          "--companion`)", metavar="MODEL")
@@ -118,9 +119,9 @@ def cross_fitted_features(catalog: Catalog, mined: Mined, groups: Sequence[str])
     topic_ids = candidates["topic_id"].unique(maintain_order=True).to_list()
     queries = query_facts(catalog.topics_in_order(topic_ids))
     query_of = {t: i for i, t in enumerate(topic_ids)}
-    neighbours = mined.neighbours.filter(pl.col("topic_id").is_in(topic_ids)).select(
-        pl.col("topic_id").replace_strict(query_of, return_dtype=pl.Int64).alias("query"), "neighbour",
-        "neighbour_score")
+    neighbours = None if mined.neighbours is None else mined.neighbours.filter(pl.col("topic_id").is_in(topic_ids)) \
+        .select(pl.col("topic_id").replace_strict(query_of, return_dtype=pl.Int64).alias("query"), "neighbour",
+                "neighbour_score")
     context_content = content_context(catalog.content)
     vocab = vocabularies(catalog.content, catalog.topics)
     candidates = candidates.with_columns(
@@ -258,26 +259,32 @@ def with_cross_logits(candidates: pl.DataFrame, config: RankerConfig, depends: S
 
 def with_companion(mined: Mined, catalog: Catalog, model: str | None, cache: Path) -> tuple[Mined, ModelRef | None]:
     """The mined candidates with the companion encoder's cosine (`companion_score`), when the config names
-    one: the catalog's topics and content embedded by it once, cached beside the candidates."""
+    one; refused when that encoder trained on any of the topics (their cosine would not be what serving sees
+    for new topics). The catalog's topic and content vectors are embedded once and cached."""
     if model is None:
         return mined, None
     path = model_path(model)
-    ref = model_ref(path, fingerprint(path))
-
-    def scores() -> pl.DataFrame:
+    seen = seen_topics(path, catalog) & set(mined.crossfit.assignment)
+    if seen:
+        raise InputError(f"--companion {model}: it trained on {len(seen)} of these topics; give the bundled model "
+                         "or one that never saw this catalog's links")
+    ref = replace(model_ref(path, fingerprint(path)), path=portable_name(path))
+    vectors = cache / f"companion-{hash_json({'data': catalog.data_hash, 'model': ref.fingerprint})[:16]}.npz"
+    if not vectors.is_file():
         encoder = BiEncoder.load(path)
         with torch.inference_mode():
             topics, content = encoder.encode_topics(catalog), encoder.encode_content(catalog)
-        position = {t: i for i, t in enumerate(catalog.topics["id"])}
-        pairs = mined.candidates.select("topic_id", "content_id", "row")
-        topic_rows = pairs["topic_id"].replace_strict(position, return_dtype=pl.Int64).to_numpy()
-        cosine = np.einsum("ij,ij->i", topics[topic_rows], content[pairs["row"].to_numpy()])
-        return pairs.drop("row").with_columns(pl.Series("companion_score", cosine, dtype=pl.Float32))
-
-    key = hash_json({"data": catalog.data_hash, "model": ref.fingerprint, "pairs": len(mined.candidates),
-                     "edurank": edurank.__version__, "topics": mined.candidates["topic_id"].unique().sort().to_list()})
-    found = cached(cache / f"companion-{key[:16]}.parquet", scores)
-    return replace(mined, candidates=mined.candidates.join(found, on=["topic_id", "content_id"], how="left")), ref
+        vectors.parent.mkdir(parents=True, exist_ok=True)
+        with open(vectors.with_suffix(".tmp"), "wb") as handle:
+            np.savez(handle, topics=topics, content=content)
+        vectors.with_suffix(".tmp").replace(vectors)
+    with np.load(vectors, allow_pickle=False) as stored:
+        topics, content = stored["topics"], stored["content"]
+    position = {t: i for i, t in enumerate(catalog.topics["id"])}
+    pairs = mined.candidates
+    topic_rows = pairs["topic_id"].replace_strict(position, return_dtype=pl.Int64).to_numpy()
+    cosine = np.einsum("ij,ij->i", topics[topic_rows], content[pairs["row"].to_numpy()])
+    return replace(mined, candidates=pairs.with_columns(pl.Series("companion_score", cosine, dtype=pl.Float32))), ref
 
 
 def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config: RankerConfig) -> Path:
@@ -285,7 +292,7 @@ def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config:
     started = time.time()
     if config.companion is not None:
         model_path(config.companion)  # a wrong path fails now, not after minutes of mining
-    mined = candidates_for(catalog, retrievers, out, config)
+    mined = candidates_for(catalog, retrievers, out, config, neighbours="neighbours" in config.groups)
     crossfit, plan = mined.crossfit, mined.plan
     depends = [model_ref(path, fingerprint(path)) for path in plan]
     candidates, cross_encoder = with_cross_logits(mined.candidates, config, depends, catalog.data_hash)

@@ -41,3 +41,13 @@ def test_neighbours_by_hand_are_the_nearest_other_topics_best_first() -> None:
     assert near["neighbour"].to_list() == ["c", "b", "c", "a"]
     assert np.allclose(near["neighbour_score"].to_numpy(), [0.6, 0.0, 0.96, 0.8])
     assert topics.neighbours(queries[:0], [], k=2).is_empty()
+
+
+def test_a_querys_neighbours_do_not_depend_on_its_batch() -> None:
+    topics = TopicBank(np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32), ["a", "b"])
+    free_text = np.array([[0.6, 0.8]], dtype=np.float32)
+    alone = topics.neighbours(free_text, [None], k=2)
+    batched = topics.neighbours(np.vstack([topics.vectors[:1], free_text]), ["a", None], k=2)
+    assert batched.filter(batched["query"] == 1)["neighbour"].to_list() == alone["neighbour"].to_list() == ["b", "a"]
+    assert batched.filter(batched["query"] == 0)["neighbour"].to_list() == ["b"]  # never itself
+    assert TopicBank(topics.vectors[:1], ["a"]).neighbours(topics.vectors[:1], ["a"], k=5).is_empty()

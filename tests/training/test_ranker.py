@@ -13,14 +13,23 @@ from ranker.model import Ranker
 from reranker.model import Reranker
 from reranker.pipeline import Query, Recommender
 from retriever.catalog import load_catalog
-from retriever.hybrid import CandidateConfig
+from retriever.hybrid import CandidateConfig, hybrid_candidates
 from retriever.indexing import build_lexical, in_memory_index
+from retriever.lexical import lexical_text
 from retriever.model import BiEncoder
 from retriever.splits import TRAIN_ONLY
 from retriever.texts import topic_parts
+from retriever.topic_bank import NEIGHBOURS
 from service.registry import usable_ranker
 from training.candidates import mine_neighbours
-from training.ranker import RankerConfig, candidates_for, cross_fitted_features, evaluate_ranker, train_ranker
+from training.ranker import (
+    RankerConfig,
+    candidates_for,
+    cross_fitted_features,
+    evaluate_ranker,
+    train_ranker,
+    with_companion,
+)
 from training.reranker import RerankerConfig, train_reranker
 
 
@@ -49,7 +58,8 @@ def test_probability_never_falls_as_the_dense_cosine_rises(trained: tuple[Path, 
     ranker = Ranker.load(path)
     catalog = load_catalog(sample_catalog)
     config = RankerConfig(folds=3)
-    frame = cross_fitted_features(catalog, candidates_for(catalog, ["bundled"], out, config), config.groups).head(200)
+    mined = candidates_for(catalog, ["bundled"], out, config, neighbours=True)
+    frame = cross_fitted_features(catalog, mined, config.groups).head(200)
     before = ranker.scores(frame)
     after = ranker.scores(frame.with_columns(pl.col("dense_score") + 0.2))
     assert np.all(after >= before - 1e-9)
@@ -61,9 +71,10 @@ def test_cross_fitting_is_deterministic_and_reuses_the_mined_candidates(trained:
     catalog = load_catalog(sample_catalog)
     config = RankerConfig(folds=3, objective="lambdarank", trees=50)
     assert len(list((out / ".cache").glob("candidates-*.parquet"))) == 1
-    runs = [evaluate_ranker(catalog, candidates_for(catalog, ["bundled"], out, config), config)
+    runs = [evaluate_ranker(catalog, candidates_for(catalog, ["bundled"], out, config, neighbours=True), config)
             for _ in range(2)]
-    assert len(list((out / ".cache").glob("candidates-*.parquet"))) == 1  # mined once, by the fixture
+    for mined in ("candidates", "neighbours"):  # mined once, by the fixture
+        assert len(list((out / ".cache").glob(f"{mined}-*.parquet"))) == 1
     assert runs[0][0]["score"].equals(runs[1][0]["score"]) and runs[0][2] == runs[1][2]
     assert 0 < runs[0][3]["held_out"]["mean_f2"] <= 1
 
@@ -109,7 +120,7 @@ def test_explanations_add_up_to_the_score(trained: tuple[Path, Path], sample_cat
     path, out = trained
     ranker = Ranker.load(path)
     catalog = load_catalog(sample_catalog)
-    mined = candidates_for(catalog, ["bundled"], out, RankerConfig(folds=3))
+    mined = candidates_for(catalog, ["bundled"], out, RankerConfig(folds=3), neighbours=True)
     frame = cross_fitted_features(catalog, mined, ranker.groups).head(50)
     contributions = ranker.contributions(frame)
     assert contributions.shape == (50, len(ranker.features) + 1)  # one per feature, plus the expected value
@@ -135,8 +146,17 @@ def test_a_companion_encoders_cosine_becomes_features_and_serves(sample_catalog:
     recommender = Recommender(encoder, index, catalog.content, ranker=ranker, topics=catalog.topics,
                               companion=companion)
     topic = catalog.topics_in_order([sorted(catalog.gold)[0]])
-    [frame] = recommender.score([Query(topic_parts(topic)[0], topic_id=topic["id"][0], language="en")])
+    query = Query(topic_parts(topic)[0], topic_id=topic["id"][0], language=topic["language"][0])
+    [frame] = recommender.score([query])
     assert len(frame) and frame["probability"].is_between(0, 1).all()
+    # the served companion cosine of each candidate is the one the ranker trained on
+    served = hybrid_candidates(index, recommender.encode([query]), [lexical_text(query.parts)], [query.filters],
+                               config.candidates, [query.topic_id], recommender.encode([query], encoder=companion))[0]
+    mined, _ = with_companion(candidates_for(catalog, ["bundled"], tmp_path / "ranker", config), catalog, "bundled",
+                              tmp_path / "ranker" / ".cache")
+    trained = mined.candidates.filter(pl.col("topic_id") == query.topic_id).select("row", "companion_score")
+    both = served.select("row", "companion_score").join(trained, on="row", suffix="_trained")
+    assert len(both) == len(served) and np.allclose(both["companion_score"], both["companion_score_trained"], atol=1e-5)
     with pytest.raises(ValueError, match="--companion"):
         RankerConfig(groups=("dense", "companion"))
 
@@ -156,3 +176,28 @@ def test_a_topics_neighbours_are_the_same_mined_and_served(sample_catalog: Path)
     assert mined["neighbour"].to_list() == served["neighbour"].to_list()
     assert np.allclose(mined["neighbour_score"].to_numpy(), served["neighbour_score"].to_numpy(), atol=1e-5)
     assert all(topic not in mined.filter(pl.col("topic_id") == topic)["neighbour"].to_list() for topic in topic_ids)
+
+
+def test_a_held_out_topics_neighbours_show_only_links_that_train_while_its_fold_is_out(
+        trained: tuple[Path, Path], sample_catalog: Path) -> None:
+    _, out = trained
+    catalog = load_catalog(sample_catalog)
+    config = RankerConfig(folds=3)
+    mined = candidates_for(catalog, ["bundled"], out, config, neighbours=True)
+    assert mined.neighbours is not None
+    frame = cross_fitted_features(catalog, mined, ["neighbours"])
+    links = catalog.correlations
+    linked = set(links["topic_id"].to_list())
+    order = mined.candidates.filter(pl.col("topic_id").is_in(list(mined.crossfit.assignment)))["topic_id"] \
+        .unique(maintain_order=True).to_list()  # query i of the features is topic order[i]
+    checked = 0
+    for topic in order[:6]:
+        training = mined.crossfit.training[mined.crossfit.assignment[topic]]
+        known = [n for n in mined.neighbours.filter(pl.col("topic_id") == topic)["neighbour"].to_list()
+                 if n in training and n in linked and n != topic][:NEIGHBOURS]
+        rows = frame.filter(pl.col("query") == order.index(topic)).select("content_id", "neighbour_votes").rows()
+        for content_id, votes in rows:
+            linkers = set(links.filter(pl.col("content_id") == content_id)["topic_id"].to_list())
+            assert votes == len(linkers.intersection(known)), (topic, content_id)
+            checked += votes
+    assert checked > 0  # some held-out topic's neighbours did vote
