@@ -1,6 +1,7 @@
 """The cross-encoder's held-out figures: per fold, how well its logit orders each topic's candidates against
 the retriever's own cosine (mean per-topic ROC AUC over the topics with a positive and a negative candidate),
-and mean F2 with the logit alone and with the retrieval rank added (Platt options).
+and mean F2 with the logit alone and with the retrieval rank added (Platt options); a probe on a one-gold
+catalog also gives MAP@25 of the logit alone on seen and unseen items.
 
     # from trained artifacts (edurank train reranker)
     .venv/bin/python bench/cross_encoder.py report artifacts/exp/ce-list artifacts/exp/ce-bce
@@ -51,6 +52,7 @@ def probe(args: argparse.Namespace) -> None:
     """Train the fold's model as cross-fitting would and score the fold's candidates with it."""
     from retriever.catalog import load_catalog
     from training.candidates import candidates_for
+    from training.ranker import seen_and_unseen
     from training.reranker import RerankerConfig, fold_inits, fold_trainer, ranked_rows, with_pair_texts
 
     config = from_args(RerankerConfig, args)
@@ -69,6 +71,11 @@ def probe(args: argparse.Namespace) -> None:
     print(f"fold {args.probe_fold}: {held_out['topic_id'].n_unique()} topics, per-topic AUC logit "
           f"{per_topic_auc(held_out, 'logit'):.4f}, dense cosine {per_topic_auc(held_out, 'dense_score'):.4f}; "
           f"{(time.perf_counter() - started) / 60:.1f} min; losses {[round(h['loss'], 3) for h in trainer.history]}")
+    if all(len(catalog.gold[t]) == 1 for t in held_out["topic_id"].unique()):  # one gold item: MAP@25 by item
+        by_item = seen_and_unseen(held_out.with_columns(pl.col("logit").alias("probability")), catalog, crossfit)
+        print("MAP@25, retrieval alone -> logit alone: " + "; ".join(
+            f"{name} ({f['topics']} topics) {f['retrieval_map@25']:.4f} -> {f['map@25']:.4f}"
+            for name, f in by_item.items()))
 
 
 def main() -> None:

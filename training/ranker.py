@@ -69,7 +69,8 @@ def parse_groups(text: str) -> tuple[str, ...]:
 class RankerConfig(CrossFitOptions):
     """Everything that changes the trained ranker; hashed (with the data and retrievers) to name the run."""
 
-    objective: str = option("binary", "binary: a probability per pair; lambdarank: each topic's order",
+    objective: str = option("lambdarank", "lambdarank: each topic's order (the default: it keeps items no training "
+                                          "topic links above retrieval alone); binary: a probability per pair",
                             choices=OBJECTIVES)
     groups: tuple[str, ...] = option(DEFAULT_GROUPS, f"feature groups ({', '.join(FEATURE_GROUPS)}; companion "
                                                      "needs --companion, cross --cross-encoder)", parse=parse_groups)

@@ -69,7 +69,7 @@ def test_cross_fitting_is_deterministic_and_reuses_the_mined_candidates(trained:
                                                                        sample_catalog: Path) -> None:
     _, out = trained
     catalog = load_catalog(sample_catalog)
-    config = RankerConfig(folds=3, objective="lambdarank", trees=50)
+    config = RankerConfig(folds=3, objective="binary", trees=50)
     assert len(list((out / ".cache").glob("candidates-*.parquet"))) == 1
     runs = [evaluate_ranker(catalog, candidates_for(catalog, ["bundled"], out, config, neighbours=True), config)
             for _ in range(2)]
