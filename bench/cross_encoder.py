@@ -51,9 +51,9 @@ def report(args: argparse.Namespace) -> None:
 def probe(args: argparse.Namespace) -> None:
     """Train the fold's model as cross-fitting would and score the fold's candidates with it."""
     from retriever.catalog import load_catalog
-    from training.candidates import candidates_for
+    from training.candidates import candidates_for, ranked_rows
     from training.ranker import seen_and_unseen
-    from training.reranker import RerankerConfig, fold_inits, fold_trainer, ranked_rows, with_pair_texts
+    from training.reranker import RerankerConfig, fold_inits, fold_trainer, with_pair_texts
 
     config = from_args(RerankerConfig, args)
     catalog = load_catalog(args.catalog)

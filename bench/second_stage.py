@@ -87,7 +87,7 @@ def latency(args: argparse.Namespace) -> None:
     from edurank.timing import StageTimes
     from ranker.model import Ranker
     from reranker.model import Reranker
-    from reranker.pipeline import Query, Recommender
+    from reranker.pipeline import STAGE_TWO, Query, Recommender
     from retriever.catalog import load_catalog
     from retriever.indexing import in_memory_index
     from retriever.model import BiEncoder
@@ -115,7 +115,7 @@ def latency(args: argparse.Namespace) -> None:
         counts.append(len(frame))
         for stage, seconds in timer.seconds.items():
             per_topic.setdefault(stage, []).append(1000 * seconds)
-    stages = [s for s in ("rerank", "features", "rank") if s in per_topic]  # rerank: the cross group's logits
+    stages = [s for s in STAGE_TWO if s in per_topic]
     stage_two = np.sum([per_topic[s] for s in stages], axis=0)
     print(f"{len(queries)} topics one at a time, {np.mean(counts):.1f} candidates per topic "
           f"({dataclasses.asdict(ranker.candidates)}), {len(catalog.content)} items")

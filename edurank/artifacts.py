@@ -72,10 +72,23 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise InputError(f"{path}: broken JSON ({err})") from err
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a hidden temp path beside `path` to write; it is renamed onto `path` only when the block
+    succeeds, so readers (and reruns that test `path.is_file()`) never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 @contextlib.contextmanager

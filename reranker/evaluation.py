@@ -20,7 +20,7 @@ from edurank.plots import save_line_plot
 from edurank.timing import StageTimes
 from reranker.decision import DEFAULT_THRESHOLDS, DecisionRule, TopicScores, rule_scores, tune_rule
 from reranker.model import Calibration
-from reranker.pipeline import Query, Recommender
+from reranker.pipeline import STAGE_TWO, Query, Recommender
 from retriever.catalog import Catalog
 from retriever.evaluation import mean_average_precision
 from retriever.texts import topic_parts
@@ -143,7 +143,7 @@ def evaluate_recommend(recommender: Recommender, catalog: Catalog, topic_ids: Se
     report["candidates"] = candidates if recommender.ranker is None else asdict(recommender.ranker.candidates)
     report["curve"] = threshold_curve(scores, rule)
     report["seconds"] = {k: round(v, 2) for k, v in timer.seconds.items()}
-    stage_two = [s for s in ("features", "rank", "rerank") if s in timer.seconds]
+    stage_two = [s for s in STAGE_TWO if s in timer.seconds]
     report["stage2_ms_per_topic"] = round(1000 * sum(timer.seconds[s] for s in stage_two) / max(len(queries), 1), 2)
     return report
 

@@ -2,7 +2,8 @@
 candidates, score them with the second stage, apply the decision rule.
 
 With a ranker (LightGBM over features, ranker/), candidates are hybrid (dense + lexical) and the stages are
-encode, candidates, rerank (only when the ranker reads the cross-encoder's logits), features, rank. Without
+encode, candidates, neighbours (the topic's nearest catalog topics), rerank (only when the ranker reads the
+cross-encoder's logits), features, rank. Without
 one, the dense top-N is searched and, with a cross-encoder, reranked (tokenise, encode, search, rerank).
 Each stage runs under `timer(stage)`, so the service exports per-stage latencies and the evaluation
 reports where the time went.
@@ -30,6 +31,7 @@ from retriever.texts import content_parts
 from retriever.topic_bank import NEIGHBOURS_SEARCHED
 
 EXPLAINED = 3  # features named per item by `explain`
+STAGE_TWO = ("neighbours", "rerank", "features", "rank")  # the stages the second stage adds to retrieval
 
 
 @dataclass(frozen=True)
@@ -147,9 +149,10 @@ class Recommender:
                                       [q.filters for q in queries], ranker.candidates, [q.topic_id for q in queries],
                                       companion)
             candidates = pl.concat([f.with_columns(pl.lit(i, pl.Int64).alias("query")) for i, f in enumerate(found)])
-            bank = self.index.topics
-            neighbours = bank.neighbours(vectors, [q.topic_id for q in queries], NEIGHBOURS_SEARCHED) \
-                if "neighbours" in ranker.groups and bank is not None else None
+        neighbours = None
+        if "neighbours" in ranker.groups and self.index.topics is not None:
+            with timer("neighbours"):
+                neighbours = self.index.topics.neighbours(vectors, [q.topic_id for q in queries], NEIGHBOURS_SEARCHED)
         if "cross" in ranker.groups:  # the cross-encoder scores every candidate (a usable ranker has one loaded)
             ranks = candidates.select(pl.col("dense_score").rank("ordinal", descending=True).over("query"))
             logits = self.pair_logits([queries[q].parts for q in candidates["query"]], candidates["row"].to_numpy(),

@@ -16,7 +16,7 @@ import polars as pl
 import torch
 
 import edurank
-from edurank.artifacts import hash_json
+from edurank.artifacts import atomic_path, hash_json
 from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from edurank.options import option
@@ -160,10 +160,16 @@ def cached(path: Path, make: Callable[[], pl.DataFrame]) -> pl.DataFrame:
     if path.is_file():
         return pl.read_parquet(path)
     frame = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
+    with atomic_path(path) as tmp:
+        frame.write_parquet(tmp)
     return frame
+
+
+def ranked_rows(candidates: pl.DataFrame, crossfit: CrossFit) -> pl.DataFrame:
+    """Candidates of the taking-part topics with their `fold` and `rank` (position by dense cosine)."""
+    return candidates.filter(pl.col("topic_id").is_in(list(crossfit.assignment))).with_columns(
+        pl.col("topic_id").replace_strict(crossfit.assignment, return_dtype=pl.Int32).alias("fold"),
+        pl.col("dense_score").rank("ordinal", descending=True).over("topic_id").cast(pl.Int32).alias("rank"))
 
 
 def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, options: CrossFitOptions,

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
+from edurank.artifacts import atomic_path
 from edurank.errors import InputError
 from edurank.options import option
 
@@ -136,9 +137,8 @@ class Adversary(Protocol):
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """torch.save via a temp file and rename: a kill mid-write never leaves a broken checkpoint."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

@@ -30,7 +30,16 @@ import polars as pl
 import torch
 
 import edurank
-from edurank.artifacts import ModelRef, fresh_dir, hash_json, model_ref, open_artifact, publish_artifact, staging_dir
+from edurank.artifacts import (
+    ModelRef,
+    atomic_path,
+    fresh_dir,
+    hash_json,
+    model_ref,
+    open_artifact,
+    publish_artifact,
+    staging_dir,
+)
 from edurank.encoders import fingerprint, model_path, portable_name
 from edurank.errors import InputError
 from edurank.options import option
@@ -54,7 +63,7 @@ from retriever.catalog import Catalog
 from retriever.evaluation import mean_average_precision
 from retriever.model import BiEncoder
 from retriever.splits import seen_topics
-from training.candidates import CrossFit, CrossFitOptions, Mined, candidates_for
+from training.candidates import CrossFit, CrossFitOptions, Mined, candidates_for, ranked_rows
 
 log = logging.getLogger(__name__)
 OOF = "oof.parquet"
@@ -116,25 +125,21 @@ def cross_fitted_features(catalog: Catalog, mined: Mined, groups: Sequence[str])
     """Features of every mined candidate, each topic's graph (and the links its neighbours show) holding only
     what trains while its fold is held out; adds `fold` and `rank` (position by dense cosine)."""
     crossfit = mined.crossfit
-    candidates = mined.candidates.filter(pl.col("topic_id").is_in(list(crossfit.assignment)))
+    candidates = ranked_rows(mined.candidates, crossfit)
     topic_ids = candidates["topic_id"].unique(maintain_order=True).to_list()
     queries = query_facts(catalog.topics_in_order(topic_ids))
-    query_of = {t: i for i, t in enumerate(topic_ids)}
+    as_query = pl.col("topic_id").replace_strict({t: i for i, t in enumerate(topic_ids)}, return_dtype=pl.Int64) \
+        .alias("query")
     neighbours = None if mined.neighbours is None else mined.neighbours.filter(pl.col("topic_id").is_in(topic_ids)) \
-        .select(pl.col("topic_id").replace_strict(query_of, return_dtype=pl.Int64).alias("query"), "neighbour",
-                "neighbour_score")
+        .select(as_query, "neighbour", "neighbour_score")
     context_content = content_context(catalog.content)
     vocab = vocabularies(catalog.content, catalog.topics)
-    candidates = candidates.with_columns(
-        pl.col("topic_id").replace_strict(query_of, return_dtype=pl.Int64).alias("query"),
-        pl.col("topic_id").replace_strict(crossfit.assignment, return_dtype=pl.Int32).alias("fold"))
+    candidates = candidates.with_columns(as_query)
     parts = []
     for (fold,), part in candidates.group_by("fold", maintain_order=True):
         context = Context(context_content, crossfit.graph(catalog, fold), vocab, neighbours)
         parts.append(build_features(part.drop("topic_id"), queries, context, groups))
-    frame = pl.concat(parts, how="diagonal_relaxed")
-    return frame.sort("query", maintain_order=True).with_columns(
-        pl.col("dense_score").rank("ordinal", descending=True).over("query").cast(pl.Int32).alias("rank"))
+    return pl.concat(parts, how="diagonal_relaxed").sort("query", maintain_order=True)
 
 
 # -- one booster --------------------------------------------------------------------------------------------
@@ -275,10 +280,8 @@ def with_companion(mined: Mined, catalog: Catalog, model: str | None, cache: Pat
         encoder = BiEncoder.load(path)
         with torch.inference_mode():
             topics, content = encoder.encode_topics(catalog), encoder.encode_content(catalog)
-        vectors.parent.mkdir(parents=True, exist_ok=True)
-        with open(vectors.with_suffix(".tmp"), "wb") as handle:
-            np.savez(handle, topics=topics, content=content)
-        vectors.with_suffix(".tmp").replace(vectors)
+        with atomic_path(vectors) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, topics=topics, content=content)  # a handle: np.savez would append .npz to a path
     with np.load(vectors, allow_pickle=False) as stored:
         topics, content = stored["topics"], stored["content"]
     position = {t: i for i, t in enumerate(catalog.topics["id"])}

@@ -44,7 +44,7 @@ from reranker.model import Calibration, PairFormat, Reranker
 from retriever.catalog import Catalog
 from retriever.splits import seen_topics
 from retriever.texts import content_parts, topic_parts
-from training.candidates import CrossFit, CrossFitOptions, candidates_for
+from training.candidates import CrossFit, CrossFitOptions, candidates_for, ranked_rows
 from training.loop import (
     EngineOptions,
     Loop,
@@ -99,13 +99,6 @@ class RerankerConfig(CrossFitOptions, EngineOptions):
 
 
 # -- rows ---------------------------------------------------------------------------------------------------
-
-def ranked_rows(candidates: pl.DataFrame, crossfit: CrossFit) -> pl.DataFrame:
-    """Candidates of the taking-part topics with their `fold` and `rank` (position by dense cosine)."""
-    return candidates.filter(pl.col("topic_id").is_in(list(crossfit.assignment))).with_columns(
-        pl.col("topic_id").replace_strict(crossfit.assignment, return_dtype=pl.Int32).alias("fold"),
-        pl.col("dense_score").rank("ordinal", descending=True).over("topic_id").cast(pl.Int32).alias("rank"))
-
 
 def training_rows(rows: pl.DataFrame, hard_negatives: int) -> pl.DataFrame:
     """What a model may train on: every positive and each topic's `hard_negatives` best-ranked negatives."""

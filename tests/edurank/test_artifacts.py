@@ -12,6 +12,7 @@ from edurank.artifacts import (
     MANIFEST,
     Manifest,
     ModelRef,
+    atomic_path,
     hash_json,
     open_artifact,
     publish_artifact,
@@ -40,6 +41,17 @@ def test_staging_is_removed_on_error_unless_kept(tmp_path: Path) -> None:
     with pytest.raises(ValueError), staging_dir(tmp_path, "run", keep_on_error=True):
         raise ValueError
     assert (tmp_path / ".run.tmp").is_dir()
+
+
+def test_atomic_path_replaces_the_file_only_when_the_write_completes(tmp_path: Path) -> None:
+    target = tmp_path / "cache" / "frame.parquet"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"first")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"first"  # the failed write left the previous file, and no temp beside it
+    assert [p.name for p in target.parent.iterdir()] == ["frame.parquet"]
 
 
 def test_publish_writes_a_typed_manifest_and_points_latest(tmp_path: Path) -> None:

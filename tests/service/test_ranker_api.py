@@ -28,7 +28,7 @@ def test_a_first_start_trains_a_ranker_and_serves_both_stages(client: TestClient
     assert probabilities == sorted(probabilities, reverse=True) and all(0 <= p <= 1 for p in probabilities)
     assert all(item["explanation"] is None for item in body["items"])
     stages = client.get("/metrics").text
-    for stage in ("candidates", "features", "rank"):
+    for stage in ("candidates", "neighbours", "features", "rank"):
         assert f'edurank_stage_seconds_count{{stage="{stage}"}}' in stages
 
 
