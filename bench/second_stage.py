@@ -120,7 +120,7 @@ def latency(args: argparse.Namespace) -> None:
     print(f"{len(queries)} topics one at a time, {np.mean(counts):.1f} candidates per topic "
           f"({dataclasses.asdict(ranker.candidates)}), {len(catalog.content)} items")
     for stage, values in [*per_topic.items(), (f"stage 2 ({' + '.join(stages)})", list(stage_two))]:
-        print(f"  {stage:<28} mean {np.mean(values):7.2f} ms  p50 {np.percentile(values, 50):7.2f}  "
+        print(f"  {stage:<40} mean {np.mean(values):7.2f} ms  p50 {np.percentile(values, 50):7.2f}  "
               f"p99 {np.percentile(values, 99):7.2f}")
 
 
