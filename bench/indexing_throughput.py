@@ -1,7 +1,10 @@
-"""Indexing throughput of `edurank index`'s embedding step against a plain `SentenceTransformer.encode`
-over the same texts, in one process, alternating the two so machine noise hits both alike.
+"""Indexing throughput of `edurank index`'s embedding step, per backend, against a plain
+`SentenceTransformer.encode` (torch fp32) over the same texts, in one process, alternating them so machine
+noise hits all alike; each backend's vectors are compared with torch's (cosine).
 
-    .venv/bin/python bench/indexing_throughput.py --catalog ../shared/data/curriculum --repeat 3
+    .venv/bin/edurank export --model bundled --backend onnx-int8 --out artifacts/exports
+    .venv/bin/python bench/indexing_throughput.py --catalog ../shared/data/curriculum --repeat 3 \\
+        --export artifacts/exports/<version> ...
 """
 
 from __future__ import annotations
@@ -21,28 +24,39 @@ from retriever.texts import content_texts
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", type=Path, required=True)
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", default=None, help="the torch model (default: bundled)")
+    parser.add_argument("--export", action="append", default=[], help="an `edurank export` of it (repeatable)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    encoder = BiEncoder.load(args.model)
-    texts = content_texts(load_catalog(args.catalog), encoder.builder)
-    encoder.encode(texts[:64])  # warm-up: first-call allocations are not throughput
-    ours, plain = [], []
+    torch_encoder = BiEncoder.load(args.model)
+    encoders = {"torch": torch_encoder}
+    for path in args.export:
+        exported = BiEncoder.load(path)
+        encoders[f"{exported.backend} ({Path(exported.path).name})"] = exported
+    texts = content_texts(load_catalog(args.catalog), torch_encoder.builder)
+    for encoder in encoders.values():
+        encoder.encode(texts[:64])  # warm-up: first-call allocations are not throughput
+    seconds: dict[str, list[float]] = {name: [] for name in ["plain", *encoders]}
+    vectors: dict[str, np.ndarray] = {}
     for _ in range(args.repeat):
         start = time.perf_counter()
-        vectors = embed_content(encoder, texts, args.batch_size, progress=False)
-        ours.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        reference = encoder.model.encode(texts, batch_size=32, normalize_embeddings=True)
-        plain.append(time.perf_counter() - start)
-    assert np.allclose(vectors, reference, atol=1e-4), "the indexing job must embed exactly like encode()"
-    ours_rate, plain_rate = len(texts) / np.median(ours), len(texts) / np.median(plain)
-    print(f"items: {len(texts)}  max_tokens: {encoder.max_tokens}  repeats: {args.repeat}")
-    print(f"edurank index embedding : {ours_rate:8.1f} items/s (median of {[round(t, 1) for t in ours]} s)")
-    print(f"SentenceTransformer.encode: {plain_rate:8.1f} items/s (median of {[round(t, 1) for t in plain]} s)")
-    print(f"ratio edurank / plain     : {ours_rate / plain_rate:8.2f}")
+        reference = torch_encoder.model.encode(texts, batch_size=32, normalize_embeddings=True)
+        seconds["plain"].append(time.perf_counter() - start)
+        for name, encoder in encoders.items():
+            start = time.perf_counter()
+            vectors[name] = embed_content(encoder, texts, args.batch_size, progress=False)
+            seconds[name].append(time.perf_counter() - start)
+    assert np.allclose(vectors["torch"], reference, atol=1e-4), "the indexing job must embed exactly like encode()"
+    plain_rate = len(texts) / np.median(seconds["plain"])
+    print(f"items: {len(texts)}  max_tokens: {torch_encoder.max_tokens}  repeats: {args.repeat}")
+    print(f"  {'SentenceTransformer.encode (torch fp32)':<44} {plain_rate:8.1f} items/s  ratio 1.00")
+    for name in encoders:
+        rate = len(texts) / np.median(seconds[name])
+        cosine = np.einsum("ij,ij->i", vectors[name], reference)
+        print(f"  {'edurank index, ' + name:<44} {rate:8.1f} items/s  ratio {rate / plain_rate:4.2f}  "
+              f"cosine to torch mean {cosine.mean():.4f} min {cosine.min():.4f}")
 
 
 if __name__ == "__main__":

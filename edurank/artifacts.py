@@ -31,7 +31,7 @@ from edurank.errors import ArtifactMismatchError, InputError
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
 FORMAT = 2  # manifest layout; 1 (no field) was written before the shared contract
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".faiss", ".joblib", ".lgbm")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".faiss", ".joblib", ".lgbm", ".onnx")
 REBUILD = {"retriever": "edurank train retriever", "reranker": "edurank train reranker",
            "ranker": "edurank train ranker", "essays": "edurank train essays",
            "classifier": "edurank train classifier", "index": "edurank index"}

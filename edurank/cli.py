@@ -128,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(index.add_argument_group("index options"), IndexConfig)
     add_threads(index)
 
+    from inference.export import ExportConfig
+
+    export = commands.add_parser("export", help="a retriever as an ONNX Runtime artifact (fp32 or int8), checked "
+                                                "against torch on catalog texts before it is published")
+    export.add_argument("--model", default=None, help="encoder dir (default: bundled all-MiniLM-L6-v2)")
+    export.add_argument("--catalog", type=Path, default=SAMPLE_CATALOG, help="texts for the agreement check")
+    export.add_argument("--out", type=Path, required=True, help="export root; the version goes below it")
+    add_options(export.add_argument_group("export options"), ExportConfig)
+    add_threads(export)
+
     search = commands.add_parser("search", help="query an index with free text")
     search.add_argument("--index", type=Path, required=True)
     search.add_argument("--model", default=None)
@@ -259,6 +269,13 @@ def run_index(args: argparse.Namespace) -> None:
     print(build_index(BiEncoder.load(args.model), catalog, args.out, from_args(IndexConfig, args)))
 
 
+def run_export(args: argparse.Namespace) -> None:
+    from inference.export import ExportConfig, export_retriever
+    from retriever.catalog import load_catalog
+
+    print(export_retriever(args.model, load_catalog(args.catalog), args.out, from_args(ExportConfig, args)))
+
+
 def run_search(args: argparse.Namespace) -> None:
     from retriever.indexing import load_index, search_text
     from retriever.model import BiEncoder
@@ -344,7 +361,7 @@ def run_serve(args: argparse.Namespace) -> None:
     serve(args.host, args.port)
 
 
-HANDLERS = {"demo": run_demo, "index": run_index, "search": run_search,
+HANDLERS = {"demo": run_demo, "index": run_index, "export": run_export, "search": run_search,
             "serve": run_serve,
             **{("train", job): run_train for job in TRAIN_JOBS},
             ("evaluate", "essays"): run_evaluate_essays, ("evaluate", "classifier"): run_evaluate_classifier,

@@ -68,10 +68,14 @@ def load_sentence_encoder(path: str | Path | None, max_seq_length: int | None = 
         raise InputError(f"model '{resolved}': cannot be loaded ({err})") from err
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
-    return model
+    return model.eval()  # sentence-transformers loads in training mode: dropout would blur served vectors
 
 
 def set_threads(threads: int | None) -> None:
-    """Pin torch's intra-op threads (None leaves torch's default: one per core)."""
+    """Pin the threads of torch, FAISS and (read from torch when a session opens) ONNX Runtime, set once so
+    they do not fight over the cores; None leaves each library's default, one per core."""
     if threads:
+        import faiss
+
         torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)

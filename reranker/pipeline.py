@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import torch
 
 from edurank.timing import Timer, no_timer
 from ranker.features import content_context, query_facts
@@ -77,13 +76,10 @@ class Recommender:
         """The queries' L2-normalised vectors by the retriever (or the given encoder)."""
         encoder = encoder or self.encoder
         texts = encoder.builder.build([q.parts for q in queries])
-        model = encoder.model
         with timer("tokenise"):
-            features = model.preprocess(texts)
-        with timer("encode"), torch.inference_mode():
-            vectors = model(dict(features))["sentence_embedding"]
-            vectors = torch.nn.functional.normalize(vectors, dim=-1)
-        return np.ascontiguousarray(vectors.numpy(), dtype=np.float32)
+            features = encoder.embedder.features(texts)
+        with timer("encode"):
+            return encoder.embedder.embed(features)
 
     def search(self, queries: Sequence[Query], candidates: int,
                timer: Timer = no_timer) -> list[tuple[np.ndarray, np.ndarray]]:

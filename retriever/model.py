@@ -1,7 +1,8 @@
 """The bi-encoder: a sentence-transformers model plus the text builder and identity it was trained with.
 
 A `retriever` artifact is a sentence-transformers directory (weights, tokenizer, pooling) plus the manifest;
-any local ST / HF directory loads as an untrained bi-encoder.
+any local ST / HF directory loads as an untrained bi-encoder. An export of one (`edurank export`, manifest
+param `backend`: onnx or onnx-int8) is a retriever too and loads with ONNX Runtime: only training needs torch.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from sentence_transformers import SentenceTransformer
+from tqdm.auto import tqdm
 
 from edurank.artifacts import MANIFEST, Manifest
 from edurank.encoders import fingerprint, load_sentence_encoder, model_path
+from edurank.errors import InputError
+from inference.embedders import Embedder, OnnxEmbedder, TorchEmbedder
+from inference.onnx import TORCH
 from retriever.catalog import Catalog
 from retriever.texts import TextBuilder, content_texts, topic_texts
 
@@ -26,7 +31,7 @@ class BiEncoder:
     """Encodes topics and content items into L2-normalised vectors (inner product = cosine)."""
 
     KIND = "retriever"
-    model: SentenceTransformer
+    embedder: Embedder
     path: Path
     fingerprint: str
     max_tokens: int = DEFAULT_MAX_TOKENS
@@ -34,13 +39,32 @@ class BiEncoder:
 
     @classmethod
     def load(cls, path: str | Path | None, max_tokens: int | None = None, device: str = "cpu") -> BiEncoder:
-        """Load the bundled MiniLM (None), a trained version, an artifact root or any local ST/HF dir."""
+        """Load the bundled MiniLM (None), a trained version or export, an artifact root or any local ST/HF dir."""
         resolved = model_path(path)
         manifest = Manifest.read(resolved) if (resolved / MANIFEST).is_file() else None
         stored = manifest.params if manifest is not None and manifest.kind == cls.KIND else {}
         tokens = max_tokens or int(stored.get("max_tokens", DEFAULT_MAX_TOKENS))
-        model = load_sentence_encoder(resolved, max_seq_length=tokens, device=device)
-        return cls(model, resolved, fingerprint(resolved), tokens, manifest)
+        backend = stored.get("backend", TORCH)
+        embedder: Embedder = TorchEmbedder(load_sentence_encoder(resolved, max_seq_length=tokens, device=device)) \
+            if backend == TORCH else OnnxEmbedder.load(resolved, tokens, backend)
+        return cls(embedder, resolved, fingerprint(resolved), tokens, manifest)
+
+    @property
+    def backend(self) -> str:
+        return self.embedder.backend
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The torch model, for training and saving; an export has none."""
+        if not isinstance(self.embedder, TorchEmbedder):
+            raise InputError(f"model '{self.path}': an {self.backend} export cannot be trained or re-saved; "
+                             f"give the model it was exported from ({self.source or 'see its manifest'})")
+        return self.embedder.model
+
+    @property
+    def source(self) -> str | None:
+        """An export's source model path, as its manifest records it."""
+        return self.manifest.base_model.path if self.manifest and self.manifest.base_model else None
 
     def save(self, directory: Path) -> None:
         """The sentence-transformers directory (weights, tokenizer, pooling); max_tokens goes in the manifest."""
@@ -48,16 +72,24 @@ class BiEncoder:
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_embedding_dimension())
+        return self.embedder.dimension
 
     @property
     def builder(self) -> TextBuilder:
-        return TextBuilder(self.model.tokenizer, self.max_tokens)
+        return TextBuilder(self.embedder.tokenizer, self.max_tokens)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """One batch, as the service runs it: tokenise, then the backend's forward pass and pooling."""
+        return self.embedder.embed(self.embedder.features(texts))
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        vectors = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
-                                    convert_to_numpy=True, normalize_embeddings=True)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        """Many texts in batches of similar length (longest first), so padding costs little."""
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in tqdm(range(0, len(texts), batch_size), desc="encoding", disable=not progress):
+            rows = order[start:start + batch_size]
+            vectors[rows] = self.embed([texts[i] for i in rows])
+        return vectors
 
     def encode_topics(self, catalog: Catalog, topics: pl.DataFrame | None = None, progress: bool = False,
                       batch_size: int = 64) -> np.ndarray:

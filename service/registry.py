@@ -15,9 +15,11 @@ from typing import Any
 
 from classifier.predictor import MisconceptionClassifier
 from edurank.artifacts import MANIFEST, Manifest
-from edurank.encoders import set_threads
+from edurank.encoders import portable_name, set_threads
 from edurank.errors import InputError
 from essays.scorer import EssayScorer
+from inference.export import EXPORTS, find_export
+from inference.onnx import TORCH
 from ranker.model import Ranker
 from reranker.model import Reranker
 from reranker.pipeline import Recommender
@@ -58,7 +60,7 @@ class Registry:
         started = time.perf_counter()
         set_threads(settings.threads)
         catalog = load_catalog(settings.catalog)
-        encoder = BiEncoder.load(settings.artifact(settings.retriever, "retriever"))
+        encoder = served_encoder(settings)
         index = open_index(settings, encoder, catalog)
         optional = {kind: load_optional(settings, kind) for kind in OPTIONAL}
         if optional[Ranker.KIND] is None and settings.train_ranker:
@@ -83,11 +85,32 @@ class Registry:
         return registry
 
     def describe(self) -> dict[str, Any]:
-        return {"versions": self.versions, "catalog_items": len(self.catalog.content),
+        return {"versions": self.versions, "backend": self.recommender.encoder.backend,
+                "catalog_items": len(self.catalog.content),
                 "catalog_topics": len(self.catalog.topics), "reranker": self.recommender.reranker is not None,
                 "ranker": self.recommender.ranker is not None,
                 "essays": self.essays is not None, "classifier": self.classifier is not None,
                 "load_seconds": self.loaded_seconds}
+
+
+def served_encoder(settings: Settings) -> BiEncoder:
+    """The configured (or trained, or bundled) retriever on the configured backend: for onnx / onnx-int8, the
+    newest export of it under <artifacts>/exports; refused when there is none or the retriever given is an
+    export for another backend."""
+    encoder = BiEncoder.load(settings.artifact(settings.retriever, "retriever"))
+    if encoder.backend == settings.backend:
+        return encoder
+    if encoder.backend != TORCH:
+        raise InputError(f"EDURANK_RETRIEVER is an {encoder.backend} export but EDURANK_BACKEND is "
+                         f"{settings.backend}; give its source model or set EDURANK_BACKEND={encoder.backend}")
+    root = settings.artifacts / EXPORTS
+    export = find_export(root, encoder.fingerprint, settings.backend)
+    if export is None:
+        raise InputError(f"EDURANK_BACKEND={settings.backend}: no {settings.backend} export of the served retriever "
+                         f"under {root}; run `edurank export --model {portable_name(encoder.path)} --backend "
+                         f"{settings.backend} --out {root}`")
+    log.info("serving the %s export %s of %s", settings.backend, export.name, encoder.path)
+    return BiEncoder.load(export)
 
 
 def load_optional(settings: Settings, kind: str) -> Any:

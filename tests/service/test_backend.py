@@ -1,0 +1,56 @@
+"""EDURANK_BACKEND: the service serves the newest ONNX export of its retriever, or refuses to start."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from edurank.artifacts import LATEST
+from edurank.cli import main
+from inference.export import EXPORTS
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import write_catalog
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("backend")
+    exports = root / "artifacts" / EXPORTS
+    assert main(["export", "--out", str(exports), "--check-texts", "32"]) == 0
+    return Settings(artifacts=root / "artifacts", catalog=write_catalog(root / "catalog"), backend="onnx-int8",
+                    train_ranker=False, background_load=False)
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_the_int8_export_of_the_served_retriever_answers(client: TestClient, settings: Settings) -> None:
+    ready = client.get("/ready").json()
+    export = (settings.artifacts / EXPORTS / LATEST).read_text().strip()
+    assert ready["registry"]["backend"] == "onnx-int8" and ready["registry"]["versions"]["retriever"] == export
+    body = client.post("/recommend", json={"topic": {"title": "Adding fractions", "language": "en"}}).json()
+    assert body["items"] and all(-1.0 <= item["retrieval_score"] <= 1.0 for item in body["items"])
+    assert 'edurank_stage_seconds_count{stage="encode"}' in client.get("/metrics").text
+
+
+def test_no_export_for_the_backend_refuses_to_start_with_the_command(settings: Settings) -> None:
+    fp32 = settings.model_copy(update={"backend": "onnx"})
+    with TestClient(create_app(fp32)) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert "no onnx export of the served retriever" in ready.json()["detail"]
+        assert "edurank export --model bundled --backend onnx" in ready.json()["detail"]
+
+
+def test_an_export_given_for_another_backend_is_refused(settings: Settings) -> None:
+    export = settings.artifacts / EXPORTS
+    torch = settings.model_copy(update={"backend": "torch", "retriever": str(export)})
+    with TestClient(create_app(torch)) as client:
+        detail = client.get("/ready").json()["detail"]
+        assert "is an onnx-int8 export but EDURANK_BACKEND is torch" in detail
