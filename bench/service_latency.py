@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from retriever.catalog import load_catalog
-from retriever.indexing import embed_content, publish_index
+from retriever.indexing import publish_index
 from retriever.model import BiEncoder
 from retriever.texts import content_texts
 
@@ -49,7 +49,7 @@ def build_large_catalog(source: Path, encoder: BiEncoder, items: int, out: Path,
     for name in ("topics", "correlations"):
         pl.read_csv(source / f"{name}.csv", infer_schema=False).write_parquet(catalog_dir / f"{name}.parquet")
     large = load_catalog(catalog_dir)
-    base = embed_content(encoder, content_texts(original, encoder.builder))
+    base = encoder.encode(content_texts(original, encoder.builder), progress=True)
     rng = np.random.default_rng(seed)
     vectors = np.tile(base, (copies, 1))[:items] + rng.normal(0, 0.02, (copies * len(base), base.shape[1]))[:items]
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)

@@ -31,7 +31,7 @@ from edurank.errors import ArtifactMismatchError, InputError
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
 FORMAT = 2  # manifest layout; 1 (no field) was written before the shared contract
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".faiss", ".joblib", ".lgbm", ".onnx")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".faiss", ".joblib", ".lgbm")
 REBUILD = {"retriever": "edurank train retriever", "reranker": "edurank train reranker",
            "ranker": "edurank train ranker", "essays": "edurank train essays",
            "classifier": "edurank train classifier", "index": "edurank index"}
@@ -119,8 +119,11 @@ def weights_fingerprint(directory: Path) -> str:
     """Identity of a model directory's weights: sha256 over its weight files' bytes in path order (an HF or
     sentence-transformers dir, a trained artifact, an index alike)."""
     files = sorted(p for p in Path(directory).rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    # an ONNX export holds only its graph; HF snapshots that also ship onnx/*.onnx keep their torch identity
+    files = files or sorted(Path(directory).glob("*.onnx"))
     if not files:
-        raise InputError(f"model '{directory}': no weights file ({', '.join('*' + s for s in WEIGHT_SUFFIXES)})")
+        raise InputError(f"model '{directory}': no weights file "
+                         f"({', '.join('*' + s for s in (*WEIGHT_SUFFIXES, '.onnx'))})")
     return hash_files(files)
 
 

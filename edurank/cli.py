@@ -65,7 +65,8 @@ def positive_int(text: str) -> int:
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="threads of torch, FAISS and ONNX Runtime (default: all cores)")
 
 
 def add_folds(parser: argparse.ArgumentParser, fold_help: str) -> None:

@@ -26,6 +26,8 @@ POOLING_FILE = "pooling.json"
 
 
 class Embedder(Protocol):
+    """One backend of a bi-encoder: `features` tokenises (the service times it apart), `embed` runs the model."""
+
     backend: str
 
     @property
@@ -40,11 +42,14 @@ class Embedder(Protocol):
 
 
 def normalised(vectors: torch.Tensor) -> np.ndarray:
+    """Unit-length float32 rows, contiguous for FAISS."""
     return np.ascontiguousarray(torch.nn.functional.normalize(vectors, dim=-1).numpy(), dtype=np.float32)
 
 
 @dataclass
 class TorchEmbedder:
+    """The sentence-transformers model itself (any device); what training fine-tunes."""
+
     model: SentenceTransformer
     backend: str = TORCH
 
@@ -72,6 +77,8 @@ class TorchEmbedder:
 
 @dataclass
 class OnnxEmbedder:
+    """An exported trunk in ONNX Runtime, with its tokenizer and the source's sentence-transformers pooling."""
+
     trunk: OnnxTrunk
     tokenizer: PreTrainedTokenizerBase
     pooling: Pooling

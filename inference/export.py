@@ -22,7 +22,7 @@ from edurank.encoders import portable_name
 from edurank.errors import InputError
 from edurank.options import option
 from inference.embedders import OnnxEmbedder, export_embedder
-from inference.onnx import ONNX, ONNX_INT8, TORCH
+from inference.onnx import EXPORTED, ONNX_INT8, TORCH
 from retriever.catalog import Catalog
 from retriever.model import BiEncoder
 from retriever.texts import content_texts, topic_texts
@@ -36,7 +36,7 @@ class ExportConfig:
     """`edurank export`'s options."""
 
     backend: str = option(ONNX_INT8, "onnx: fp32 ONNX Runtime, fused graph; onnx-int8: also int8 weights "
-                                     "(dynamic quantisation, per channel)", choices=(ONNX, ONNX_INT8))
+                                     "(dynamic quantisation, per channel)", choices=EXPORTED)
     check_texts: int = option(512, "catalog texts (content and topics) both backends embed to check agreement",
                               minimum=1)
     min_cosine: float = option(0.99, "refuse to publish when the mean cosine to torch's vectors is below this")
@@ -51,6 +51,7 @@ def check_slice(catalog: Catalog, encoder: BiEncoder, count: int) -> list[str]:
 
 def agreement(source: BiEncoder, exported: BiEncoder, texts: list[str]) -> dict[str, Any]:
     """Cosine between the two backends' vectors of the same texts, and their throughputs side by side."""
+    source.encode(texts[:8]), exported.encode(texts[:8])  # warm-up: first-call allocations are not throughput
     started = time.perf_counter()
     reference = source.encode(texts)
     torch_seconds = time.perf_counter() - started
@@ -84,10 +85,12 @@ def export_retriever(model: str | Path | None, catalog: Catalog, out: Path, conf
             raise InputError(f"--backend {config.backend}: mean cosine to torch {metrics['cosine_mean']} is below "
                              f"--min-cosine {config.min_cosine}; nothing was published")
         ref = replace(model_ref(source.path, source.fingerprint), path=portable_name(source.path))
+        trained = source.manifest if source.manifest is not None and source.manifest.kind == BiEncoder.KIND else None
+        # the source's data and split params: an export saw the topics its source trained on (`seen_topics`)
         return publish_artifact(
-            final, out, run_hash, kind=BiEncoder.KIND, base_model=ref,
-            data={"hash": catalog.data_hash, "files": [str(p) for p in catalog.files]},
-            params={"max_tokens": source.max_tokens, **asdict(config)}, metrics=metrics,
+            final, out, run_hash, kind=BiEncoder.KIND, base_model=ref, data=trained.data if trained else {},
+            params={**(trained.params if trained else {}), "max_tokens": source.max_tokens, **asdict(config)},
+            metrics={**metrics, "check_data": catalog.data_hash},
             seconds={"export": exported_at - started, "check": time.time() - exported_at}, depends=[ref])
 
 

@@ -22,7 +22,7 @@ from onnxruntime.transformers.optimizer import optimize_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 TORCH, ONNX, ONNX_INT8 = "torch", "onnx", "onnx-int8"
-BACKENDS = (TORCH, ONNX, ONNX_INT8)
+EXPORTED = (ONNX, ONNX_INT8)  # the backends `edurank export` writes
 ONNX_FILE = "model.onnx"
 OPSET = 17
 

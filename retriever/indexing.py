@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import torch
-from tqdm.auto import tqdm
 
 from edurank.artifacts import ModelRef, hash_json, publish_artifact, resolve, staging_dir
 from edurank.encoders import model_path, portable_name
@@ -25,20 +23,6 @@ from retriever.lexical import LexicalIndex, lexical_text
 from retriever.model import BiEncoder
 from retriever.texts import content_parts, content_texts
 from retriever.topic_bank import TopicBank
-
-CHUNK = 2048
-
-
-def embed_content(encoder: BiEncoder, texts: list[str], batch_size: int = 32, progress: bool = True) -> np.ndarray:
-    """Embed in length-sorted chunks (little padding) with one progress bar over items, not batches."""
-    order = np.argsort([len(t) for t in texts], kind="stable")[::-1]
-    vectors = np.empty((len(texts), encoder.dimension), dtype=np.float32)
-    with torch.inference_mode(), tqdm(total=len(texts), desc="embedding", unit="item", disable=not progress) as bar:
-        for start in range(0, len(order), CHUNK):
-            rows = order[start:start + CHUNK]
-            vectors[rows] = encoder.encode([texts[i] for i in rows], batch_size=batch_size)
-            bar.update(len(rows))
-    return vectors
 
 
 @dataclass(frozen=True)
@@ -62,7 +46,7 @@ def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, config: IndexCo
     started = time.time()
     if config.companion is not None:
         model_path(config.companion)  # a wrong path fails now, not after the catalog is embedded
-    vectors = embed_content(encoder, content_texts(catalog, encoder.builder), config.batch_size, progress)
+    vectors = encoder.encode(content_texts(catalog, encoder.builder), config.batch_size, progress)
     return publish_index(vectors, encoder, catalog, out, config, embed_seconds=time.time() - started)
 
 
@@ -100,14 +84,12 @@ def build_lexical(catalog: Catalog) -> LexicalIndex:
 
 def topic_bank(encoder: BiEncoder, catalog: Catalog) -> TopicBank:
     """Every catalog topic embedded by the index's encoder."""
-    with torch.inference_mode():
-        return TopicBank(encoder.encode_topics(catalog), catalog.topics["id"].to_list())
+    return TopicBank(encoder.encode_topics(catalog), catalog.topics["id"].to_list())
 
 
 def companion_of(encoder: BiEncoder, catalog: Catalog, progress: bool = False) -> Companion:
     """The catalog's content embedded by a second encoder (row i = content row i)."""
-    with torch.inference_mode():
-        vectors = embed_content(encoder, content_texts(catalog, encoder.builder), progress=progress)
+    vectors = encoder.encode(content_texts(catalog, encoder.builder), progress=progress)
     return Companion(vectors, ModelRef(portable_name(encoder.path), encoder.fingerprint))
 
 

@@ -86,9 +86,10 @@ def split_of(params: Any) -> dict[str, Any]:
 
 def seen_topics(artifact: Path, catalog: Catalog) -> set[str]:
     """The catalog topics a trained retriever or reranker learnt from, read from its manifest: all of them,
-    or all but its held-out fold; none for an untrained model (no manifest of a trained kind)."""
+    or all but its held-out fold; none for an untrained model (no manifest of a trained kind, or an export
+    of an untrained one, whose manifest names no training data)."""
     manifest = Manifest.read(artifact) if (artifact / MANIFEST).is_file() else None
-    if manifest is None or manifest.kind not in ("retriever", "reranker", "ranker"):
+    if manifest is None or manifest.kind not in ("retriever", "reranker", "ranker") or not manifest.data:
         return set()
     if manifest.data["hash"] != catalog.data_hash:
         raise InputError(f"{artifact} was trained on another catalog ({', '.join(manifest.data['files'])}); "

@@ -15,7 +15,7 @@ from typing import Any
 
 from classifier.predictor import MisconceptionClassifier
 from edurank.artifacts import MANIFEST, Manifest
-from edurank.encoders import portable_name, set_threads
+from edurank.encoders import fingerprint, model_path, portable_name, set_threads
 from edurank.errors import InputError
 from essays.scorer import EssayScorer
 from inference.export import EXPORTS, find_export
@@ -95,21 +95,22 @@ class Registry:
 
 def served_encoder(settings: Settings) -> BiEncoder:
     """The configured (or trained, or bundled) retriever on the configured backend: for onnx / onnx-int8, the
-    newest export of it under <artifacts>/exports; refused when there is none or the retriever given is an
-    export for another backend."""
-    encoder = BiEncoder.load(settings.artifact(settings.retriever, "retriever"))
-    if encoder.backend == settings.backend:
-        return encoder
-    if encoder.backend != TORCH:
-        raise InputError(f"EDURANK_RETRIEVER is an {encoder.backend} export but EDURANK_BACKEND is "
-                         f"{settings.backend}; give its source model or set EDURANK_BACKEND={encoder.backend}")
+    newest export of it under <artifacts>/exports (found by the source's fingerprint, without loading the
+    source); refused when there is none or the retriever given is an export for another backend."""
+    path = model_path(settings.artifact(settings.retriever, "retriever"))
+    backend = Manifest.read(path).params.get("backend", TORCH) if (path / MANIFEST).is_file() else TORCH
+    if backend == settings.backend:
+        return BiEncoder.load(path)
+    if backend != TORCH:
+        raise InputError(f"EDURANK_RETRIEVER is an {backend} export but EDURANK_BACKEND is {settings.backend}; "
+                         f"give its source model or set EDURANK_BACKEND={backend}")
     root = settings.artifacts / EXPORTS
-    export = find_export(root, encoder.fingerprint, settings.backend)
+    export = find_export(root, fingerprint(path), settings.backend)
     if export is None:
         raise InputError(f"EDURANK_BACKEND={settings.backend}: no {settings.backend} export of the served retriever "
-                         f"under {root}; run `edurank export --model {portable_name(encoder.path)} --backend "
+                         f"under {root}; run `edurank export --model {portable_name(path)} --backend "
                          f"{settings.backend} --out {root}`")
-    log.info("serving the %s export %s of %s", settings.backend, export.name, encoder.path)
+    log.info("serving the %s export %s of %s", settings.backend, export.name, path)
     return BiEncoder.load(export)
 
 
@@ -135,7 +136,7 @@ def version_of_index(index: ContentIndex) -> str | None:
 def open_index(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> ContentIndex:
     """The configured index, checked against the encoder and the catalog; built first when missing or
     stale and `build_index` allows (the previous version stays on disk until the new one is published)."""
-    root = settings.index or settings.artifacts / "index"
+    root = settings.index_root
     problem = None
     try:
         index = load_index(root, encoder)

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     artifacts: Path = Field(Path("artifacts"), description="root of the artifact kinds' versions")
     catalog: Path = Field(SAMPLE_CATALOG, description="catalog served (topics by id, content texts)")
     retriever: str | None = Field(None, description="default: <artifacts>/retriever if trained, else bundled")
-    index: Path | None = Field(None, description="default: <artifacts>/index")
+    index: Path | None = Field(None, description="default: <artifacts>/index (<artifacts>/index-<backend> for ONNX)")
     reranker: str | None = Field(None, description="default: <artifacts>/reranker if trained, else none")
     ranker: str | None = Field(None, description="LightGBM second stage; default: <artifacts>/ranker if trained, "
                                                  "else one trained at start-up when `train_ranker`")
@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     inference_workers: int = Field(1, ge=1, description="model calls run at once; the rest queue")
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @property
+    def index_root(self) -> Path:
+        """The configured index, else `<artifacts>/index`; for an ONNX backend `<artifacts>/index-<backend>`: its
+        vectors come from the export (a fingerprint of their own), so switching backends never rebuilds the
+        other backend's index."""
+        if self.index is not None:
+            return self.index
+        return self.artifacts / ("index" if self.backend == "torch" else f"index-{self.backend}")
 
     def artifact(self, explicit: str | Path | None, kind: str) -> Path | None:
         """An explicit path, else `<artifacts>/<kind>` when it holds a version, else None."""

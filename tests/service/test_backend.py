@@ -34,6 +34,8 @@ def test_the_int8_export_of_the_served_retriever_answers(client: TestClient, set
     ready = client.get("/ready").json()
     export = (settings.artifacts / EXPORTS / LATEST).read_text().strip()
     assert ready["registry"]["backend"] == "onnx-int8" and ready["registry"]["versions"]["retriever"] == export
+    # the export's vectors get their own index: switching back to torch will not rebuild over this one
+    assert (settings.index_root / LATEST).is_file() and settings.index_root.name == "index-onnx-int8"
     body = client.post("/recommend", json={"topic": {"title": "Adding fractions", "language": "en"}}).json()
     assert body["items"] and all(-1.0 <= item["retrieval_score"] <= 1.0 for item in body["items"])
     assert 'edurank_stage_seconds_count{stage="encode"}' in client.get("/metrics").text
