@@ -11,7 +11,7 @@ reports where the time went.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +61,7 @@ class Recommender:
     ranker: Ranker | None = None
     topics: pl.DataFrame | None = None  # the catalog's topics, for queries by topic id
     companion: BiEncoder | None = None  # the encoder of the index's companion vectors (the companion group)
+    embed: Callable[[list[str]], np.ndarray] | None = None  # the encoder's texts -> vectors, batched (service)
 
     def __post_init__(self) -> None:
         self.content_facts = content_context(self.content)
@@ -76,6 +77,9 @@ class Recommender:
         """The queries' L2-normalised vectors by the retriever (or the given encoder)."""
         encoder = encoder or self.encoder
         texts = encoder.builder.build([q.parts for q in queries])
+        if encoder is self.encoder and self.embed is not None:
+            with timer("encode"):  # waiting included: the batch tokenises and runs with other requests' texts
+                return self.embed(texts)
         with timer("tokenise"):
             features = encoder.embedder.features(texts)
         with timer("encode"):

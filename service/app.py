@@ -17,10 +17,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 import edurank
-from service.errors import RequestError, request_error_handler
+from service.batching import Overloaded
+from service.errors import RequestError, overloaded_handler, request_error_handler
 from service.metrics import Metrics
 from service.registry import Registry
-from service.routes import classify, essays, ops, recommend
+from service.routes import classify, embeddings, essays, ops, recommend
 from service.routes.docs import mount_docs
 from service.settings import Settings
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def load_registry(app: FastAPI, settings: Settings) -> None:
     try:
-        app.state.registry = Registry.load(settings)
+        app.state.registry = Registry.load(settings, app.state.metrics.batching)
     except Exception as err:  # reported by /ready; the process stays up so operators can see why
         log.exception("loading the models failed")
         app.state.load_error = f"{type(err).__name__}: {err}"
@@ -53,10 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.metrics = settings, Metrics()
     app.state.registry, app.state.load_error = None, None
     app.add_exception_handler(RequestError, request_error_handler)
+    app.add_exception_handler(Overloaded, overloaded_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.middleware("http")(observe_requests)
     app.include_router(ops.router)
     app.include_router(recommend.router)
+    app.include_router(embeddings.router)
     app.include_router(essays.router)
     app.include_router(classify.router)
     mount_docs(app)

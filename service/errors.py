@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from service.batching import Overloaded
+
 
 class RequestError(Exception):
     def __init__(self, field: Sequence[str | int], message: str, status: int = 422):
@@ -21,3 +23,10 @@ class RequestError(Exception):
 async def request_error_handler(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestError)
     return JSONResponse(status_code=error.status, content={"detail": error.detail()})
+
+
+async def overloaded_handler(request: Request, error: Exception) -> JSONResponse:
+    """A full model queue: 503 at once, with Retry-After, in the same error shape."""
+    assert isinstance(error, Overloaded)
+    return JSONResponse(status_code=503, headers={"Retry-After": str(error.retry_after)},
+                        content={"detail": [{"loc": ["body"], "msg": str(error), "type": "overloaded"}]})

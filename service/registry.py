@@ -27,6 +27,7 @@ from retriever.catalog import Catalog, load_catalog
 from retriever.index import ContentIndex
 from retriever.indexing import build_index, load_index
 from retriever.model import BiEncoder
+from service.batching import Batcher, BatchMetrics
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,11 @@ class Registry:
     gate: threading.Semaphore = field(repr=False)
     essays: EssayScorer | None = None
     classifier: MisconceptionClassifier | None = None
+    embed: Batcher[str] | None = None  # the retriever's texts -> vectors, batched across requests
     loaded_seconds: float = 0.0
 
     @classmethod
-    def load(cls, settings: Settings) -> Registry:
+    def load(cls, settings: Settings, batch_metrics: BatchMetrics | None = None) -> Registry:
         started = time.perf_counter()
         set_threads(settings.threads)
         catalog = load_catalog(settings.catalog)
@@ -73,13 +75,15 @@ class Registry:
         versions = {"retriever": version_of(encoder.path), "index": version_of_index(index),
                     **{kind: model.manifest.version if model and model.manifest else None
                        for kind, model in optional.items()}}
+        embed = Batcher("retriever", encoder.embed, settings.batch_max_items, settings.batch_max_wait_ms,
+                        settings.max_queue, batch_metrics)
         recommender = Recommender(encoder, index, catalog.content, reranker, ranker=optional[Ranker.KIND],
-                                  topics=catalog.topics, companion=companion)
+                                  topics=catalog.topics, companion=companion, embed=embed)
         registry = cls(settings, catalog, recommender, versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),
                        frozenset(catalog.content["kind"].drop_nulls().unique().to_list()),
-                       threading.Semaphore(settings.inference_workers), essays, classifier)
+                       threading.Semaphore(settings.inference_workers), essays, classifier, embed)
         registry.loaded_seconds = round(time.perf_counter() - started, 2)
         log.info("registry loaded in %.1f s: %s", registry.loaded_seconds, versions)
         return registry

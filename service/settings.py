@@ -52,7 +52,14 @@ class Settings(BaseSettings):
     max_response_chars: int = Field(2000, ge=1, description="longest accepted answer or explanation (/classify)")
     max_responses: int = Field(64, ge=1, description="most responses per /classify call")
 
-    threads: int | None = Field(None, ge=1, description="torch threads (default: one per core)")
+    batch_max_items: int = Field(32, ge=1, description="most texts per forward pass of a batched model")
+    batch_max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits after its first request "
+                                                             "for others to join (0: take what is queued)")
+    max_queue: int = Field(1024, ge=1, description="texts queued per model before requests get 503 + Retry-After")
+    max_embed_inputs: int = Field(256, ge=1, description="most texts per /v1/embeddings or /embed call")
+
+    threads: int | None = Field(None, ge=1, description="threads of torch, FAISS and ONNX Runtime (default: one "
+                                                        "per core)")
     inference_workers: int = Field(1, ge=1, description="model calls run at once; the rest queue")
     host: str = "127.0.0.1"
     port: int = 8000

@@ -1,0 +1,119 @@
+"""Dynamic batching, as text-embeddings-inference does: requests that arrive together share one forward pass
+per model.
+
+Route handlers run on FastAPI's thread pool; each submits its items and waits. One worker thread per model
+takes what is queued, in arrival order, up to `max_items` items, waiting at most `max_wait_ms` after the
+first for more (0: take what is there; while the model is busy, arrivals queue up and form the next batch
+anyway), runs the model once and hands every caller its slice. A request that would push the queue past
+`max_queue` items is refused at once (`Overloaded`, HTTP 503 with Retry-After) instead of hanging.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from prometheus_client import Gauge, Histogram
+
+Item = TypeVar("Item")
+
+
+class Overloaded(Exception):
+    """The model's queue is full; the caller should retry after `retry_after` seconds."""
+
+    def __init__(self, model: str, queued: int, retry_after: int) -> None:
+        super().__init__(f"the {model} queue is full ({queued} items waiting); retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class Job(Generic[Item]):
+    items: Sequence[Item]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class BatchMetrics:
+    """Prometheus series of every batcher: queued items and items per forward pass, by model."""
+
+    depth: Gauge
+    sizes: Histogram
+
+
+class Batcher(Generic[Item]):
+    """Batches calls of `run` (items -> one result row per item, indexable by a slice) across threads."""
+
+    def __init__(self, name: str, run: Callable[[list[Item]], Any], max_items: int, max_wait_ms: float,
+                 max_queue: int, metrics: BatchMetrics | None = None) -> None:
+        self.name, self.run, self.max_items, self.max_wait = name, run, max_items, max_wait_ms / 1000
+        self.max_queue, self.metrics = max_queue, metrics
+        self.jobs: deque[Job[Item]] = deque()
+        self.queued = 0  # items in self.jobs
+        self.seconds_per_item = 0.01  # running estimate, for Retry-After
+        self.changed = threading.Condition()
+        self.worker = threading.Thread(target=self.serve, name=f"batcher-{name}", daemon=True)
+        self.worker.start()
+
+    def __call__(self, items: Sequence[Item]) -> Any:
+        """The model's output for `items`, computed in a batch with whatever else is queued."""
+        job: Job[Item] = Job(items)
+        with self.changed:
+            if self.queued and self.queued + len(items) > self.max_queue:
+                raise Overloaded(self.name, self.queued, max(1, round(self.queued * self.seconds_per_item)))
+            self.jobs.append(job)
+            self.queued += len(items)
+            self.report()
+            self.changed.notify_all()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def report(self) -> None:
+        if self.metrics is not None:
+            self.metrics.depth.labels(self.name).set(self.queued)
+
+    def take(self) -> list[Job[Item]]:
+        """The next batch: the oldest job, then later ones while they fit in `max_items` (a job bigger than
+        that runs alone), waiting up to `max_wait` after the first for the batch to fill."""
+        with self.changed:
+            while not self.jobs:
+                self.changed.wait()
+            deadline = time.monotonic() + self.max_wait
+            while self.queued < self.max_items and (left := deadline - time.monotonic()) > 0:
+                self.changed.wait(left)
+            batch = [self.jobs.popleft()]
+            size = len(batch[0].items)
+            while self.jobs and size + len(self.jobs[0].items) <= self.max_items:
+                size += len(self.jobs[0].items)
+                batch.append(self.jobs.popleft())
+            self.queued -= size
+            self.report()
+            return batch
+
+    def serve(self) -> None:
+        while True:
+            batch = self.take()
+            items = [item for job in batch for item in job.items]
+            started = time.perf_counter()
+            try:
+                output = self.run(items)
+                start = 0
+                for job in batch:
+                    job.result = output[start:start + len(job.items)]
+                    start += len(job.items)
+            except BaseException as err:  # every caller of the batch gets the model's error
+                for job in batch:
+                    job.error = err
+            finally:
+                self.seconds_per_item = (time.perf_counter() - started) / max(len(items), 1)
+                if self.metrics is not None:
+                    self.metrics.sizes.labels(self.name).observe(len(items))
+                for job in batch:
+                    job.done.set()

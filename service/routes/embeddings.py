@@ -1,0 +1,27 @@
+"""POST /v1/embeddings (OpenAI-compatible) and POST /embed (text-embeddings-inference-compatible): validate,
+delegate to service.embeddings, return."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service import embeddings as logic
+from service.deps import MetricsDep, RegistryDep
+from service.schemas.embeddings import EmbeddingsRequest, EmbeddingsResponse, EmbedRequest
+
+router = APIRouter(tags=["embeddings"])
+ERRORS = {422: {"description": "invalid field (named in `loc`): empty, oversized or too many texts"},
+          503: {"description": "models not loaded yet, or the queue is full (see Retry-After)"}}
+
+
+@router.post("/v1/embeddings", response_model=EmbeddingsResponse, responses=ERRORS)  # type: ignore[arg-type]
+def embeddings(request: EmbeddingsRequest, registry: RegistryDep, metrics: MetricsDep) -> EmbeddingsResponse:
+    """The served retriever's L2-normalised vectors of the given texts, in OpenAI's format (the `openai`
+    client's `embeddings.create` works against this service)."""
+    return logic.embeddings(registry, request, metrics.stage)
+
+
+@router.post("/embed", response_model=list[list[float]], responses=ERRORS)  # type: ignore[arg-type]
+def embed(request: EmbedRequest, registry: RegistryDep, metrics: MetricsDep) -> list[list[float]]:
+    """The same vectors as text-embeddings-inference's /embed returns them: one list of floats per input."""
+    return logic.embed_tei(registry, request, metrics.stage)

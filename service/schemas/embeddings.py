@@ -1,0 +1,49 @@
+"""Schemas of the embeddings area: OpenAI-compatible POST /v1/embeddings and text-embeddings-inference-
+compatible POST /embed, both answered by the served retriever (its query vectors, L2-normalised)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's embeddings request. Token-id inputs are not accepted: send text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | list[str] = Field(examples=[["Adding fractions with unlike denominators"]])
+    model: str = Field("edurank", description="any name: the served retriever answers (its id is returned)")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="must equal the model's dimension if given")
+    user: str | None = None
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class EmbedRequest(BaseModel):
+    """text-embeddings-inference's /embed request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: str | list[str] = Field(examples=["Adding fractions with unlike denominators"])
+    normalize: bool = Field(True, description="the served vectors are always L2-normalised; false is refused")
+    truncate: bool = Field(False, description="cut texts longer than the model's token limit (else 422)")
+    prompt_name: str | None = Field(None, description="not supported: must be absent")
