@@ -15,16 +15,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import polars as pl
+from loadgen import load, stage_means, wait_ready
 
 from retriever.catalog import load_catalog
 from retriever.indexing import publish_index
@@ -58,42 +57,6 @@ def build_large_catalog(source: Path, encoder: BiEncoder, items: int, out: Path,
     return catalog_dir
 
 
-async def load(url: str, topic_ids: list[str], clients: int, requests: int, candidates: int) -> dict[str, object]:
-    """`clients` workers send `requests` /recommend calls in all; per-call latency in seconds."""
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(requests):
-        queue.put_nowait(i)
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            body = {"topic_id": topic_ids[i % len(topic_ids)], "candidates": candidates}
-            started = time.perf_counter()
-            try:
-                response = await client.post(f"{url}/recommend", json=body)
-                status = str(response.status_code)
-            except httpx.HTTPError as err:
-                status = type(err).__name__
-            if status == "200":
-                latencies.append(time.perf_counter() - started)
-            else:
-                errors[status] = errors.get(status, 0) + 1
-
-    started = time.perf_counter()
-    async with httpx.AsyncClient(timeout=120) as client:
-        await asyncio.gather(*(worker(client) for _ in range(clients)))
-    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - started}
-
-
-def stage_means(metrics_text: str) -> dict[str, float]:
-    """Mean seconds per pipeline stage from the service's Prometheus histograms."""
-    sums = dict(re.findall(r'edurank_stage_seconds_sum\{stage="(\w+)"\} ([\d.e+-]+)', metrics_text))
-    counts = dict(re.findall(r'edurank_stage_seconds_count\{stage="(\w+)"\} ([\d.e+-]+)', metrics_text))
-    return {stage: float(sums[stage]) / max(float(counts[stage]), 1) for stage in sums}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", type=Path, required=True)
@@ -120,8 +83,10 @@ def main() -> None:
     try:
         ready = wait_ready(url, server, log_path)
         topics = pl.read_parquet(catalog_dir / "correlations.parquet")["topic_id"].to_list()
-        asyncio.run(load(url, topics, args.clients, args.warmup, args.candidates))
-        result = asyncio.run(load(url, topics[args.warmup:], args.clients, args.requests, args.candidates))
+        bodies = [{"topic_id": topic, "candidates": args.candidates} for topic in topics]
+        asyncio.run(load(f"{url}/recommend", bodies[:args.warmup], args.clients))
+        result = asyncio.run(load(f"{url}/recommend", (bodies[args.warmup:] * args.requests)[:args.requests],
+                                  args.clients))
         stages = stage_means(httpx.get(f"{url}/metrics").text)
     finally:
         server.terminate()
@@ -136,23 +101,6 @@ def main() -> None:
         print(f"latency ms: p50 {p[0]:.0f}  p90 {p[1]:.0f}  p99 {p[2]:.0f}  mean {mean:.0f}")
         print(f"throughput: {len(latencies) / result['seconds']:.2f} requests/s")  # type: ignore[operator]
     print("mean ms per stage (warm-up included): " + "  ".join(f"{k} {v * 1000:.1f}" for k, v in stages.items()))
-
-
-def wait_ready(url: str, server: subprocess.Popen[bytes], log_path: Path, timeout: float = 600) -> dict[str, object]:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the service exited; see {log_path}")
-        try:
-            response = httpx.get(f"{url}/ready", timeout=5)
-            if response.status_code == 200:
-                return response.json()
-            if response.json().get("detail") not in (None, "loading"):
-                raise SystemExit(f"the service failed to load: {response.json()['detail']}")
-        except httpx.HTTPError:
-            pass
-        time.sleep(2)
-    raise SystemExit("the service was not ready in time")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ param `backend`: onnx or onnx-int8) is a retriever too and loads with ONNX Runti
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +76,12 @@ class BiEncoder:
     def dimension(self) -> int:
         return self.embedder.dimension
 
-    @property
+    @cached_property
     def builder(self) -> TextBuilder:
-        return TextBuilder(self.embedder.tokenizer, self.max_tokens)
+        """Texts cut to `max_tokens`, counted by a private copy of the tokenizer: a fast tokenizer keeps its
+        truncation and padding settings as state, which the builder's calls (none) and the model's (both)
+        would switch under each other when the service runs them in two threads at once."""
+        return TextBuilder(copy.deepcopy(self.embedder.tokenizer), self.max_tokens)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """One batch, as the service runs it: tokenise, then the backend's forward pass and pooling."""

@@ -29,9 +29,10 @@ def texts_of(registry: Registry, field: str, value: str | list[str]) -> list[str
 
 
 def token_counts(registry: Registry, texts: Sequence[str]) -> list[int]:
-    """Tokens per text as the retriever's tokenizer counts them, before truncation."""
-    tokenizer = registry.recommender.encoder.embedder.tokenizer
-    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+    """Tokens per text as the retriever's tokenizer counts them, before truncation; the text builder's copy
+    of the tokenizer, never the one the batch worker is using (see `BiEncoder.builder`)."""
+    tokenizer = registry.recommender.encoder.builder.tokenizer
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]]
 
 
 def embed(registry: Registry, texts: list[str], timer: Timer) -> np.ndarray:

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -109,3 +110,28 @@ def test_a_full_queue_answers_503_with_retry_after(settings: Settings) -> None:
         response = client.post("/v1/embeddings", json={"input": "a"})
         assert response.status_code == 503 and response.headers["retry-after"] == "3"
         assert "queue is full" in response.json()["detail"][0]["msg"]
+
+
+def test_concurrent_requests_get_their_own_vectors(base_url: str) -> None:
+    """Many clients at once (batched together, the tokenizer shared with /recommend's text builder): every
+    answer is 200 and equals what the text gets alone."""
+    texts = [f"Lesson {i}: " + "fractions and decimals " * (i % 7 + 1) for i in range(24)]
+    alone = {t: httpx.post(f"{base_url}/embed", json={"inputs": t}).json()[0] for t in texts}
+
+    def ask(i: int) -> tuple[str, int, list[float] | None]:
+        text = texts[i % len(texts)]
+        if i % 3 == 2:  # /recommend runs the text builder on the same retriever meanwhile
+            response = httpx.post(f"{base_url}/recommend", json={"topic": {"title": text}}, timeout=60)
+            return text, response.status_code, None
+        path, body = ("/embed", {"inputs": [text]}) if i % 3 else ("/v1/embeddings", {"input": [text],
+                                                                                         "encoding_format": "float"})
+        response = httpx.post(f"{base_url}{path}", json=body, timeout=60)
+        vector = response.json()[0] if i % 3 else response.json()["data"][0]["embedding"]
+        return text, response.status_code, vector
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(ask, range(72)))
+    assert all(status == 200 for _, status, _ in answers)
+    for text, _, vector in answers:
+        if vector is not None:
+            assert np.abs(np.array(vector) - np.array(alone[text])).max() < 1e-4

@@ -1,0 +1,71 @@
+"""The load generator the service benchmarks share: a started service's readiness, N concurrent clients
+over a list of request bodies, and the service's own per-stage and batching figures from /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+async def load(url: str, bodies: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+    """`clients` workers POST every body to `url`, each taking the next; per-call latency of the 200s, the
+    other answers counted by status."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            started = time.perf_counter()
+            try:
+                response = await client.post(url, json=body)
+                status = str(response.status_code)
+            except httpx.HTTPError as err:
+                status = type(err).__name__
+            if status == "200":
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors[status] = errors.get(status, 0) + 1
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=clients)) as client:
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - started}
+
+
+def histogram_means(metrics_text: str, name: str, label: str) -> dict[str, float]:
+    """Mean of a Prometheus histogram per value of its label."""
+    sums = dict(re.findall(rf'{name}_sum\{{{label}="([\w-]+)"\}} ([\d.e+-]+)', metrics_text))
+    counts = dict(re.findall(rf'{name}_count\{{{label}="([\w-]+)"\}} ([\d.e+-]+)', metrics_text))
+    return {key: float(sums[key]) / max(float(counts[key]), 1) for key in sums}
+
+
+def stage_means(metrics_text: str) -> dict[str, float]:
+    """Mean seconds per pipeline stage from the service's Prometheus histograms."""
+    return histogram_means(metrics_text, "edurank_stage_seconds", "stage")
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes], log_path: Path, timeout: float = 600) -> dict[str, Any]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the service exited; see {log_path}")
+        try:
+            response = httpx.get(f"{url}/ready", timeout=5)
+            if response.status_code == 200:
+                return response.json()
+            if response.json().get("detail") not in (None, "loading"):
+                raise SystemExit(f"the service failed to load: {response.json()['detail']}")
+        except httpx.HTTPError:
+            pass
+        time.sleep(2)
+    raise SystemExit("the service was not ready in time")
