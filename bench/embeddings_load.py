@@ -1,5 +1,6 @@
 """Dynamic batching under load: /v1/embeddings with one text per request at 1, 4 and 16 concurrent clients
-on loopback, served with batching off (EDURANK_BATCH_MAX_ITEMS=1) and on, in one run, per backend. The service
+on loopback, served with batching off (EDURANK_BATCH_MAX_ITEMS=1) and on, in one run, per backend, and the
+service process's peak memory per backend (the retriever and its index loaded, no ranker). The service
 runs in its own process (`edurank serve`) on the bundled sample catalog; texts are the given catalog's
 content (cut to 1,000 characters), so their lengths are real.
 
@@ -72,9 +73,19 @@ def main() -> None:
                     after = httpx.get(f"{url}/metrics").text
                     print(f"{backend:<9} batch<={batch:<3} {clients:>2} clients: "
                           f"{row(result, batch_mean(before, after))}", flush=True)
+                print(f"{backend:<9} batch<={batch:<3} peak memory of the service process: "
+                      f"{peak_rss_mib(server.pid):.0f} MiB", flush=True)
             finally:
                 server.terminate()
                 server.wait(timeout=30)
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (Linux: VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def batch_mean(before: str, after: str) -> float:
