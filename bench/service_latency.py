@@ -7,7 +7,7 @@ this CPU would take half an hour and measure the indexing job, not the service).
 own process (`edurank serve`), started with `EDURANK_*` settings, exactly as users start it.
 
     .venv/bin/python bench/service_latency.py --catalog ../shared/data/curriculum \
-        --retriever artifacts/retriever --reranker artifacts/reranker --clients 8 --requests 200
+        --retriever artifacts/retriever --reranker artifacts/reranker --clients 1,4,16 --requests 200
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import polars as pl
-from loadgen import load, stage_means, wait_ready
+from loadgen import histogram_means, load, stage_means, wait_ready
 
 from retriever.catalog import load_catalog
 from retriever.indexing import publish_index
@@ -63,8 +63,8 @@ def main() -> None:
     parser.add_argument("--retriever", default=None, help="default: bundled")
     parser.add_argument("--reranker", required=True)
     parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", default="8", help="concurrent clients; a comma list runs each in turn")
+    parser.add_argument("--requests", type=int, default=200, help="measured requests per client count")
     parser.add_argument("--warmup", type=int, default=16)
     parser.add_argument("--candidates", type=int, default=32)
     parser.add_argument("--port", type=int, default=8765)
@@ -75,32 +75,35 @@ def main() -> None:
     catalog_dir = build_large_catalog(args.catalog, encoder, args.items, args.out)
     env = {**os.environ, "EDURANK_CATALOG": str(catalog_dir), "EDURANK_INDEX": str(args.out / "index"),
            "EDURANK_RETRIEVER": str(encoder.path), "EDURANK_RERANKER": args.reranker,
-           "EDURANK_ARTIFACTS": str(args.out), "EDURANK_BUILD_INDEX": "false"}
+           "EDURANK_ARTIFACTS": str(args.out), "EDURANK_BUILD_INDEX": "false", "EDURANK_TRAIN_RANKER": "false"}
     log_path = args.out / "server.log"
     server = subprocess.Popen([sys.executable, "-m", "edurank.cli", "serve", "--port", str(args.port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=log_path.open("w"))
     url = f"http://127.0.0.1:{args.port}"
     try:
         ready = wait_ready(url, server, log_path)
+        print(f"index: {ready['registry']['catalog_items']} items; versions {ready['registry']['versions']}; "
+              f"{args.candidates} candidates reranked; {args.requests} requests per row", flush=True)
         topics = pl.read_parquet(catalog_dir / "correlations.parquet")["topic_id"].to_list()
         bodies = [{"topic_id": topic, "candidates": args.candidates} for topic in topics]
-        asyncio.run(load(f"{url}/recommend", bodies[:args.warmup], args.clients))
-        result = asyncio.run(load(f"{url}/recommend", (bodies[args.warmup:] * args.requests)[:args.requests],
-                                  args.clients))
-        stages = stage_means(httpx.get(f"{url}/metrics").text)
+        asyncio.run(load(f"{url}/recommend", bodies[:args.warmup], 4))
+        for clients in (int(c) for c in args.clients.split(",")):
+            result = asyncio.run(load(f"{url}/recommend", (bodies[args.warmup:] * args.requests)[:args.requests],
+                                      clients))
+            latencies = np.array(result["latencies"]) * 1000
+            p = np.percentile(latencies, [50, 90, 99]) if len(latencies) else [float("nan")] * 3
+            mean = statistics.mean(latencies) if len(latencies) else float("nan")
+            print(f"{clients:>2} clients: p50 {p[0]:.0f}  p90 {p[1]:.0f}  p99 {p[2]:.0f}  mean {mean:.0f} ms; "
+                  f"{len(latencies) / result['seconds']:.2f} requests/s; errors {result['errors'] or 'none'}",
+                  flush=True)
+        metrics = httpx.get(f"{url}/metrics").text
     finally:
         server.terminate()
         server.wait(timeout=30)
-    latencies = sorted(result["latencies"])  # type: ignore[arg-type]
-    print(f"index: {ready['registry']['catalog_items']} items; versions {ready['registry']['versions']}")
-    print(f"{args.requests} requests, {args.clients} concurrent clients, {args.candidates} candidates reranked")
-    print(f"errors: {result['errors'] or 'none'}")
-    if latencies:
-        p = np.percentile(latencies, [50, 90, 99]) * 1000
-        mean = statistics.mean(latencies) * 1000
-        print(f"latency ms: p50 {p[0]:.0f}  p90 {p[1]:.0f}  p99 {p[2]:.0f}  mean {mean:.0f}")
-        print(f"throughput: {len(latencies) / result['seconds']:.2f} requests/s")  # type: ignore[operator]
-    print("mean ms per stage (warm-up included): " + "  ".join(f"{k} {v * 1000:.1f}" for k, v in stages.items()))
+    stages = stage_means(metrics)
+    batches = histogram_means(metrics, "edurank_batch_size", "model")
+    print("mean ms per stage, all rows and warm-up: " + "  ".join(f"{k} {v * 1000:.1f}" for k, v in stages.items()))
+    print("mean items per forward pass: " + "  ".join(f"{k} {v:.1f}" for k, v in batches.items()))
 
 
 if __name__ == "__main__":

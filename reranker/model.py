@@ -191,6 +191,12 @@ class Reranker:
             content_texts = [f"rank {r} | {t}" for r, t in zip(ranks, content_texts, strict=True)]
         return list(zip(topic_texts, content_texts, strict=True))
 
+    def score(self, items: Sequence[tuple[Parts, Parts, int]], batch_size: int = 64) -> np.ndarray:
+        """Logits of (topic parts, content parts, retrieval rank) items, in their order: what the service
+        batches across requests (the worker thread is then the only user of this tokenizer)."""
+        topics, contents, ranks = zip(*items, strict=True) if items else ((), (), ())
+        return self.logits(self.pairs(topics, contents, ranks), batch_size)
+
     def tokenize(self, pairs: Sequence[tuple[str, str]]) -> dict[str, torch.Tensor]:
         tokens = self.tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True,
                                 truncation="longest_first", max_length=self.format.max_length, return_tensors="pt")

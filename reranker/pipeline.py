@@ -62,6 +62,7 @@ class Recommender:
     topics: pl.DataFrame | None = None  # the catalog's topics, for queries by topic id
     companion: BiEncoder | None = None  # the encoder of the index's companion vectors (the companion group)
     embed: Callable[[list[str]], np.ndarray] | None = None  # the encoder's texts -> vectors, batched (service)
+    batched_pairs: Callable[[list[tuple[Parts, Parts, int]]], np.ndarray] | None = None  # the reranker's, batched
 
     def __post_init__(self) -> None:
         self.content_facts = content_context(self.content)
@@ -103,19 +104,18 @@ class Recommender:
 
     def pair_logits(self, topic_parts: Sequence[Parts], rows: np.ndarray, ranks: Sequence[int],
                     timer: Timer = no_timer) -> np.ndarray:
-        """The cross-encoder's logit for each (topic, index row) pair, in length-sorted batches."""
+        """The cross-encoder's logit for each (topic, index row) pair."""
+        contents = content_parts(self.content[rows.tolist()])
+        return self.score_pairs(list(zip(topic_parts, contents, ranks, strict=True)), timer)
+
+    def score_pairs(self, items: list[tuple[Parts, Parts, int]], timer: Timer = no_timer) -> np.ndarray:
+        """Cross-encoder logits of (topic parts, content parts, rank) items: in the service's shared batches
+        when it set `batched_pairs`, else here in length-sorted batches."""
         assert self.reranker is not None
-        with timer("tokenise"):
-            pairs = self.reranker.pairs(topic_parts, content_parts(self.content[rows.tolist()]), ranks)
-        order = np.argsort([len(a) + len(b) for a, b in pairs], kind="stable")
-        logits = np.empty(len(pairs), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            with timer("tokenise"):
-                features = self.reranker.tokenize([pairs[i] for i in batch])
-            with timer("rerank"):
-                logits[batch] = self.reranker.logits_of(features)
-        return logits
+        with timer("rerank"):  # pairing and tokenising included; in the service, waiting for the batch too
+            if self.batched_pairs is not None:
+                return self.batched_pairs(items)
+            return self.reranker.score(items, self.batch_size)
 
     def query_facts(self, queries: Sequence[Query]) -> pl.DataFrame:
         """The ranker's per-query facts: a catalog topic's own row, else what the text gives."""

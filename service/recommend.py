@@ -11,7 +11,7 @@ import numpy as np
 from edurank.timing import Timer, no_timer
 from reranker.pipeline import Query
 from service.errors import RequestError
-from service.inference import check_text, inference_slot
+from service.inference import check_text
 from service.registry import Registry
 from service.schemas.recommend import (
     RecommendedItem,
@@ -67,9 +67,9 @@ def recommend(registry: Registry, request: RecommendRequest, timer: Timer = no_t
     reranked = request.rerank and (recommender.ranker is not None or recommender.reranker is not None)
     overrides = {k: v for k, v in (("threshold", request.threshold), ("margin", request.margin)) if v is not None}
     rule = dataclasses.replace(recommender.rule, **overrides)
-    with inference_slot(registry, timer):
-        frame = recommender.recommend([query], candidates if reranked else top_k, request.rerank, rule, top_k,
-                                      timer, explain=request.explain and recommender.ranker is not None)[0]
+    # no inference slot: the retriever and the cross-encoder batch this request with the others running
+    frame = recommender.recommend([query], candidates if reranked else top_k, request.rerank, rule, top_k,
+                                  timer, explain=request.explain and recommender.ranker is not None)[0]
     return RecommendResponse(
         topic_id=topic_id, items=[RecommendedItem(**row) for row in frame.iter_rows(named=True)],
         reranked=reranked, rule=Rule(**rule.to_dict()) if rule and reranked else None, versions=registry.versions)
@@ -87,12 +87,8 @@ def rerank(registry: Registry, request: RerankRequest, timer: Timer = no_timer) 
     for i, text in enumerate(request.candidates):
         check_text(("candidates", i), text, settings.max_text_chars)
     count = len(request.candidates)
-    pairs = reranker.pairs([(request.query,)] * count, [(t,) for t in request.candidates], range(1, count + 1))
-    with inference_slot(registry, timer):
-        with timer("tokenise"):
-            features = reranker.tokenize(pairs)
-        with timer("rerank"):
-            logits = reranker.logits_of(features)
+    items = [((request.query,), (text,), rank) for rank, text in enumerate(request.candidates, start=1)]
+    logits = registry.recommender.score_pairs(items, timer)
     probabilities = reranker.calibration(logits, np.arange(1, count + 1))  # the caller's order as the rank
     order = np.argsort(-probabilities, kind="stable")
     return RerankResponse(scores=[RerankScore(index=int(i), probability=float(probabilities[i]),

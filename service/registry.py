@@ -42,7 +42,8 @@ OPTIONAL: dict[str, tuple[Callable[[Path], Any], str]] = {
 
 @dataclass
 class Registry:
-    """Everything the endpoints serve, loaded together; `gate` bounds the model calls running at once."""
+    """Everything the endpoints serve, loaded together. The retriever and the cross-encoder run in batches
+    shared across requests (`Batcher`); `gate` bounds the calls of the other models running at once."""
 
     settings: Settings
     catalog: Catalog
@@ -77,8 +78,11 @@ class Registry:
                        for kind, model in optional.items()}}
         embed = Batcher("retriever", encoder.embed, settings.batch_max_items, settings.batch_max_wait_ms,
                         settings.max_queue, batch_metrics)
+        pairs = None if reranker is None else Batcher(
+            "reranker", reranker.score, settings.batch_max_pairs, settings.batch_max_wait_ms, settings.max_queue,
+            batch_metrics)
         recommender = Recommender(encoder, index, catalog.content, reranker, ranker=optional[Ranker.KIND],
-                                  topics=catalog.topics, companion=companion, embed=embed)
+                                  topics=catalog.topics, companion=companion, embed=embed, batched_pairs=pairs)
         registry = cls(settings, catalog, recommender, versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),

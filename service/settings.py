@@ -55,12 +55,15 @@ class Settings(BaseSettings):
     batch_max_items: int = Field(32, ge=1, description="most texts per forward pass of a batched model")
     batch_max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits after its first request "
                                                              "for others to join (0: take what is queued)")
-    max_queue: int = Field(1024, ge=1, description="texts queued per model before requests get 503 + Retry-After")
+    batch_max_pairs: int = Field(128, ge=1, description="most (topic, item) pairs per cross-encoder batch")
+    max_queue: int = Field(1024, ge=1, description="items (texts, pairs) queued per model before requests get "
+                                                         "503 + Retry-After")
     max_embed_inputs: int = Field(256, ge=1, description="most texts per /v1/embeddings or /embed call")
 
     threads: int | None = Field(None, ge=1, description="threads of torch, FAISS and ONNX Runtime (default: one "
                                                         "per core)")
-    inference_workers: int = Field(1, ge=1, description="model calls run at once; the rest queue")
+    inference_workers: int = Field(1, ge=1, description="calls of the unbatched models (essay scorer, "
+                                                        "classifier) run at once; the rest queue")
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -4,6 +4,7 @@ scores are arbitrary; the tests check the contract, not the ranking)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -115,12 +116,36 @@ def test_rerank_scores_callers_candidates(client: TestClient) -> None:
     assert client.post("/rerank", json={"query": "q", "candidates": []}).status_code == 422
 
 
+def test_concurrent_reranks_and_recommends_each_get_their_own_answer(client: TestClient) -> None:
+    """Requests at once share the retriever's and the cross-encoder's batches: each still gets exactly the
+    scores it gets alone."""
+    queries = ["area of a triangle", "adding fractions", "la célula", "photosynthesis"]
+    candidates = ["half base times height", "common denominators", "cells"]
+
+    def rerank(query: str) -> list[dict]:
+        return client.post("/rerank", json={"query": query, "candidates": candidates}).json()["scores"]
+
+    def recommend(query: str) -> list[str]:
+        response = client.post("/recommend", json={"topic": {"title": query}, "top_k": 3})
+        return [item["id"] for item in response.json()["items"]]
+
+    alone = {q: (rerank(q), recommend(q)) for q in queries}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(lambda q: (q, rerank(q), recommend(q)), queries * 4))
+    for query, scores, items in together:
+        assert [s["index"] for s in scores] == [s["index"] for s in alone[query][0]]
+        assert all(abs(a["logit"] - b["logit"]) < 1e-4 for a, b in zip(scores, alone[query][0], strict=True))
+        assert items == alone[query][1]
+
+
 def test_metrics_export_requests_and_stages(client: TestClient) -> None:
     client.post("/recommend", json={"topic_id": "fr_add"})
     text = client.get("/metrics").text
     assert 'edurank_requests_total{route="/recommend",status="200"}' in text
-    for stage in ("queue", "tokenise", "encode", "search", "rerank"):
+    for stage in ("encode", "search", "rerank"):
         assert f'edurank_stage_seconds_count{{stage="{stage}"}}' in text
+    for model in ("retriever", "reranker"):  # both ran in the batchers shared across requests
+        assert f'edurank_batch_size_count{{model="{model}"}}' in text
     assert 'edurank_request_seconds_bucket{le="0.005",route="/recommend"}' in text
 
 
