@@ -25,7 +25,7 @@ from inference.embedders import OnnxEmbedder, export_embedder
 from inference.onnx import EXPORTED, ONNX_INT8, TORCH
 from retriever.catalog import Catalog
 from retriever.model import BiEncoder
-from retriever.texts import content_texts, topic_texts
+from retriever.texts import content_parts, topic_parts
 
 log = logging.getLogger(__name__)
 EXPORTS = "exports"  # <artifacts>/exports: where the service looks for exports of the served retriever
@@ -43,10 +43,11 @@ class ExportConfig:
 
 
 def check_slice(catalog: Catalog, encoder: BiEncoder, count: int) -> list[str]:
-    """Up to `count` texts spread evenly over the catalog's content and topics (deterministic)."""
-    texts = content_texts(catalog, encoder.builder) + topic_texts(catalog, encoder.builder)
-    step = max(len(texts) // count, 1)
-    return texts[::step][:count]
+    """Up to `count` texts spread evenly over the catalog's content and topics (deterministic); only those
+    are built (tokenised), not the whole catalog's."""
+    parts = content_parts(catalog.content) + topic_parts(catalog.topics)
+    step = max(len(parts) // count, 1)
+    return encoder.builder.build(parts[::step][:count])
 
 
 def agreement(source: BiEncoder, exported: BiEncoder, texts: list[str]) -> dict[str, Any]:

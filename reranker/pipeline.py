@@ -61,7 +61,7 @@ class Recommender:
     ranker: Ranker | None = None
     topics: pl.DataFrame | None = None  # the catalog's topics, for queries by topic id
     companion: BiEncoder | None = None  # the encoder of the index's companion vectors (the companion group)
-    embed: Callable[[list[str]], np.ndarray] | None = None  # the encoder's texts -> vectors, batched (service)
+    batched_embed: Callable[[list[str]], np.ndarray] | None = None  # the encoder's texts -> vectors, batched
     batched_pairs: Callable[[list[tuple[Parts, Parts, int]]], np.ndarray] | None = None  # the reranker's, batched
 
     def __post_init__(self) -> None:
@@ -78,13 +78,18 @@ class Recommender:
         """The queries' L2-normalised vectors by the retriever (or the given encoder)."""
         encoder = encoder or self.encoder
         texts = encoder.builder.build([q.parts for q in queries])
-        if encoder is self.encoder and self.embed is not None:
-            with timer("encode"):  # waiting included: the batch tokenises and runs with other requests' texts
-                return self.embed(texts)
+        if encoder is self.encoder and self.batched_embed is not None:
+            return self.embed_texts(texts, timer)
         with timer("tokenise"):
             features = encoder.embedder.features(texts)
         with timer("encode"):
             return encoder.embedder.embed(features)
+
+    def embed_texts(self, texts: list[str], timer: Timer = no_timer) -> np.ndarray:
+        """The retriever's vectors of ready texts: in the service's shared batches when it set `batched_embed`
+        (tokenising and waiting included in `encode`), else here in one batch."""
+        with timer("encode"):
+            return (self.batched_embed or self.encoder.embed)(texts)
 
     def search(self, queries: Sequence[Query], candidates: int,
                timer: Timer = no_timer) -> list[tuple[np.ndarray, np.ndarray]]:

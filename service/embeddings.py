@@ -1,12 +1,10 @@
 """What /v1/embeddings and /embed do: validate the texts, embed them in the retriever's shared batches
-(`Registry.embed`), count their tokens. The routes only wire this up."""
+(`Recommender.embed_texts`), count their tokens. The routes only wire this up."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-
-import numpy as np
 
 from edurank.timing import Timer, no_timer
 from service.errors import RequestError
@@ -35,12 +33,6 @@ def token_counts(registry: Registry, texts: Sequence[str]) -> list[int]:
     return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]]
 
 
-def embed(registry: Registry, texts: list[str], timer: Timer) -> np.ndarray:
-    assert registry.embed is not None
-    with timer("encode"):
-        return registry.embed(texts)
-
-
 def embeddings(registry: Registry, request: EmbeddingsRequest, timer: Timer = no_timer) -> EmbeddingsResponse:
     texts = texts_of(registry, "input", request.input)
     encoder = registry.recommender.encoder
@@ -48,7 +40,7 @@ def embeddings(registry: Registry, request: EmbeddingsRequest, timer: Timer = no
         raise RequestError(("dimensions",), f"this model's vectors have {encoder.dimension} dimensions; "
                                             "it cannot shorten them")
     tokens = sum(min(count, encoder.max_tokens) for count in token_counts(registry, texts))
-    vectors = embed(registry, texts, timer)
+    vectors = registry.recommender.embed_texts(texts, timer)
     data = [Embedding(index=i, embedding=base64.b64encode(v.astype("<f4").tobytes()).decode()
                       if request.encoding_format == "base64" else v.tolist()) for i, v in enumerate(vectors)]
     model = f"edurank-retriever/{registry.versions['retriever']}"
@@ -67,4 +59,4 @@ def embed_tei(registry: Registry, request: EmbedRequest, timer: Timer = no_timer
             if count > limit:
                 field = ("inputs",) if isinstance(request.inputs, str) else ("inputs", i)
                 raise RequestError(field, f"{count} tokens; the model reads {limit} (send truncate: true to cut)")
-    return embed(registry, texts, timer).tolist()
+    return registry.recommender.embed_texts(texts, timer).tolist()

@@ -55,7 +55,6 @@ class Registry:
     gate: threading.Semaphore = field(repr=False)
     essays: EssayScorer | None = None
     classifier: MisconceptionClassifier | None = None
-    embed: Batcher[str] | None = None  # the retriever's texts -> vectors, batched across requests
     loaded_seconds: float = 0.0
 
     @classmethod
@@ -82,12 +81,13 @@ class Registry:
             "reranker", reranker.score, settings.batch_max_pairs, settings.batch_max_wait_ms, settings.max_queue,
             batch_metrics)
         recommender = Recommender(encoder, index, catalog.content, reranker, ranker=optional[Ranker.KIND],
-                                  topics=catalog.topics, companion=companion, embed=embed, batched_pairs=pairs)
+                                  topics=catalog.topics, companion=companion, batched_embed=embed,
+                                  batched_pairs=pairs)
         registry = cls(settings, catalog, recommender, versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),
                        frozenset(catalog.content["kind"].drop_nulls().unique().to_list()),
-                       threading.Semaphore(settings.inference_workers), essays, classifier, embed)
+                       threading.Semaphore(settings.inference_workers), essays, classifier)
         registry.loaded_seconds = round(time.perf_counter() - started, 2)
         log.info("registry loaded in %.1f s: %s", registry.loaded_seconds, versions)
         return registry
