@@ -131,10 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from inference.export import ExportConfig
 
-    export = commands.add_parser("export", help="a retriever as an ONNX Runtime artifact (fp32 or int8), checked "
-                                                "against torch on catalog texts before it is published")
-    export.add_argument("--model", default=None, help="encoder dir (default: bundled all-MiniLM-L6-v2)")
-    export.add_argument("--catalog", type=Path, default=SAMPLE_CATALOG, help="texts for the agreement check")
+    export = commands.add_parser("export", help="a retriever, reranker, essay scorer or classifier as an ONNX "
+                                                "Runtime artifact (fp32 or int8), checked against torch on held-out "
+                                                "data before it is published")
+    export.add_argument("--model", default=None, help="a trained artifact (its kind picks the export), or any "
+                                                      "encoder dir as a retriever (default: bundled MiniLM)")
+    export.add_argument("--data", "--catalog", type=Path, default=SAMPLE_CATALOG,
+                        help="the agreement check's data: a catalog (retriever, reranker; default: the sample), "
+                             "the essays CSV, the classifier's responses CSV")
     export.add_argument("--out", type=Path, required=True, help="export root; the version goes below it")
     add_options(export.add_argument_group("export options"), ExportConfig)
     add_threads(export)
@@ -271,10 +275,21 @@ def run_index(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    from inference.export import ExportConfig, export_retriever
+    from edurank.artifacts import MANIFEST, Manifest
+    from edurank.encoders import model_path
+    from inference.export import ExportConfig
+    from reranker.export import export_reranker
     from retriever.catalog import load_catalog
+    from retriever.export import export_retriever
 
-    print(export_retriever(args.model, load_catalog(args.catalog), args.out, from_args(ExportConfig, args)))
+    path = model_path(args.model)
+    kind = Manifest.read(path).kind if (path / MANIFEST).is_file() else "retriever"  # any encoder dir embeds
+    exporters = {"retriever": lambda: export_retriever(path, load_catalog(args.data), args.out, config),
+                 "reranker": lambda: export_reranker(path, load_catalog(args.data), args.out, config)}
+    if kind not in exporters:
+        raise InputError(f"--model {path}: a {kind} artifact has no ONNX export (exported: {', '.join(exporters)})")
+    config = from_args(ExportConfig, args)
+    print(exporters[kind]())
 
 
 def run_search(args: argparse.Namespace) -> None:

@@ -43,12 +43,20 @@ def load_hf_encoder(path: str | Path | None, what: str = "model") -> tuple[PreTr
     """A plain HF encoder and its tokenizer from local files only (None/'bundled': the bundled MiniLM);
     `what` names the argument in the error."""
     resolved = model_path(path)
+    tokenizer = load_tokenizer(resolved, what)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(resolved), local_files_only=True)
         encoder = AutoModel.from_pretrained(str(resolved), local_files_only=True)
     except (OSError, ValueError) as err:
         raise InputError(f"{what} '{resolved}': cannot be loaded as a HF encoder ({err})") from err
     return encoder, tokenizer
+
+
+def load_tokenizer(path: Path, what: str = "model") -> PreTrainedTokenizerBase:
+    """A HF tokenizer from local files only (an ONNX export keeps its source's beside the graph)."""
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{what} '{path}': no loadable tokenizer ({err})") from err
 
 
 def fingerprint(path: Path) -> str:

@@ -17,10 +17,11 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 from sentence_transformers.util import batch_to_device
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
+from edurank.encoders import load_tokenizer
 from edurank.errors import InputError
-from inference.onnx import ONNX_FILE, TORCH, OnnxTrunk, export_trunk
+from inference.onnx import ONNX_FILE, TORCH, OnnxSession, export_trunk
 
 POOLING_FILE = "pooling.json"
 
@@ -79,7 +80,7 @@ class TorchEmbedder:
 class OnnxEmbedder:
     """An exported trunk in ONNX Runtime, with its tokenizer and the source's sentence-transformers pooling."""
 
-    trunk: OnnxTrunk
+    trunk: OnnxSession
     tokenizer: PreTrainedTokenizerBase
     pooling: Pooling
     max_tokens: int
@@ -104,8 +105,7 @@ class OnnxEmbedder:
     def load(cls, directory: Path, max_tokens: int, backend: str) -> OnnxEmbedder:
         """An export directory: model.onnx, the tokenizer, and pooling.json (the source's pooling config)."""
         pooling = Pooling(**json.loads((directory / POOLING_FILE).read_text()))
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-        return cls(OnnxTrunk(directory / ONNX_FILE, torch.get_num_threads()), tokenizer, pooling, max_tokens, backend)
+        return cls(OnnxSession.open(directory / ONNX_FILE), load_tokenizer(directory), pooling, max_tokens, backend)
 
 
 def export_embedder(model: SentenceTransformer, directory: Path, backend: str) -> None:

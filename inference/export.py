@@ -1,106 +1,117 @@
-"""`edurank export`: a trained (or any local) retriever as an ONNX Runtime artifact, checked against torch.
+"""`edurank export`, the part every model family shares: a trained (or any local) model as an ONNX Runtime
+artifact of its own kind, checked against torch before it is published.
 
-The export is a `retriever` artifact of its own (manifest param `backend`, base model = the source and its
-fingerprint), so every command and the service load it wherever a retriever is accepted. Before publishing,
-both backends embed a slice of the catalog's texts; the mean cosine between their vectors and the speed-up
-go in the manifest's metrics, and an export below `--min-cosine` is refused (nothing is published).
+An export is an artifact of its source's kind (manifest param `backend`; base model = the source and its
+fingerprint; the source's data and params carried over), so every command and the service load it wherever
+that kind is accepted. Each family writes its graph(s) and checks agreement on a held-out slice in its own
+`export.py` (a bi-encoder: embedding cosine; a cross-encoder: rank agreement; the essay scorer: MCRMSE delta;
+the classifier: MAP@3 delta); the speed-up of the same slice goes in the manifest too. A check that fails
+publishes nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, TypeVar
 
 import edurank
 from edurank.artifacts import Manifest, fresh_dir, hash_json, model_ref, publish_artifact, staging_dir
 from edurank.encoders import portable_name
 from edurank.errors import InputError
 from edurank.options import option
-from inference.embedders import OnnxEmbedder, export_embedder
 from inference.onnx import EXPORTED, ONNX_INT8, TORCH
-from retriever.catalog import Catalog
-from retriever.model import BiEncoder
-from retriever.texts import content_parts, topic_parts
 
 log = logging.getLogger(__name__)
-EXPORTS = "exports"  # <artifacts>/exports: where the service looks for exports of the served retriever
+EXPORTS = "exports"  # <artifacts>/exports: where the service looks for exports of the models it serves
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """`edurank export`'s options."""
+    """`edurank export`'s options; each family's check reads the threshold that applies to it."""
 
     backend: str = option(ONNX_INT8, "onnx: fp32 ONNX Runtime, fused graph; onnx-int8: also int8 weights "
                                      "(dynamic quantisation, per channel)", choices=EXPORTED)
-    check_texts: int = option(512, "catalog texts (content and topics) both backends embed to check agreement",
-                              minimum=1)
-    min_cosine: float = option(0.99, "refuse to publish when the mean cosine to torch's vectors is below this")
+    check_items: int = option(512, "held-out items both backends run to check agreement: texts (retriever), "
+                                   "pairs (reranker), essays, responses (classifier)", minimum=1)
+    min_cosine: float = option(0.99, "retriever: refuse below this mean cosine to torch's vectors")
+    min_rank_agreement: float = option(0.95, "reranker: refuse below this mean Spearman correlation per topic "
+                                             "between torch's and the export's scores of the same candidates")
+    max_metric_delta: float = option(0.005, "essays, classifier: refuse when MCRMSE rises (MAP@3 falls) by more "
+                                            "than this against torch on the slice")
 
 
-def check_slice(catalog: Catalog, encoder: BiEncoder, count: int) -> list[str]:
-    """Up to `count` texts spread evenly over the catalog's content and topics (deterministic); only those
-    are built (tokenised), not the whole catalog's."""
-    parts = content_parts(catalog.content) + topic_parts(catalog.topics)
-    step = max(len(parts) // count, 1)
-    return encoder.builder.build(parts[::step][:count])
+@dataclass(frozen=True)
+class Source:
+    """The model being exported, as the shared flow needs it."""
+
+    kind: str
+    path: Path
+    fingerprint: str
+    manifest: Manifest | None
+
+    def refuse_export(self) -> None:
+        backend = self.manifest.params.get("backend", TORCH) if self.manifest is not None else TORCH
+        if backend != TORCH:
+            source = self.manifest.base_model.path if self.manifest and self.manifest.base_model else "see its manifest"
+            raise InputError(f"--model {self.path}: already an {backend} export; give the model it was exported "
+                             f"from ({source})")
 
 
-def agreement(source: BiEncoder, exported: BiEncoder, texts: list[str]) -> dict[str, Any]:
-    """Cosine between the two backends' vectors of the same texts, and their throughputs side by side."""
-    source.encode(texts[:8]), exported.encode(texts[:8])  # warm-up: first-call allocations are not throughput
+def side_by_side(run_torch: Callable[[], T], run_export: Callable[[], T]) -> tuple[T, T, dict[str, float]]:
+    """Both backends over the same slice, timed one after the other in this process: their outputs and
+    the speed-up (torch seconds / export seconds)."""
     started = time.perf_counter()
-    reference = source.encode(texts)
+    reference = run_torch()
     torch_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    vectors = exported.encode(texts)
+    exported = run_export()
     seconds = time.perf_counter() - started
-    cosine = np.einsum("ij,ij->i", reference, vectors)
-    return {"texts": len(texts), "cosine_mean": round(float(cosine.mean()), 5),
-            "cosine_min": round(float(cosine.min()), 5), "torch_items_per_s": round(len(texts) / torch_seconds, 1),
-            "items_per_s": round(len(texts) / seconds, 1), "speedup": round(torch_seconds / seconds, 2)}
+    return reference, exported, {"torch_seconds": round(torch_seconds, 3), "seconds": round(seconds, 3),
+                                 "speedup": round(torch_seconds / seconds, 2)}
 
 
-def export_retriever(model: str | Path | None, catalog: Catalog, out: Path, config: ExportConfig) -> Path:
-    """Export, check, publish `<out>/<version>/`; returns that directory."""
+def publish_export(source: Source, out: Path, config: ExportConfig, check_data: str,
+                   write: Callable[[Path], None], check: Callable[[Path], dict[str, Any]],
+                   params: dict[str, Any] | None = None) -> Path:
+    """Write the export into a staging directory (`write`), check it there (`check` returns the metrics, or
+    raises InputError to refuse), publish `<out>/<version>/`; returns that directory."""
+    source.refuse_export()
     started = time.time()
-    source = BiEncoder.load(model)
-    if source.backend != TORCH:
-        raise InputError(f"--model {source.path}: already an {source.backend} export; give the model it was "
-                         f"exported from ({source.source})")
-    run_hash = hash_json({"source": source.fingerprint, "config": asdict(config), "data": catalog.data_hash,
+    run_hash = hash_json({"source": source.fingerprint, "config": asdict(config), "data": check_data,
                           "edurank": edurank.__version__})
     with staging_dir(out, f"export-{run_hash[:12]}") as work:
         final = fresh_dir(work / "artifact")
-        export_embedder(source.model, final, config.backend)
+        write(final)
         exported_at = time.time()
-        exported = BiEncoder(OnnxEmbedder.load(final, source.max_tokens, config.backend), final, "",
-                             source.max_tokens)
-        metrics = agreement(source, exported, check_slice(catalog, source, config.check_texts))
-        log.info("export %s: %s", config.backend, metrics)
-        if metrics["cosine_mean"] < config.min_cosine:
-            raise InputError(f"--backend {config.backend}: mean cosine to torch {metrics['cosine_mean']} is below "
-                             f"--min-cosine {config.min_cosine}; nothing was published")
+        metrics = check(final)
+        log.info("export %s of %s: %s", config.backend, source.kind, metrics)
         ref = replace(model_ref(source.path, source.fingerprint), path=portable_name(source.path))
-        trained = source.manifest if source.manifest is not None and source.manifest.kind == BiEncoder.KIND else None
-        # the source's data and split params: an export saw the topics its source trained on (`seen_topics`)
+        trained = source.manifest if source.manifest is not None and source.manifest.kind == source.kind else None
+        # the source's data and params: an export saw what its source trained on (`seen_topics`, OOF figures)
         return publish_artifact(
-            final, out, run_hash, kind=BiEncoder.KIND, base_model=ref, data=trained.data if trained else {},
-            params={**(trained.params if trained else {}), "max_tokens": source.max_tokens, **asdict(config)},
-            metrics={**metrics, "check_data": catalog.data_hash},
+            final, out, run_hash, kind=source.kind, base_model=ref, data=trained.data if trained else {},
+            params={**(trained.params if trained else {}), **(params or {}), **asdict(config)},
+            metrics={**metrics, "check_data": check_data},
             seconds={"export": exported_at - started, "check": time.time() - exported_at}, depends=[ref])
 
 
-def find_export(root: Path, source_fingerprint: str, backend: str) -> Path | None:
-    """The newest export under `root` of the model with that fingerprint, for that backend; None if none."""
+def refuse(condition: bool, message: str) -> None:
+    """A failed agreement check: nothing is published."""
+    if condition:
+        raise InputError(f"{message}; nothing was published")
+
+
+def find_export(root: Path, kind: str, source_fingerprint: str, backend: str) -> Path | None:
+    """The newest export under `root` of the `kind` model with that fingerprint, for that backend; None if none."""
     found = []
     for path in sorted(root.glob("*/manifest.json")) if root.is_dir() else []:
         manifest = Manifest.read(path.parent)
-        if manifest.kind == BiEncoder.KIND and manifest.params.get("backend") == backend \
+        if manifest.kind == kind and manifest.params.get("backend") == backend \
                 and manifest.base_model is not None and manifest.base_model.fingerprint == source_fingerprint:
             found.append(path.parent)
     return found[-1] if found else None  # versions sort by time of publishing

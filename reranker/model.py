@@ -7,7 +7,9 @@ as the bundled MiniLM, this head starts out as a sensible relevance score, where
 starts random: on this CPU budget (a few hundred steps) a [CLS] head stayed at chance (held-out AUC 0.51),
 while the cosine head starts where the bi-encoder is and learns from there.
 
-Saved as a Hugging Face encoder directory plus `reranker.json` (pair format, head, calibration, rule).
+Saved as a Hugging Face encoder directory plus `reranker.json` (pair format, head, calibration, rule). An
+export (`edurank export`, manifest param `backend`) holds the whole scorer, head included, as one ONNX graph
+in place of the weights, with the same tokenizer and `reranker.json`.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from edurank.artifacts import MANIFEST, Manifest, atomic_write_text
-from edurank.encoders import fingerprint, load_hf_encoder, model_path
+from edurank.encoders import fingerprint, load_hf_encoder, load_tokenizer, model_path
 from edurank.errors import InputError
 from edurank.layers import additive_mask, encoder_layers, within_segments
+from inference.onnx import ONNX_FILE, TORCH, OnnxSession
 from reranker.decision import DecisionRule
 from retriever.texts import TextBuilder
 
@@ -143,7 +146,7 @@ class Reranker:
     """A pair scorer with its tokenizer, pair format, calibration and decision rule: the served second stage."""
 
     KIND = "reranker"
-    model: PairScorer
+    runner: PairScorer | OnnxSession  # the torch scorer, or an export's graph of it
     tokenizer: PreTrainedTokenizerBase
     path: Path
     fingerprint: str
@@ -151,29 +154,55 @@ class Reranker:
     calibration: Calibration = field(default_factory=Calibration)
     rule: DecisionRule = field(default_factory=DecisionRule)
     manifest: Manifest | None = None  # None for a fresh model
+    backend: str = TORCH
 
     @classmethod
-    def load(cls, path: str | Path | None, pair_format: PairFormat | None = None) -> Reranker:
-        """A trained reranker version (or artifact root), or a fresh one from any local HF/ST dir (None:
-        the bundled MiniLM)."""
+    def load(cls, path: str | Path | None, pair_format: PairFormat | None = None,
+             backend: str | None = None) -> Reranker:
+        """A trained reranker version or export (or artifact root), or a fresh one from any local HF/ST dir
+        (None: the bundled MiniLM). `backend` names an export whose manifest is not written yet."""
         resolved = model_path(path)
         settings: dict[str, Any] = {}
         if (resolved / RERANKER_FILE).is_file():
             settings = json.loads((resolved / RERANKER_FILE).read_text())
         fmt = pair_format or PairFormat(**settings.get("format", {}))
-        encoder, tokenizer = load_hf_encoder(resolved, "reranker")
-        model = PairScorer(encoder, **settings.get("head", {}))
-        model.eval()
         manifest = Manifest.read(resolved) if (resolved / MANIFEST).is_file() else None
-        return cls(model, tokenizer, resolved, fingerprint(resolved), fmt,
-                   Calibration(**settings.get("calibration", {})), DecisionRule(**settings.get("rule", {})), manifest)
+        backend = backend or (manifest.params.get("backend", TORCH) if manifest is not None else TORCH)
+        runner: PairScorer | OnnxSession
+        if backend != TORCH:
+            runner, tokenizer = OnnxSession.open(resolved / ONNX_FILE), load_tokenizer(resolved, "reranker")
+        else:
+            encoder, tokenizer = load_hf_encoder(resolved, "reranker")
+            runner = PairScorer(encoder, **settings.get("head", {})).eval()
+        return cls(runner, tokenizer, resolved, fingerprint(resolved), fmt,
+                   Calibration(**settings.get("calibration", {})), DecisionRule(**settings.get("rule", {})), manifest,
+                   backend)
+
+    @property
+    def source_fingerprint(self) -> str:
+        """The torch model's fingerprint: an export's source (whose logits it reproduces), else its own."""
+        exported = self.backend != TORCH and self.manifest is not None and self.manifest.base_model is not None
+        return self.manifest.base_model.fingerprint if exported else self.fingerprint
+
+    @property
+    def model(self) -> PairScorer:
+        """The torch scorer, for training, saving and exporting; an export has none."""
+        if not isinstance(self.runner, PairScorer):
+            raise InputError(f"reranker '{self.path}': an {self.backend} export cannot be trained or re-saved; "
+                             "give the model it was exported from (its manifest's base_model)")
+        return self.runner
 
     def save(self, directory: Path) -> None:
         """Encoder weights and tokenizer, plus reranker.json (format, head, calibration, rule)."""
         self.model.encoder.save_pretrained(str(directory))
+        self.save_settings(directory)
+
+    def save_settings(self, directory: Path) -> None:
+        """What an export keeps beside its graph: the tokenizer and reranker.json."""
         self.tokenizer.save_pretrained(str(directory))
-        head = {"scale": float(self.model.scale.detach()), "bias": float(self.model.bias.detach()),
-                "isolated_layers": self.model.isolated_layers}
+        model = self.model
+        head = {"scale": float(model.scale.detach()), "bias": float(model.bias.detach()),
+                "isolated_layers": model.isolated_layers}
         atomic_write_text(directory / RERANKER_FILE, json.dumps(
             {"format": asdict(self.format), "head": head, "calibration": asdict(self.calibration),
              "rule": self.rule.to_dict()}, indent=2))
@@ -206,20 +235,24 @@ class Reranker:
 
     def logits_of(self, features: dict[str, torch.Tensor]) -> np.ndarray:
         """Logits for already tokenised pairs, without gradients (training calls `model` itself)."""
-        device = next(self.model.parameters()).device
+        if isinstance(self.runner, OnnxSession):
+            return self.runner(features).astype(np.float32)
+        device = next(self.runner.parameters()).device
         with torch.inference_mode():
-            return self.model(**{k: v.to(device) for k, v in features.items()}).float().cpu().numpy()
+            return self.runner(**{k: v.to(device) for k, v in features.items()}).float().cpu().numpy()
 
     def logits(self, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
         """Logits in length-sorted batches (little padding), returned in the input order."""
         order = np.argsort([len(a) + len(b) for a, b in pairs], kind="stable")
         result = np.empty(len(pairs), dtype=np.float32)
-        was_training = self.model.training
-        self.model.eval()
+        was_training = self.runner.training if isinstance(self.runner, PairScorer) else False
+        if isinstance(self.runner, PairScorer):
+            self.runner.eval()
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             result[rows] = self.logits_of(self.tokenize([pairs[i] for i in rows]))
-        self.model.train(was_training)
+        if was_training:
+            self.model.train()
         return result
 
     def probabilities(self, pairs: Sequence[tuple[str, str]], ranks: Sequence[int] | None = None,

@@ -31,6 +31,7 @@ from service.batching import Batcher, BatchMetrics
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+EXPORTABLE = (Reranker.KIND,)  # the optional kinds EDURANK_BACKEND applies to (the ranker is LightGBM)
 # the optional served models by artifact kind: how to load one, and what the service does without it
 OPTIONAL: dict[str, tuple[Callable[[Path], Any], str]] = {
     Ranker.KIND: (Ranker.load, "second stage: the cross-encoder if one is loaded, else retrieval only"),
@@ -93,7 +94,7 @@ class Registry:
         return registry
 
     def describe(self) -> dict[str, Any]:
-        return {"versions": self.versions, "backend": self.recommender.encoder.backend,
+        return {"versions": self.versions, "backend": self.settings.backend,
                 "catalog_items": len(self.catalog.content),
                 "catalog_topics": len(self.catalog.topics), "reranker": self.recommender.reranker is not None,
                 "ranker": self.recommender.ranker is not None,
@@ -102,24 +103,30 @@ class Registry:
 
 
 def served_encoder(settings: Settings) -> BiEncoder:
-    """The configured (or trained, or bundled) retriever on the configured backend: for onnx / onnx-int8, the
-    newest export of it under <artifacts>/exports (found by the source's fingerprint, without loading the
-    source); refused when there is none or the retriever given is an export for another backend."""
-    path = model_path(settings.artifact(settings.retriever, "retriever"))
+    """The configured (or trained, or bundled) retriever, on the configured backend."""
+    return BiEncoder.load(on_backend(settings, BiEncoder.KIND, settings.artifact(settings.retriever, "retriever")))
+
+
+def on_backend(settings: Settings, kind: str, path: str | Path | None) -> Path:
+    """`path` itself when it runs on the configured backend; for onnx / onnx-int8, the newest export of it
+    under <artifacts>/exports (found by the source's fingerprint, without loading the source). Refused when
+    there is none, or when the model given is an export for another backend."""
+    path = model_path(path)
     backend = Manifest.read(path).params.get("backend", TORCH) if (path / MANIFEST).is_file() else TORCH
     if backend == settings.backend:
-        return BiEncoder.load(path)
+        return path
+    setting = f"EDURANK_{kind.upper()}"
     if backend != TORCH:
-        raise InputError(f"EDURANK_RETRIEVER is an {backend} export but EDURANK_BACKEND is {settings.backend}; "
-                         f"give its source model or set EDURANK_BACKEND={backend}")
+        raise InputError(f"{setting} is an {backend} export but EDURANK_BACKEND is {settings.backend}; give its "
+                         f"source model or set EDURANK_BACKEND={backend}")
     root = settings.artifacts / EXPORTS
-    export = find_export(root, fingerprint(path), settings.backend)
+    export = find_export(root, kind, fingerprint(path), settings.backend)
     if export is None:
-        raise InputError(f"EDURANK_BACKEND={settings.backend}: no {settings.backend} export of the served retriever "
+        raise InputError(f"EDURANK_BACKEND={settings.backend}: no {settings.backend} export of the served {kind} "
                          f"under {root}; run `edurank export --model {portable_name(path)} --backend "
                          f"{settings.backend} --out {root}`")
-    log.info("serving the %s export %s of %s", settings.backend, export.name, path)
-    return BiEncoder.load(export)
+    log.info("serving the %s export %s of %s %s", settings.backend, export.name, kind, path)
+    return export
 
 
 def load_optional(settings: Settings, kind: str) -> Any:
@@ -129,7 +136,7 @@ def load_optional(settings: Settings, kind: str) -> Any:
     if path is None:
         log.warning("no %s under %s/%s and none configured: %s", kind, settings.artifacts, kind, without)
         return None
-    return load(path)
+    return load(on_backend(settings, kind, path) if kind in EXPORTABLE else path)
 
 
 def version_of(path: Path) -> str:
@@ -185,7 +192,7 @@ def usable_ranker(ranker: Ranker | None, index: ContentIndex, catalog: Catalog,
     scores silently wrong): then none, with the reason logged."""
     if ranker is None:
         return None
-    problem = ranker.cross_encoder_problem(reranker.fingerprint if reranker else None)
+    problem = ranker.cross_encoder_problem(reranker.source_fingerprint if reranker else None)
     if problem:
         log.error("ranker not served: %s (serve that reranker, or a ranker trained without --cross-encoder)", problem)
         return None

@@ -1,4 +1,5 @@
-"""EDURANK_BACKEND: the service serves the newest ONNX export of its retriever, or refuses to start."""
+"""EDURANK_BACKEND: the service serves the newest ONNX export of its retriever and cross-encoder, or refuses to
+start."""
 
 from __future__ import annotations
 
@@ -7,19 +8,23 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from edurank.artifacts import LATEST
+from edurank.artifacts import LATEST, Manifest
 from edurank.cli import main
 from inference.export import EXPORTS
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import write_catalog
+from tests.reranker.test_export import publish_reranker
 
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("backend")
     exports = root / "artifacts" / EXPORTS
-    assert main(["export", "--out", str(exports), "--check-texts", "32"]) == 0
+    assert main(["export", "--out", str(exports), "--check-items", "32"]) == 0
+    reranker = publish_reranker(root / "artifacts" / "reranker")
+    assert main(["export", "--model", str(reranker), "--out", str(exports), "--check-items", "32",
+                 "--min-rank-agreement", "0.9"]) == 0  # an untrained scorer: near-ties among the random candidates
     return Settings(artifacts=root / "artifacts", catalog=write_catalog(root / "catalog"), backend="onnx-int8",
                     train_ranker=False, background_load=False)
 
@@ -30,15 +35,21 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
-def test_the_int8_export_of_the_served_retriever_answers(client: TestClient, settings: Settings) -> None:
+def test_the_int8_exports_of_the_served_retriever_and_reranker_answer(client: TestClient, settings: Settings) -> None:
     ready = client.get("/ready").json()
-    export = (settings.artifacts / EXPORTS / LATEST).read_text().strip()
-    assert ready["registry"]["backend"] == "onnx-int8" and ready["registry"]["versions"]["retriever"] == export
+    exports = (settings.artifacts / EXPORTS).glob("*/manifest.json")
+    versions = {Manifest.read(path.parent).kind: path.parent.name for path in exports}
+    assert ready["registry"]["backend"] == "onnx-int8"
+    assert {k: ready["registry"]["versions"][k] for k in versions} == versions  # retriever and reranker
     # the export's vectors get their own index: switching back to torch will not rebuild over this one
     assert (settings.index_root / LATEST).is_file() and settings.index_root.name == "index-onnx-int8"
     body = client.post("/recommend", json={"topic": {"title": "Adding fractions", "language": "en"}}).json()
     assert body["items"] and all(-1.0 <= item["retrieval_score"] <= 1.0 for item in body["items"])
     assert 'edurank_stage_seconds_count{stage="encode"}' in client.get("/metrics").text
+    assert 'edurank_stage_seconds_count{stage="rerank"}' in client.get("/metrics").text
+    scored = client.post("/rerank", json={"query": "Adding fractions",
+                                          "candidates": ["Add fractions with unlike denominators", "Photosynthesis"]})
+    assert scored.status_code == 200 and scored.json()["scores"][0]["index"] == 0
 
 
 def test_no_export_for_the_backend_refuses_to_start_with_the_command(settings: Settings) -> None:

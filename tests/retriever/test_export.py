@@ -10,8 +10,9 @@ import pytest
 from edurank.artifacts import LATEST, Manifest, ModelRef, publish_artifact, staging_dir
 from edurank.cli import main
 from edurank.errors import InputError
-from inference.export import ExportConfig, export_retriever
+from inference.export import ExportConfig
 from retriever.catalog import load_catalog
+from retriever.export import export_retriever
 from retriever.indexing import build_index, load_index, search_text
 from retriever.model import BiEncoder
 from retriever.splits import seen_topics
@@ -22,7 +23,7 @@ from tests.conftest import write_catalog
 @pytest.fixture(scope="module")
 def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("exports")
-    assert main(["export", "--out", str(root), "--check-texts", "64"]) == 0
+    assert main(["export", "--out", str(root), "--check-items", "64"]) == 0
     return root / (root / LATEST).read_text().strip()
 
 
@@ -61,7 +62,7 @@ def test_an_export_saw_the_topics_its_source_trained_on(int8_export: Path, tmp_p
                                       base_model=ModelRef("bundled", source.fingerprint),
                                       data={"hash": catalog.data_hash, "files": []},
                                       params={"fold": 0, "folds": 2, "seed": 42, "max_tokens": 64})
-    export = export_retriever(fold_model, catalog, tmp_path / "exports", ExportConfig(check_texts=8, min_cosine=0.9))
+    export = export_retriever(fold_model, catalog, tmp_path / "exports", ExportConfig(check_items=8, min_cosine=0.9))
     assert seen_topics(export, catalog) == seen_topics(fold_model, catalog)
     assert 0 < len(seen_topics(export, catalog)) < len(catalog.gold)
     assert BiEncoder.load(export).max_tokens == 64
@@ -80,12 +81,12 @@ def test_an_export_below_the_agreement_bar_publishes_nothing(int8_export: Path, 
     root = int8_export.parent
     before = sorted(p.name for p in root.iterdir())
     with pytest.raises(InputError, match="below --min-cosine"):
-        export_retriever(None, load_catalog(sample_catalog), root, ExportConfig(check_texts=16, min_cosine=0.99999))
+        export_retriever(None, load_catalog(sample_catalog), root, ExportConfig(check_items=16, min_cosine=0.99999))
     assert sorted(p.name for p in root.iterdir()) == before  # LATEST unchanged, no staging left
 
 
 def test_an_fp32_export_reproduces_torch(sample_catalog: Path, tmp_path: Path) -> None:
-    path = export_retriever(None, load_catalog(sample_catalog), tmp_path, ExportConfig(backend="onnx", check_texts=32))
+    path = export_retriever(None, load_catalog(sample_catalog), tmp_path, ExportConfig(backend="onnx", check_items=32))
     assert Manifest.read(path).metrics["cosine_min"] >= 0.9999
     exported, source = BiEncoder.load(path), BiEncoder.load(None)
     texts = ["Equivalent fractions", "La fotosíntesis de las plantas", "x " * 300]  # the last one is truncated
