@@ -30,6 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from edurank.encoders import load_hf_encoder
 from edurank.errors import InputError
 from edurank.layers import Trunk, encoder_layers, run_layers
+from inference.onnx import OnnxSession
 
 MEMBER_CONFIG, MEMBER_WEIGHTS = "member.json", "member.safetensors"
 
@@ -86,8 +87,31 @@ def masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Ten
     return torch.log_softmax(logits.float().masked_fill(~allowed, float("-inf")), dim=-1)
 
 
+class Members:
+    """What both backends of an ensemble share: the tokenizer, the prompt budget, and averaging each member's
+    masked softmax; `member_logits` is the backend's forward pass."""
+
+    tokenizer: PreTrainedTokenizerBase
+    max_length: int
+
+    def member_logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(members, rows, labels) logits."""
+        raise NotImplementedError
+
+    def tokenize(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(list(prompts), truncation=True, max_length=self.max_length, padding=True,
+                              return_tensors="pt")
+
+    @torch.inference_mode()
+    def probabilities(self, features: dict[str, torch.Tensor], allowed: np.ndarray) -> np.ndarray:
+        """(rows, labels) mean over members of each member's masked softmax."""
+        mask = torch.from_numpy(allowed)
+        logits = self.member_logits(features)
+        return torch.stack([masked_log_softmax(member, mask).exp() for member in logits]).mean(0).numpy()
+
+
 @dataclass
-class Ensemble:
+class Ensemble(Members):
     """The base encoder, the trunk cut from it, its tokenizer and the members whose masked probabilities are
     averaged."""
 
@@ -106,16 +130,24 @@ class Ensemble:
             raise InputError(f"{base}: members start from different layers ({sorted(splits)})")
         return cls(encoder, Trunk(encoder, splits.pop()), tokenizer, members, max_length)
 
-    def tokenize(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(list(prompts), truncation=True, max_length=self.max_length, padding=True,
-                              return_tensors="pt")
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(members, rows, labels) logits: the trunk once, then every member on its output (what an export
+        writes as one graph)."""
+        hidden = self.trunk(input_ids, attention_mask)
+        return torch.stack([member(hidden, attention_mask) for member in self.members])
 
     @torch.inference_mode()
-    def probabilities(self, features: dict[str, torch.Tensor], allowed: np.ndarray) -> np.ndarray:
-        """(rows, labels) mean over members of each member's masked softmax."""
-        hidden = self.trunk(features["input_ids"], features["attention_mask"])
-        mask = torch.from_numpy(allowed)
-        total = torch.zeros(hidden.shape[0], self.members[0].config.labels)
-        for member in self.members:
-            total += masked_log_softmax(member(hidden, features["attention_mask"]), mask).exp()
-        return (total / len(self.members)).numpy()
+    def member_logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward(features["input_ids"], features["attention_mask"])
+
+
+@dataclass
+class OnnxEnsemble(Members):
+    """An export's ensemble: trunk and members in one ONNX Runtime graph."""
+
+    session: OnnxSession
+    tokenizer: PreTrainedTokenizerBase
+    max_length: int
+
+    def member_logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.from_numpy(self.session(features))

@@ -7,6 +7,9 @@
     <version>/members/fold{f}-seed{s}/  each member's upper layers and head (safetensors + config)
     <version>/oof.parquet           out-of-fold probabilities of every training row
     <version>/label_issues.parquet  likely label errors found by confident learning on those probabilities
+
+An export (`edurank export`, manifest param `backend`) keeps the book and labels, and holds the trunk and
+every member as one ONNX graph (`model.onnx`, members stacked on its first axis) beside the tokenizer.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from classifier.model import Ensemble
+from classifier.model import Ensemble, Members, OnnxEnsemble
 from classifier.prompts import QuestionBook, build_prompt
 from edurank.artifacts import Manifest, covered_oof, open_artifact
+from edurank.encoders import load_tokenizer
 from edurank.errors import InputError
 from edurank.timing import Timer, no_timer
+from inference.onnx import ONNX_FILE, TORCH, OnnxSession
 
 BOOK, LABELS, TRUNK_DIR, MEMBERS_DIR = "book.json", "labels.json", "trunk", "members"
 OOF, ISSUES = "oof.parquet", "label_issues.parquet"
@@ -57,27 +62,48 @@ class MisconceptionClassifier:
     KIND = "classifier"
     book: QuestionBook
     labels: list[str]
-    ensemble: Ensemble
+    ensemble: Members  # the torch `Ensemble`, or an export's `OnnxEnsemble`
     path: Path | None = None
     manifest: Manifest | None = None
 
     @classmethod
-    def load(cls, path: str | Path) -> MisconceptionClassifier:
-        path, manifest = classifier_artifact(path)
+    def load(cls, path: str | Path, backend: str | None = None) -> MisconceptionClassifier:
+        """A classifier version or export (or artifact root); `backend` names an export whose manifest is not
+        written yet."""
+        path, manifest = (Path(path), None) if backend else classifier_artifact(path)
+        backend = backend or (manifest.params.get("backend", TORCH) if manifest is not None else TORCH)
         book = QuestionBook.from_dict(json.loads((path / BOOK).read_text()))
         meta = json.loads((path / LABELS).read_text())
-        members = sorted((path / MEMBERS_DIR).glob("fold*"))
-        if not members:
-            raise InputError(f"{path}: no members under {MEMBERS_DIR}/")
-        ensemble = Ensemble.load(path / TRUNK_DIR, members, meta["max_length"])
+        ensemble: Members
+        if backend != TORCH:
+            ensemble = OnnxEnsemble(OnnxSession.open(path / ONNX_FILE), load_tokenizer(path, "classifier"),
+                                    meta["max_length"])
+        else:
+            members = sorted((path / MEMBERS_DIR).glob("fold*"))
+            if not members:
+                raise InputError(f"{path}: no members under {MEMBERS_DIR}/")
+            ensemble = Ensemble.load(path / TRUNK_DIR, members, meta["max_length"])
         return cls(book, meta["labels"], ensemble, path, manifest)
+
+    @property
+    def torch_ensemble(self) -> Ensemble:
+        """The torch ensemble, for saving and exporting; an export has none."""
+        if not isinstance(self.ensemble, Ensemble):
+            raise InputError(f"classifier '{self.path}': an ONNX export cannot be re-saved or exported again; give "
+                             "the model it was exported from (its manifest's base_model)")
+        return self.ensemble
 
     def save(self, directory: Path) -> None:
         """The layout above, less the training side files (OOF, label issues) the trainer adds."""
-        self.ensemble.encoder.save_pretrained(directory / TRUNK_DIR)
-        self.ensemble.tokenizer.save_pretrained(directory / TRUNK_DIR)
-        for member in self.ensemble.members:
+        ensemble = self.torch_ensemble
+        ensemble.encoder.save_pretrained(directory / TRUNK_DIR)
+        ensemble.tokenizer.save_pretrained(directory / TRUNK_DIR)
+        for member in ensemble.members:
             member.save(directory / MEMBERS_DIR / f"fold{member.config.fold}-seed{member.config.seed}")
+        self.save_book(directory)
+
+    def save_book(self, directory: Path) -> None:
+        """The question book and the label vocabulary, which an export keeps too."""
         (directory / BOOK).write_text(json.dumps(self.book.to_dict(), indent=2))
         (directory / LABELS).write_text(json.dumps({"labels": self.labels, "max_length": self.ensemble.max_length},
                                                    indent=2))

@@ -275,8 +275,10 @@ def run_index(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
+    from classifier.export import export_classifier
     from edurank.artifacts import MANIFEST, Manifest
     from edurank.encoders import model_path
+    from essays.export import export_essays
     from inference.export import ExportConfig
     from reranker.export import export_reranker
     from retriever.catalog import load_catalog
@@ -285,7 +287,9 @@ def run_export(args: argparse.Namespace) -> None:
     path = model_path(args.model)
     kind = Manifest.read(path).kind if (path / MANIFEST).is_file() else "retriever"  # any encoder dir embeds
     exporters = {"retriever": lambda: export_retriever(path, load_catalog(args.data), args.out, config),
-                 "reranker": lambda: export_reranker(path, load_catalog(args.data), args.out, config)}
+                 "reranker": lambda: export_reranker(path, load_catalog(args.data), args.out, config),
+                 "essays": lambda: export_essays(path, args.data, args.out, config),
+                 "classifier": lambda: export_classifier(path, args.data, args.out, config)}
     if kind not in exporters:
         raise InputError(f"--model {path}: a {kind} artifact has no ONNX export (exported: {', '.join(exporters)})")
     config = from_args(ExportConfig, args)

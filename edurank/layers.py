@@ -46,7 +46,7 @@ class Trunk(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the ONNX exporter traces through the trunk
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """`attention_mask`: (batch, tokens), or per query (batch, tokens, tokens)."""
@@ -55,8 +55,6 @@ class Trunk(nn.Module):
         for layer in self.layers:
             hidden = layer(hidden, mask)
         return hidden
-
-
 
 
 def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

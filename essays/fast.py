@@ -17,6 +17,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import torch
 from sklearn.base import RegressorMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
@@ -26,11 +27,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from edurank.encoders import load_hf_encoder
+from edurank.encoders import load_hf_encoder, load_tokenizer
 from edurank.errors import InputError
 from edurank.options import option
-from essays.features import layer_embeddings, text_statistics, whole_words
+from essays.features import layer_embeddings, layer_means, text_statistics, whole_words
 from essays.windows import Windows, WindowSpec, make_windows
+from inference.onnx import ONNX_FILE, TORCH, OnnxSession, export_graph
 
 CONFIG = "fast_model.json"
 ENCODER = "encoder"
@@ -75,12 +77,14 @@ def tfidf_estimator(config: FastConfig) -> Pipeline:
 class FeatureExtractor:
     """Dense features of essays: frozen-encoder layer means over all windows, then the text statistics."""
 
-    encoder: PreTrainedModel
+    encoder: PreTrainedModel | OnnxSession  # an export's graph computes the windows' layer means itself
     tokenizer: PreTrainedTokenizerBase
     config: FastConfig
 
     @classmethod
-    def load(cls, path: str | Path | None, config: FastConfig) -> FeatureExtractor:
+    def load(cls, path: str | Path | None, config: FastConfig, backend: str = TORCH) -> FeatureExtractor:
+        if backend != TORCH:
+            return cls(OnnxSession.open(Path(path) / ONNX_FILE), load_tokenizer(Path(path)), config)
         encoder, tokenizer = load_hf_encoder(path)
         depth = encoder.config.num_hidden_layers
         if any(not -depth - 1 <= layer <= depth for layer in config.layers):
@@ -90,10 +94,29 @@ class FeatureExtractor:
     def windows(self, texts: Sequence[str]) -> Windows:
         return make_windows(self.tokenizer, texts, self.config.windows)
 
+    def window_features(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(windows, len(layers) x hidden) layer means, on the CPU, by whichever backend holds the encoder."""
+        if isinstance(self.encoder, OnnxSession):
+            return torch.from_numpy(self.encoder(features))
+        device = self.encoder.device
+        return layer_means(self.encoder, {k: v.to(device) for k, v in features.items()}, self.config.layers).cpu()
+
+    def export(self, path: Path, backend: str) -> None:
+        """The encoder as a graph of windows -> their layer means, with the tokenizer (`load` reads it back)."""
+        if isinstance(self.encoder, OnnxSession):
+            raise InputError("an exported essay scorer cannot be exported again; give its source")
+        layers = self.config.layers
+        sample = {k: v for k, v in self.tokenizer(["an example", "a longer example text"], padding=True,
+                                                  return_tensors="pt").items() if k in ("input_ids", "attention_mask")}
+        path.mkdir(parents=True, exist_ok=True)
+        export_graph(self.encoder, sample, path / ONNX_FILE, backend,
+                     call=lambda model, **inputs: layer_means(model, inputs, layers), output_axes={0: "windows"})
+        self.tokenizer.save_pretrained(str(path))
+
     def __call__(self, texts: Sequence[str], windows: Windows | None = None) -> np.ndarray:
         """(essays, features): the layer means, then the text statistics."""
         windows = windows or self.windows(texts)
-        embeddings = layer_embeddings(self.encoder, windows, self.tokenizer.pad_token_id, self.config.layers)
+        embeddings = layer_embeddings(self.window_features, windows, self.tokenizer.pad_token_id)
         return np.hstack([embeddings, text_statistics(texts, self.vocabulary)])
 
     @functools.cached_property
@@ -121,19 +144,23 @@ class FastModel:
         return {"dense": self.estimators["dense"].predict(dense),
                 "tfidf": self.estimators["tfidf"].predict(list(texts))}
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, backend: str = TORCH) -> None:
+        """The encoder (for an ONNX `backend`, exported as its layer-means graph), config and regressors."""
         path.mkdir(parents=True, exist_ok=True)
-        self.extractor.encoder.save_pretrained(path / ENCODER)
-        self.extractor.tokenizer.save_pretrained(path / ENCODER)
+        if backend == TORCH:
+            self.extractor.encoder.save_pretrained(path / ENCODER)
+            self.extractor.tokenizer.save_pretrained(path / ENCODER)
+        else:
+            self.extractor.export(path / ENCODER, backend)
         (path / CONFIG).write_text(json.dumps(self.extractor.config.to_dict(), indent=2))
         for name, estimator in self.estimators.items():
             joblib.dump(estimator, path / f"{name}.joblib")
 
     @classmethod
-    def load(cls, path: Path) -> FastModel:
+    def load(cls, path: Path, backend: str = TORCH) -> FastModel:
         """Loads joblib pickles: only open artifacts you trust, as with any pickled model."""
         if not (path / CONFIG).is_file():
             raise InputError(f"{path}: no {CONFIG}; not a fast essay model")
         config = FastConfig.from_dict(json.loads((path / CONFIG).read_text()))
-        return cls(FeatureExtractor.load(path / ENCODER, config),
+        return cls(FeatureExtractor.load(path / ENCODER, config, backend),
                    {name: joblib.load(path / f"{name}.joblib") for name in MEMBERS})

@@ -10,7 +10,7 @@ proxy for misspellings that needs no dictionary).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -76,22 +76,22 @@ def whole_words(tokenizer: PreTrainedTokenizerBase) -> set[str]:
     return {token for token in tokenizer.get_vocab() if token.isalpha() and token.islower()}
 
 
-@torch.inference_mode()
-def layer_embeddings(model: PreTrainedModel, windows: Windows, pad_id: int, layers: Sequence[int],
-                     essays_per_batch: int = 16) -> np.ndarray:
-    """(essays, len(layers) x hidden) float32: per layer, the mean of the essay's tokens over all windows.
+def layer_means(model: PreTrainedModel, features: dict[str, torch.Tensor], layers: Sequence[int]) -> torch.Tensor:
+    """(windows, len(layers) x hidden): per window, the mean of its tokens in each of `layers` (indices into
+    `hidden_states`: 0 = embeddings output, -1 = last layer)."""
+    hidden = model(**features, output_hidden_states=True).hidden_states
+    return torch.cat([masked_mean(hidden[layer], features["attention_mask"]) for layer in layers], dim=1)
 
-    `layers` index `hidden_states` (0 = embeddings output, -1 = last layer). Runs where the model is."""
-    model.eval()
-    device = next(model.parameters()).device
-    essay = torch.tensor(windows.essay, device=device)
+
+@torch.inference_mode()
+def layer_embeddings(window_features: Callable[[dict[str, torch.Tensor]], torch.Tensor], windows: Windows,
+                     pad_id: int, essays_per_batch: int = 16) -> np.ndarray:
+    """(essays, features) float32: `window_features` of every window (on CPU), each essay's windows pooled."""
+    essay = torch.tensor(windows.essay)
     parts = []
     for rows in windows.essay_batches(essays_per_batch):
-        features = {k: v.to(device) for k, v in windows.batch(rows, pad_id).items()}
-        hidden = model(**features, output_hidden_states=True).hidden_states
-        mask = features["attention_mask"]
+        features = windows.batch(rows, pad_id)
         local = torch.unique_consecutive(essay[rows], return_inverse=True)[1]
-        essays = int(local.max()) + 1
-        parts.append(torch.cat([pool_windows(masked_mean(hidden[layer], mask), mask, local, essays)
-                                for layer in layers], dim=1))
-    return torch.cat(parts).float().cpu().numpy()
+        parts.append(pool_windows(window_features(features).float(), features["attention_mask"], local,
+                                  int(local.max()) + 1))
+    return torch.cat(parts).numpy()

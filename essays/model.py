@@ -22,11 +22,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from edurank.encoders import load_hf_encoder, model_path
+from edurank.encoders import load_hf_encoder, load_tokenizer, model_path
 from edurank.errors import InputError
 from essays.data import TRAITS
 from essays.features import masked_mean
 from essays.windows import Windows, WindowSpec, make_windows, pool_windows
+from inference.onnx import ONNX_FILE, TORCH, OnnxSession, export_graph
 
 POOLINGS = ("mean", "attention", "weighted-layer")
 CONFIG = "essay_model.json"
@@ -91,6 +92,14 @@ class EssayRegressor(nn.Module):
         vectors = self.pooling(states, attention_mask)
         return self.head(self.dropout(pool_windows(vectors, attention_mask, essay, essays)))
 
+    def window_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(windows, 6) scores of each window alone. The head is linear, so in eval mode an essay's scores are
+        its windows' scores pooled as `forward` pools their vectors: what an export computes."""
+        output = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                              output_hidden_states=self.pooling_kind == "weighted-layer")
+        states = output.hidden_states if output.hidden_states is not None else (output.last_hidden_state,)
+        return self.head(self.dropout(self.pooling(states, attention_mask)))
+
     def head_state(self) -> dict[str, torch.Tensor]:
         """The weights outside the encoder (pooling and head), saved next to the HF encoder."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("encoder.")}
@@ -98,9 +107,10 @@ class EssayRegressor(nn.Module):
 
 @dataclass
 class EssayModel:
-    """A fine-tuned essay regressor with its tokenizer and window layout; saves to / loads from one dir."""
+    """A fine-tuned essay regressor with its tokenizer and window layout; saves to / loads from one dir. An
+    export holds the regressor as a graph of windows -> their scores (`EssayRegressor.window_scores`)."""
 
-    regressor: EssayRegressor
+    regressor: EssayRegressor | OnnxSession
     tokenizer: PreTrainedTokenizerBase
     windows: WindowSpec
     path: Path | None = None
@@ -113,23 +123,42 @@ class EssayModel:
         return cls(EssayRegressor(encoder, pooling, dropout), tokenizer, windows, model_path(base))
 
     @classmethod
-    def load(cls, path: Path) -> EssayModel:
+    def load(cls, path: Path, backend: str = TORCH) -> EssayModel:
         config_file = Path(path) / CONFIG
         if not config_file.is_file():
             raise InputError(f"{path}: no {CONFIG}; not a fine-tuned essay model")
         config = json.loads(config_file.read_text())
-        model = cls.from_base(path, config["pooling"], WindowSpec(**config["windows"]), config["dropout"])
-        model.regressor.load_state_dict(load_file(Path(path) / HEAD), strict=False)
-        model.regressor.eval()
+        windows = WindowSpec(**config["windows"])
+        if backend != TORCH:
+            return cls(OnnxSession.open(Path(path) / ONNX_FILE), load_tokenizer(Path(path)), windows, Path(path))
+        model = cls.from_base(path, config["pooling"], windows, config["dropout"])
+        model.torch_regressor.load_state_dict(load_file(Path(path) / HEAD), strict=False)
+        model.torch_regressor.eval()
         return model
 
-    def save(self, path: Path) -> None:
+    @property
+    def torch_regressor(self) -> EssayRegressor:
+        if not isinstance(self.regressor, EssayRegressor):
+            raise InputError(f"essay model '{self.path}': an ONNX export cannot be trained, re-saved or exported "
+                             "again; give its source")
+        return self.regressor
+
+    def save(self, path: Path, backend: str = TORCH) -> None:
+        """The HF encoder with the pooling and head weights, or for an ONNX `backend` the window-scores graph."""
+        regressor = self.torch_regressor
         path.mkdir(parents=True, exist_ok=True)
-        self.regressor.encoder.save_pretrained(path)
+        if backend == TORCH:
+            regressor.encoder.save_pretrained(path)
+            save_file({k: v.contiguous() for k, v in regressor.head_state().items()}, path / HEAD)
+        else:
+            sample = {k: v for k, v in self.tokenizer(["an example", "a longer example text"], padding=True,
+                                                      return_tensors="pt").items()
+                      if k in ("input_ids", "attention_mask")}
+            export_graph(regressor, sample, path / ONNX_FILE, backend,
+                         call=lambda model, **inputs: model.window_scores(**inputs), output_axes={0: "windows"})
         self.tokenizer.save_pretrained(path)
-        save_file({k: v.contiguous() for k, v in self.regressor.head_state().items()}, path / HEAD)
-        config: dict[str, Any] = {"pooling": self.regressor.pooling_kind, "windows": self.windows.to_dict(),
-                                  "dropout": self.regressor.dropout.p, "traits": list(TRAITS)}
+        config: dict[str, Any] = {"pooling": regressor.pooling_kind, "windows": self.windows.to_dict(),
+                                  "dropout": regressor.dropout.p, "traits": list(TRAITS)}
         (path / CONFIG).write_text(json.dumps(config, indent=2))
 
     def make_windows(self, texts: Sequence[str]) -> Windows:
@@ -140,6 +169,9 @@ class EssayModel:
         features = windows.batch(rows, self.tokenizer.pad_token_id)
         essay = torch.tensor([windows.essay[row] for row in rows])
         essay = torch.unique_consecutive(essay, return_inverse=True)[1]
+        if isinstance(self.regressor, OnnxSession):
+            scores = torch.from_numpy(self.regressor(features))
+            return pool_windows(scores, features["attention_mask"], essay, int(essay.max()) + 1)
         device = next(self.regressor.parameters()).device
         return self.regressor(features["input_ids"].to(device), features["attention_mask"].to(device),
                               essay.to(device), int(essay.max()) + 1)
@@ -147,7 +179,8 @@ class EssayModel:
     @torch.inference_mode()
     def predict(self, texts: Sequence[str] | Windows, essays_per_batch: int = 16) -> np.ndarray:
         """(essays, 6) raw scores; callers clip."""
-        self.regressor.eval()
+        if isinstance(self.regressor, EssayRegressor):
+            self.regressor.eval()
         windows = texts if isinstance(texts, Windows) else self.make_windows(texts)
         parts = [self.forward(windows, rows).float().cpu() for rows in windows.essay_batches(essays_per_batch)]
         return torch.cat(parts).numpy()

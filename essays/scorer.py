@@ -21,6 +21,7 @@ from essays.blend import Blend
 from essays.data import clip_scores
 from essays.fast import FastModel
 from essays.model import EssayModel
+from inference.onnx import TORCH
 
 FAST_DIR, FOLDS_DIR, BLEND = "fast", "finetuned", "blend.json"
 FINETUNED = "finetuned"
@@ -35,6 +36,10 @@ class EssayScorer:
         <version>/finetuned/fold{i}/  each fine-tuned fold model (HF encoder + pooling and head)
         <version>/blend.json        per-trait blend weights over the members
         <version>/oof.parquet       out-of-fold scores of every training essay (written by the trainer)
+
+    An export (`edurank export`, manifest param `backend`) has the same layout with each encoder replaced by
+    an ONNX graph beside its tokenizer: the fast path's computes the windows' layer means, each fold's its
+    windows' scores.
     """
 
     KIND = "essays"
@@ -45,21 +50,25 @@ class EssayScorer:
     manifest: Manifest | None = None
 
     @classmethod
-    def load(cls, path: str | Path) -> EssayScorer:
-        path, manifest = essay_artifact(path)
-        fast = FastModel.load(path / FAST_DIR) if (path / FAST_DIR).is_dir() else None
-        folds = [EssayModel.load(fold) for fold in sorted((path / FOLDS_DIR).glob("fold*"))]
+    def load(cls, path: str | Path, backend: str | None = None) -> EssayScorer:
+        """A scorer version or export (or artifact root); `backend` names an export whose manifest is not
+        written yet."""
+        path, manifest = (Path(path), None) if backend else essay_artifact(path)
+        backend = backend or manifest.params.get("backend", TORCH)
+        fast = FastModel.load(path / FAST_DIR, backend) if (path / FAST_DIR).is_dir() else None
+        folds = [EssayModel.load(fold, backend) for fold in sorted((path / FOLDS_DIR).glob("fold*"))]
         blend = Blend.from_dict(json.loads((path / BLEND).read_text()))
         available = (set(fast.estimators) if fast else set()) | ({FINETUNED} if folds else set())
         if missing := set(blend.members) - available:
             raise InputError(f"{path}: the blend uses {', '.join(sorted(missing))}, which the artifact lacks")
         return cls(fast, folds, blend, path, manifest)
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: Path, backend: str = TORCH) -> None:
+        """The layout above; for an ONNX `backend`, the export's."""
         if self.fast is not None:
-            self.fast.save(directory / FAST_DIR)
+            self.fast.save(directory / FAST_DIR, backend)
         for fold, model in enumerate(self.folds):
-            model.save(directory / FOLDS_DIR / f"fold{fold}")
+            model.save(directory / FOLDS_DIR / f"fold{fold}", backend)
         (directory / BLEND).write_text(json.dumps(self.blend.to_dict(), indent=2))
 
     @property

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import polars as pl
+
 import edurank
 from edurank.artifacts import Manifest, fresh_dir, hash_json, model_ref, publish_artifact, staging_dir
 from edurank.encoders import portable_name
@@ -62,9 +64,10 @@ class Source:
                              f"from ({source})")
 
 
-def side_by_side(run_torch: Callable[[], T], run_export: Callable[[], T]) -> tuple[T, T, dict[str, float]]:
-    """Both backends over the same slice, timed one after the other in this process: their outputs and
-    the speed-up (torch seconds / export seconds)."""
+def side_by_side(run_torch: Callable[[], T], run_export: Callable[[], T], items: int) \
+        -> tuple[T, T, dict[str, float]]:
+    """Both backends over the same slice of `items` (texts, pairs, essays, responses), timed one after the
+    other in this process: their outputs, and the seconds, items per second and speed-up of each."""
     started = time.perf_counter()
     reference = run_torch()
     torch_seconds = time.perf_counter() - started
@@ -72,7 +75,16 @@ def side_by_side(run_torch: Callable[[], T], run_export: Callable[[], T]) -> tup
     exported = run_export()
     seconds = time.perf_counter() - started
     return reference, exported, {"torch_seconds": round(torch_seconds, 3), "seconds": round(seconds, 3),
+                                 "torch_items_per_s": round(items / torch_seconds, 2),
+                                 "items_per_s": round(items / seconds, 2),
                                  "speedup": round(torch_seconds / seconds, 2)}
+
+
+def data_file(data: Path, what: str) -> Path:
+    """The check's data file, refused at once (before any model loads) when it is not one."""
+    if not Path(data).is_file():
+        raise InputError(f"--data {data}: {what}")
+    return Path(data)
 
 
 def publish_export(source: Source, out: Path, config: ExportConfig, check_data: str,
@@ -98,6 +110,11 @@ def publish_export(source: Source, out: Path, config: ExportConfig, check_data: 
             params={**(trained.params if trained else {}), **(params or {}), **asdict(config)},
             metrics={**metrics, "check_data": check_data},
             seconds={"export": exported_at - started, "check": time.time() - exported_at}, depends=[ref])
+
+
+def spread_rows(frame: pl.DataFrame, count: int) -> pl.DataFrame:
+    """Up to `count` rows spread evenly over a data file (deterministic): a check slice."""
+    return frame.gather_every(max(frame.height // count, 1)).head(count)
 
 
 def refuse(condition: bool, message: str) -> None:

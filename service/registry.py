@@ -31,7 +31,7 @@ from service.batching import Batcher, BatchMetrics
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
-EXPORTABLE = (Reranker.KIND,)  # the optional kinds EDURANK_BACKEND applies to (the ranker is LightGBM)
+EXPORTABLE = (Reranker.KIND, EssayScorer.KIND, MisconceptionClassifier.KIND)  # what EDURANK_BACKEND applies to
 # the optional served models by artifact kind: how to load one, and what the service does without it
 OPTIONAL: dict[str, tuple[Callable[[Path], Any], str]] = {
     Ranker.KIND: (Ranker.load, "second stage: the cross-encoder if one is loaded, else retrieval only"),

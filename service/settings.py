@@ -29,9 +29,9 @@ class Settings(BaseSettings):
     train_ranker: bool = Field(True, description="with no ranker, train one at start-up on the catalog's "
                                                  "correlations when the served retriever never saw them (seconds)")
     backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        "torch", description="how the transformer models run (retriever, cross-encoder): onnx / onnx-int8 serve "
-                             "the newest `edurank export` of each under <artifacts>/exports (start-up is refused "
-                             "without one)")
+        "torch", description="how the transformer models run (retriever, cross-encoder, essay scorer, classifier): "
+                             "onnx / onnx-int8 serve the newest `edurank export` of each under <artifacts>/exports "
+                             "(start-up is refused without one)")
     companion: str | None = Field(None, description="encoder of the index's companion vectors, for a ranker "
                                                     "with the companion group; default: the one the index names")
     essays: str | None = Field(None, description="essay scorer; default: <artifacts>/essays if trained, else none")

@@ -141,7 +141,7 @@ class FineTuneTrainer:
         self.device = resolve_device(config.device)
         seed_everything(config.seed)
         self.model = EssayModel.from_base(config.base_model, self.tune.pooling, config.windows, self.tune.dropout)
-        regressor = self.model.regressor.to(self.device)
+        regressor = self.model.torch_regressor.to(self.device)
         freeze_lower_layers(regressor.encoder, self.tune.freeze_layers)
         with torch.no_grad():  # start from the training mean: the head learns deviations, not the scale
             regressor.head.bias.copy_(self.targets[train_rows].mean(dim=0))

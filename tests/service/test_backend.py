@@ -1,5 +1,5 @@
-"""EDURANK_BACKEND: the service serves the newest ONNX export of its retriever and cross-encoder, or refuses to
-start."""
+"""EDURANK_BACKEND: the service serves the newest ONNX export of its retriever, cross-encoder and classifier,
+or refuses to start."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from edurank.cli import main
 from inference.export import EXPORTS
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import write_catalog
+from tests.conftest import response_rows, write_catalog, write_responses
 from tests.reranker.test_export import publish_reranker
+from training.classifier import ClassifierConfig, train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,11 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     reranker = publish_reranker(root / "artifacts" / "reranker")
     assert main(["export", "--model", str(reranker), "--out", str(exports), "--check-items", "32",
                  "--min-rank-agreement", "0.9"]) == 0  # an untrained scorer: near-ties among the random candidates
+    responses = write_responses(root / "responses.csv", response_rows(40))
+    classifier = train_classifier(responses, root / "artifacts" / "classifier",
+                                  ClassifierConfig(folds=2, max_length=48, freeze_layers=5, epochs=1, batch_size=8))
+    assert main(["export", "--model", str(classifier), "--data", str(responses), "--out", str(exports),
+                 "--check-items", "40", "--max-metric-delta", "0.05"]) == 0  # 40 rows: one rank moved is 0.0125
     return Settings(artifacts=root / "artifacts", catalog=write_catalog(root / "catalog"), backend="onnx-int8",
                     train_ranker=False, background_load=False)
 
@@ -35,12 +41,13 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
-def test_the_int8_exports_of_the_served_retriever_and_reranker_answer(client: TestClient, settings: Settings) -> None:
+def test_the_int8_exports_of_the_served_models_answer(client: TestClient, settings: Settings) -> None:
     ready = client.get("/ready").json()
     exports = (settings.artifacts / EXPORTS).glob("*/manifest.json")
     versions = {Manifest.read(path.parent).kind: path.parent.name for path in exports}
     assert ready["registry"]["backend"] == "onnx-int8"
-    assert {k: ready["registry"]["versions"][k] for k in versions} == versions  # retriever and reranker
+    assert {k: ready["registry"]["versions"][k] for k in versions} == versions  # retriever, reranker, classifier
+    assert set(versions) == {"retriever", "reranker", "classifier"}
     # the export's vectors get their own index: switching back to torch will not rebuild over this one
     assert (settings.index_root / LATEST).is_file() and settings.index_root.name == "index-onnx-int8"
     body = client.post("/recommend", json={"topic": {"title": "Adding fractions", "language": "en"}}).json()
@@ -50,6 +57,9 @@ def test_the_int8_exports_of_the_served_retriever_and_reranker_answer(client: Te
     scored = client.post("/rerank", json={"query": "Adding fractions",
                                           "candidates": ["Add fractions with unlike denominators", "Photosynthesis"]})
     assert scored.status_code == 200 and scored.json()["scores"][0]["index"] == 0
+    classified = client.post("/classify", json={"question_id": "1", "answer": "5",
+                                                "explanation": "you add one more at the end"})
+    assert classified.status_code == 200 and classified.json()["results"][0]["known_question"]
 
 
 def test_no_export_for_the_backend_refuses_to_start_with_the_command(settings: Settings) -> None:
