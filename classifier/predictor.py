@@ -140,13 +140,15 @@ class MisconceptionClassifier:
             prompts.append(build_prompt(self.book, key, text, response.answer, response.explanation))
             allowed.append(self.book.allowed(key, response.answer, self.labels))
             matched.append(key if is_known else None)
-        parts = []
-        for start in range(0, len(prompts), batch_size):
+        order = np.argsort([len(prompt) for prompt in prompts], kind="stable")  # batches of alike length: less padding
+        result = np.empty((len(prompts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
             with timer("tokenise"):
-                features = self.ensemble.tokenize(prompts[start:start + batch_size])
+                features = self.ensemble.tokenize([prompts[row] for row in rows])
             with timer("model"):
-                parts.append(self.ensemble.probabilities(features, np.stack(allowed[start:start + batch_size])))
-        return np.concatenate(parts), matched
+                result[rows] = self.ensemble.probabilities(features, np.stack([allowed[row] for row in rows]))
+        return result, matched
 
 
 def classifier_artifact(path: str | Path) -> tuple[Path, Manifest]:
