@@ -21,6 +21,8 @@ from service.schemas.recommend import (
     RerankResponse,
     RerankScore,
     Rule,
+    TeiRank,
+    TeiRerankRequest,
 )
 
 
@@ -75,21 +77,34 @@ def recommend(registry: Registry, request: RecommendRequest, timer: Timer = no_t
         reranked=reranked, rule=Rule(**rule.to_dict()) if rule and reranked else None, versions=registry.versions)
 
 
-def rerank(registry: Registry, request: RerankRequest, timer: Timer = no_timer) -> RerankResponse:
+def rerank_texts(registry: Registry, query: str, texts: Sequence[str], field: str,
+                 timer: Timer = no_timer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cross-encoder over (query, text) pairs, in the served batches: (order best first, calibrated
+    probabilities, logits). The caller's order is the rank a rank-aware calibration reads. `field` names the
+    texts in errors."""
     settings = registry.settings
-    reranker = registry.recommender.reranker
-    if reranker is None:
+    if registry.recommender.reranker is None:
         raise RequestError((), "no reranker is loaded (train one with `edurank train reranker`)", 503)
-    check_text(("query",), request.query, settings.max_text_chars)
-    if len(request.candidates) > settings.max_rerank_candidates:
-        raise RequestError(("candidates",), f"{len(request.candidates)} candidates; the limit is "
-                                            f"{settings.max_rerank_candidates}")
-    for i, text in enumerate(request.candidates):
-        check_text(("candidates", i), text, settings.max_text_chars)
-    count = len(request.candidates)
-    items = [((request.query,), (text,), rank) for rank, text in enumerate(request.candidates, start=1)]
+    check_text(("query",), query, settings.max_text_chars)
+    if len(texts) > settings.max_rerank_candidates:
+        raise RequestError((field,), f"{len(texts)} texts; the limit is {settings.max_rerank_candidates}")
+    for i, text in enumerate(texts):
+        check_text((field, i), text, settings.max_text_chars)
+    items = [((query,), (text,), rank) for rank, text in enumerate(texts, start=1)]
     logits = registry.recommender.score_pairs(items, timer)
-    probabilities = reranker.calibration(logits, np.arange(1, count + 1))  # the caller's order as the rank
-    order = np.argsort(-probabilities, kind="stable")
+    probabilities = registry.recommender.reranker.calibration(logits, np.arange(1, len(texts) + 1))
+    return np.argsort(-probabilities, kind="stable"), probabilities, logits
+
+
+def rerank(registry: Registry, request: RerankRequest, timer: Timer = no_timer) -> RerankResponse:
+    order, probabilities, logits = rerank_texts(registry, request.query, request.candidates, "candidates", timer)
     return RerankResponse(scores=[RerankScore(index=int(i), probability=float(probabilities[i]),
                                               logit=float(logits[i])) for i in order], versions=registry.versions)
+
+
+def rerank_tei(registry: Registry, request: TeiRerankRequest, timer: Timer = no_timer) -> list[TeiRank]:
+    """text-embeddings-inference's /rerank: calibrated probabilities (or logits with raw_scores), best first."""
+    order, probabilities, logits = rerank_texts(registry, request.query, request.texts, "texts", timer)
+    scores = logits if request.raw_scores else probabilities
+    return [TeiRank(index=int(i), score=float(scores[i]), text=request.texts[i] if request.return_text else None)
+            for i in order]

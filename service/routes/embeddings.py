@@ -1,5 +1,5 @@
-"""POST /v1/embeddings (OpenAI-compatible) and POST /embed (text-embeddings-inference-compatible): validate,
-delegate to service.embeddings, return."""
+"""POST /v1/embeddings (OpenAI-compatible) and POST /embed, also at /tei/embed (text-embeddings-inference-
+compatible, beside /tei/rerank): validate, delegate to service.embeddings, return."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def embeddings(request: EmbeddingsRequest, registry: RegistryDep, metrics: Metri
     return logic.embeddings(registry, request, metrics.stage)
 
 
+@router.post("/tei/embed", response_model=list[list[float]], responses=ERRORS)  # type: ignore[arg-type]
 @router.post("/embed", response_model=list[list[float]], responses=ERRORS)  # type: ignore[arg-type]
 def embed(request: EmbedRequest, registry: RegistryDep, metrics: MetricsDep) -> list[list[float]]:
     """The same vectors as text-embeddings-inference's /embed returns them: one list of floats per input."""

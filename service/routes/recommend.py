@@ -1,4 +1,5 @@
-"""POST /recommend and POST /rerank: validate, delegate to service.recommend, return."""
+"""POST /recommend and POST /rerank (edurank's contract), POST /tei/rerank (text-embeddings-inference's):
+validate, delegate to service.recommend, return."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from fastapi import APIRouter
 
 from service import recommend as logic
 from service.deps import MetricsDep, RegistryDep
-from service.schemas.recommend import RecommendRequest, RecommendResponse, RerankRequest, RerankResponse
+from service.schemas.recommend import (
+    RecommendRequest,
+    RecommendResponse,
+    RerankRequest,
+    RerankResponse,
+    TeiRank,
+    TeiRerankRequest,
+)
 
 router = APIRouter(tags=["recommend"])
 ERRORS = {404: {"description": "unknown topic id"}, 422: {"description": "invalid field (named in `loc`)"},
@@ -25,3 +33,10 @@ def recommend(request: RecommendRequest, registry: RegistryDep, metrics: Metrics
 def rerank(request: RerankRequest, registry: RegistryDep, metrics: MetricsDep) -> RerankResponse:
     """Calibrated relevance of your own candidate texts to a query, best first."""
     return logic.rerank(registry, request, metrics.stage)
+
+
+@router.post("/tei/rerank", response_model=list[TeiRank], responses=ERRORS)  # type: ignore[arg-type]
+def rerank_tei(request: TeiRerankRequest, registry: RegistryDep, metrics: MetricsDep) -> list[TeiRank]:
+    """The same scores as text-embeddings-inference's /rerank returns them (point a TEI client's base URL at
+    `/tei`): calibrated probabilities, or logits with `raw_scores`, best first."""
+    return logic.rerank_tei(registry, request, metrics.stage)

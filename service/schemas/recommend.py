@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -91,3 +93,23 @@ class RerankScore(BaseModel):
 class RerankResponse(BaseModel):
     scores: list[RerankScore] = Field(description="best first")
     versions: dict[str, str | None]
+
+
+class TeiRerankRequest(BaseModel):
+    """text-embeddings-inference's /rerank body (served at /tei/rerank; /rerank keeps edurank's contract)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, examples=["Area of a triangle"])
+    texts: list[str] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])
+    raw_scores: bool = Field(False, description="the cross-encoder's logits instead of calibrated probabilities")
+    return_text: bool = Field(False, description="echo each text beside its score")
+    truncate: bool = Field(True, description="accepted for compatibility: texts are always cut to the reranker's "
+                                             "pair format (the token budgets it was trained with)")
+    truncation_direction: Literal["Right", "right"] = Field("Right", description="only Right is supported")
+
+
+class TeiRank(BaseModel):
+    index: int = Field(description="position in the request's texts")
+    score: float
+    text: str | None = None

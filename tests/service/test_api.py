@@ -116,6 +116,23 @@ def test_rerank_scores_callers_candidates(client: TestClient) -> None:
     assert client.post("/rerank", json={"query": "q", "candidates": []}).status_code == 422
 
 
+def test_tei_rerank_speaks_text_embeddings_inference(client: TestClient) -> None:
+    """The TEI body and answer at /tei/rerank, with the same probabilities as edurank's /rerank."""
+    texts = ["half base times height", "photosynthesis", "cells"]
+    ranks = client.post("/tei/rerank", json={"query": "area of a triangle", "texts": texts}).json()
+    ours = client.post("/rerank", json={"query": "area of a triangle", "candidates": texts}).json()["scores"]
+    assert [r["index"] for r in ranks] == [s["index"] for s in ours]
+    assert [r["score"] for r in ranks] == pytest.approx([s["probability"] for s in ours])
+    assert all(r["text"] is None for r in ranks)
+    raw = client.post("/tei/rerank", json={"query": "area of a triangle", "texts": texts, "raw_scores": True,
+                                           "return_text": True}).json()
+    assert [r["score"] for r in raw] == pytest.approx([s["logit"] for s in ours])
+    assert [r["text"] for r in raw] == [texts[r["index"]] for r in raw]
+    blank = client.post("/tei/rerank", json={"query": "q", "texts": ["a", ""]})
+    assert blank.status_code == 422 and blank.json()["detail"][0]["loc"] == ["body", "texts", 1]
+    assert client.post("/tei/embed", json={"inputs": "one text"}).status_code == 200
+
+
 def test_concurrent_reranks_and_recommends_each_get_their_own_answer(client: TestClient) -> None:
     """Requests at once share the retriever's and the cross-encoder's batches: each still gets exactly the
     scores it gets alone."""
