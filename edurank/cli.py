@@ -143,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(export.add_argument_group("export options"), ExportConfig)
     add_threads(export)
 
+    from training.distil import DistilConfig
+
+    distil = commands.add_parser("distil", help="one student model in place of a classifier's ensemble, kept only "
+                                                "when its out-of-fold figure stays within --max-delta")
+    distil.add_argument("--teacher", required=True, help="the trained classifier artifact to distil")
+    distil.add_argument("--data", type=Path, required=True, help="the CSV the teacher was trained on")
+    distil.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
+    add_options(distil.add_argument_group("distil options"), DistilConfig)
+    add_threads(distil)
+
     search = commands.add_parser("search", help="query an index with free text")
     search.add_argument("--index", type=Path, required=True)
     search.add_argument("--model", default=None)
@@ -296,6 +306,19 @@ def run_export(args: argparse.Namespace) -> None:
     print(exporters[kind]())
 
 
+def run_distil(args: argparse.Namespace) -> None:
+    from edurank.artifacts import MANIFEST, Manifest
+    from edurank.encoders import model_path
+    from training.classifier import distil_classifier
+    from training.distil import DistilConfig
+
+    path = model_path(args.teacher)
+    kind = Manifest.read(path).kind if (path / MANIFEST).is_file() else None
+    if kind != "classifier":
+        raise InputError(f"--teacher {path}: a {kind or 'plain model'} has no distillation (distilled: classifier)")
+    print(distil_classifier(path, args.data, args.out, from_args(DistilConfig, args)))
+
+
 def run_search(args: argparse.Namespace) -> None:
     from retriever.indexing import load_index, search_text
     from retriever.model import BiEncoder
@@ -381,7 +404,7 @@ def run_serve(args: argparse.Namespace) -> None:
     serve(args.host, args.port)
 
 
-HANDLERS = {"demo": run_demo, "index": run_index, "export": run_export, "search": run_search,
+HANDLERS = {"demo": run_demo, "index": run_index, "export": run_export, "distil": run_distil, "search": run_search,
             "serve": run_serve,
             **{("train", job): run_train for job in TRAIN_JOBS},
             ("evaluate", "essays"): run_evaluate_essays, ("evaluate", "classifier"): run_evaluate_classifier,
