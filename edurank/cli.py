@@ -145,9 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from training.distil import DistilConfig
 
-    distil = commands.add_parser("distil", help="one student model in place of a classifier's ensemble, kept only "
-                                                "when its out-of-fold figure stays within --max-delta")
-    distil.add_argument("--teacher", required=True, help="the trained classifier artifact to distil")
+    distil = commands.add_parser("distil", help="one student model in place of a classifier's or essay scorer's "
+                                                "ensemble, kept only when its out-of-fold figure stays within "
+                                                "--max-delta")
+    distil.add_argument("--teacher", required=True, help="the trained classifier or essay scorer artifact")
     distil.add_argument("--data", type=Path, required=True, help="the CSV the teacher was trained on")
     distil.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
     add_options(distil.add_argument_group("distil options"), DistilConfig)
@@ -311,12 +312,15 @@ def run_distil(args: argparse.Namespace) -> None:
     from edurank.encoders import model_path
     from training.classifier import distil_classifier
     from training.distil import DistilConfig
+    from training.essays import distil_essays
 
     path = model_path(args.teacher)
     kind = Manifest.read(path).kind if (path / MANIFEST).is_file() else None
-    if kind != "classifier":
-        raise InputError(f"--teacher {path}: a {kind or 'plain model'} has no distillation (distilled: classifier)")
-    print(distil_classifier(path, args.data, args.out, from_args(DistilConfig, args)))
+    students = {"classifier": distil_classifier, "essays": distil_essays}
+    if kind not in students:
+        raise InputError(f"--teacher {path}: a {kind or 'plain model'} has no distillation (distilled: "
+                         f"{', '.join(students)})")
+    print(students[kind](path, args.data, args.out, from_args(DistilConfig, args)))
 
 
 def run_search(args: argparse.Namespace) -> None:

@@ -35,14 +35,16 @@ from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from edurank.options import option
 from edurank.splits import check_train_folds, multilabel_folds
-from essays.blend import fit_blend
+from essays.blend import Blend, fit_blend
 from essays.data import ID, TEXT, TRAITS, clip_scores, load_essays, scores
 from essays.evaluation import mcrmse, score_report
 from essays.fast import FastConfig, FastModel, FeatureExtractor, dense_estimator, tfidf_estimator
 from essays.model import POOLINGS, EssayModel
-from essays.scorer import FINETUNED, OOF, EssayScorer
+from essays.scorer import FINETUNED, OOF, EssayScorer, essay_artifact, oof_predictions
 from essays.windows import Windows, WindowSpec, make_windows
+from inference.export import side_by_side, spread_rows
 from training.adversarial import FGM
+from training.distil import DistilConfig, refuse_unkept
 from training.loop import (
     EngineOptions,
     Loop,
@@ -121,6 +123,13 @@ class EssayConfig(EngineOptions):
         return {**asdict(self), "paths": list(self.paths), "windows": self.windows.to_dict(),
                 "fast": self.fast.to_dict()}
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EssayConfig:
+        """What `to_dict` wrote (an artifact's params), back as a config; unknown keys are ignored."""
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "paths": tuple(known["paths"]), "windows": WindowSpec(**known["windows"]),
+                      "fast": FastConfig.from_dict(known["fast"]), "finetune": FineTuneConfig(**known["finetune"])})
+
 
 # -- fine-tuned path ----------------------------------------------------------------------------------------
 
@@ -133,9 +142,12 @@ class FineTuneTrainer:
     """Fine-tunes one fold's model on the shared loop; keeps the best model (by fold MCRMSE) in `work_dir`."""
 
     def __init__(self, config: EssayConfig, windows: Windows, targets: np.ndarray, train_rows: np.ndarray,
-                 valid_rows: np.ndarray, work_dir: Path, label: str):
+                 valid_rows: np.ndarray, work_dir: Path, label: str, truth: np.ndarray | None = None):
+        """`targets` are what the model learns (a distilled student's: the teacher's scores mixed with the
+        labels); held-out essays are judged against `truth` (default: the targets)."""
         self.config, self.tune = config, config.finetune
         self.windows, self.targets = windows, torch.from_numpy(targets)
+        self.truth = truth if truth is not None else targets
         self.train_rows, self.valid_rows = train_rows, valid_rows
         self.work_dir, self.label = work_dir, label
         self.device = resolve_device(config.device)
@@ -167,24 +179,32 @@ class FineTuneTrainer:
         return self.loss(predicted.float(), self.targets[essays].to(self.device))
 
     def evaluate(self) -> dict[str, Any]:
-        """The fold's MCRMSE; a new best model is kept (with its held-out scores) and resets the patience."""
+        """The fold's MCRMSE; a new best model is kept (with its held-out scores) and resets the patience.
+        Without held-out essays (a student trained on every essay) the latest model is kept."""
+        if not len(self.valid_rows):
+            self.keep(np.empty((0, len(TRAITS)), dtype=np.float32))
+            return {}
         rows = [r for batch in self.windows.essay_batches(16, self.valid_rows.tolist()) for r in batch]
         subset = Windows([self.windows.ids[r] for r in rows], [self.windows.essay[r] for r in rows],
                          len(self.valid_rows))
         with self.loop.autocast():
             predicted = self.model.predict(_renumbered(subset))
-        score = mcrmse(self.targets[self.valid_rows].numpy(), clip_scores(predicted))
+        score = mcrmse(self.truth[self.valid_rows], clip_scores(predicted))
         extra = self.loop.state.extra
         if score < extra["best"] or not (self.work_dir / BEST).is_dir():  # the first one is kept even if NaN
             extra["best"], extra["bad"] = score, 0
-            tmp = fresh_dir(self.work_dir / f".{BEST}.tmp")
-            self.model.save(tmp)
-            np.save(tmp / "valid.npy", predicted)
-            shutil.rmtree(self.work_dir / BEST, ignore_errors=True)
-            tmp.replace(self.work_dir / BEST)
+            self.keep(predicted)
         else:
             extra["bad"] += 1
         return {"mcrmse": round(score, 4)}
+
+    def keep(self, predicted: np.ndarray) -> None:
+        """The current model and its held-out scores become `best` (replaced whole, never half-written)."""
+        tmp = fresh_dir(self.work_dir / f".{BEST}.tmp")
+        self.model.save(tmp)
+        np.save(tmp / "valid.npy", predicted)
+        shutil.rmtree(self.work_dir / BEST, ignore_errors=True)
+        tmp.replace(self.work_dir / BEST)
 
     def run(self) -> tuple[EssayModel, np.ndarray, list[dict[str, Any]]]:
         """Train to the last epoch or until `patience` evaluations bring no gain; the best model, its held-out
@@ -308,3 +328,75 @@ def write_oof(path: Path, frame: pl.DataFrame, folds: np.ndarray, covered: np.nd
         columns.update({f"{name}_{trait}": values[:, j] for j, trait in enumerate(TRAITS)})
     pl.DataFrame(columns).write_parquet(path)
 
+
+
+# -- distillation -------------------------------------------------------------------------------------------
+
+def distil_essays(teacher_path: str | Path, data: Path, out: Path, config: DistilConfig) -> Path:
+    """One fine-tuned model in place of the teacher's fast path, fold models and blend. It learns the teacher's
+    blended out-of-fold scores mixed with the labels (`soft_weight`; MSE-like, the trainer's loss), is
+    cross-fitted on the teacher's folds and compared on their essays with the teacher's blend, then (kept
+    only) trained on every essay and published as a scorer of that one model."""
+    path, manifest = essay_artifact(teacher_path)
+    if manifest.data.get("hash") != hash_files([data]):
+        raise InputError(f"--data {data}: not the data the teacher {manifest.version} was trained on (its folds "
+                         "and out-of-fold scores would not line up)")
+    teacher_config = EssayConfig.from_dict(manifest.params)
+    student_config = dataclasses.replace(teacher_config, paths=("finetune",), finetune=dataclasses.replace(
+        teacher_config.finetune, epochs=config.epochs or teacher_config.finetune.epochs))
+    frame = load_essays(data)
+    texts, truth = frame[TEXT].to_list(), scores(frame)
+    folds = multilabel_folds(truth, teacher_config.folds, teacher_config.seed)
+    stored = oof_predictions(path)  # the covered essays' blended scores
+    position = {essay: i for i, essay in enumerate(frame[ID].to_list())}
+    covered = np.array([position[essay] for essay in stored[ID].to_list()])
+    soft = truth.copy()
+    soft[covered] = stored.select([f"blend_{trait}" for trait in TRAITS]).to_numpy()
+    targets = (config.soft_weight * soft + (1 - config.soft_weight) * truth).astype(np.float32)
+    teacher_folds = sorted(set(folds[covered].tolist()))
+    chosen = teacher_folds[:config.train_folds] if config.train_folds else teacher_folds
+    tokenizer = AutoTokenizer.from_pretrained(model_path(student_config.base_model), local_files_only=True)
+    windows = make_windows(tokenizer, texts, student_config.windows)
+    run_hash = hash_json({"teacher": manifest.weights, "config": asdict(config), "data": manifest.data["hash"]})
+    with staging_dir(out, f"distil-{run_hash[:12]}", keep_on_error=True) as work:
+
+        def student(directory: Path, train: np.ndarray, valid: np.ndarray, label: str) \
+                -> tuple[np.ndarray, list[dict[str, Any]]]:
+            trainer = FineTuneTrainer(student_config, windows, targets, train, valid, directory, label, truth)
+            return trainer.run()[1:]
+
+        held_out, predicted = [], []
+        for fold in chosen:
+            valid = np.flatnonzero(folds == fold)
+            result = run_fold(work / "students" / f"fold{fold}", f"student fold {fold}",
+                              lambda d, f=fold, v=valid: student(d, np.flatnonzero(folds != f), v, f"student fold {f}"))
+            held_out.append(valid)
+            predicted.append(result.predictions)
+        rows = np.concatenate(held_out)
+        student_score = mcrmse(truth[rows], clip_scores(np.concatenate(predicted)))
+        teacher_score = mcrmse(truth[rows], soft[rows])
+        figures = (f"out-of-fold MCRMSE {student_score:.4f} against the teacher's {teacher_score:.4f} on "
+                   f"{len(rows)} essays")
+        log.info("distilled essay scorer: %s", figures)
+        refuse_unkept(student_score <= teacher_score + config.max_delta, f"--max-delta {config.max_delta}", figures)
+
+        final = run_fold(work / "students" / "all", "student (all essays)",
+                         lambda d: student(d, np.arange(len(texts)), np.empty(0, dtype=np.int64), "student"))
+        distilled = EssayScorer(None, [EssayModel.load(final.directory / BEST)],
+                                Blend([FINETUNED], np.ones((len(TRAITS), 1))))
+        teacher = EssayScorer.load(path)
+        sample = spread_rows(frame, config.speed_items)[TEXT].to_list()
+        teacher.score(sample[:2]), distilled.score(sample[:2])  # warm-up
+        _, _, speed = side_by_side(lambda: teacher.score(sample), lambda: distilled.score(sample), len(sample))
+        artifact = fresh_dir(work / "artifact")
+        distilled.save(artifact)
+        ref = ModelRef(str(path), manifest.weights, EssayScorer.KIND, manifest.version)
+        return publish_artifact(
+            artifact, out, run_hash, kind=EssayScorer.KIND, base_model=manifest.base_model, data=manifest.data,
+            params={**student_config.to_dict(), "distil": asdict(config)}, details={"traits": list(TRAITS)},
+            metrics={"distilled_from": manifest.version, "oof_essays": len(rows),
+                     "oof_mcrmse": round(student_score, 5), "teacher_oof_mcrmse": round(teacher_score, 5),
+                     "mcrmse_delta": round(student_score - teacher_score, 5),
+                     "teacher_items_per_s": speed["torch_items_per_s"], "items_per_s": speed["items_per_s"],
+                     "speedup": speed["speedup"]},
+            depends=[ref])

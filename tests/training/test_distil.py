@@ -1,5 +1,5 @@
-"""`edurank distil`: one member in place of the classifier's ensemble, cross-fitted on the teacher's folds and
-kept only within --max-delta of the teacher's out-of-fold MAP@3."""
+"""`edurank distil`: one model in place of the classifier's or the essay scorer's ensemble, cross-fitted on the
+teacher's folds and kept only within --max-delta of the teacher's out-of-fold figure."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from classifier.model import masked_log_softmax
 from classifier.predictor import MisconceptionClassifier, Response
 from edurank.artifacts import LATEST, Manifest
 from edurank.cli import main
-from tests.conftest import response_rows, write_responses
+from essays.scorer import EssayScorer
+from essays.windows import WindowSpec
+from tests.conftest import essay_rows, response_rows, write_essays, write_responses
 from tests.training.test_classifier import SMALL
 from training.classifier import ClassifierConfig, SoftTargets, train_classifier
+from training.essays import EssayConfig, FineTuneConfig, train_essays
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +65,19 @@ def test_a_student_past_the_bar_or_other_data_is_refused_and_nothing_published(
     other = write_responses(tmp_path / "other.csv", response_rows(64, seed=1))
     assert main(["distil", "--teacher", str(path), "--data", str(other), "--out", str(tmp_path / "b")]) == 2
     assert "not the data the teacher" in capsys.readouterr().err
+
+
+def test_an_essay_scorer_distils_into_one_fine_tuned_model(tmp_path: Path) -> None:
+    data = write_essays(tmp_path / "essays.csv", essay_rows(24))
+    tune = FineTuneConfig(epochs=1, essays_per_batch=4, evals_per_epoch=1, freeze_layers=4)
+    teacher = train_essays(data, tmp_path / "teacher", EssayConfig(
+        paths=("fast", "finetune"), folds=2, windows=WindowSpec(max_tokens=32, stride=24), finetune=tune))
+    assert main(["distil", "--teacher", str(teacher), "--data", str(data), "--out", str(tmp_path / "student"),
+                 "--max-delta", "5", "--speed-items", "4"]) == 0
+    path = tmp_path / "student" / (tmp_path / "student" / LATEST).read_text().strip()
+    metrics = Manifest.read(path).metrics
+    assert metrics["distilled_from"] == Manifest.read(teacher).version and metrics["oof_essays"] == 24
+    assert metrics["mcrmse_delta"] == pytest.approx(metrics["oof_mcrmse"] - metrics["teacher_oof_mcrmse"], abs=1e-4)
+    student = EssayScorer.load(path)
+    assert student.fast is None and len(student.folds) == 1 and student.blend.members == ["finetuned"]
+    assert student.score(["A short essay about school."]).shape == (1, 6)
