@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar
 
 from prometheus_client import Gauge, Histogram
 
+from edurank.timing import Timer, no_timer
+
 Item = TypeVar("Item")
 
 
@@ -40,10 +42,12 @@ class Job(Generic[Item]):
 
 @dataclass
 class BatchMetrics:
-    """Prometheus series of every batcher: queued items and items per forward pass, by model."""
+    """Prometheus series of every batcher: queued items and items per forward pass, by model; and the stage
+    timer a batched model's own stages (tokenise, model, ...) are observed with, once per batch."""
 
     depth: Gauge
     sizes: Histogram
+    stage: Timer = no_timer
 
 
 class Batcher(Generic[Item]):

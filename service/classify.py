@@ -6,7 +6,7 @@ from classifier.data import NO_MISCONCEPTION
 from classifier.predictor import Response
 from edurank.timing import Timer, no_timer
 from service.errors import RequestError
-from service.inference import check_text, inference_slot
+from service.inference import check_text
 from service.registry import Registry
 from service.schemas.classify import Classification, ClassifyRequest, ClassifyResponse, LabelScore, StudentResponse
 
@@ -45,11 +45,11 @@ def classify_responses(registry: Registry, request: ClassifyRequest, timer: Time
     else:
         items = [request]
         responses = [checked(registry, request, ())]
-    classifier = registry.classifier
-    if classifier is None:
+    classifier, batched = registry.classifier, registry.classify
+    if classifier is None or batched is None:
         raise RequestError((), NOT_TRAINED, 503)
-    with inference_slot(registry, timer):
-        predictions = classifier.classify(responses, timer=timer)
+    with timer("batch"):  # the classifier's shared batch, waiting for it included (its stages: per batch)
+        predictions = batched(responses)
     results = []
     for item, prediction in zip(items, predictions, strict=True):
         labels = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from edurank.timing import Timer, no_timer
 from essays.data import TRAITS, round_scores
 from service.errors import RequestError
-from service.inference import check_text, inference_slot
+from service.inference import check_text
 from service.registry import Registry
 from service.schemas.essays import EssayScores, ScoreEssayRequest, ScoreEssayResponse
 
@@ -27,11 +27,11 @@ def score_essays(registry: Registry, request: ScoreEssayRequest, timer: Timer = 
         for i, essay in enumerate(request.essays):
             check_text(("essays", i, "text"), essay.text, settings.max_essay_chars)
         ids, texts = [e.id for e in request.essays], [e.text for e in request.essays]
-    scorer = registry.essays
-    if scorer is None:
+    scorer, batched = registry.essays, registry.score_essays
+    if scorer is None or batched is None:
         raise RequestError((), NOT_TRAINED, 503)
-    with inference_slot(registry, timer):
-        scores = scorer.score(texts, timer)
+    with timer("batch"):  # the essay scorer's shared batch, waiting for it included (its stages: per batch)
+        scores = batched(texts)
     rounded = round_scores(scores)
     results = [EssayScores(id=essay_id, scores=dict(zip(TRAITS, map(float, row), strict=True)),
                            rounded=dict(zip(TRAITS, map(float, halves), strict=True)))

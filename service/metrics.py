@@ -27,7 +27,7 @@ class Metrics:
         self.batching = BatchMetrics(
             Gauge("edurank_queue_depth", "items waiting for a model's next batch", ["model"], registry=self.registry),
             Histogram("edurank_batch_size", "items per forward pass", ["model"],
-                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry))
+                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry), self.stage)
 
     def stage(self, name: str) -> AbstractContextManager[None]:
         """A pipeline Timer: observes the stage's seconds."""

@@ -6,17 +6,17 @@ endpoint. Hot-swapping versions will hang off this one object.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.predictor import MisconceptionClassifier
+from classifier.predictor import MisconceptionClassifier, Response
 from edurank.artifacts import MANIFEST, Manifest
 from edurank.encoders import fingerprint, model_path, portable_name, set_threads
 from edurank.errors import InputError
+from edurank.timing import no_timer
 from essays.scorer import EssayScorer
 from inference.export import EXPORTS, find_export
 from inference.onnx import TORCH
@@ -43,8 +43,9 @@ OPTIONAL: dict[str, tuple[Callable[[Path], Any], str]] = {
 
 @dataclass
 class Registry:
-    """Everything the endpoints serve, loaded together. The retriever and the cross-encoder run in batches
-    shared across requests (`Batcher`); `gate` bounds the calls of the other models running at once."""
+    """Everything the endpoints serve, loaded together. Every model runs in batches shared across requests
+    (`Batcher`): the retriever's and the cross-encoder's through the recommender, the essay scorer's and the
+    classifier's through `score_essays` and `classify`."""
 
     settings: Settings
     catalog: Catalog
@@ -53,9 +54,10 @@ class Registry:
     topic_rows: dict[str, int]
     languages: frozenset[str]
     kinds: frozenset[str]
-    gate: threading.Semaphore = field(repr=False)
     essays: EssayScorer | None = None
     classifier: MisconceptionClassifier | None = None
+    score_essays: Batcher[str] | None = field(default=None, repr=False)  # texts -> (essays, 6) scores
+    classify: Batcher[Response] | None = field(default=None, repr=False)  # responses -> their predictions
     loaded_seconds: float = 0.0
 
     @classmethod
@@ -84,11 +86,18 @@ class Registry:
         recommender = Recommender(encoder, index, catalog.content, reranker, ranker=optional[Ranker.KIND],
                                   topics=catalog.topics, companion=companion, batched_embed=embed,
                                   batched_pairs=pairs)
+        stage = batch_metrics.stage if batch_metrics is not None else no_timer  # their stages, timed per batch
+        score_essays = None if essays is None else Batcher(
+            "essays", lambda texts: essays.score(texts, stage), settings.batch_max_essays,
+            settings.batch_max_wait_ms, settings.max_queue, batch_metrics)
+        classify = None if classifier is None else Batcher(
+            "classifier", lambda responses: classifier.classify(responses, timer=stage), settings.batch_max_items,
+            settings.batch_max_wait_ms, settings.max_queue, batch_metrics)
         registry = cls(settings, catalog, recommender, versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),
                        frozenset(catalog.content["kind"].drop_nulls().unique().to_list()),
-                       threading.Semaphore(settings.inference_workers), essays, classifier)
+                       essays, classifier, score_essays, classify)
         registry.loaded_seconds = round(time.perf_counter() - started, 2)
         log.info("registry loaded in %.1f s: %s", registry.loaded_seconds, versions)
         return registry

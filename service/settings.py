@@ -57,14 +57,14 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits after its first request "
                                                              "for others to join (0: take what is queued)")
     batch_max_pairs: int = Field(128, ge=1, description="most (topic, item) pairs per cross-encoder batch")
+    batch_max_essays: int = Field(8, ge=1, description="most essays per essay-scorer batch (each is several "
+                                                        "windows)")
     max_queue: int = Field(1024, ge=1, description="items (texts, pairs) queued per model before requests get "
                                                          "503 + Retry-After")
     max_embed_inputs: int = Field(256, ge=1, description="most texts per /v1/embeddings or /embed call")
 
     threads: int | None = Field(None, ge=1, description="threads of torch, FAISS and ONNX Runtime (default: one "
                                                         "per core)")
-    inference_workers: int = Field(1, ge=1, description="calls of the unbatched models (essay scorer, "
-                                                        "classifier) run at once; the rest queue")
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -56,6 +56,19 @@ def test_a_batch_keeps_order_ids_and_flags_unseen_questions(client: TestClient) 
     assert 'edurank_requests_total{route="/classify",status="200"}' in metrics
 
 
+def test_concurrent_requests_share_batches_and_each_gets_its_own_answer(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    bodies = [{**KNOWN, "explanation": text} for text in ("you add one more at the end", "not sure", "i guessed")]
+    bodies += [{"question_id": "2", "answer": "20", "explanation": "half means times two"}]
+    alone = [client.post("/classify", json=body).json()["results"][0]["labels"] for body in bodies]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda body: client.post("/classify", json=body).json()["results"][0]["labels"],
+                                 bodies * 4))
+    assert together == alone * 4
+    assert 'edurank_batch_size_count{model="classifier"}' in client.get("/metrics").text
+
+
 @pytest.mark.parametrize(("body", "loc", "message"), [
     ({"question_id": "1", "answer": "5"}, ["body", "explanation"], "required"),
     ({"question_id": "1", "explanation": "x"}, ["body", "answer"], "required"),

@@ -27,6 +27,6 @@ def test_artifact_defaults_follow_the_layout(tmp_path: Path) -> None:
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 
-    monkeypatch.setenv("EDURANK_INFERENCE_WORKERS", "0")
-    with pytest.raises(ValidationError, match="inference_workers"):
+    monkeypatch.setenv("EDURANK_BATCH_MAX_ESSAYS", "0")
+    with pytest.raises(ValidationError, match="batch_max_essays"):
         Settings()
