@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from loadgen import histogram_means, load, wait_ready
+from loadgen import batch_mean, load, peak_rss_mib, wait_ready
 
 from edurank.cli import main as edurank
 from retriever.catalog import load_catalog
@@ -39,11 +39,11 @@ def serve(out: Path, port: int, backend: str, batch: int) -> tuple[subprocess.Po
     return server, url
 
 
-def row(result: dict[str, Any], batch_mean: float) -> str:
+def row(result: dict[str, Any], mean_batch: float) -> str:
     latencies = np.array(result["latencies"]) * 1000
     p50, p99 = np.percentile(latencies, [50, 99]) if len(latencies) else (float("nan"),) * 2
     return (f"p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  {len(latencies) / result['seconds']:6.1f} requests/s  "
-            f"mean batch {batch_mean:5.1f}  errors {result['errors'] or 'none'}")
+            f"mean batch {mean_batch:5.1f}  errors {result['errors'] or 'none'}")
 
 
 def main() -> None:
@@ -72,32 +72,12 @@ def main() -> None:
                     result = asyncio.run(load(f"{url}/v1/embeddings", bodies[:args.requests], clients))
                     after = httpx.get(f"{url}/metrics").text
                     print(f"{backend:<9} batch<={batch:<3} {clients:>2} clients: "
-                          f"{row(result, batch_mean(before, after))}", flush=True)
+                          f"{row(result, batch_mean(before, after, 'retriever'))}", flush=True)
                 print(f"{backend:<9} batch<={batch:<3} peak memory of the service process: "
                       f"{peak_rss_mib(server.pid):.0f} MiB", flush=True)
             finally:
                 server.terminate()
                 server.wait(timeout=30)
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident memory (Linux: VmHWM), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def batch_mean(before: str, after: str) -> float:
-    """Mean texts per forward pass of the retriever between two /metrics readings."""
-    def totals(text: str) -> tuple[float, float]:
-        mean = histogram_means(text, "edurank_batch_size", "model").get("retriever", 0.0)
-        count = sum(float(line.split()[-1]) for line in text.splitlines()
-                    if line.startswith('edurank_batch_size_count{model="retriever"}'))
-        return mean * count, count
-
-    (sum_a, count_a), (sum_b, count_b) = totals(before), totals(after)
-    return (sum_b - sum_a) / max(count_b - count_a, 1)
 
 
 if __name__ == "__main__":

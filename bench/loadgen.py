@@ -69,3 +69,32 @@ def wait_ready(url: str, server: subprocess.Popen[bytes], log_path: Path, timeou
             pass
         time.sleep(2)
     raise SystemExit("the service was not ready in time")
+
+
+def batch_mean(before: str, after: str, model: str) -> float:
+    """Mean items per forward pass of a batched model between two /metrics readings."""
+    def totals(text: str) -> tuple[float, float]:
+        mean = histogram_means(text, "edurank_batch_size", "model").get(model, 0.0)
+        count = sum(float(line.split()[-1]) for line in text.splitlines()
+                    if line.startswith(f'edurank_batch_size_count{{model="{model}"}}'))
+        return mean * count, count
+
+    (sum_a, count_a), (sum_b, count_b) = totals(before), totals(after)
+    return (sum_b - sum_a) / max(count_b - count_a, 1)
+
+
+def stage_deltas(before: str, after: str) -> dict[str, float]:
+    """Seconds spent per pipeline stage between two /metrics readings (all calls added up)."""
+    def sums(text: str) -> dict[str, float]:
+        return {k: float(v) for k, v in re.findall(r'edurank_stage_seconds_sum\{stage="([\w-]+)"\} ([\d.e+-]+)', text)}
+
+    first, second = sums(before), sums(after)
+    return {stage: second[stage] - first.get(stage, 0.0) for stage in second if second[stage] > first.get(stage, 0.0)}
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (Linux: VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")

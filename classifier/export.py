@@ -66,7 +66,7 @@ def export_classifier(model: str | Path, data: Path, out: Path, config: ExportCo
     def check(directory: Path) -> dict[str, Any]:
         exported = MisconceptionClassifier.load(directory, config.backend)
         metrics = agreement(source, exported, spread_rows(frame, config.check_items))
-        refuse(metrics["map3_delta"] < -config.max_metric_delta, f"--backend {config.backend}: MAP@3 "
+        refuse(not metrics["map3_delta"] >= -config.max_metric_delta, f"--backend {config.backend}: MAP@3 "
                f"{metrics['map3']} is {-metrics['map3_delta']} below torch's, more than --max-metric-delta "
                f"{config.max_metric_delta}")
         return metrics

@@ -99,7 +99,8 @@ class MisconceptionClassifier:
         ensemble.encoder.save_pretrained(directory / TRUNK_DIR)
         ensemble.tokenizer.save_pretrained(directory / TRUNK_DIR)
         for member in ensemble.members:
-            member.save(directory / MEMBERS_DIR / f"fold{member.config.fold}-seed{member.config.seed}")
+            fold = "all" if member.config.fold is None else member.config.fold  # a student trained on every row
+            member.save(directory / MEMBERS_DIR / f"fold{fold}-seed{member.config.seed}")
         self.save_book(directory)
 
     def save_book(self, directory: Path) -> None:

@@ -119,8 +119,10 @@ def weights_fingerprint(directory: Path) -> str:
     """Identity of a model directory's weights: sha256 over its weight files' bytes in path order (an HF or
     sentence-transformers dir, a trained artifact, an index alike)."""
     files = sorted(p for p in Path(directory).rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
-    # an ONNX export holds only its graph; HF snapshots that also ship onnx/*.onnx keep their torch identity
-    files = files or sorted(Path(directory).glob("*.onnx"))
+    # an ONNX export's graphs are its weights (beside regressors, for an essay scorer); HF snapshots that also
+    # ship onnx/*.onnx keep their torch identity
+    if not any(p.suffix in (".safetensors", ".bin") for p in files):
+        files = sorted({*files, *Path(directory).rglob("*.onnx")})
     if not files:
         raise InputError(f"model '{directory}': no weights file "
                          f"({', '.join('*' + s for s in (*WEIGHT_SUFFIXES, '.onnx'))})")

@@ -132,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     from inference.export import ExportConfig
 
     export = commands.add_parser("export", help="a retriever, reranker, essay scorer or classifier as an ONNX "
-                                                "Runtime artifact (fp32 or int8), checked against torch on held-out "
-                                                "data before it is published")
+                                                "Runtime artifact (fp32 or int8), checked against torch on a slice "
+                                                "of --data before it is published")
     export.add_argument("--model", default=None, help="a trained artifact (its kind picks the export), or any "
                                                       "encoder dir as a retriever (default: bundled MiniLM)")
     export.add_argument("--data", "--catalog", type=Path, default=SAMPLE_CATALOG,

@@ -42,7 +42,7 @@ def export_essays(model: str | Path, data: Path, out: Path, config: ExportConfig
     def check(directory: Path) -> dict[str, Any]:
         metrics = agreement(source, EssayScorer.load(directory, config.backend), spread_rows(essays,
                                                                                            config.check_items))
-        refuse(metrics["mcrmse_delta"] > config.max_metric_delta, f"--backend {config.backend}: MCRMSE "
+        refuse(not metrics["mcrmse_delta"] <= config.max_metric_delta, f"--backend {config.backend}: MCRMSE "
                f"{metrics['mcrmse']} is {metrics['mcrmse_delta']} above torch's, more than --max-metric-delta "
                f"{config.max_metric_delta}")
         return metrics

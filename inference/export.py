@@ -3,7 +3,7 @@ artifact of its own kind, checked against torch before it is published.
 
 An export is an artifact of its source's kind (manifest param `backend`; base model = the source and its
 fingerprint; the source's data and params carried over), so every command and the service load it wherever
-that kind is accepted. Each family writes its graph(s) and checks agreement on a held-out slice in its own
+that kind is accepted. Each family writes its graph(s) and checks agreement on a slice of `--data` in its own
 `export.py` (a bi-encoder: embedding cosine; a cross-encoder: rank agreement; the essay scorer: MCRMSE delta;
 the classifier: MAP@3 delta); the speed-up of the same slice goes in the manifest too. A check that fails
 publishes nothing.
@@ -38,7 +38,7 @@ class ExportConfig:
 
     backend: str = option(ONNX_INT8, "onnx: fp32 ONNX Runtime, fused graph; onnx-int8: also int8 weights "
                                      "(dynamic quantisation, per channel)", choices=EXPORTED)
-    check_items: int = option(512, "held-out items both backends run to check agreement: texts (retriever), "
+    check_items: int = option(512, "items of --data both backends run to check agreement: texts (retriever), "
                                    "pairs (reranker), essays, responses (classifier)", minimum=1)
     min_cosine: float = option(0.99, "retriever: refuse below this mean cosine to torch's vectors")
     min_rank_agreement: float = option(0.95, "reranker: refuse below this mean Spearman correlation per topic "
@@ -118,7 +118,8 @@ def spread_rows(frame: pl.DataFrame, count: int) -> pl.DataFrame:
 
 
 def refuse(condition: bool, message: str) -> None:
-    """A failed agreement check: nothing is published."""
+    """A failed agreement check: nothing is published. Checks are written `not metric >= bar`, so a NaN
+    figure (a broken graph's constant output, say) fails too."""
     if condition:
         raise InputError(f"{message}; nothing was published")
 

@@ -24,7 +24,6 @@ from onnxruntime.transformers.optimizer import optimize_model
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 TORCH, ONNX, ONNX_INT8 = "torch", "onnx", "onnx-int8"
-BACKENDS = (TORCH, ONNX, ONNX_INT8)
 EXPORTED = (ONNX, ONNX_INT8)  # the backends `edurank export` writes
 ONNX_FILE = "model.onnx"
 OPSET = 17
@@ -80,7 +79,7 @@ def export_graph(module: torch.nn.Module, sample: Mapping[str, torch.Tensor], pa
     names = list(sample)
     axes = {name: {0: "batch", 1: "length"} for name in names} | {"output": dict(output_axes)}
     raw, fused_path = path.with_suffix(".raw.onnx"), path.with_suffix(".fused.onnx")
-    training = module.training
+    modes = [(m, m.training) for m in module.modules()]  # each part's own mode (a wrapper may hold eval parts)
     with eager_attention(module) as config:
         try:
             with warnings.catch_warnings():
@@ -99,7 +98,8 @@ def export_graph(module: torch.nn.Module, sample: Mapping[str, torch.Tensor], pa
         finally:
             raw.unlink(missing_ok=True)
             fused_path.unlink(missing_ok=True)
-            module.train(training)
+            for part, training in modes:
+                part.training = training
 
 
 def sample_features(tokenizer: PreTrainedTokenizerBase, pairs: bool = False) -> dict[str, torch.Tensor]:

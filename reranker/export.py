@@ -64,7 +64,7 @@ def export_reranker(model: str | Path, catalog: Catalog, out: Path, config: Expo
     def check(directory: Path) -> dict[str, Any]:
         exported = Reranker.load(directory, source.format, config.backend)
         metrics = agreement(source, exported, check_lists(catalog, config.check_items))
-        refuse(metrics["spearman_mean"] < config.min_rank_agreement, f"--backend {config.backend}: mean rank "
+        refuse(not metrics["spearman_mean"] >= config.min_rank_agreement, f"--backend {config.backend}: mean rank "
                f"agreement with torch {metrics['spearman_mean']} is below --min-rank-agreement "
                f"{config.min_rank_agreement}")
         return metrics

@@ -5,7 +5,10 @@ Route handlers run on FastAPI's thread pool; each submits its items and waits. O
 takes what is queued, in arrival order, up to `max_items` items, waiting at most `max_wait_ms` after the
 first for more (0: take what is there; while the model is busy, arrivals queue up and form the next batch
 anyway), runs the model once and hands every caller its slice. A request that would push the queue past
-`max_queue` items is refused at once (`Overloaded`, HTTP 503 with Retry-After) instead of hanging.
+`max_queue` items is refused at once (`Overloaded`, HTTP 503 with Retry-After) instead of hanging. A batch
+that fails is run again request by request, so one bad input fails only its own request. The models'
+workers share one compute lock: each forward pass already uses every core, and two at once would only
+fight over them.
 """
 
 from __future__ import annotations
@@ -54,9 +57,10 @@ class Batcher(Generic[Item]):
     """Batches calls of `run` (items -> one result row per item, indexable by a slice) across threads."""
 
     def __init__(self, name: str, run: Callable[[list[Item]], Any], max_items: int, max_wait_ms: float,
-                 max_queue: int, metrics: BatchMetrics | None = None) -> None:
+                 max_queue: int, metrics: BatchMetrics | None = None, compute: threading.Lock | None = None) -> None:
         self.name, self.run, self.max_items, self.max_wait = name, run, max_items, max_wait_ms / 1000
         self.max_queue, self.metrics = max_queue, metrics
+        self.compute = compute or threading.Lock()  # shared by the models of one registry
         self.jobs: deque[Job[Item]] = deque()
         self.queued = 0  # items in self.jobs
         self.seconds_per_item = 0.01  # running estimate, for Retry-After
@@ -107,17 +111,28 @@ class Batcher(Generic[Item]):
             items = [item for job in batch for item in job.items]
             started = time.perf_counter()
             try:
-                output = self.run(items)
-                start = 0
-                for job in batch:
-                    job.result = output[start:start + len(job.items)]
-                    start += len(job.items)
-            except BaseException as err:  # every caller of the batch gets the model's error
-                for job in batch:
-                    job.error = err
+                self.answer(batch, items)
             finally:
                 self.seconds_per_item = (time.perf_counter() - started) / max(len(items), 1)
                 if self.metrics is not None:
                     self.metrics.sizes.labels(self.name).observe(len(items))
                 for job in batch:
                     job.done.set()
+
+    def answer(self, batch: list[Job[Item]], items: list[Item]) -> None:
+        """Every job's slice of one forward pass; if the batch fails, each job alone (only a failing job gets
+        the model's error)."""
+        try:
+            with self.compute:
+                output = self.run(items)
+        except BaseException as err:
+            if len(batch) == 1:
+                batch[0].error = err
+                return
+            for job in batch:
+                self.answer([job], list(job.items))
+            return
+        start = 0
+        for job in batch:
+            job.result = output[start:start + len(job.items)]
+            start += len(job.items)

@@ -6,6 +6,7 @@ endpoint. Hot-swapping versions will hang off this one object.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 EXPORTABLE = (Reranker.KIND, EssayScorer.KIND, MisconceptionClassifier.KIND)  # what EDURANK_BACKEND applies to
+CHECK_DATA = {BiEncoder.KIND: "<catalog dir>", Reranker.KIND: "<catalog dir>", EssayScorer.KIND: "<essays CSV>",
+              MisconceptionClassifier.KIND: "<responses CSV>"}  # what an export's agreement check reads
 # the optional served models by artifact kind: how to load one, and what the service does without it
 OPTIONAL: dict[str, tuple[Callable[[Path], Any], str]] = {
     Ranker.KIND: (Ranker.load, "second stage: the cross-encoder if one is loaded, else retrieval only"),
@@ -78,21 +81,22 @@ class Registry:
         versions = {"retriever": version_of(encoder.path), "index": version_of_index(index),
                     **{kind: model.manifest.version if model and model.manifest else None
                        for kind, model in optional.items()}}
+        compute = threading.Lock()  # one model's forward pass at a time: each already uses every core
         embed = Batcher("retriever", encoder.embed, settings.batch_max_items, settings.batch_max_wait_ms,
-                        settings.max_queue, batch_metrics)
+                        settings.max_queue, batch_metrics, compute)
         pairs = None if reranker is None else Batcher(
             "reranker", reranker.score, settings.batch_max_pairs, settings.batch_max_wait_ms, settings.max_queue,
-            batch_metrics)
+            batch_metrics, compute)
         recommender = Recommender(encoder, index, catalog.content, reranker, ranker=optional[Ranker.KIND],
                                   topics=catalog.topics, companion=companion, batched_embed=embed,
                                   batched_pairs=pairs)
         stage = batch_metrics.stage if batch_metrics is not None else no_timer  # their stages, timed per batch
         score_essays = None if essays is None else Batcher(
             "essays", lambda texts: essays.score(texts, stage), settings.batch_max_essays,
-            settings.batch_max_wait_ms, settings.max_queue, batch_metrics)
+            settings.batch_max_wait_ms, settings.max_queue, batch_metrics, compute)
         classify = None if classifier is None else Batcher(
             "classifier", lambda responses: classifier.classify(responses, timer=stage), settings.batch_max_items,
-            settings.batch_max_wait_ms, settings.max_queue, batch_metrics)
+            settings.batch_max_wait_ms, settings.max_queue, batch_metrics, compute)
         registry = cls(settings, catalog, recommender, versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),
@@ -133,7 +137,7 @@ def on_backend(settings: Settings, kind: str, path: str | Path | None) -> Path:
     if export is None:
         raise InputError(f"EDURANK_BACKEND={settings.backend}: no {settings.backend} export of the served {kind} "
                          f"under {root}; run `edurank export --model {portable_name(path)} --backend "
-                         f"{settings.backend} --out {root}`")
+                         f"{settings.backend} --out {root} --data {CHECK_DATA[kind]}`")
     log.info("serving the %s export %s of %s %s", settings.backend, export.name, kind, path)
     return export
 

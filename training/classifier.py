@@ -43,6 +43,7 @@ from edurank.layers import Trunk
 from edurank.options import option
 from edurank.splits import check_train_folds, stratified_folds
 from inference.export import side_by_side, spread_rows
+from inference.onnx import TORCH
 from training.adversarial import AWP
 from training.distil import DistilConfig, refuse_unkept
 from training.loop import (
@@ -390,6 +391,10 @@ def distil_classifier(teacher_path: str | Path, data: Path, out: Path, config: D
     teacher = MisconceptionClassifier.load(teacher_path)
     assert teacher.path is not None and teacher.manifest is not None
     manifest = teacher.manifest
+    if manifest.params.get("backend", TORCH) != TORCH:
+        raise InputError(f"--teacher {teacher.path}: an {manifest.params['backend']} export; give the model it "
+                         "was exported from")
+    stored = oof_probabilities(teacher.path)  # refused at once when the teacher stored none
     if manifest.data.get("hash") != hash_files([data]):
         raise InputError(f"--data {data}: not the data the teacher {manifest.version} was trained on (its folds "
                          "and out-of-fold figures would not line up)")
@@ -400,7 +405,6 @@ def distil_classifier(teacher_path: str | Path, data: Path, out: Path, config: D
     responses = Responses.prepare(data, teacher.path.parent / CACHE, teacher_config)  # the teacher's trunk cache
     run_hash = hash_json({"teacher": manifest.weights, "config": asdict(config), "data": responses.data_hash})
     logits = teacher_logits(teacher, responses.cache, out / CACHE / f"teacher-{manifest.weights[:16]}.npy")
-    stored = oof_probabilities(teacher.path)
     covered_folds = sorted(set(responses.folds[stored_rows(responses.frame, stored)].tolist()))
     folds = covered_folds[:config.train_folds] if config.train_folds else covered_folds
     seed = teacher_config.seeds[0]

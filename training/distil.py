@@ -3,11 +3,12 @@ its out-of-fold figure stays within `max_delta` of the ensemble's on the same ro
 
 The student learns from the teacher's soft predictions over the training rows mixed with the labels
 (`soft_weight`): the classifier's, every member's probabilities at a temperature (KL); the essay scorer's,
-its stored out-of-fold blended scores (the fine-tuning loss, RMSE per trait). Students are cross-fitted on
-the teacher's own folds, so each held-out row is predicted by a student that never trained on it; but the
-soft targets of its training rows come from teacher models that did see the held-out fold, so the students'
-figure may lean slightly optimistic. Only a kept student is trained on every row and published, with the
-figures and its speed against the teacher in the manifest.
+its stored out-of-fold blended scores (the teacher's fine-tuning loss: RMSE per trait, or SmoothL1).
+Students are cross-fitted on the teacher's own folds, so each held-out row is predicted by a student that
+never trained on it; but the soft targets of its training rows come from teacher models that did see the
+held-out fold, so the students' figure may lean slightly optimistic. Only a kept student is trained on every
+row (as long as the fold students trained) and published, with the figures and its speed against the
+teacher in the manifest.
 """
 
 from __future__ import annotations

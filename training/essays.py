@@ -43,6 +43,7 @@ from essays.model import POOLINGS, EssayModel
 from essays.scorer import FINETUNED, OOF, EssayScorer, essay_artifact, oof_predictions
 from essays.windows import Windows, WindowSpec, make_windows
 from inference.export import side_by_side, spread_rows
+from inference.onnx import TORCH
 from training.adversarial import FGM
 from training.distil import DistilConfig, refuse_unkept
 from training.loop import (
@@ -338,6 +339,10 @@ def distil_essays(teacher_path: str | Path, data: Path, out: Path, config: Disti
     cross-fitted on the teacher's folds and compared on their essays with the teacher's blend, then (kept
     only) trained on every essay and published as a scorer of that one model."""
     path, manifest = essay_artifact(teacher_path)
+    if manifest.params.get("backend", TORCH) != TORCH:
+        raise InputError(f"--teacher {path}: an {manifest.params['backend']} export; give the model it was "
+                         "exported from")
+    stored = oof_predictions(path)  # the covered essays' blended scores; refused at once when there are none
     if manifest.data.get("hash") != hash_files([data]):
         raise InputError(f"--data {data}: not the data the teacher {manifest.version} was trained on (its folds "
                          "and out-of-fold scores would not line up)")
@@ -347,7 +352,6 @@ def distil_essays(teacher_path: str | Path, data: Path, out: Path, config: Disti
     frame = load_essays(data)
     texts, truth = frame[TEXT].to_list(), scores(frame)
     folds = multilabel_folds(truth, teacher_config.folds, teacher_config.seed)
-    stored = oof_predictions(path)  # the covered essays' blended scores
     position = {essay: i for i, essay in enumerate(frame[ID].to_list())}
     covered = np.array([position[essay] for essay in stored[ID].to_list()])
     soft = truth.copy()
@@ -360,18 +364,19 @@ def distil_essays(teacher_path: str | Path, data: Path, out: Path, config: Disti
     run_hash = hash_json({"teacher": manifest.weights, "config": asdict(config), "data": manifest.data["hash"]})
     with staging_dir(out, f"distil-{run_hash[:12]}", keep_on_error=True) as work:
 
-        def student(directory: Path, train: np.ndarray, valid: np.ndarray, label: str) \
-                -> tuple[np.ndarray, list[dict[str, Any]]]:
-            trainer = FineTuneTrainer(student_config, windows, targets, train, valid, directory, label, truth)
+        def student(directory: Path, train: np.ndarray, valid: np.ndarray, label: str,
+                    config: EssayConfig = student_config) -> tuple[np.ndarray, list[dict[str, Any]]]:
+            trainer = FineTuneTrainer(config, windows, targets, train, valid, directory, label, truth)
             return trainer.run()[1:]
 
-        held_out, predicted = [], []
+        held_out, predicted, best_epochs = [], [], []
         for fold in chosen:
             valid = np.flatnonzero(folds == fold)
             result = run_fold(work / "students" / f"fold{fold}", f"student fold {fold}",
                               lambda d, f=fold, v=valid: student(d, np.flatnonzero(folds != f), v, f"student fold {f}"))
             held_out.append(valid)
             predicted.append(result.predictions)
+            best_epochs.append(min(result.history, key=lambda entry: entry["mcrmse"])["epoch"])
         rows = np.concatenate(held_out)
         student_score = mcrmse(truth[rows], clip_scores(np.concatenate(predicted)))
         teacher_score = mcrmse(truth[rows], soft[rows])
@@ -380,8 +385,12 @@ def distil_essays(teacher_path: str | Path, data: Path, out: Path, config: Disti
         log.info("distilled essay scorer: %s", figures)
         refuse_unkept(student_score <= teacher_score + config.max_delta, f"--max-delta {config.max_delta}", figures)
 
+        # the folds kept their best evaluation; the student on every essay, with none held out, trains as long
+        final_config = dataclasses.replace(student_config, finetune=dataclasses.replace(
+            student_config.finetune, epochs=max(1, math.ceil(float(np.median(best_epochs))))))
         final = run_fold(work / "students" / "all", "student (all essays)",
-                         lambda d: student(d, np.arange(len(texts)), np.empty(0, dtype=np.int64), "student"))
+                         lambda d: student(d, np.arange(len(texts)), np.empty(0, dtype=np.int64), "student",
+                                           final_config))
         distilled = EssayScorer(None, [EssayModel.load(final.directory / BEST)],
                                 Blend([FINETUNED], np.ones((len(TRAITS), 1))))
         teacher = EssayScorer.load(path)
@@ -393,7 +402,7 @@ def distil_essays(teacher_path: str | Path, data: Path, out: Path, config: Disti
         ref = ModelRef(str(path), manifest.weights, EssayScorer.KIND, manifest.version)
         return publish_artifact(
             artifact, out, run_hash, kind=EssayScorer.KIND, base_model=manifest.base_model, data=manifest.data,
-            params={**student_config.to_dict(), "distil": asdict(config)}, details={"traits": list(TRAITS)},
+            params={**final_config.to_dict(), "distil": asdict(config)}, details={"traits": list(TRAITS)},
             metrics={"distilled_from": manifest.version, "oof_essays": len(rows),
                      "oof_mcrmse": round(student_score, 5), "teacher_oof_mcrmse": round(teacher_score, 5),
                      "mcrmse_delta": round(student_score - teacher_score, 5),

@@ -1,5 +1,6 @@
 """The dynamic batcher: concurrent callers share forward passes, each gets its own rows, a full queue
-refuses at once, a model error reaches every caller of its batch and the worker carries on."""
+refuses at once, a model error reaches only the caller whose input caused it, and models sharing a compute
+lock never run at once."""
 
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def test_a_full_queue_refuses_at_once_with_a_retry_delay() -> None:
     assert results == {"a": ["A"], "b": ["B", "B2"]}
 
 
-def test_a_model_error_reaches_every_caller_of_its_batch_and_the_worker_goes_on() -> None:
+def test_a_model_error_reaches_only_the_request_that_caused_it_and_the_worker_goes_on() -> None:
     model, results = GatedModel(fail_on="bad"), {}
     batcher = Batcher("test", model, max_items=8, max_wait_ms=0, max_queue=100)
     threads = [call_in_thread(batcher, ["a"], results)]
@@ -104,8 +105,29 @@ def test_a_model_error_reaches_every_caller_of_its_batch_and_the_worker_goes_on(
     model.release.set()
     for thread in threads:
         thread.join(10)
-    assert isinstance(results["bad"], ValueError) and isinstance(results["b"], ValueError)
+    assert isinstance(results["bad"], ValueError) and results["b"] == ["B"]  # ["bad", "b"] failed, then each alone
+    assert model.batches[1:] == [["bad", "b"], ["bad"], ["b"]]
     assert batcher(["c"]) == ["C"]
+
+
+def test_models_sharing_a_compute_lock_run_one_at_a_time() -> None:
+    compute, running, overlaps = threading.Lock(), [], []
+
+    def model(items: list[str]) -> list[str]:
+        running.append(1)
+        overlaps.append(len(running))
+        time.sleep(0.01)
+        running.pop()
+        return items
+
+    first = Batcher("first", model, 4, 0, 100, compute=compute)
+    second = Batcher("second", model, 4, 0, 100, compute=compute)
+    threads = [threading.Thread(target=batcher, args=([str(i)],)) for i in range(8) for batcher in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert overlaps and max(overlaps) == 1
 
 
 def test_a_lone_request_waits_at_most_max_wait() -> None:
