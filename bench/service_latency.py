@@ -7,7 +7,12 @@ this CPU would take half an hour and measure the indexing job, not the service).
 own process (`edurank serve`), started with `EDURANK_*` settings, exactly as users start it.
 
     .venv/bin/python bench/service_latency.py --catalog ../shared/data/curriculum \
-        --retriever artifacts/retriever --reranker artifacts/reranker --clients 1,4,16 --requests 200
+        --retriever artifacts/retriever --reranker artifacts/reranker --clients 1,4,16 --requests 200 \
+        --backend onnx-int8
+
+With an ONNX `--backend`, the retriever's and the reranker's exports are made first (under `<out>/exports`,
+where the service looks) and the 100k index is built from the exported retriever's vectors, as the service
+would build `index-<backend>` itself.
 """
 
 from __future__ import annotations
@@ -25,28 +30,34 @@ import numpy as np
 import polars as pl
 from loadgen import histogram_means, load, stage_means, wait_ready
 
+from edurank.artifacts import MANIFEST, Manifest
+from edurank.cli import main as edurank
+from edurank.encoders import fingerprint, model_path
+from inference.export import EXPORTS, find_export
 from retriever.catalog import load_catalog
 from retriever.indexing import publish_index
 from retriever.model import BiEncoder
 from retriever.texts import content_texts
 
 
-def build_large_catalog(source: Path, encoder: BiEncoder, items: int, out: Path, seed: int = 0) -> Path:
+def build_large_catalog(source: Path, encoder: BiEncoder, items: int, out: Path, index_dir: Path,
+                        seed: int = 0) -> Path:
     """Write `out/catalog` (topics and correlations as given, content repeated to `items` rows) and publish
-    its index under `out/index`; reuse both when they exist."""
-    catalog_dir, index_dir = out / "catalog", out / "index"
+    its index under `index_dir`; reuse both when they exist."""
+    catalog_dir = out / "catalog"
     if (index_dir / "LATEST").is_file():
         return catalog_dir
     original = load_catalog(source)
     copies = -(-items // len(original.content))
-    content = pl.concat([
-        original.content.with_columns((pl.col("id") + (f"~{k}" if k else "")).alias("id"),
-                                      pl.col("text").str.slice(0, 1000))
-        for k in range(copies)]).head(items)  # copy 0 keeps the real ids, so the correlations still hold
-    catalog_dir.mkdir(parents=True, exist_ok=True)
-    content.write_parquet(catalog_dir / "content.parquet")
-    for name in ("topics", "correlations"):
-        pl.read_csv(source / f"{name}.csv", infer_schema=False).write_parquet(catalog_dir / f"{name}.parquet")
+    if not (catalog_dir / "content.parquet").is_file():
+        content = pl.concat([
+            original.content.with_columns((pl.col("id") + (f"~{k}" if k else "")).alias("id"),
+                                          pl.col("text").str.slice(0, 1000))
+            for k in range(copies)]).head(items)  # copy 0 keeps the real ids, so the correlations still hold
+        catalog_dir.mkdir(parents=True, exist_ok=True)
+        content.write_parquet(catalog_dir / "content.parquet")
+        for name in ("topics", "correlations"):
+            pl.read_csv(source / f"{name}.csv", infer_schema=False).write_parquet(catalog_dir / f"{name}.parquet")
     large = load_catalog(catalog_dir)
     base = encoder.encode(content_texts(original, encoder.builder), progress=True)
     rng = np.random.default_rng(seed)
@@ -68,13 +79,24 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=16)
     parser.add_argument("--candidates", type=int, default=32)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnx", "onnx-int8"))
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench/latency"))
     args = parser.parse_args()
 
-    encoder = BiEncoder.load(args.retriever)
-    catalog_dir = build_large_catalog(args.catalog, encoder, args.items, args.out)
-    env = {**os.environ, "EDURANK_CATALOG": str(catalog_dir), "EDURANK_INDEX": str(args.out / "index"),
-           "EDURANK_RETRIEVER": str(encoder.path), "EDURANK_RERANKER": args.reranker,
+    source = BiEncoder.load(args.retriever)
+    encoder, index_dir = source, args.out / "index"
+    if args.backend != "torch":
+        for model in (source.path, model_path(args.reranker)):
+            if find_export(args.out / EXPORTS, Manifest.read(model).kind if (model / MANIFEST).is_file()
+                           else BiEncoder.KIND, fingerprint(model), args.backend) is None and edurank(
+                    ["export", "--model", str(model), "--data", str(args.catalog), "--backend", args.backend,
+                     "--out", str(args.out / EXPORTS)]):
+                raise SystemExit(f"exporting {model} for {args.backend} failed")
+        encoder = BiEncoder.load(find_export(args.out / EXPORTS, BiEncoder.KIND, source.fingerprint, args.backend))
+        index_dir = args.out / f"index-{args.backend}"
+    catalog_dir = build_large_catalog(args.catalog, encoder, args.items, args.out, index_dir)
+    env = {**os.environ, "EDURANK_CATALOG": str(catalog_dir), "EDURANK_INDEX": str(index_dir),
+           "EDURANK_RETRIEVER": str(source.path), "EDURANK_RERANKER": args.reranker, "EDURANK_BACKEND": args.backend,
            "EDURANK_ARTIFACTS": str(args.out), "EDURANK_BUILD_INDEX": "false", "EDURANK_TRAIN_RANKER": "false"}
     log_path = args.out / "server.log"
     server = subprocess.Popen([sys.executable, "-m", "edurank.cli", "serve", "--port", str(args.port)], env=env,
@@ -82,7 +104,8 @@ def main() -> None:
     url = f"http://127.0.0.1:{args.port}"
     try:
         ready = wait_ready(url, server, log_path)
-        print(f"index: {ready['registry']['catalog_items']} items; versions {ready['registry']['versions']}; "
+        print(f"backend {args.backend}; index: {ready['registry']['catalog_items']} items; versions "
+              f"{ready['registry']['versions']}; "
               f"{args.candidates} candidates reranked; {args.requests} requests per row", flush=True)
         topics = pl.read_parquet(catalog_dir / "correlations.parquet")["topic_id"].to_list()
         bodies = [{"topic_id": topic, "candidates": args.candidates} for topic in topics]

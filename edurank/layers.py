@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.masking_utils import create_bidirectional_mask
 
 from edurank.errors import InputError
 
@@ -16,6 +17,24 @@ def additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Ten
     additive mask BERT layers add to their attention scores."""
     mask = attention_mask[:, None, None, :] if attention_mask.dim() == 2 else attention_mask[:, None, :, :]
     return (1.0 - mask.to(dtype)) * torch.finfo(dtype).min
+
+
+def layer_mask(attention_mask: torch.Tensor, hidden: torch.Tensor, config: PretrainedConfig) -> torch.Tensor | None:
+    """The mask BERT layers take: for a (batch, keys) mask, the one the full encoder builds itself for its
+    attention implementation (transformers' `create_bidirectional_mask`; None when nothing is masked), which
+    is also what ONNX Runtime's optimiser recognises and fuses into its Attention op; for a per-query
+    (batch, queries, keys) mask, the additive one."""
+    if attention_mask.dim() == 3:
+        return additive_mask(attention_mask, hidden.dtype)
+    return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=attention_mask)
+
+
+def module_config(module: nn.Module) -> PretrainedConfig:
+    """The transformer config a module's layers carry (layers copied out of an encoder keep one each)."""
+    for part in module.modules():
+        if isinstance(config := getattr(part, "config", None), PretrainedConfig):
+            return config
+    raise TypeError(f"{type(module).__name__} holds no transformer layers")
 
 
 def within_segments(attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
@@ -43,6 +62,7 @@ class Trunk(nn.Module):
             raise InputError(f"--freeze-layers {split}: the encoder has {len(layers)} layers; keep at least one "
                              "trainable")
         self.embeddings, self.layers, self.split = encoder.base_model.embeddings, layers[:split], split
+        self.config = encoder.config
         self.requires_grad_(False)
         self.eval()
 
@@ -51,7 +71,7 @@ class Trunk(nn.Module):
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """`attention_mask`: (batch, tokens), or per query (batch, tokens, tokens)."""
         hidden = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        mask = additive_mask(attention_mask, hidden.dtype)
+        mask = layer_mask(attention_mask, hidden, self.config)
         for layer in self.layers:
             hidden = layer(hidden, mask)
         return hidden
@@ -59,7 +79,7 @@ class Trunk(nn.Module):
 
 def run_layers(layers: nn.ModuleList, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Hidden states through `layers` (the part above a trunk), padding masked out."""
-    mask = additive_mask(attention_mask, hidden.dtype)
+    mask = layer_mask(attention_mask, hidden, module_config(layers))
     for layer in layers:
         hidden = layer(hidden, mask)
     return hidden

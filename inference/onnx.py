@@ -23,6 +23,8 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from edurank.layers import module_config
+
 TORCH, ONNX, ONNX_INT8 = "torch", "onnx", "onnx-int8"
 EXPORTED = (ONNX, ONNX_INT8)  # the backends `edurank export` writes
 ONNX_FILE = "model.onnx"
@@ -57,9 +59,8 @@ def quiet_root_logger() -> Iterator[None]:
 def eager_attention(module: torch.nn.Module) -> Iterator[PretrainedConfig]:
     """Every HF config inside `module` (layers copied out of an encoder keep one each) set to eager
     attention, which onnxruntime's optimiser recognises and fuses (SDPA it does not); yields one of them."""
+    module_config(module)  # refuses a module without transformer layers
     configs = {id(c): c for m in module.modules() if isinstance(c := getattr(m, "config", None), PretrainedConfig)}
-    if not configs:
-        raise TypeError(f"{type(module).__name__} holds no transformer layers to export")
     before = {key: config._attn_implementation for key, config in configs.items()}
     for config in configs.values():
         config._attn_implementation = "eager"

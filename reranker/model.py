@@ -28,7 +28,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from edurank.artifacts import MANIFEST, Manifest, atomic_write_text
 from edurank.encoders import fingerprint, load_hf_encoder, load_tokenizer, model_path
 from edurank.errors import InputError
-from edurank.layers import additive_mask, encoder_layers, within_segments
+from edurank.layers import encoder_layers, layer_mask, within_segments
 from inference.onnx import ONNX_FILE, TORCH, OnnxSession
 from reranker.decision import DecisionRule
 from retriever.texts import TextBuilder
@@ -129,7 +129,8 @@ class PairScorer(torch.nn.Module):
         """Logits from the hidden states entering layer `split` (a frozen trunk's cached output, in training):
         only the layers from `split` up run."""
         for index, layer in enumerate(encoder_layers(self.encoder)[split:], start=split):
-            hidden = layer(hidden, additive_mask(self.layer_mask(index, attention_mask, token_type_ids), hidden.dtype))
+            hidden = layer(hidden, layer_mask(self.layer_mask(index, attention_mask, token_type_ids), hidden,
+                                              self.encoder.config))
         return self.head(hidden, attention_mask, token_type_ids)
 
     def head(self, hidden: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
