@@ -6,7 +6,6 @@ endpoint. Hot-swapping versions will hang off this one object.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,22 +80,21 @@ class Registry:
         versions = {"retriever": version_of(encoder.path), "index": version_of_index(index),
                     **{kind: model.manifest.version if model and model.manifest else None
                        for kind, model in optional.items()}}
-        compute = threading.Lock()  # one model's forward pass at a time: each already uses every core
         embed = Batcher("retriever", encoder.embed, settings.batch_max_items, settings.batch_max_wait_ms,
-                        settings.max_queue, batch_metrics, compute)
+                        settings.max_queue, batch_metrics)
         pairs = None if reranker is None else Batcher(
             "reranker", reranker.score, settings.batch_max_pairs, settings.batch_max_wait_ms, settings.max_queue,
-            batch_metrics, compute)
+            batch_metrics)
         recommender = Recommender(encoder, index, catalog.content, reranker, ranker=optional[Ranker.KIND],
                                   topics=catalog.topics, companion=companion, batched_embed=embed,
                                   batched_pairs=pairs)
         stage = batch_metrics.stage if batch_metrics is not None else no_timer  # their stages, timed per batch
         score_essays = None if essays is None else Batcher(
             "essays", lambda texts: essays.score(texts, stage), settings.batch_max_essays,
-            settings.batch_max_wait_ms, settings.max_queue, batch_metrics, compute)
+            settings.batch_max_wait_ms, settings.max_queue, batch_metrics)
         classify = None if classifier is None else Batcher(
             "classifier", lambda responses: classifier.classify(responses, timer=stage), settings.batch_max_items,
-            settings.batch_max_wait_ms, settings.max_queue, batch_metrics, compute)
+            settings.batch_max_wait_ms, settings.max_queue, batch_metrics)
         registry = cls(settings, catalog, recommender, versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),

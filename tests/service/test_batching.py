@@ -1,6 +1,5 @@
 """The dynamic batcher: concurrent callers share forward passes, each gets its own rows, a full queue
-refuses at once, a model error reaches only the caller whose input caused it, and models sharing a compute
-lock never run at once."""
+refuses at once, and a model error reaches only the caller whose input caused it."""
 
 from __future__ import annotations
 
@@ -108,26 +107,6 @@ def test_a_model_error_reaches_only_the_request_that_caused_it_and_the_worker_go
     assert isinstance(results["bad"], ValueError) and results["b"] == ["B"]  # ["bad", "b"] failed, then each alone
     assert model.batches[1:] == [["bad", "b"], ["bad"], ["b"]]
     assert batcher(["c"]) == ["C"]
-
-
-def test_models_sharing_a_compute_lock_run_one_at_a_time() -> None:
-    compute, running, overlaps = threading.Lock(), [], []
-
-    def model(items: list[str]) -> list[str]:
-        running.append(1)
-        overlaps.append(len(running))
-        time.sleep(0.01)
-        running.pop()
-        return items
-
-    first = Batcher("first", model, 4, 0, 100, compute=compute)
-    second = Batcher("second", model, 4, 0, 100, compute=compute)
-    threads = [threading.Thread(target=batcher, args=([str(i)],)) for i in range(8) for batcher in (first, second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert overlaps and max(overlaps) == 1
 
 
 def test_a_lone_request_waits_at_most_max_wait() -> None:
