@@ -51,11 +51,12 @@ def run_load(url: str, route: str, model: str, bodies: list[dict[str, Any]], cli
     latencies = np.array(result["latencies"]) * 1000
     p50, p99 = np.percentile(latencies, [50, 99]) if len(latencies) else (float("nan"),) * 2
     stages = stage_deltas(before, after)
+    stages.pop("batch", None)  # a request's wait for and share of its batch: the per-batch stages below, again
     total = sum(stages.values()) or 1.0
     shares = "  ".join(f"{stage} {seconds / total:.0%}" for stage, seconds in sorted(stages.items()))
     return (f"p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  {len(latencies) / result['seconds']:6.2f} requests/s  "
             f"mean batch {batch_mean(before, after, model):4.1f}  errors {result['errors'] or 'none'}  "
-            f"stage time: {shares}")
+            f"the batches' time: {shares}")
 
 
 def main() -> None:
