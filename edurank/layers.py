@@ -52,6 +52,17 @@ def encoder_layers(encoder: PreTrainedModel) -> nn.ModuleList:
     return base.encoder.layer
 
 
+def keep_lower_layers(encoder: PreTrainedModel, layers: int) -> None:
+    """Cut the encoder to its embeddings and lower `layers` layers (config included, so it saves and reloads
+    as the smaller model): a smaller, faster model to fine-tune from a deeper one, as DistilBERT-style
+    layer dropping does."""
+    stack = encoder_layers(encoder)
+    if not 0 < layers <= len(stack):
+        raise InputError(f"--layers {layers}: the start model has {len(stack)} layers")
+    encoder.base_model.encoder.layer = stack[:layers]
+    encoder.config.num_hidden_layers = layers
+
+
 class Trunk(nn.Module):
     """The frozen lower part: embeddings and the first `split` layers of the base encoder."""
 

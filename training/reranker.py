@@ -5,7 +5,8 @@ rows as `edurank train ranker`, so its out-of-fold logits can also serve as one 
    trained on it). A model trains on each topic's positives and its `hard_negatives` most similar negatives.
 2. Start: every model starts from `--model` or, with `--init miners`, each fold's model from the fold
    retriever that mined (and so never saw) its held-out fold (`--model` then names the served retriever).
-   `--late-interaction`: the frozen layers read each text alone, as the retriever does.
+   `--late-interaction`: the frozen layers read each text alone, as the retriever does. `--layers N` keeps
+   only the start model's lower N layers: a smaller cross-encoder, N/6 of MiniLM's compute per pair.
 3. Frozen trunk: the embeddings and the lower `freeze_layers` layers never change, so their output for every
    training pair is computed once and cached (training/trunk_cache.py); each step runs the layers above.
 4. Loss: `bce` (a probability per pair, `pos_weight` against the sampled negatives) or `listwise` (each
@@ -36,7 +37,7 @@ import edurank
 from edurank.artifacts import ModelRef, fresh_dir, hash_json, model_ref, publish_artifact, staging_dir
 from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
-from edurank.layers import Trunk
+from edurank.layers import Trunk, keep_lower_layers
 from edurank.options import option
 from reranker.decision import DecisionRule
 from reranker.evaluation import calibrate_and_tune
@@ -84,6 +85,8 @@ class RerankerConfig(CrossFitOptions, EngineOptions):
     topic_tokens: int = option(32, "tokens of the topic side of a pair", minimum=1)
     content_tokens: int = option(64, "tokens of the content side of a pair", minimum=1)
     rank_feature: bool = option(False, "write the retrieval rank into the pair")
+    layers: int | None = option(None, "keep only the start model's lower N layers: a smaller, faster "
+                                      "cross-encoder (default: all)", minimum=1)
     freeze_layers: int = option(4, "frozen embeddings + lower layers, their output cached (0: train every layer, "
                                    "no cache)", minimum=0)
     late_interaction: bool = option(False, "the frozen lower layers read each text alone (what the retriever "
@@ -126,6 +129,8 @@ class RerankerTrainer:
         self.config, self.rows, self.texts, self.work_dir, self.label = config, rows, texts, work_dir, label
         self.device = resolve_device(config.device)
         self.reranker = Reranker.load(init, config.pair_format)
+        if config.layers is not None:
+            keep_lower_layers(self.reranker.model.encoder, config.layers)
         self.reranker.model.to(self.device)
         self.split = config.freeze_layers
         if config.late_interaction:
@@ -254,6 +259,9 @@ def train_reranker(catalog: Catalog, retrievers: Sequence[str], out: Path, confi
                          "the fold models did (their out-of-fold logits tune its calibration and rule)")
     if config.late_interaction and not config.freeze_layers:
         raise InputError("--late-interaction: the within-text layers are the frozen ones; give --freeze-layers K > 0")
+    if config.layers is not None and config.freeze_layers >= config.layers:
+        raise InputError(f"--freeze-layers {config.freeze_layers} with --layers {config.layers}: keep at least one "
+                         "trainable layer")
     mined = candidates_for(catalog, retrievers, out, config)
     crossfit, plan = mined.crossfit, mined.plan
     rows = ranked_rows(mined.candidates, crossfit)

@@ -141,3 +141,20 @@ def test_settings_that_would_train_something_else_than_asked_are_refused(sample_
         train_reranker(catalog, ["bundled"], tmp_path, RerankerConfig(init="miners"))
     with pytest.raises(InputError, match="--freeze-layers K > 0"):
         train_reranker(catalog, ["bundled"], tmp_path, RerankerConfig(late_interaction=True, freeze_layers=0))
+
+
+def test_layers_trains_and_publishes_the_start_models_lower_layers_alone(sample_catalog: Path, tmp_path: Path) -> None:
+    catalog = load_catalog(sample_catalog)
+    config = RerankerConfig(**{**FAST, "layers": 2, "freeze_layers": 1, "cross_fit": False})
+    path = train_reranker(catalog, ["bundled"], tmp_path / "small", config)
+    small, start = Reranker.load(path), Reranker.load(None)
+    assert len(small.model.encoder.encoder.layer) == small.model.encoder.config.num_hidden_layers == 2
+    frozen, trained = (layer.state_dict() for layer in small.model.encoder.encoder.layer)
+    start_layers = [layer.state_dict() for layer in start.model.encoder.encoder.layer]
+    assert all(np.array_equal(frozen[k].numpy(), start_layers[0][k].numpy()) for k in frozen)
+    assert not all(np.array_equal(trained[k].numpy(), start_layers[1][k].numpy()) for k in trained)
+    assert np.isfinite(small.logits([("Adding fractions", "Fractions with unlike denominators")])).all()
+    with pytest.raises(InputError, match="--layers 7: the start model has 6 layers"):
+        train_reranker(catalog, ["bundled"], tmp_path / "big", RerankerConfig(**{**FAST, "layers": 7}))
+    with pytest.raises(InputError, match="--freeze-layers 5 with --layers 2: keep at least one trainable"):
+        train_reranker(catalog, ["bundled"], tmp_path / "all", RerankerConfig(**{**FAST, "layers": 2}))
