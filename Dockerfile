@@ -14,16 +14,9 @@ ENV HF_HUB_OFFLINE=1 \
     EDURANK_ARTIFACTS=/artifacts
 
 WORKDIR /opt/edurank
-COPY pyproject.toml README.md ./
-COPY scripts/ scripts/
-COPY classifier/ classifier/
-COPY edurank/ edurank/
-COPY essays/ essays/
-COPY retriever/ retriever/
-COPY ranker/ ranker/
-COPY reranker/ reranker/
-COPY service/ service/
-COPY training/ training/
+# One COPY of the build context (.dockerignore leaves out tests, benches, artifacts and caches): a list of
+# packages drifted from pyproject's (inference/ was missing).
+COPY . .
 RUN bash scripts/setup.sh
 
 RUN useradd --create-home --uid 10001 edurank && mkdir -p /artifacts && chown edurank /artifacts

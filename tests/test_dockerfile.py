@@ -16,14 +16,15 @@ def test_the_image_installs_with_the_readme_setup_script() -> None:
     assert "bash scripts/setup.sh" in (ROOT / "Makefile").read_text()
 
 
-def test_copied_paths_exist_and_are_not_docker_ignored() -> None:
+def test_the_build_context_holds_every_package_pyproject_installs() -> None:
     ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")]
-    sources = [src for line in re.findall(r"^COPY (.+)$", DOCKERFILE, re.M) for src in line.split()[:-1]]
-    assert {"scripts/", "edurank/", "retriever/", "reranker/", "service/", "training/"} <= set(sources)
-    for source in sources:
-        assert (ROOT / source).exists(), source
-        assert not any(fnmatch.fnmatch(source.rstrip("/"), pattern) for pattern in ignored), source
+    assert re.findall(r"^COPY (.+)$", DOCKERFILE, re.M) == [". ."]
+    include = re.search(r"^include = \[(.+)\]$", (ROOT / "pyproject.toml").read_text(), re.M)
+    packages = [name.strip(' "*') for name in include.group(1).split(",")]
+    assert packages and all((ROOT / package / "__init__.py").is_file() for package in packages)
+    for needed in (*packages, "pyproject.toml", "README.md", "scripts"):
+        assert not any(fnmatch.fnmatch(needed, pattern) for pattern in ignored), needed
 
 
 def test_non_root_healthcheck_and_artifacts_mount() -> None:
