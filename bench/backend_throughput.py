@@ -1,7 +1,9 @@
 """Throughput of the cross-encoder, the essay scorer and the classifier per backend (torch fp32, ONNX fp32,
 ONNX int8) on the same held-out slice in one process, with each export's agreement with torch: the figures
 `edurank export`'s own check computes, on a larger slice, torch and the export alternating `--repeat` times
-(medians), so machine noise hits both alike. Exports missing under `--exports` are made first.
+(medians), so machine noise hits both alike. Exports missing under `--exports` are made first. `--baseline`
+names a second model of the same kind (a bigger one the exported model would replace): each export is also
+timed against its torch run, on the same slice in the same run, with the same agreement figures.
 
     .venv/bin/python bench/backend_throughput.py --kind reranker --model artifacts/exp/ce-list \\
         --data ../shared/data/curriculum --items 2048
@@ -54,6 +56,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--exports", type=Path, default=Path("artifacts/bench/exports"))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--baseline", default=None, help="a second torch model of the same kind to compare with")
     args = parser.parse_args()
 
     set_threads(args.threads)
@@ -62,6 +65,7 @@ def main() -> None:
     source = load(path)
     fingerprint = source.source_fingerprint if args.kind == "reranker" else source.manifest.weights
     work = make_slice(args.data, args.items)
+    baseline = load(model_path(args.baseline)) if args.baseline else None
     print(f"{args.kind} {path.name}: {args.items} items from {args.data}, {args.repeat} repeats (medians)")
     for backend in EXPORTED:
         export = find_export(args.exports, args.kind, fingerprint, backend)
@@ -71,13 +75,16 @@ def main() -> None:
                         "--max-metric-delta", "1"]):
                 raise SystemExit(f"exporting {path} for {backend} failed")
             export = find_export(args.exports, args.kind, fingerprint, backend)
-        runs = [agreement(source, load(export), work) for _ in range(args.repeat)]
-        torch_rate = float(np.median([r["torch_items_per_s"] for r in runs]))
-        rate = float(np.median([r["items_per_s"] for r in runs]))
-        print(f"  torch fp32 {torch_rate:8.2f} items/s | {backend:<9} {rate:8.2f} items/s  ratio "
-              f"{rate / torch_rate:4.2f}  {quality} {runs[0][quality]}  "
-              + "  ".join(f"{k} {v}" for k, v in runs[0].items() if k not in (quality,) and "second" not in k
-                          and "items_per_s" not in k and k != "speedup"), flush=True)
+        exported = load(export)
+        against = {"torch fp32": source, **({f"{args.baseline} torch fp32": baseline} if baseline else {})}
+        for name, reference in against.items():
+            runs = [agreement(reference, exported, work) for _ in range(args.repeat)]
+            torch_rate = float(np.median([r["torch_items_per_s"] for r in runs]))
+            rate = float(np.median([r["items_per_s"] for r in runs]))
+            print(f"  {name} {torch_rate:8.2f} items/s | {backend:<9} {rate:8.2f} items/s  ratio "
+                  f"{rate / torch_rate:4.2f}  {quality} {runs[0][quality]}  "
+                  + "  ".join(f"{k} {v}" for k, v in runs[0].items() if k not in (quality,) and "second" not in k
+                              and "items_per_s" not in k and k != "speedup"), flush=True)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ def per_topic_auc(oof: pl.DataFrame, column: str) -> float:
 
 
 def report(args: argparse.Namespace) -> None:
-    print("| reranker | loss | start | late interaction | frozen | folds | per-topic AUC: logit / dense cosine | "
-          "F2 logit | F2 logit + rank | F2 retrieval alone | minutes |")
-    print("|---" * 11 + "|")
+    print("| reranker | loss | start | late interaction | layers | frozen | folds | "
+          "per-topic AUC: logit / dense cosine | F2 logit | F2 logit + rank | F2 retrieval alone | minutes |")
+    print("|---" * 12 + "|")
     for path in args.rerankers:
         directory, manifest = open_artifact(path, "reranker")
         oof, params, metrics = pl.read_parquet(directory / "oof.parquet"), manifest.params, manifest.metrics
@@ -43,7 +43,7 @@ def report(args: argparse.Namespace) -> None:
                        for part in (oof.filter(pl.col("fold") == f) for f in folds))
         options = metrics["calibration_options"]
         print(f"| {path} | {params['loss']} | {params['init']} | {params.get('late_interaction', False)} | "
-              f"{params['freeze_layers']} | {','.join(map(str, folds))} | {auc} | "
+              f"{params.get('layers') or 'all'} | {params['freeze_layers']} | {','.join(map(str, folds))} | {auc} | "
               f"{options['logit']['held_out_mean_f2']:.3f} | {options['logit+rank']['held_out_mean_f2']:.3f} | "
               f"{metrics['retrieval_only']['mean_f2']:.3f} | {manifest.seconds['train'] / 60:.1f} |")
 
