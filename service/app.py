@@ -67,10 +67,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def validation_error_handler(request: Request, error: Exception) -> JSONResponse:
-    """FastAPI's 422 body, minus the echoed input (it may be a megabyte of essay)."""
+    """FastAPI's 422 body, minus the echoed input (it may be a megabyte of essay), with each `loc` part and
+    `msg` cut short and made encodable (an unknown field's name is the client's text)."""
     assert isinstance(error, RequestValidationError)
-    detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in error.errors()]
+    detail = [{"loc": [part if isinstance(part, int) else safe_text(str(part)) for part in e["loc"]],
+               "msg": safe_text(str(e["msg"])), "type": e["type"]} for e in error.errors()]
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def safe_text(text: str, limit: int = 200) -> str:
+    """At most `limit` characters, lone surrogates escaped: safe to encode as JSON and to log."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 async def observe_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

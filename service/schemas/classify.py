@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from service.schemas.request import RequestModel
+
 EXAMPLE = {"question_id": "31772", "answer": r"\( \frac{1}{3} \)",
            "explanation": "3 of the 9 triangles are not shaded, and 3/9 simplifies to 1/3."}
 
 
-class StudentResponse(BaseModel):
+class StudentResponse(RequestModel):
     """One student's response: the question (by id, or by text when the classifier may not know it), the
     option chosen and the student's explanation."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: StrictStr | None = Field(None, description="echoed back, to match results to your responses")
     question_id: StrictStr | StrictInt | None = Field(None, description="QuestionId as in the training data")
@@ -24,7 +24,7 @@ class StudentResponse(BaseModel):
 class ClassifyRequest(StudentResponse):
     """One response as top-level fields, or a batch as `responses` (limit: EDURANK_MAX_RESPONSES)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(json_schema_extra={"examples": [
         EXAMPLE, {"responses": [{**EXAMPLE, "id": "s1"},
                                 {"id": "s2", "question_text": "What is 0.2 x 0.3?", "answer": "0.6",
                                  "explanation": "2 times 3 is 6"}]}]})

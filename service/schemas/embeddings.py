@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from service.schemas.request import RequestModel
 
 
-class EmbeddingsRequest(BaseModel):
+class EmbeddingsRequest(RequestModel):
     """OpenAI's embeddings request. Token-id inputs are not accepted: send text."""
-
-    model_config = ConfigDict(extra="forbid")
 
     input: str | list[str] = Field(examples=[["Adding fractions with unlike denominators"]])
     model: str = Field("edurank", description="any name: the served retriever answers (its id is returned)")
@@ -38,10 +38,8 @@ class EmbeddingsResponse(BaseModel):
     usage: Usage
 
 
-class EmbedRequest(BaseModel):
+class EmbedRequest(RequestModel):
     """text-embeddings-inference's /embed request."""
-
-    model_config = ConfigDict(extra="forbid")
 
     inputs: str | list[str] = Field(examples=["Adding fractions with unlike denominators"])
     normalize: bool = Field(True, description="the served vectors are always L2-normalised; false is refused")

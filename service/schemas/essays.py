@@ -5,21 +5,20 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from essays.data import TRAITS
+from service.schemas.request import RequestModel
 
 TRAIT_LIST = ", ".join(TRAITS)
 
 
-class Essay(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Essay(RequestModel):
     id: StrictStr | None = Field(None, description="echoed back, to match results to your essays")
     text: StrictStr = Field(description="the essay (limit: EDURANK_MAX_ESSAY_CHARS characters)")
 
 
-class ScoreEssayRequest(BaseModel):
+class ScoreEssayRequest(RequestModel):
     """One essay as `text`, or a batch as `essays` (limit: EDURANK_MAX_ESSAYS); exactly one of the two."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"text": "I think students would benefit from learning at home because they can work at their own pace."},
         {"essays": [{"id": "a1", "text": "First essay ..."}, {"id": "a2", "text": "Second essay ..."}]}]})
 

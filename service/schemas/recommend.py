@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
+
+from service.schemas.request import RequestModel
 
 
-class TopicText(BaseModel):
+class TopicText(RequestModel):
     """A topic given by its text, for topics that are not in the loaded catalog."""
-
-    model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, examples=["Adding fractions with unlike denominators"])
     description: str | None = None
@@ -18,9 +18,7 @@ class TopicText(BaseModel):
     language: str | None = Field(None, examples=["en"], description="must be one of the catalog's languages")
 
 
-class RecommendRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RecommendRequest(RequestModel):
     topic_id: str | None = Field(None, min_length=1, description="a topic of the loaded catalog")
     topic: TopicText | None = None
     top_k: int | None = Field(None, ge=1, description="most items returned (default and limit: settings)")
@@ -77,9 +75,7 @@ class RecommendResponse(BaseModel):
     versions: dict[str, str | None]
 
 
-class RerankRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RerankRequest(RequestModel):
     query: str = Field(min_length=1, examples=["Area of a triangle"])
     candidates: list[str] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])
 
@@ -95,10 +91,8 @@ class RerankResponse(BaseModel):
     versions: dict[str, str | None]
 
 
-class TeiRerankRequest(BaseModel):
+class TeiRerankRequest(RequestModel):
     """text-embeddings-inference's /rerank body (served at /tei/rerank; /rerank keeps edurank's contract)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, examples=["Area of a triangle"])
     texts: list[str] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])

@@ -184,3 +184,30 @@ def test_a_stale_index_is_rebuilt_only_when_allowed(settings: Settings, tmp_path
     rebuild = settings.model_copy(update={"catalog": catalog, "artifacts": tmp_path / "artifacts"})
     with TestClient(create_app(rebuild)) as client:
         assert client.get("/ready").status_code == 200
+
+
+@pytest.mark.parametrize(("route", "body", "field"), [
+    ("/recommend", '{"topic": {"title": "x", "language": "\\ud800"}}', ["body", "topic", "language"]),
+    ("/recommend", '{"topic": {"title": "x", "description": "\\ud800"}}', ["body", "topic", "description"]),
+    ("/recommend", '{"topic": {"title": "x", "breadcrumbs": "\\udfff"}}', ["body", "topic", "breadcrumbs"]),
+    ("/recommend", '{"topic": {"title": "x"}, "languages": ["en", "\\ud800"]}', ["body", "languages"]),
+    ("/recommend", '{"topic": {"title": "x"}, "kinds": ["\\ud800"]}', ["body", "kinds"]),
+    ("/rerank", '{"query": "q", "candidates": ["a", "\\ud800"]}', ["body", "candidates"]),
+    ("/v1/embeddings", '{"input": ["\\ud800"]}', ["body", "input"]),
+    ("/embed", '{"inputs": "\\ud800"}', ["body", "inputs"]),
+    ("/score-essay", '{"essays": [{"text": "\\ud800"}]}', ["body", "essays", 0, "text"]),
+    ("/classify", '{"answer": "\\ud800"}', ["body", "answer"]),
+])
+def test_a_lone_surrogate_anywhere_is_a_422_naming_its_field(client: TestClient, route: str, body: str,
+                                                             field: list[str | int]) -> None:
+    response = client.post(route, content=body.encode(), headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == field and "lone surrogate" in response.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("name", ["x" * 5_000, "x\\ud800"])
+def test_an_unknown_field_name_is_echoed_short_and_encodable(client: TestClient, name: str) -> None:
+    body = '{"topic_id": "geo_area", "' + name + '": 1}'
+    response = client.post("/recommend", content=body.encode(), headers={"content-type": "application/json"})
+    assert response.status_code == 422 and len(response.content) < 1_000
+    assert all(len(str(part)) <= 203 for part in response.json()["detail"][0]["loc"])
