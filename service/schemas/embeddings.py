@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 from service.schemas.request import RequestModel
 
@@ -13,11 +13,11 @@ from service.schemas.request import RequestModel
 class EmbeddingsRequest(RequestModel):
     """OpenAI's embeddings request. Token-id inputs are not accepted: send text."""
 
-    input: str | list[str] = Field(examples=[["Adding fractions with unlike denominators"]])
-    model: str = Field("edurank", description="any name: the served retriever answers (its id is returned)")
+    input: StrictStr | list[StrictStr] = Field(examples=[["Adding fractions with unlike denominators"]])
+    model: StrictStr = Field("edurank", description="any name: the served retriever answers (its id is returned)")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1, description="must equal the model's dimension if given")
-    user: str | None = None
+    dimensions: StrictInt | None = Field(None, ge=1, description="must equal the model's dimension if given")
+    user: StrictStr | None = None
 
 
 class Embedding(BaseModel):
@@ -41,7 +41,7 @@ class EmbeddingsResponse(BaseModel):
 class EmbedRequest(RequestModel):
     """text-embeddings-inference's /embed request."""
 
-    inputs: str | list[str] = Field(examples=["Adding fractions with unlike denominators"])
-    normalize: bool = Field(True, description="the served vectors are always L2-normalised; false is refused")
-    truncate: bool = Field(False, description="cut texts longer than the model's token limit (else 422)")
-    prompt_name: str | None = Field(None, description="not supported: must be absent")
+    inputs: StrictStr | list[StrictStr] = Field(examples=["Adding fractions with unlike denominators"])
+    normalize: StrictBool = Field(True, description="the served vectors are always L2-normalised; false is refused")
+    truncate: StrictBool = Field(False, description="cut texts longer than the model's token limit (else 422)")
+    prompt_name: StrictStr | None = Field(None, description="not supported: must be absent")

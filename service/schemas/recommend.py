@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
 from service.schemas.request import RequestModel
 
@@ -12,25 +12,25 @@ from service.schemas.request import RequestModel
 class TopicText(RequestModel):
     """A topic given by its text, for topics that are not in the loaded catalog."""
 
-    title: str = Field(min_length=1, examples=["Adding fractions with unlike denominators"])
-    description: str | None = None
-    breadcrumbs: str | None = Field(None, examples=["Mathematics > Fractions"])
-    language: str | None = Field(None, examples=["en"], description="must be one of the catalog's languages")
+    title: StrictStr = Field(min_length=1, examples=["Adding fractions with unlike denominators"])
+    description: StrictStr | None = None
+    breadcrumbs: StrictStr | None = Field(None, examples=["Mathematics > Fractions"])
+    language: StrictStr | None = Field(None, examples=["en"], description="must be one of the catalog's languages")
 
 
 class RecommendRequest(RequestModel):
-    topic_id: str | None = Field(None, min_length=1, description="a topic of the loaded catalog")
+    topic_id: StrictStr | None = Field(None, min_length=1, description="a topic of the loaded catalog")
     topic: TopicText | None = None
-    top_k: int | None = Field(None, ge=1, description="most items returned (default and limit: settings)")
-    candidates: int | None = Field(None, ge=1, description="retrieved candidates to rerank (cross-encoder; a "
+    top_k: StrictInt | None = Field(None, ge=1, description="most items returned (default and limit: settings)")
+    candidates: StrictInt | None = Field(None, ge=1, description="retrieved candidates to rerank (cross-encoder; a "
                                                           "ranker takes its own hybrid candidates)")
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="override the tuned threshold")
-    margin: float | None = Field(None, ge=0.0, lt=1.0, description="override the tuned margin: also keep items "
+    threshold: StrictFloat | None = Field(None, ge=0.0, le=1.0, description="override the tuned threshold")
+    margin: StrictFloat | None = Field(None, ge=0.0, lt=1.0, description="override the tuned margin: also keep items "
                                                                    "with probability >= best x (1 - margin); 0: off")
-    explain: bool = Field(False, description="name each item's top feature contributions (ranker only)")
-    languages: list[str] | None = Field(None, description="only content in these languages")
-    kinds: list[str] | None = Field(None, description="only content of these kinds")
-    rerank: bool = True
+    explain: StrictBool = Field(False, description="name each item's top feature contributions (ranker only)")
+    languages: list[StrictStr] | None = Field(None, description="only content in these languages")
+    kinds: list[StrictStr] | None = Field(None, description="only content of these kinds")
+    rerank: StrictBool = True
 
     @model_validator(mode="after")
     def one_topic(self) -> RecommendRequest:
@@ -76,8 +76,8 @@ class RecommendResponse(BaseModel):
 
 
 class RerankRequest(RequestModel):
-    query: str = Field(min_length=1, examples=["Area of a triangle"])
-    candidates: list[str] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])
+    query: StrictStr = Field(min_length=1, examples=["Area of a triangle"])
+    candidates: list[StrictStr] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])
 
 
 class RerankScore(BaseModel):
@@ -94,11 +94,11 @@ class RerankResponse(BaseModel):
 class TeiRerankRequest(RequestModel):
     """text-embeddings-inference's /rerank body (served at /tei/rerank; /rerank keeps edurank's contract)."""
 
-    query: str = Field(min_length=1, examples=["Area of a triangle"])
-    texts: list[str] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])
-    raw_scores: bool = Field(False, description="the cross-encoder's logits instead of calibrated probabilities")
-    return_text: bool = Field(False, description="echo each text beside its score")
-    truncate: bool = Field(True, description="accepted for compatibility: texts are always cut to the reranker's "
+    query: StrictStr = Field(min_length=1, examples=["Area of a triangle"])
+    texts: list[StrictStr] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])
+    raw_scores: StrictBool = Field(False, description="the cross-encoder's logits instead of calibrated probabilities")
+    return_text: StrictBool = Field(False, description="echo each text beside its score")
+    truncate: StrictBool = Field(True, description="accepted for compatibility: texts are always cut to the reranker's "
                                              "pair format (the token budgets it was trained with)")
     truncation_direction: Literal["Right", "right"] = Field("Right", description="only Right is supported")
 

@@ -211,3 +211,22 @@ def test_an_unknown_field_name_is_echoed_short_and_encodable(client: TestClient,
     response = client.post("/recommend", content=body.encode(), headers={"content-type": "application/json"})
     assert response.status_code == 422 and len(response.content) < 1_000
     assert all(len(str(part)) <= 203 for part in response.json()["detail"][0]["loc"])
+
+
+@pytest.mark.parametrize(("route", "body", "field"), [
+    ("/recommend", {"topic_id": "geo_area", "top_k": True}, "top_k"),
+    ("/recommend", {"topic_id": "geo_area", "top_k": "5"}, "top_k"),
+    ("/recommend", {"topic_id": "geo_area", "top_k": 2.0}, "top_k"),
+    ("/recommend", {"topic_id": "geo_area", "threshold": "0.5"}, "threshold"),
+    ("/recommend", {"topic_id": "geo_area", "rerank": "false"}, "rerank"),
+    ("/recommend", {"topic": {"title": 5}}, "topic"),
+    ("/v1/embeddings", {"input": "x", "dimensions": "384"}, "dimensions"),
+    ("/tei/rerank", {"query": "q", "texts": ["a"], "raw_scores": 1}, "raw_scores"),
+])
+def test_numbers_booleans_and_text_are_strict(client: TestClient, route: str, body: dict, field: str) -> None:
+    response = client.post(route, json=body)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"][1] == field
+
+
+def test_an_integer_is_a_valid_float(client: TestClient) -> None:
+    assert client.post("/recommend", json={"topic_id": "geo_area", "threshold": 1}).status_code == 200
