@@ -403,7 +403,7 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    from service.app import serve
+    from service.server import serve
 
     serve(args.host, args.port)
 

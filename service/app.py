@@ -8,21 +8,30 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException
 
 import edurank
 from service.batching import Overloaded
-from service.errors import RequestError, overloaded_handler, request_error_handler
+from service.errors import (
+    RequestError,
+    http_error_handler,
+    overloaded_handler,
+    public_message,
+    request_error_handler,
+    validation_error_handler,
+)
 from service.metrics import Metrics
+from service.middleware import Guard, Observe
 from service.registry import Registry
 from service.routes import classify, embeddings, essays, ops, recommend
 from service.routes.docs import mount_docs
+from service.schemas.errors import ERROR_RESPONSES
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,9 +40,9 @@ log = logging.getLogger(__name__)
 def load_registry(app: FastAPI, settings: Settings) -> None:
     try:
         app.state.registry = Registry.load(settings, app.state.metrics.batching)
-    except Exception as err:  # reported by /ready; the process stays up so operators can see why
+    except Exception as err:  # reported by /ready, without server paths; the process stays up to say why
         log.exception("loading the models failed")
-        app.state.load_error = f"{type(err).__name__}: {err}"
+        app.state.load_error = public_message(f"{type(err).__name__}: {err}", settings.named_paths())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
 
     app = FastAPI(title="edurank", version=edurank.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None if settings.docs_access == "off" else "/openapi.json",
                   description="Retrieve-and-rank for education content: recommend catalog content for a "
                               "curriculum topic, rerank your own candidates, score essays on six traits, "
                               "classify students' misconceptions.")
@@ -56,46 +66,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestError, request_error_handler)
     app.add_exception_handler(Overloaded, overloaded_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.middleware("http")(observe_requests)
+    app.add_exception_handler(HTTPException, http_error_handler)
     app.include_router(ops.router)
-    app.include_router(recommend.router)
-    app.include_router(embeddings.router)
-    app.include_router(essays.router)
-    app.include_router(classify.router)
-    mount_docs(app)
+    for area in (recommend, embeddings, essays, classify):
+        app.include_router(area.router, responses=ERROR_RESPONSES)
+    if settings.docs_access != "off":
+        mount_docs(app)
+    # outermost last: Observe sees every response, Guard's refusals and 500s included
+    app.add_middleware(Guard, settings=settings)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    app.add_middleware(Observe, metrics=app.state.metrics)
     return app
-
-
-async def validation_error_handler(request: Request, error: Exception) -> JSONResponse:
-    """FastAPI's 422 body, minus the echoed input (it may be a megabyte of essay), with each `loc` part and
-    `msg` cut short and made encodable (an unknown field's name is the client's text)."""
-    assert isinstance(error, RequestValidationError)
-    detail = [{"loc": [part if isinstance(part, int) else safe_text(str(part)) for part in e["loc"]],
-               "msg": safe_text(str(e["msg"])), "type": e["type"]} for e in error.errors()]
-    return JSONResponse(status_code=422, content={"detail": detail})
-
-
-def safe_text(text: str, limit: int = 200) -> str:
-    """At most `limit` characters, lone surrogates escaped: safe to encode as JSON and to log."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-async def observe_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Count requests and time them per route template (not per raw path: ids would explode the labels)."""
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    name = getattr(route, "path", "unmatched")
-    metrics: Metrics = request.app.state.metrics
-    metrics.requests.labels(name, str(response.status_code)).inc()
-    metrics.latency.labels(name).observe(time.perf_counter() - started)
-    return response
-
-
-def serve(host: str | None = None, port: int | None = None) -> None:
-    import uvicorn
-
-    settings = Settings()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="info")

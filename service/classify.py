@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from classifier.data import NO_MISCONCEPTION
-from classifier.predictor import Response
+from classifier.predictor import MisconceptionClassifier, Response
 from edurank.timing import Timer, no_timer
 from service.errors import RequestError
 from service.inference import check_text
@@ -47,7 +47,7 @@ def classify_responses(registry: Registry, request: ClassifyRequest, timer: Time
         responses = [checked(registry, request, ())]
     classifier, batched = registry.classifier, registry.classify
     if classifier is None or batched is None:
-        raise RequestError((), NOT_TRAINED, 503)
+        raise RequestError((), registry.missing(MisconceptionClassifier.KIND, NOT_TRAINED), 503)
     with timer("batch"):  # the classifier's shared batch, waiting for it included (its stages: per batch)
         predictions = batched(responses)
     results = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edurank.timing import Timer, no_timer
 from essays.data import TRAITS, round_scores
+from essays.scorer import EssayScorer
 from service.errors import RequestError
 from service.inference import check_text
 from service.registry import Registry
@@ -29,7 +30,7 @@ def score_essays(registry: Registry, request: ScoreEssayRequest, timer: Timer = 
         ids, texts = [e.id for e in request.essays], [e.text for e in request.essays]
     scorer, batched = registry.essays, registry.score_essays
     if scorer is None or batched is None:
-        raise RequestError((), NOT_TRAINED, 503)
+        raise RequestError((), registry.missing(EssayScorer.KIND, NOT_TRAINED), 503)
     with timer("batch"):  # the essay scorer's shared batch, waiting for it included (its stages: per batch)
         scores = batched(texts)
     rounded = round_scores(scores)

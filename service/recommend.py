@@ -10,7 +10,7 @@ import numpy as np
 
 from edurank.timing import Timer, no_timer
 from reranker.pipeline import Query
-from service.errors import RequestError
+from service.errors import RequestError, safe_text
 from service.inference import check_text
 from service.registry import Registry
 from service.schemas.recommend import (
@@ -37,7 +37,8 @@ def query_for(registry: Registry, request: RecommendRequest) -> tuple[Query, str
     if request.topic_id is not None:
         row = registry.topic_rows.get(request.topic_id)
         if row is None:
-            raise RequestError(("topic_id",), f"topic '{request.topic_id}' is not in the loaded catalog", 404)
+            raise RequestError(("topic_id",), f"topic '{safe_text(request.topic_id, 60)}' is not in the loaded "
+                                              "catalog", 404)
         topic = registry.catalog.topics.row(row, named=True)
         parts = (topic["title"], topic["breadcrumbs"], topic["description"])
         language = topic["language"]

@@ -28,6 +28,7 @@ from retriever.index import ContentIndex
 from retriever.indexing import build_index, load_index
 from retriever.model import BiEncoder
 from service.batching import Batcher, BatchMetrics
+from service.errors import public_message
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Registry:
     classifier: MisconceptionClassifier | None = None
     score_essays: Batcher[str] | None = field(default=None, repr=False)  # texts -> (essays, 6) scores
     classify: Batcher[Response] | None = field(default=None, repr=False)  # responses -> their predictions
+    problems: dict[str, str] = field(default_factory=dict)  # optional kind -> why it is not served (client-safe)
     loaded_seconds: float = 0.0
 
     @classmethod
@@ -69,7 +71,8 @@ class Registry:
         catalog = load_catalog(settings.catalog)
         encoder = served_encoder(settings)
         index = open_index(settings, encoder, catalog)
-        optional = {kind: load_optional(settings, kind) for kind in OPTIONAL}
+        problems: dict[str, str] = {}
+        optional = {kind: load_optional(settings, kind, problems) for kind in OPTIONAL}
         if optional[Ranker.KIND] is None and settings.train_ranker:
             optional[Ranker.KIND] = first_ranker(settings, encoder, catalog)
         companion = companion_encoder(settings, index, optional[Ranker.KIND])
@@ -99,7 +102,7 @@ class Registry:
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),
                        frozenset(catalog.content["kind"].drop_nulls().unique().to_list()),
-                       essays, classifier, score_essays, classify)
+                       essays, classifier, score_essays, classify, problems)
         registry.loaded_seconds = round(time.perf_counter() - started, 2)
         log.info("registry loaded in %.1f s: %s", registry.loaded_seconds, versions)
         return registry
@@ -110,7 +113,12 @@ class Registry:
                 "catalog_topics": len(self.catalog.topics), "reranker": self.recommender.reranker is not None,
                 "ranker": self.recommender.ranker is not None,
                 "essays": self.essays is not None, "classifier": self.classifier is not None,
-                "load_seconds": self.loaded_seconds}
+                "load_seconds": self.loaded_seconds, "problems": self.problems}
+
+    def missing(self, kind: str, untrained: str) -> str:
+        """Why a route's optional model is not there: its load failure, else how to train one."""
+        problem = self.problems.get(kind)
+        return f"the {kind} model failed to load, so this route is off: {problem}" if problem else untrained
 
 
 def served_encoder(settings: Settings) -> BiEncoder:
@@ -140,14 +148,20 @@ def on_backend(settings: Settings, kind: str, path: str | Path | None) -> Path:
     return export
 
 
-def load_optional(settings: Settings, kind: str) -> Any:
-    """The configured (or trained) artifact of an optional kind, loaded; None when there is none."""
+def load_optional(settings: Settings, kind: str, problems: dict[str, str]) -> Any:
+    """The configured (or trained) artifact of an optional kind, loaded; None when there is none, or when it
+    fails to load: then only what needs it is off, and `problems` says why (for clients, without paths)."""
     path = settings.artifact(getattr(settings, kind), kind)
     load, without = OPTIONAL[kind]
     if path is None:
         log.warning("no %s under %s/%s and none configured: %s", kind, settings.artifacts, kind, without)
         return None
-    return load(on_backend(settings, kind, path) if kind in EXPORTABLE else path)
+    try:
+        return load(on_backend(settings, kind, path) if kind in EXPORTABLE else path)
+    except Exception as err:  # noqa: BLE001 - any failure of one optional model leaves the rest serving
+        log.exception("the %s at %s failed to load: %s", kind, path, without)
+        problems[kind] = public_message(f"{type(err).__name__}: {err}", settings.named_paths())
+        return None
 
 
 def version_of(path: Path) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edurank import SAMPLE_CATALOG
@@ -68,6 +68,29 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # access and limits: what makes the service safe to expose beyond loopback
+    api_key: SecretStr | None = Field(None, description="key of the admin routes (off without one) and of any route "
+                                                        "set to need it; sent as `Authorization: Bearer KEY` or "
+                                                        "`X-API-Key: KEY`, compared in constant time, never logged")
+    require_key: bool = Field(False, description="the inference routes need the key too")
+    docs_access: Literal["on", "off", "key"] = Field("on", description="/docs and /openapi.json: served, off (404) "
+                                                                        "or behind the key")
+    metrics_access: Literal["on", "off", "key"] = Field("on", description="/metrics: served, off (404) or behind "
+                                                                           "the key")
+    rate_limit: float = Field(0.0, ge=0, description="inference requests per second per client (0: no limit); over "
+                                                     "it: 429 with Retry-After")
+    rate_burst: int = Field(20, ge=1, description="requests a client may send at once before rate_limit applies")
+    max_body_bytes: int = Field(4 << 20, ge=1, description="largest request body; a larger one gets 413 before it "
+                                                           "is read")
+    body_timeout: float = Field(30.0, gt=0, description="seconds a request body may take to arrive (then 408)")
+    header_timeout: float = Field(10.0, gt=0, description="seconds a connection may take to send a request's "
+                                                          "headers before it is closed")
+    keep_alive: int = Field(5, ge=1, description="seconds an idle keep-alive connection stays open")
+    max_connections: int = Field(1024, ge=1, description="open connections (or requests in progress) beyond which "
+                                                         "new requests get 503")
+    cors_origins: list[str] = Field(default_factory=list, description="origins browsers may call from, as a JSON "
+                                                                      "list (empty: CORS off)")
+
     @property
     def index_root(self) -> Path:
         """The configured index, else `<artifacts>/index`; for an ONNX backend `<artifacts>/index-<backend>`: its
@@ -76,6 +99,14 @@ class Settings(BaseSettings):
         if self.index is not None:
             return self.index
         return self.artifacts / ("index" if self.backend == "torch" else f"index-{self.backend}")
+
+    def named_paths(self) -> list[tuple[Path | str, str]]:
+        """Each configured path with the setting that names it, so messages shown to clients can say
+        `$EDURANK_ARTIFACTS/index` instead of a server path."""
+        paths = {"artifacts": self.artifacts, "catalog": self.catalog, "retriever": self.retriever,
+                 "index": self.index, "reranker": self.reranker, "ranker": self.ranker, "essays": self.essays,
+                 "classifier": self.classifier, "companion": self.companion}
+        return [(path, f"$EDURANK_{name.upper()}") for name, path in paths.items() if path]
 
     def artifact(self, explicit: str | Path | None, kind: str) -> Path | None:
         """An explicit path, else `<artifacts>/<kind>` when it holds a version, else None."""

@@ -7,10 +7,11 @@ from fastapi import APIRouter
 from service import classify as logic
 from service.deps import MetricsDep, RegistryDep
 from service.schemas.classify import ClassifyRequest, ClassifyResponse
+from service.schemas.errors import error
 
 router = APIRouter(tags=["classification"])
-ERRORS = {422: {"description": "invalid field (named in `loc`): missing, empty or oversized text, too many"},
-          503: {"description": "models not loaded yet, or no classifier trained"}}
+ERRORS = {422: error("invalid field (named in `loc`): missing, empty or oversized text, too many"),
+          503: error("models not loaded yet, or no classifier trained")}
 
 
 @router.post("/classify", response_model=ClassifyResponse, responses=ERRORS)  # type: ignore[arg-type]

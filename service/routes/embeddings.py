@@ -8,10 +8,11 @@ from fastapi import APIRouter
 from service import embeddings as logic
 from service.deps import MetricsDep, RegistryDep
 from service.schemas.embeddings import EmbeddingsRequest, EmbeddingsResponse, EmbedRequest
+from service.schemas.errors import error
 
 router = APIRouter(tags=["embeddings"])
-ERRORS = {422: {"description": "invalid field (named in `loc`): empty, oversized or too many texts"},
-          503: {"description": "models not loaded yet, or the queue is full (see Retry-After)"}}
+ERRORS = {422: error("invalid field (named in `loc`): empty, oversized or too many texts"),
+          503: error("models not loaded yet, or the queue is full (see Retry-After)")}
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingsResponse, responses=ERRORS)  # type: ignore[arg-type]

@@ -6,11 +6,12 @@ from fastapi import APIRouter
 
 from service import essays as logic
 from service.deps import MetricsDep, RegistryDep
+from service.schemas.errors import error
 from service.schemas.essays import ScoreEssayRequest, ScoreEssayResponse
 
 router = APIRouter(tags=["essays"])
-ERRORS = {422: {"description": "invalid field (named in `loc`): empty, oversized or non-text essay, too many"},
-          503: {"description": "models not loaded yet, or no essay scorer trained"}}
+ERRORS = {422: error("invalid field (named in `loc`): empty, oversized or non-text essay, too many"),
+          503: error("models not loaded yet, or no essay scorer trained")}
 
 
 @router.post("/score-essay", response_model=ScoreEssayResponse, responses=ERRORS)  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ router = APIRouter(tags=["ops"])
 
 
 @router.get("/health", response_model=Health)
+@router.head("/health", include_in_schema=False)
 def health() -> Health:
     """The process is alive (models may still be loading)."""
     return Health(status="ok")

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from service import recommend as logic
 from service.deps import MetricsDep, RegistryDep
+from service.schemas.errors import error
 from service.schemas.recommend import (
     RecommendRequest,
     RecommendResponse,
@@ -17,8 +18,7 @@ from service.schemas.recommend import (
 )
 
 router = APIRouter(tags=["recommend"])
-ERRORS = {404: {"description": "unknown topic id"}, 422: {"description": "invalid field (named in `loc`)"},
-          503: {"description": "models not loaded yet"}}
+ERRORS = {404: error("unknown topic id")}
 
 
 @router.post("/recommend", response_model=RecommendResponse, responses=ERRORS)  # type: ignore[arg-type]

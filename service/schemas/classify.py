@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from service.schemas.request import RequestModel
+from service.schemas.request import RequestModel, one_of
 
 EXAMPLE = {"question_id": "31772", "answer": r"\( \frac{1}{3} \)",
            "explanation": "3 of the 9 triangles are not shaded, and 3/9 simplifies to 1/3."}
+
+
+SINGLE = {"answer": "string", "explanation": "string"}  # what one response needs (and question_id or _text)
 
 
 class StudentResponse(RequestModel):
@@ -24,7 +27,7 @@ class StudentResponse(RequestModel):
 class ClassifyRequest(StudentResponse):
     """One response as top-level fields, or a batch as `responses` (limit: EDURANK_MAX_RESPONSES)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
+    model_config = ConfigDict(json_schema_extra={**one_of(SINGLE, {"responses": "array"}), "examples": [
         EXAMPLE, {"responses": [{**EXAMPLE, "id": "s1"},
                                 {"id": "s2", "question_text": "What is 0.2 x 0.3?", "answer": "0.6",
                                  "explanation": "2 times 3 is 6"}]}]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from essays.data import TRAITS
-from service.schemas.request import RequestModel
+from service.schemas.request import RequestModel, one_of
 
 TRAIT_LIST = ", ".join(TRAITS)
 
@@ -18,7 +18,7 @@ class Essay(RequestModel):
 class ScoreEssayRequest(RequestModel):
     """One essay as `text`, or a batch as `essays` (limit: EDURANK_MAX_ESSAYS); exactly one of the two."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
+    model_config = ConfigDict(json_schema_extra={**one_of({"text": "string"}, {"essays": "array"}), "examples": [
         {"text": "I think students would benefit from learning at home because they can work at their own pace."},
         {"essays": [{"id": "a1", "text": "First essay ..."}, {"id": "a2", "text": "Second essay ..."}]}]})
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
-from service.schemas.request import RequestModel
+from service.schemas.request import RequestModel, one_of
 
 
 class TopicText(RequestModel):
@@ -19,6 +19,8 @@ class TopicText(RequestModel):
 
 
 class RecommendRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra=one_of({"topic_id": "string"}, {"topic": "object"}))
+
     topic_id: StrictStr | None = Field(None, min_length=1, description="a topic of the loaded catalog")
     topic: TopicText | None = None
     top_k: StrictInt | None = Field(None, ge=1, description="most items returned (default and limit: settings)")

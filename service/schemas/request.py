@@ -30,3 +30,11 @@ class RequestModel(BaseModel):
         if lone_surrogate(value):
             raise ValueError("text is not valid Unicode: it holds a lone surrogate (\\ud800-\\udfff)")
         return value
+
+
+def one_of(*forms: dict[str, str]) -> dict[str, Any]:
+    """JSON Schema for "exactly one of these forms", each given as {field: JSON type it must have}, so the
+    OpenAPI document states the one-of rule the model's validator enforces (fields are nullable, so each
+    form requires its fields present with a non-null type)."""
+    return {"oneOf": [{"required": list(form), "properties": {name: {"type": kind} for name, kind in form.items()}}
+                      for form in forms]}

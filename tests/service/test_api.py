@@ -100,7 +100,49 @@ def test_bad_recommend_requests_name_the_field(client: TestClient, body: dict, s
 ])
 def test_broken_bodies_get_4xx_never_500(client: TestClient, content: bytes, content_type: str) -> None:
     response = client.post("/recommend", content=content, headers={"content-type": content_type})
-    assert 400 <= response.status_code < 500 and "detail" in response.json()
+    assert 400 <= response.status_code < 500 and response.json()["detail"][0]["loc"][0] == "body"
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b'{"topic_id": "\xff\xfe"}', "not valid UTF-8"),
+    (b"[" * 5_000 + b"]" * 5_000, "nests too deeply"),
+    (b'{"topic_id": "geo_area", "top_k": ' + b"9" * 5_000 + b"}", "number too long"),
+])
+def test_bodies_json_cannot_read_get_a_400_in_the_one_shape(client: TestClient, content: bytes, why: str) -> None:
+    response = client.post("/recommend", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["loc"] == ["body"] and why in response.json()["detail"][0]["msg"]
+
+
+def test_http_errors_share_the_shape_and_echo_no_long_ids(client: TestClient) -> None:
+    unknown = client.post("/recommend", json={"topic_id": "x" * 1_000_000})
+    assert unknown.status_code == 404 and len(unknown.content) < 1_000
+    assert unknown.json()["detail"][0]["loc"] == ["body", "topic_id"]
+    assert client.get("/nowhere").json()["detail"][0]["loc"] == ["path"]
+    assert client.get("/recommend").json()["detail"][0]["loc"] == ["method"]
+    head = client.head("/health")
+    assert head.status_code == 200 and head.content == b""
+
+
+def test_an_unexpected_failure_is_a_counted_500_that_shows_nothing_inside(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom at /srv/secret/index.faiss")
+
+    monkeypatch.setattr("service.recommend.recommend", broken)
+    response = client.post("/recommend", json={"topic_id": "geo_area"})
+    assert response.status_code == 500 and "secret" not in response.text and "boom" not in response.text
+    assert response.json()["detail"][0]["type"] == "internal_error"
+    assert 'edurank_requests_total{route="/recommend",status="500"}' in client.get("/metrics").text
+
+
+def test_the_schema_states_one_of_rules_and_the_error_responses(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    request = schema["components"]["schemas"]["RecommendRequest"]
+    assert [form["required"] for form in request["oneOf"]] == [["topic_id"], ["topic"]]
+    responses = schema["paths"]["/recommend"]["post"]["responses"]
+    assert {"400", "404", "413", "422", "429", "503"} <= set(responses)
+    assert "Retry-After" in responses["429"]["headers"]
 
 
 def test_rerank_scores_callers_candidates(client: TestClient) -> None:
@@ -172,8 +214,20 @@ def test_not_ready_until_loaded_and_the_reason_when_loading_fails(settings: Sett
         assert client.get("/health").status_code == 200
         ready = client.get("/ready")
         assert ready.status_code == 503 and "no such directory" in ready.json()["detail"]
+        assert "$EDURANK_CATALOG" in ready.json()["detail"] and str(tmp_path) not in ready.text  # no server paths
         response = client.post("/recommend", json={"topic_id": "fr"})
         assert response.status_code == 503 and "not ready" in response.json()["detail"][0]["msg"]
+        assert str(tmp_path) not in response.text
+
+
+def test_a_reranker_that_fails_to_load_turns_off_reranking_only(settings: Settings, tmp_path: Path) -> None:
+    missing = settings.model_copy(update={"reranker": str(tmp_path / "gone")})
+    with TestClient(create_app(missing)) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 200 and ready.json()["registry"]["reranker"] is False
+        assert "reranker" in ready.json()["registry"]["problems"] and str(tmp_path) not in ready.text
+        body = client.post("/recommend", json={"topic_id": "geo_area"}).json()
+        assert body["items"] and body["reranked"] is False
 
 
 def test_a_stale_index_is_rebuilt_only_when_allowed(settings: Settings, tmp_path: Path) -> None:

@@ -1,0 +1,199 @@
+"""The ASGI layers in front of the routes, outermost first:
+
+- `Observe` counts and times every response by route template, 500s included: an exception no handler
+  took becomes a 500 in the one error shape (logged here, never shown to the client).
+- `Guard` applies the access settings before anything is read: API keys, per-client rate limits, the
+  body-size limit (413 from Content-Length, or once a streamed body passes it) and the body timeout (408).
+
+Pure ASGI rather than `BaseHTTPMiddleware`: no extra task per request, and the body can be limited as it
+streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import math
+import time
+from collections.abc import MutableMapping
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import error_response
+from service.metrics import Metrics
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+OPS = ("/health", "/ready")  # probes: never behind a key or a rate limit
+DOCS = ("/docs", "/openapi.json", "/static/")
+ADMIN = "/admin"
+
+
+class Observe:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        except Exception:
+            log.exception("%s %s failed", scope["method"], route_name(scope))
+            if status == 500:  # nothing was sent yet: answer in the one shape (else the connection just ends)
+                await error_response(500, [], "internal error; the server log has the details",
+                                     "internal_error")(scope, receive, send)
+        finally:
+            route = route_name(scope)
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def route_name(scope: Scope) -> str:
+    """The route template a request matched (not the raw path: ids would explode the labels); for a request
+    stopped before routing (a 413, a 429), its path when the API declares it; else `unmatched`."""
+    route = scope.get("route")
+    if route is not None:
+        return route.path
+    app = scope.get("app")
+    declared = app.openapi()["paths"] if app is not None else {}  # built once, then cached by FastAPI
+    return scope["path"] if scope["path"] in declared else "unmatched"
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body is larger than {limit} bytes (EDURANK_MAX_BODY_BYTES)")
+
+
+class BodyTimeout(HTTPException):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the body took longer than {seconds:g} s to arrive")
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+        self.key = settings.api_key.get_secret_value().encode() if settings.api_key else None
+        self.buckets = RateLimiter(settings.rate_limit, settings.rate_burst)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self.refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, self.limited(receive), send)
+
+    def refusal(self, scope: Scope) -> ASGIApp | None:
+        """The error response a request gets before its body is read, or None to let it through."""
+        path: str = scope["path"]
+        if path in OPS:
+            return None
+        if path.startswith(ADMIN):
+            if self.key is None:
+                return error_response(403, ["header", "authorization"], "the admin routes are off: set "
+                                      "EDURANK_API_KEY to turn them on", "forbidden")
+            need = "key"
+        elif path.startswith(DOCS):
+            need = self.settings.docs_access
+        elif path == "/metrics":
+            need = self.settings.metrics_access
+        else:
+            need = "key" if self.settings.require_key else "on"
+        if need == "off":
+            return error_response(404, ["path"], "Not Found", "http_error")
+        if not path.startswith((*DOCS, "/metrics")):  # inference and admin: key guessing is rate limited too
+            wait = self.buckets.take(client_of(scope))
+            if wait > 0:
+                return error_response(429, ["header"], f"over {self.settings.rate_limit:g} requests per second; "
+                                      f"retry in {math.ceil(wait)} s", "rate_limited",
+                                      {"Retry-After": str(math.ceil(wait))})
+        if need == "key" and not self.authorised(scope):
+            return error_response(401, ["header", "authorization"], "a valid API key is required: send "
+                                  "`Authorization: Bearer KEY` or `X-API-Key: KEY`", "unauthorised",
+                                  {"WWW-Authenticate": "Bearer"})
+        length = header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.settings.max_body_bytes:
+            return error_response(413, ["body"], BodyTooLarge(self.settings.max_body_bytes).detail, "body_too_large")
+        return None
+
+    def authorised(self, scope: Scope) -> bool:
+        if self.key is None:  # a route set to need a key with no key configured: nobody gets in
+            return False
+        sent = header(scope, b"x-api-key")
+        bearer = header(scope, b"authorization")
+        if sent is None and bearer is not None and bearer[:7].lower() == "bearer ":
+            sent = bearer[7:].strip()
+        return sent is not None and hmac.compare_digest(sent.encode("latin-1"), self.key)
+
+    def limited(self, receive: Receive) -> Receive:
+        """`receive` with the body-size limit applied to what actually arrives (a chunked body has no
+        Content-Length) and a deadline on each part of it."""
+        limit, timeout, seen = self.settings.max_body_bytes, self.settings.body_timeout, 0
+
+        async def receive_limited() -> Message:
+            nonlocal seen
+            try:
+                message = await asyncio.wait_for(receive(), timeout)
+            except TimeoutError:
+                raise BodyTimeout(timeout) from None
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        return receive_limited
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    return next((value.decode("latin-1") for key, value in scope["headers"] if key == name), None)
+
+
+def client_of(scope: Scope) -> str:
+    """Who a rate limit applies to: the client's address (behind a proxy, uvicorn's --forwarded-allow-ips
+    makes it the original client's)."""
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+class RateLimiter:
+    """A token bucket per client: `burst` requests at once, refilled at `rate` per second. Buckets that
+    have refilled are dropped when the table grows, so many one-off clients cannot exhaust memory."""
+
+    def __init__(self, rate: float, burst: int, max_clients: int = 100_000) -> None:
+        self.rate, self.burst, self.max_clients = rate, burst, max_clients
+        self.buckets: MutableMapping[str, tuple[float, float]] = {}  # client -> (tokens, when)
+
+    def take(self, client: str, now: float | None = None) -> float:
+        """0 when the client may go ahead (a token is taken), else the seconds until it may."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens, when = self.buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - when) * self.rate)
+        if tokens < 1.0:
+            self.buckets[client] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        self.buckets[client] = (tokens - 1.0, now)
+        if len(self.buckets) > self.max_clients:
+            self.prune(now)
+        return 0.0
+
+    def prune(self, now: float) -> None:
+        full = [c for c, (tokens, when) in self.buckets.items() if tokens + (now - when) * self.rate >= self.burst]
+        for client in full:
+            del self.buckets[client]

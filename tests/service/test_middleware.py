@@ -1,0 +1,130 @@
+"""Access settings, limits and counting in front of the routes, on the app `create_app` builds. The models
+never load here (the catalog is missing): what is tested stops before them, and /recommend's 503 says the
+request got through the guard."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.middleware import RateLimiter
+from service.settings import Settings
+
+KEY = "s3cret-key"
+BODY = {"topic": {"title": "Adding fractions"}}
+
+
+def client_for(tmp_path: Path, **settings: Any) -> TestClient:
+    return TestClient(create_app(Settings(catalog=tmp_path / "missing", artifacts=tmp_path / "artifacts",
+                                          background_load=False, **settings)))
+
+
+def test_admin_routes_are_off_without_a_key_and_need_it_with_one(tmp_path: Path) -> None:
+    with client_for(tmp_path) as client:
+        off = client.post("/admin/reload")
+        assert off.status_code == 403 and "EDURANK_API_KEY" in off.json()["detail"][0]["msg"]
+    with client_for(tmp_path, api_key=KEY) as client:
+        for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+            refused = client.post("/admin/reload", headers=headers)
+            assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+            assert refused.json()["detail"][0]["loc"] == ["header", "authorization"] and KEY not in refused.text
+        for headers in ({"X-API-Key": KEY}, {"Authorization": f"Bearer {KEY}"}):  # past the guard: no such route
+            assert client.post("/admin/reload", headers=headers).status_code == 404
+        assert client.post("/recommend", json=BODY).status_code == 503  # inference stays open by default
+
+
+def test_inference_can_require_the_key_while_probes_stay_open(tmp_path: Path) -> None:
+    with client_for(tmp_path, api_key=KEY, require_key=True) as client:
+        assert client.post("/recommend", json=BODY).status_code == 401
+        assert client.post("/recommend", json=BODY, headers={"X-API-Key": KEY}).status_code == 503
+        assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 503
+    with client_for(tmp_path, require_key=True) as client:  # required but none configured: nobody gets in
+        assert client.post("/recommend", json=BODY, headers={"X-API-Key": ""}).status_code == 401
+
+
+def test_docs_and_metrics_can_be_turned_off_or_put_behind_the_key(tmp_path: Path) -> None:
+    with client_for(tmp_path, docs_access="off", metrics_access="off") as client:
+        for path in ("/docs", "/openapi.json", "/metrics", "/static/swagger-ui/swagger-ui.css"):
+            assert client.get(path).status_code == 404, path
+    with client_for(tmp_path, api_key=KEY, docs_access="key", metrics_access="key") as client:
+        for path in ("/docs", "/openapi.json", "/metrics"):
+            assert client.get(path).status_code == 401, path
+            assert client.get(path, headers={"X-API-Key": KEY}).status_code == 200, path
+
+
+def test_a_client_over_its_rate_gets_429_with_retry_after_and_others_do_not(tmp_path: Path) -> None:
+    with client_for(tmp_path, rate_limit=0.5, rate_burst=3) as client:
+        statuses = [client.post("/recommend", json=BODY).status_code for _ in range(4)]
+        assert statuses == [503, 503, 503, 429]
+        limited = client.post("/recommend", json=BODY)
+        assert int(limited.headers["Retry-After"]) >= 1 and limited.json()["detail"][0]["type"] == "rate_limited"
+        assert client.get("/health").status_code == 200  # probes are never limited
+        metrics = client.get("/metrics").text
+        assert 'edurank_requests_total{route="/recommend",status="429"} 2.0' in metrics
+    with TestClient(client.app, client=("10.0.0.2", 5000)) as other:
+        assert other.post("/recommend", json=BODY).status_code == 503
+
+
+def test_rate_limiter_refills_and_forgets_full_buckets() -> None:
+    limiter = RateLimiter(rate=2.0, burst=2, max_clients=2)
+    assert [limiter.take("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.5]
+    assert limiter.take("a", now=0.5) == 0.0  # one token back after half a second
+    limiter.take("b", now=0.5)
+    limiter.take("c", now=10.0)  # the table is over its size: a's and b's refilled buckets go
+    assert set(limiter.buckets) == {"c"}
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    with client_for(tmp_path, max_body_bytes=1_000) as client:
+        declared = client.post("/recommend", content=b"x" * 2_000, headers={"content-type": "application/json"})
+        assert declared.status_code == 413 and declared.json()["detail"][0]["loc"] == ["body"]
+
+        def chunks() -> Any:  # no Content-Length: counted as it arrives
+            for _ in range(10):
+                yield b" " * 500
+
+        streamed = client.post("/recommend", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413 and "1000 bytes" in streamed.json()["detail"][0]["msg"]
+        assert 'route="/recommend",status="413"' in client.get("/metrics").text
+
+
+def test_a_body_that_stalls_gets_408(tmp_path: Path) -> None:
+    app = create_app(Settings(catalog=tmp_path / "missing", background_load=False, body_timeout=0.2))
+    sent: list[dict[str, Any]] = []
+
+    async def stalled() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/recommend", "raw_path": b"/recommend", "query_string": b"",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")], "client": ("1.2.3.4", 1),
+             "server": ("test", 80), "scheme": "http", "root_path": "", "http_version": "1.1", "app": app}
+    asyncio.run(asyncio.wait_for(app(scope, stalled, send), 5))
+    assert sent[0]["status"] == 408 and b"0.2 s" in sent[1]["body"]
+
+
+def test_cors_is_off_unless_origins_are_configured(tmp_path: Path) -> None:
+    preflight = {"Origin": "https://school.example", "Access-Control-Request-Method": "POST"}
+    with client_for(tmp_path) as client:
+        assert "access-control-allow-origin" not in client.options("/recommend", headers=preflight).headers
+    with client_for(tmp_path, cors_origins=["https://school.example"]) as client:
+        allowed = client.options("/recommend", headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == "https://school.example"
+        other = client.options("/recommend", headers={**preflight, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_the_key_is_never_in_settings_reprs_or_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(api_key=KEY)
+    assert KEY not in repr(settings) and KEY not in str(settings.model_dump())
+    with caplog.at_level("DEBUG"), client_for(tmp_path, api_key=KEY, require_key=True) as client:
+        client.post("/recommend", json=BODY, headers={"X-API-Key": KEY})
+    assert caplog.records and KEY not in caplog.text

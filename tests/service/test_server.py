@@ -1,0 +1,93 @@
+"""The served process's connection limits, on a real uvicorn over loopback: sockets that never finish a
+request's head are closed, complete requests are answered, idle keep-alive connections end."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+
+from service.app import create_app
+from service.server import server_config
+from service.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    root = tmp_path_factory.mktemp("server")
+    settings = Settings(catalog=root / "missing", artifacts=root / "artifacts", background_load=False, port=0,
+                        header_timeout=0.5, keep_alive=1, body_timeout=1.0, max_connections=50)
+    server = uvicorn.Server(server_config(settings, create_app(settings)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield server.servers[0].sockets[0].getsockname()[1]
+    server.should_exit = True
+    thread.join(10)
+
+
+def closed_after(connection: socket.socket, limit: float) -> float | None:
+    """Seconds until the server closed the connection (reading EOF), or None if it stayed open `limit` s."""
+    started = time.monotonic()
+    connection.settimeout(limit)
+    try:
+        while connection.recv(4096):
+            pass
+    except TimeoutError:
+        return None
+    return time.monotonic() - started
+
+
+def response(connection: socket.socket) -> bytes:
+    """One whole HTTP response (its head and body may come in separate packets)."""
+    connection.settimeout(60)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(4096)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length"))
+    while len(body) < length:
+        body += connection.recv(4096)
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_connection_that_sends_nothing_is_closed(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as idle:
+        seconds = closed_after(idle, 5)
+    assert seconds is not None and seconds < 2
+
+
+def test_a_head_sent_slowly_is_closed_at_its_deadline(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as slow:
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)
+        slow.sendall(b"X-Slow: 1\r\n")  # data keeps arriving, but the head never completes
+        seconds = closed_after(slow, 5)
+    assert seconds is not None and seconds < 2
+
+
+def test_complete_requests_are_answered_and_an_idle_keep_alive_ends(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        for _ in range(2):  # the deadline is re-armed per request, not per connection
+            connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = response(connection)
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"status":"ok"}')
+            time.sleep(0.3)
+        seconds = closed_after(connection, 5)
+    assert seconds is not None and seconds < 2
+
+
+def test_a_slow_body_is_answered_408_in_the_one_shape(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 1000\r\n\r\n{")
+        answer = response(connection)
+    assert answer.startswith(b"HTTP/1.1 408") and b'"loc":["body"]' in answer
