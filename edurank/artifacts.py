@@ -157,6 +157,7 @@ class Manifest:
     created_at: str = ""
     edurank: str = edurank.__version__
     format: int = FORMAT
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> size, sha256: what loading checks
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -180,6 +181,37 @@ class Manifest:
     def read(cls, directory: Path) -> Manifest:
         return cls.from_dict(read_manifest(directory), directory)
 
+    @classmethod
+    def verified(cls, directory: Path) -> Manifest:
+        """The manifest, once every file it lists is checked (what loaders call before serving a version)."""
+        manifest = cls.read(directory)
+        manifest.verify(directory)
+        return manifest
+
+    def verify(self, directory: Path) -> None:
+        """Refuse a version whose files are not the ones published: missing, resized, or with other bytes
+        (a shuffled id map, a damaged index are still valid files). Manifests written before file lists
+        (no `files`) are not checked."""
+        problems = []
+        for name, expected in self.files.items():
+            path = Path(directory) / name
+            if not path.is_file():
+                problems.append(f"{name} is missing")
+            elif path.stat().st_size != expected["size"]:
+                problems.append(f"{name} has {path.stat().st_size} bytes, not {expected['size']}")
+            elif hash_files([path]) != expected["sha256"]:
+                problems.append(f"{name} does not match its sha256")
+        if problems:
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise ArtifactMismatchError(f"{directory}: damaged: {'; '.join(problems[:3])}{more}; rebuild it with "
+                                        f"`{REBUILD.get(self.kind, 'the command that built it')}`")
+
+
+def inventory(directory: Path) -> dict[str, dict[str, Any]]:
+    """Every file of an artifact (its manifest aside) with its size and sha256, as the manifest lists them."""
+    return {path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": hash_files([path])}
+            for path in sorted(Path(directory).rglob("*")) if path.is_file() and path.name != MANIFEST}
+
 
 def model_ref(path: Path, fingerprint: str) -> ModelRef:
     """A reference to a model directory: an artifact's kind and version come from its manifest."""
@@ -198,7 +230,8 @@ def publish_artifact(staging: Path, root: Path, run_hash: str, *, kind: str, bas
     manifest = Manifest(kind=kind, version=new_version(run_hash), weights=weights_fingerprint(staging),
                         base_model=base_model, data=data, params=params, metrics=metrics or {},
                         seconds={k: round(v, 2) for k, v in (seconds or {}).items()}, depends=list(depends),
-                        details=details or {}, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                        details=details or {}, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        files=inventory(staging))
     write_manifest(staging, manifest.to_dict())
     final = root / manifest.version
     if final.exists():
@@ -226,9 +259,9 @@ def resolve(path: str | Path) -> Path:
 
 def open_artifact(path: str | Path, kind: str) -> tuple[Path, Manifest]:
     """The version directory and manifest of an artifact of `kind` (given a version dir or its root);
-    another kind, or a manifest of an older format, is refused."""
+    another kind, a manifest of an older format, or damaged files are refused."""
     path = resolve(path)
-    manifest = Manifest.read(path)
+    manifest = Manifest.verified(path)
     if manifest.kind != kind:
         raise ArtifactMismatchError(f"{path}: a '{manifest.kind}' artifact, not a '{kind}' one")
     return path, manifest

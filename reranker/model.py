@@ -163,11 +163,11 @@ class Reranker:
         """A trained reranker version or export (or artifact root), or a fresh one from any local HF/ST dir
         (None: the bundled MiniLM). `backend` names an export whose manifest is not written yet."""
         resolved = model_path(path)
+        manifest = Manifest.verified(resolved) if (resolved / MANIFEST).is_file() else None
         settings: dict[str, Any] = {}
         if (resolved / RERANKER_FILE).is_file():
             settings = json.loads((resolved / RERANKER_FILE).read_text())
         fmt = pair_format or PairFormat(**settings.get("format", {}))
-        manifest = Manifest.read(resolved) if (resolved / MANIFEST).is_file() else None
         backend = backend or (manifest.params.get("backend", TORCH) if manifest is not None else TORCH)
         runner: PairScorer | OnnxSession
         if backend != TORCH:

@@ -121,7 +121,7 @@ class ContentIndex:
     @classmethod
     def load(cls, directory: Path, model_fingerprint: str | None = None) -> ContentIndex:
         """Load an index; with `model_fingerprint`, refuse one built by another encoder."""
-        manifest = Manifest.read(directory)
+        manifest = Manifest.verified(directory)
         if manifest.kind != cls.KIND or manifest.base_model is None:
             raise ArtifactMismatchError(f"{directory}: a '{manifest.kind}' artifact, not an index")
         built_with = manifest.base_model
@@ -132,6 +132,9 @@ class ContentIndex:
                 "rebuild it with `edurank index`")
         index = faiss.read_index(str(directory / INDEX_FILE))
         items = pl.read_parquet(directory / IDS_FILE)
+        if index.ntotal != len(items):
+            raise ArtifactMismatchError(f"{directory}: the vector index has {index.ntotal} rows, the id map "
+                                        f"{len(items)}; rebuild it with `edurank index`")
         lexical = LexicalIndex.load(directory)
         if lexical is not None and lexical.matrix.shape[0] != len(items):
             raise ArtifactMismatchError(f"{directory}: the lexical index has {lexical.matrix.shape[0]} rows, the id "

@@ -43,7 +43,7 @@ class BiEncoder:
     def load(cls, path: str | Path | None, max_tokens: int | None = None, device: str = "cpu") -> BiEncoder:
         """Load the bundled MiniLM (None), a trained version or export, an artifact root or any local ST/HF dir."""
         resolved = model_path(path)
-        manifest = Manifest.read(resolved) if (resolved / MANIFEST).is_file() else None
+        manifest = Manifest.verified(resolved) if (resolved / MANIFEST).is_file() else None
         stored = manifest.params if manifest is not None and manifest.kind == cls.KIND else {}
         tokens = max_tokens or int(stored.get("max_tokens", DEFAULT_MAX_TOKENS))
         backend = stored.get("backend", TORCH)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -85,6 +86,23 @@ def test_another_kind_or_an_old_manifest_is_refused_with_what_to_do(tmp_path: Pa
     (final / MANIFEST).write_text(json.dumps(old))
     with pytest.raises(ArtifactMismatchError, match="older edurank .* `edurank train retriever`"):
         open_artifact(final, "retriever")
+
+
+def test_each_file_is_listed_and_checked_when_loaded(tmp_path: Path) -> None:
+    final = publish_one(tmp_path, b"weights")
+    (final / "extra.txt").write_text("a log written later is not part of the version")
+    listed = Manifest.read(final).files
+    assert listed == {"model.safetensors": {"size": 7, "sha256": hashlib.sha256(b"weights").hexdigest()}}
+    open_artifact(final, "retriever")
+    (final / "model.safetensors").write_bytes(b"weightz")  # same size, other bytes
+    with pytest.raises(ArtifactMismatchError, match="model.safetensors does not match its sha256.*`edurank train"):
+        open_artifact(final, "retriever")
+    (final / "model.safetensors").write_bytes(b"w")
+    with pytest.raises(ArtifactMismatchError, match="has 1 bytes, not 7"):
+        Manifest.verified(final)
+    (final / "model.safetensors").unlink()
+    with pytest.raises(ArtifactMismatchError, match="model.safetensors is missing"):
+        Manifest.verified(final)
 
 
 def test_weights_fingerprint_follows_the_weight_bytes(tmp_path: Path) -> None:
