@@ -29,7 +29,8 @@ from service.errors import (
 from service.metrics import Metrics
 from service.middleware import Guard, Observe
 from service.registry import Registry
-from service.routes import classify, embeddings, essays, ops, recommend
+from service.reload import watch_latest
+from service.routes import admin, classify, embeddings, essays, ops, recommend
 from service.routes.docs import mount_docs
 from service.schemas.errors import ERROR_RESPONSES
 from service.settings import Settings
@@ -38,11 +39,12 @@ log = logging.getLogger(__name__)
 
 
 def load_registry(app: FastAPI, settings: Settings) -> None:
-    try:
-        app.state.registry = Registry.load(settings, app.state.metrics.batching)
-    except Exception as err:  # reported by /ready, without server paths; the process stays up to say why
-        log.exception("loading the models failed")
-        app.state.load_error = public_message(f"{type(err).__name__}: {err}", settings.named_paths())
+    with app.state.reload_lock:  # a reload asked for meanwhile waits its turn
+        try:
+            app.state.registry = Registry.load(settings, app.state.metrics.batching)
+        except Exception as err:  # reported by /ready, without server paths; the process stays up to say why
+            log.exception("loading the models failed")
+            app.state.load_error = public_message(f"{type(err).__name__}: {err}", settings.named_paths())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,7 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threading.Thread(target=load_registry, args=(app, settings), name="load-models", daemon=True).start()
         else:
             load_registry(app, settings)
+        stop = threading.Event()
+        if settings.watch_seconds:
+            threading.Thread(target=watch_latest, args=(app.state, settings, stop), name="watch-latest",
+                             daemon=True).start()
         yield
+        stop.set()
 
     app = FastAPI(title="edurank", version=edurank.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None if settings.docs_access == "off" else "/openapi.json",
@@ -62,12 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "curriculum topic, rerank your own candidates, score essays on six traits, "
                               "classify students' misconceptions.")
     app.state.settings, app.state.metrics = settings, Metrics()
-    app.state.registry, app.state.load_error = None, None
+    app.state.registry, app.state.load_error, app.state.reload_lock = None, None, threading.Lock()
     app.add_exception_handler(RequestError, request_error_handler)
     app.add_exception_handler(Overloaded, overloaded_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.include_router(ops.router)
+    app.include_router(admin.router, responses=ERROR_RESPONSES)
     for area in (recommend, embeddings, essays, classify):
         app.include_router(area.router, responses=ERROR_RESPONSES)
     if settings.docs_access != "off":

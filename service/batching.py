@@ -64,6 +64,7 @@ class Batcher(Generic[Item]):
         self.queued = 0  # items in self.jobs
         self.seconds_per_item = 0.01  # running estimate, for Retry-After
         self.changed = threading.Condition()
+        self.closed = False
         self.worker = threading.Thread(target=self.serve, name=f"batcher-{name}", daemon=True)
         self.worker.start()
 
@@ -71,12 +72,16 @@ class Batcher(Generic[Item]):
         """The model's output for `items`, computed in a batch with whatever else is queued."""
         job: Job[Item] = Job(items)
         with self.changed:
-            if self.queued and self.queued + len(items) > self.max_queue:
-                raise Overloaded(self.name, self.queued, max(1, round(self.queued * self.seconds_per_item)))
-            self.jobs.append(job)
-            self.queued += len(items)
-            self.report()
-            self.changed.notify_all()
+            alone = self.closed  # a request that took the registry before a swap, arriving after it
+            if not alone:
+                if self.queued and self.queued + len(items) > self.max_queue:
+                    raise Overloaded(self.name, self.queued, max(1, round(self.queued * self.seconds_per_item)))
+                self.jobs.append(job)
+                self.queued += len(items)
+                self.report()
+                self.changed.notify_all()
+        if alone:
+            return self.run(list(items))
         job.done.wait()
         if job.error is not None:
             raise job.error
@@ -88,9 +93,12 @@ class Batcher(Generic[Item]):
 
     def take(self) -> list[Job[Item]]:
         """The next batch: the oldest job, then later ones while they fit in `max_items` (a job bigger than
-        that runs alone), waiting up to `max_wait` after the first for the batch to fill."""
+        that runs alone), waiting up to `max_wait` after the first for the batch to fill; none once closed
+        and drained."""
         with self.changed:
             while not self.jobs:
+                if self.closed:
+                    return []
                 self.changed.wait()
             deadline = time.monotonic() + self.max_wait
             while self.queued < self.max_items and (left := deadline - time.monotonic()) > 0:
@@ -104,9 +112,15 @@ class Batcher(Generic[Item]):
             self.report()
             return batch
 
+    def close(self) -> None:
+        """Stop the worker once the queue is empty (what is queued is still answered): the registry this
+        batcher belongs to was swapped out."""
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
     def serve(self) -> None:
-        while True:
-            batch = self.take()
+        while batch := self.take():
             items = [item for job in batch for item in job.items]
             started = time.perf_counter()
             try:

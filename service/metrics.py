@@ -22,6 +22,8 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.stages = Histogram("edurank_stage_seconds", "seconds per pipeline stage", ["stage"],
                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.reloads = Counter("edurank_reloads", "hot swaps of the served versions, by outcome", ["outcome"],
+                               registry=self.registry)
         self.items = Histogram("edurank_items_returned", "items returned per recommend call",
                                buckets=(0, 1, 2, 3, 5, 10, 20, 50), registry=self.registry)
         self.batching = BatchMetrics(

@@ -62,6 +62,7 @@ class Registry:
     score_essays: Batcher[str] | None = field(default=None, repr=False)  # texts -> (essays, 6) scores
     classify: Batcher[Response] | None = field(default=None, repr=False)  # responses -> their predictions
     problems: dict[str, str] = field(default_factory=dict)  # optional kind -> why it is not served (client-safe)
+    batchers: list[Batcher[Any]] = field(default_factory=list, repr=False)  # closed when swapped out
     loaded_seconds: float = 0.0
 
     @classmethod
@@ -102,7 +103,8 @@ class Registry:
                        {t: i for i, t in enumerate(catalog.topics["id"])},
                        frozenset(catalog.content["language"].unique().to_list()),
                        frozenset(catalog.content["kind"].drop_nulls().unique().to_list()),
-                       essays, classifier, score_essays, classify, problems)
+                       essays, classifier, score_essays, classify, problems,
+                       [batcher for batcher in (embed, pairs, score_essays, classify) if batcher is not None])
         registry.loaded_seconds = round(time.perf_counter() - started, 2)
         log.info("registry loaded in %.1f s: %s", registry.loaded_seconds, versions)
         return registry
@@ -114,6 +116,17 @@ class Registry:
                 "ranker": self.recommender.ranker is not None,
                 "essays": self.essays is not None, "classifier": self.classifier is not None,
                 "load_seconds": self.loaded_seconds, "problems": self.problems}
+
+    def serves(self, kind: str) -> bool:
+        """Whether the optional model of `kind` is loaded."""
+        models = {Ranker.KIND: self.recommender.ranker, Reranker.KIND: self.recommender.reranker,
+                  EssayScorer.KIND: self.essays, MisconceptionClassifier.KIND: self.classifier}
+        return models[kind] is not None
+
+    def close(self) -> None:
+        """Swapped out: each batcher answers what it holds, then stops (late callers run alone)."""
+        for batcher in self.batchers:
+            batcher.close()
 
     def missing(self, kind: str, untrained: str) -> str:
         """Why a route's optional model is not there: its load failure, else how to train one."""

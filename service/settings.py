@@ -39,6 +39,8 @@ class Settings(BaseSettings):
                                                      "if trained, else none")
     build_index: bool = Field(True, description="build the index at start-up when missing or stale")
     background_load: bool = Field(True, description="load models after start-up, /ready says when done")
+    watch_seconds: float = Field(0.0, ge=0, description="how often to check the artifacts' LATEST files and swap "
+                                                        "in newly published versions (0: only on POST /admin/reload)")
 
     candidates: int = Field(32, ge=1, description="default number of retrieved candidates to rerank")
     max_candidates: int = Field(100, ge=1)

@@ -114,3 +114,19 @@ def test_a_lone_request_waits_at_most_max_wait() -> None:
     started = time.monotonic()
     assert batcher([1, 2]) == [2, 4]
     assert 0.04 < time.monotonic() - started < 2
+
+
+def test_a_closed_batcher_answers_what_was_queued_then_runs_late_callers_alone() -> None:
+    model, results = GatedModel(), {}
+    batcher = Batcher("test", model, max_items=8, max_wait_ms=0, max_queue=100)
+    threads = [call_in_thread(batcher, ["a"], results)]
+    wait_for(lambda: len(model.batches) == 1)
+    threads.append(call_in_thread(batcher, ["b"], results))
+    wait_for(lambda: batcher.queued == 1)
+    batcher.close()  # swapped out while "a" runs and "b" waits
+    model.release.set()
+    for thread in threads:
+        thread.join(10)
+    batcher.worker.join(10)
+    assert not batcher.worker.is_alive() and results == {"a": ["A"], "b": ["B"]}
+    assert batcher(["c"]) == ["C"] and model.batches[-1] == ["c"]  # no worker left: run in the caller's thread

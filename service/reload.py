@@ -1,0 +1,86 @@
+"""Hot swaps: load the newest published versions beside the served ones and switch without a restart.
+
+Requests hold the registry they started with, so those in flight finish on the old versions while new
+ones get the new; the old registry's batchers drain and stop. A set that fails to load, fails its checks
+(damaged files, an index built by another encoder, a catalog the index was not built from) or loses a
+model the old set served is refused, and the old one keeps serving. Reloads never build an index: publish
+one with `edurank index` first. `watch_latest` polls the artifacts' LATEST files and reloads when one
+moves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.datastructures import State
+
+from service.errors import RequestError, public_message
+from service.registry import OPTIONAL, Registry
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def reload_registry(state: State, settings: Settings) -> dict[str, Any]:
+    """Swap in the newest versions; RequestError 409 (with why) when refused or when a reload is running."""
+    lock: threading.Lock = state.reload_lock
+    if not lock.acquire(blocking=False):
+        raise RequestError((), "a reload is already running", 409)
+    try:
+        old: Registry | None = state.registry
+        started = time.perf_counter()
+        try:
+            new = Registry.load(settings.model_copy(update={"build_index": False}), state.metrics.batching)
+        except Exception as err:  # any failure refuses the new set; the old one keeps serving
+            log.exception("reload refused")
+            state.metrics.reloads.labels("refused").inc()
+            raise RequestError((), "reload refused, the previous versions keep serving: "
+                               + public_message(f"{type(err).__name__}: {err}", settings.named_paths()), 409) from err
+        lost = {kind: why for kind, why in new.problems.items() if old is not None and old.serves(kind)}
+        if lost:
+            new.close()
+            state.metrics.reloads.labels("refused").inc()
+            raise RequestError((), "reload refused, the previous versions keep serving: "
+                               + "; ".join(f"{kind}: {why}" for kind, why in lost.items()), 409)
+        state.registry, state.load_error = new, None
+        if old is not None:
+            old.close()
+        state.metrics.reloads.labels("swapped").inc()
+        log.info("reloaded in %.1f s: %s -> %s", time.perf_counter() - started, old and old.versions, new.versions)
+        return {"previous": old.versions if old is not None else None, "serving": new.versions,
+                "seconds": round(time.perf_counter() - started, 2)}
+    finally:
+        lock.release()
+
+
+def published(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """What each artifact kind's LATEST names now (a change means a newer version was published)."""
+    roots = {"index": settings.index_root, "retriever": settings.artifacts / "retriever",
+             **{kind: settings.artifacts / kind for kind in OPTIONAL}}
+    found = []
+    for kind, root in roots.items():
+        latest = Path(root) / "LATEST"
+        try:
+            found.append((kind, latest.read_text().strip()))
+        except OSError:
+            continue
+    return tuple(found)
+
+
+def watch_latest(state: State, settings: Settings, stop: threading.Event) -> None:
+    """Every `settings.watch_seconds`, reload when a LATEST file moved; a refused set is not retried until
+    something moves again."""
+    seen = published(settings)
+    while not stop.wait(settings.watch_seconds):
+        now = published(settings)
+        if now == seen or (state.registry is None and state.load_error is None):  # unchanged, or first load running
+            continue
+        seen = now
+        try:
+            reload_registry(state, settings)
+        except RequestError as err:
+            log.error("watching LATEST: %s", err.message)

@@ -1,0 +1,19 @@
+"""Admin routes, behind EDURANK_API_KEY (service.middleware.Guard): POST /admin/reload."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from service.reload import reload_registry
+from service.schemas.admin import ReloadResponse
+from service.schemas.errors import error
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.post("/reload", response_model=ReloadResponse, responses={409: error("the new versions were refused (the "
+                                                                              "reason is given) or a reload runs")})
+def reload(request: Request) -> ReloadResponse:
+    """Swap in the newest published versions without a restart: requests in flight finish on the old ones;
+    a set that fails to load or to check out is refused and the old one keeps serving."""
+    return ReloadResponse(**reload_registry(request.app.state, request.app.state.settings))

@@ -1,0 +1,84 @@
+"""Hot swaps: POST /admin/reload (and the LATEST watcher) serve a newly published index without a restart,
+refuse a damaged one while the old keeps serving, and never fail requests running meanwhile."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from edurank.artifacts import resolve
+from retriever.catalog import load_catalog
+from retriever.indexing import build_index
+from retriever.model import BiEncoder
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import write_catalog
+from tests.service.test_faults import halve_ids
+
+KEY = {"X-API-Key": "admin-key"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(artifacts=tmp_path / "artifacts", catalog=write_catalog(tmp_path / "catalog"), train_ranker=False,
+                    background_load=False, api_key="admin-key")
+
+
+def publish_index(settings: Settings) -> str:
+    """A new index version of the same catalog and encoder, as `edurank index` would publish it."""
+    time.sleep(1.1)  # versions are named to the second
+    return build_index(BiEncoder.load(None), load_catalog(settings.catalog), settings.index_root).name
+
+
+def served_index(client: TestClient) -> str:
+    return client.get("/ready").json()["registry"]["versions"]["index"]
+
+
+def test_reload_swaps_in_a_new_index_and_refuses_a_damaged_one(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        first = served_index(client)
+        assert client.post("/admin/reload").status_code == 401
+        second = publish_index(settings)
+        swapped = client.post("/admin/reload", headers=KEY)
+        assert swapped.status_code == 200 and swapped.json()["previous"]["index"] == first
+        assert swapped.json()["serving"]["index"] == second == served_index(client)
+
+        damaged = publish_index(settings)
+        halve_ids(resolve(settings.index_root))
+        refused = client.post("/admin/reload", headers=KEY)
+        assert refused.status_code == 409 and "ids.parquet" in refused.json()["detail"][0]["msg"]
+        assert "previous versions keep serving" in refused.json()["detail"][0]["msg"]
+        assert str(settings.artifacts) not in refused.text
+        assert served_index(client) == second != damaged
+        items = client.post("/recommend", json={"topic_id": "fr_add", "rerank": False}).json()["items"]
+        assert items[0]["title"] == "Adding fractions"
+        metrics = client.get("/metrics").text
+        assert 'edurank_reloads_total{outcome="swapped"} 1.0' in metrics
+        assert 'edurank_reloads_total{outcome="refused"} 1.0' in metrics
+
+
+def test_requests_during_reloads_all_succeed(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        publish_index(settings)
+
+        def recommend(i: int) -> int:
+            return client.post("/recommend", json={"topic": {"title": f"fractions {i}"}}).status_code
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = pool.map(recommend, range(120))
+            reloads = [client.post("/admin/reload", headers=KEY).status_code for _ in range(3)]
+            statuses = list(answers)
+        assert statuses == [200] * 120 and reloads == [200] * 3
+
+
+def test_the_watcher_swaps_in_what_is_published(settings: Settings) -> None:
+    with TestClient(create_app(settings.model_copy(update={"watch_seconds": 0.2}))) as client:
+        newer = publish_index(settings)
+        deadline = time.monotonic() + 30
+        while served_index(client) != newer:
+            assert time.monotonic() < deadline, "the watcher did not swap in the new index"
+            time.sleep(0.2)
