@@ -23,6 +23,7 @@ RUN useradd --create-home --uid 10001 edurank && mkdir -p /artifacts && chown ed
 USER edurank
 VOLUME ["/artifacts"]
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["/opt/edurank/.venv/bin/python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+# Readiness, not liveness: a container whose models failed to load is unhealthy (urlopen raises on a 503).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
+    CMD ["/opt/edurank/.venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['EDURANK_PORT']}/ready\", timeout=4)"]
 CMD ["/opt/edurank/.venv/bin/edurank", "serve"]

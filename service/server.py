@@ -14,7 +14,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from service.settings import Settings
+from service.settings import Settings, load_settings
 
 
 class HeadDeadlineProtocol(H11Protocol):
@@ -66,6 +66,5 @@ def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
 def serve(host: str | None = None, port: int | None = None) -> None:
     from service.app import create_app
 
-    settings = Settings()
-    settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    settings = load_settings(**{name: value for name, value in (("host", host), ("port", port)) if value})
     uvicorn.Server(server_config(settings, create_app(settings))).run()

@@ -8,12 +8,15 @@ falls back to that layout, and to the bundled MiniLM and sample catalog where no
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edurank import SAMPLE_CATALOG
+from edurank.errors import InputError
+
+MIN_KEY_CHARS = 16
 
 
 class Settings(BaseSettings):
@@ -93,6 +96,18 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="origins browsers may call from, as a JSON "
                                                                       "list (empty: CORS off)")
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def strong_key(cls, value: Any) -> Any:
+        """An empty key (an unset variable passed through, as compose does) means none; a short one is
+        refused rather than trusted."""
+        if value in ("", None):
+            return None
+        secret = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if len(secret) < MIN_KEY_CHARS:
+            raise ValueError(f"use at least {MIN_KEY_CHARS} characters (e.g. `openssl rand -hex 24`)")
+        return value
+
     @property
     def index_root(self) -> Path:
         """The configured index, else `<artifacts>/index`; for an ONNX backend `<artifacts>/index-<backend>`: its
@@ -116,3 +131,13 @@ class Settings(BaseSettings):
             return Path(explicit)
         root = self.artifacts / kind
         return root if root.is_dir() and any(root.glob("*/manifest.json")) else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment; a bad value is an InputError naming its variable (the CLI's exit 2)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = "EDURANK_" + "_".join(str(part) for part in first["loc"][:1]).upper()
+        raise InputError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None

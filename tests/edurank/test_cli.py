@@ -24,6 +24,15 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture) -> None:
     assert "invalid choice: 'lsh'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("variable", "value"), [("EDURANK_API_KEY", "short"), ("EDURANK_MAX_TOP_K", "many")])
+def test_serve_refuses_a_bad_setting_in_one_line(variable: str, value: str, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv(variable, value)
+    assert main(["serve"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"edurank: error: {variable}: ") and error.count("\n") == 1 and value not in error
+
+
 def test_index_search_and_evaluate_commands(tiny_catalog: Path, tmp_path: Path, capsys) -> None:
     assert main(["index", "--catalog", str(tiny_catalog), "--out", str(tmp_path / "index")]) == 0
     assert main(["search", "--index", str(tmp_path / "index"), "--language", "es", "-k", "2", "célula"]) == 0

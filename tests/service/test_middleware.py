@@ -15,7 +15,7 @@ from service.app import create_app
 from service.middleware import RateLimiter
 from service.settings import Settings
 
-KEY = "s3cret-key"
+KEY = "s3cret-key-0123456789"
 BODY = {"topic": {"title": "Adding fractions"}}
 
 

@@ -19,13 +19,13 @@ from service.settings import Settings
 from tests.conftest import write_catalog
 from tests.service.test_faults import halve_ids
 
-KEY = {"X-API-Key": "admin-key"}
+KEY = {"X-API-Key": "admin-key-0123456789"}
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(artifacts=tmp_path / "artifacts", catalog=write_catalog(tmp_path / "catalog"), train_ranker=False,
-                    background_load=False, api_key="admin-key")
+                    background_load=False, api_key=KEY["X-API-Key"])
 
 
 def publish_index(settings: Settings) -> str:

@@ -30,3 +30,15 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDURANK_BATCH_MAX_ESSAYS", "0")
     with pytest.raises(ValidationError, match="batch_max_essays"):
         Settings()
+
+
+def test_an_empty_key_means_none_and_a_short_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("EDURANK_API_KEY", "")  # compose passes unset variables through as empty
+    assert Settings().api_key is None
+    monkeypatch.setenv("EDURANK_API_KEY", "short")
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings()
+    monkeypatch.setenv("EDURANK_API_KEY", "k" * 16)
+    assert Settings().api_key is not None and "k" * 16 not in repr(Settings())
