@@ -67,7 +67,9 @@ def route_name(scope: Scope) -> str:
     if route is not None:
         return route.path
     app = scope.get("app")
-    declared = app.openapi()["paths"] if app is not None else {}  # built once, then cached by FastAPI
+    if app is None:
+        return "unmatched"
+    declared = {*app.openapi()["paths"], app.openapi_url, "/docs"}  # the schema is built once, then cached
     return scope["path"] if scope["path"] in declared else "unmatched"
 
 

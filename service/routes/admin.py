@@ -11,8 +11,11 @@ from service.schemas.errors import error
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
-@router.post("/reload", response_model=ReloadResponse, responses={409: error("the new versions were refused (the "
-                                                                              "reason is given) or a reload runs")})
+RESPONSES = {403: error("the admin routes are off: no EDURANK_API_KEY is set"),
+             409: error("the new versions were refused (the reason is given) or a reload runs")}
+
+
+@router.post("/reload", response_model=ReloadResponse, responses=RESPONSES)  # type: ignore[arg-type]
 def reload(request: Request) -> ReloadResponse:
     """Swap in the newest published versions without a restart: requests in flight finish on the old ones;
     a set that fails to load or to check out is refused and the old one keeps serving."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.deps import MetricsDep
@@ -30,7 +30,7 @@ def ready(request: Request) -> JSONResponse:
     return JSONResponse(Ready(ready=True, registry=registry.describe()).model_dump())
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 def metrics(metrics: MetricsDep) -> Response:
     """Prometheus text format: requests, latencies, seconds per pipeline stage."""
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
