@@ -18,11 +18,14 @@ from edurank.artifacts import ModelRef, hash_json, publish_artifact, resolve, st
 from edurank.encoders import model_path, portable_name
 from edurank.options import option
 from retriever.catalog import Catalog
+from retriever.engines import ENGINES, embed_with_ray
 from retriever.index import INDEX_TYPES, Companion, ContentIndex, build_faiss
 from retriever.lexical import LexicalIndex, lexical_text
 from retriever.model import BiEncoder
 from retriever.texts import content_parts, content_texts
 from retriever.topic_bank import TopicBank
+
+RUN_OPTIONS = ("engine", "ray_address", "ray_actors")  # recorded under details, outside the run's hash
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class IndexConfig:
                                 "features)")
     companion: str | None = option(None, "also store a second encoder's vectors ('bundled' or a model "
                                          "directory), for a ranker trained with --companion", metavar="MODEL")
+    engine: str = option("local", "where the content is embedded: local (this process) or ray (Ray Data "
+                                  "map_batches over encoder actors)", choices=ENGINES)
+    ray_address: str | None = option(None, "a Ray cluster to run on (default: start Ray on this machine); "
+                                           "its workers must see the model at the same path", metavar="ADDRESS")
+    ray_actors: int = option(2, "encoder actors on Ray, one model each", minimum=1)
 
 
 def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, config: IndexConfig = IndexConfig(),
@@ -46,7 +54,11 @@ def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, config: IndexCo
     started = time.time()
     if config.companion is not None:
         model_path(config.companion)  # a wrong path fails now, not after the catalog is embedded
-    vectors = encoder.encode(content_texts(catalog, encoder.builder), config.batch_size, progress)
+    texts = content_texts(catalog, encoder.builder)
+    if config.engine == "ray":
+        vectors = embed_with_ray(encoder, texts, config.batch_size, config.ray_actors, config.ray_address)
+    else:
+        vectors = encoder.encode(texts, config.batch_size, progress)
     return publish_index(vectors, encoder, catalog, out, config, embed_seconds=time.time() - started)
 
 
@@ -56,7 +68,9 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
     """Build the FAISS index over the catalog's content vectors (row i = content row i) and publish it with
     a manifest naming the encoder and the catalog."""
     started = time.time()
+    # where it ran is not what it is: the same catalog, model and options give the same version hash
     params = {**asdict(config), "max_tokens": encoder.max_tokens, **(params or {})}
+    ran_on = {name: params.pop(name) for name in RUN_OPTIONS}
     companion = companion_of(BiEncoder.load(config.companion), catalog) if config.companion else None
     run_hash = hash_json({"model": encoder.fingerprint, "catalog": catalog.data_hash, "params": params,
                           "companion": companion.model.fingerprint if companion else None})
@@ -70,7 +84,7 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
         return publish_artifact(
             work, out, run_hash, kind=ContentIndex.KIND, base_model=ModelRef(str(encoder.path), encoder.fingerprint),
             data={"hash": catalog.data_hash, "files": [str(p) for p in catalog.files]}, params=params,
-            seconds=seconds, details={
+            seconds=seconds, details={"ran_on": ran_on,
                 "dimension": int(vectors.shape[1]), "count": int(vectors.shape[0]),
                 "languages": catalog.content["language"].value_counts().sort("language").rows(),
                 "items_per_second": round(len(vectors) / max(embed_seconds, 1e-9), 1) if embed_seconds else None})
