@@ -154,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(distil.add_argument_group("distil options"), DistilConfig)
     add_threads(distil)
 
+    from edurank.quickstart import QuickstartConfig
+
+    quickstart = commands.add_parser("quickstart", help="every job's CPU fast path on a data folder laid out like "
+                                                        "../shared/data, then the service with every endpoint")
+    quickstart.add_argument("--data", type=Path, required=True, help="holds curriculum/ (LECR catalog), "
+                            "fb3/train.csv (essays), map/train.csv (responses)")
+    quickstart.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts root to publish into")
+    add_options(quickstart.add_argument_group("quickstart options"), QuickstartConfig)
+    add_threads(quickstart)
+
     search = commands.add_parser("search", help="query an index with free text")
     search.add_argument("--index", type=Path, required=True)
     search.add_argument("--model", default=None)
@@ -402,6 +412,17 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
     print(f"wrote {json_path} and {png_path}")
 
 
+def run_quickstart(args: argparse.Namespace) -> None:
+    from edurank.quickstart import QuickstartConfig, quickstart, serving_settings
+
+    config = from_args(QuickstartConfig, args)
+    quickstart(args.data, args.out, config)
+    if config.serve:
+        from service.server import serve_with
+
+        serve_with(**serving_settings(args.data, args.out))
+
+
 def run_serve(args: argparse.Namespace) -> None:
     from service.server import serve
 
@@ -409,7 +430,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
 
 HANDLERS = {"demo": run_demo, "index": run_index, "export": run_export, "distil": run_distil, "search": run_search,
-            "serve": run_serve,
+            "serve": run_serve, "quickstart": run_quickstart,
             **{("train", job): run_train for job in TRAIN_JOBS},
             ("evaluate", "essays"): run_evaluate_essays, ("evaluate", "classifier"): run_evaluate_classifier,
             ("evaluate", "retrieval"): run_evaluate_retrieval, ("evaluate", "recommend"): run_evaluate_recommend}

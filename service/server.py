@@ -64,7 +64,12 @@ def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:
+    serve_with(**{name: value for name, value in (("host", host), ("port", port)) if value})
+
+
+def serve_with(**overrides: object) -> None:
+    """Serve with the environment's settings, `overrides` taking precedence."""
     from service.app import create_app
 
-    settings = load_settings(**{name: value for name, value in (("host", host), ("port", port)) if value})
+    settings = load_settings(**overrides)
     uvicorn.Server(server_config(settings, create_app(settings))).run()
