@@ -42,6 +42,49 @@ async def load(url: str, bodies: list[dict[str, Any]], clients: int) -> dict[str
     return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - started}
 
 
+async def load_mixed(url: str, routes: dict[str, list[dict[str, Any]]], clients: int, seconds: float,
+                     max_requests: int) -> dict[str, dict[str, Any]]:
+    """`clients` workers cycling over the routes (each taking the route's next body, round robin) until
+    `seconds` pass or `max_requests` are sent; per route the latencies of its 200s and its other answers."""
+    results: dict[str, dict[str, Any]] = {route: {"latencies": [], "errors": {}} for route in routes}
+    cursors = dict.fromkeys(routes, 0)
+    order = list(routes)
+    sent = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(client: httpx.AsyncClient, first: int) -> None:
+        nonlocal sent
+        turn = first
+        while time.perf_counter() < deadline and sent < max_requests:
+            route = order[turn % len(order)]
+            turn += 1
+            body = routes[route][cursors[route] % len(routes[route])]
+            cursors[route] += 1
+            sent += 1
+            started = time.perf_counter()
+            try:
+                response = await client.post(f"{url}{route}", json=body)
+                status = str(response.status_code)
+            except httpx.HTTPError as err:
+                status = type(err).__name__
+            if status == "200":
+                results[route]["latencies"].append(time.perf_counter() - started)
+            else:
+                results[route]["errors"][status] = results[route]["errors"].get(status, 0) + 1
+
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=clients)) as client:
+        await asyncio.gather(*(worker(client, i) for i in range(clients)))
+    return results
+
+
+def rss_mib(pid: int) -> float:
+    """The process's resident memory now (Linux: VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def histogram_means(metrics_text: str, name: str, label: str) -> dict[str, float]:
     """Mean of a Prometheus histogram per value of its label."""
     sums = dict(re.findall(rf'{name}_sum\{{{label}="([\w-]+)"\}} ([\d.e+-]+)', metrics_text))
