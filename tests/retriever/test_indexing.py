@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from edurank.artifacts import LATEST, Manifest
@@ -10,6 +12,7 @@ from retriever import indexing
 from retriever.catalog import load_catalog
 from retriever.indexing import IndexConfig, build_index, load_index, search_text
 from retriever.model import BiEncoder
+from retriever.texts import content_texts
 
 
 def test_index_job_publishes_a_versioned_directory(sample_catalog: Path, bundled_encoder, tmp_path: Path) -> None:
@@ -61,3 +64,44 @@ def test_the_index_job_stores_a_companions_vectors_and_names_it(tiny_catalog: Pa
     assert np.allclose(index.companion.vectors, expected, atol=1e-5)
     assert load_index(build_index(bundled_encoder, catalog, tmp_path / "plain", progress=False),
                       bundled_encoder).companion is None
+
+
+def test_an_incremental_run_embeds_only_what_changed(tiny_catalog: Path, bundled_encoder, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Add one item, change one text, delete one: only the first two are embedded, the rest is reused,
+    the result equals a full rebuild, and the manifest and changes.parquet say what changed."""
+    first = build_index(bundled_encoder, load_catalog(tiny_catalog), tmp_path / "index", progress=False)
+    content = pl.read_csv(tiny_catalog / "content.csv")
+    edited = content.filter(pl.col("id") != "c7").with_columns(
+        pl.when(pl.col("id") == "c2").then(pl.lit("Least common multiples")).otherwise(pl.col("title")).alias("title"))
+    new_row = content.head(1).with_columns(pl.lit("c8").alias("id"), pl.lit("Equivalent fractions").alias("title"))
+    changed = tmp_path / "changed-catalog"
+    shutil.copytree(tiny_catalog, changed)
+    pl.concat([edited, new_row]).write_csv(changed / "content.csv")
+    catalog = load_catalog(changed)
+
+    embedded: list[str] = []
+    original = bundled_encoder.encode
+    monkeypatch.setattr(bundled_encoder, "encode", lambda texts, *a, **k: embedded.extend(texts) or original(texts))
+    path = build_index(bundled_encoder, catalog, tmp_path / "index", IndexConfig(incremental=True), progress=False)
+    items = set(content_texts(catalog, bundled_encoder.builder))  # (topic texts are embedded anew, and few)
+    assert len([text for text in embedded if text in items]) == 2
+    assert any("Least common multiples" in text for text in embedded)
+
+    manifest = Manifest.read(path)
+    assert manifest.details["changes"] == {"since": first.name, "added": 1, "updated": 1, "deleted": 1}
+    changes = dict(pl.read_parquet(path / "changes.parquet").iter_rows())
+    assert changes == {"c8": "added", "c2": "updated", "c7": "deleted"}
+    monkeypatch.undo()
+    full = load_index(build_index(bundled_encoder, catalog, tmp_path / "full", progress=False), bundled_encoder)
+    incremental = load_index(path, bundled_encoder)
+    assert incremental.ids == full.ids == catalog.content["id"].to_list()
+    rows = np.arange(len(full.ids))
+    assert np.allclose(incremental.vectors_of(rows), full.vectors_of(rows), atol=1e-5)
+
+
+def test_an_incremental_run_without_a_usable_version_embeds_everything(tiny_catalog: Path, bundled_encoder,
+                                                                       tmp_path: Path) -> None:
+    path = build_index(bundled_encoder, load_catalog(tiny_catalog), tmp_path / "index", IndexConfig(incremental=True),
+                       progress=False)
+    assert "changes" not in Manifest.read(path).details and not (path / "changes.parquet").exists()
