@@ -454,7 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as err:  # a full disk, a read-only folder: what failed and where, not a traceback
         where = f": {err.filename}" if err.filename else ""
-        print(f"edurank: error: {err.strerror or err}{where}; nothing was published", file=sys.stderr)
+        print(f"edurank: error: {err.strerror or err}{where}; the job stopped without publishing what it was "
+              "writing", file=sys.stderr)
         return 2
     return 0
 

@@ -16,7 +16,7 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import MutableMapping
+from collections import OrderedDict
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,7 +27,8 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 OPS = ("/health", "/ready")  # probes: never behind a key or a rate limit
-DOCS = ("/docs", "/openapi.json", "/static/")
+DOCS = ("/docs", "/openapi.json")
+STATIC = "/static/"  # Swagger UI's own files: public, so the page loads in a browser whatever docs_access says
 ADMIN = "/admin"
 
 
@@ -39,19 +40,20 @@ class Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), 500
+        started, status, responded = time.perf_counter(), 500, False
 
         async def observed(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
             await send(message)
 
         try:
             await self.app(scope, receive, observed)
         except Exception:
             log.exception("%s %s failed", scope["method"], route_name(scope))
-            if status == 500:  # nothing was sent yet: answer in the one shape (else the connection just ends)
+            status = 500
+            if not responded:  # answer in the one shape (once a response started, the connection just ends)
                 await error_response(500, [], "internal error; the server log has the details",
                                      "internal_error")(scope, receive, send)
         finally:
@@ -70,7 +72,8 @@ def route_name(scope: Scope) -> str:
     if app is None:
         return "unmatched"
     declared = {*app.openapi()["paths"], app.openapi_url, "/docs"}  # the schema is built once, then cached
-    return scope["path"] if scope["path"] in declared else "unmatched"
+    path = route_path(scope)
+    return path if path in declared else "unmatched"
 
 
 class BodyTooLarge(HTTPException):
@@ -101,15 +104,15 @@ class Guard:
 
     def refusal(self, scope: Scope) -> ASGIApp | None:
         """The error response a request gets before its body is read, or None to let it through."""
-        path: str = scope["path"]
-        if path in OPS:
+        path = route_path(scope)
+        if path in OPS or path.startswith(STATIC):
             return None
-        if path.startswith(ADMIN):
+        if path == ADMIN or path.startswith(ADMIN + "/"):
             if self.key is None:
                 return error_response(403, ["header", "authorization"], "the admin routes are off: set "
                                       "EDURANK_API_KEY to turn them on", "forbidden")
             need = "key"
-        elif path.startswith(DOCS):
+        elif path in DOCS:
             need = self.settings.docs_access
         elif path == "/metrics":
             need = self.settings.metrics_access
@@ -117,12 +120,12 @@ class Guard:
             need = "key" if self.settings.require_key else "on"
         if need == "off":
             return error_response(404, ["path"], "Not Found", "http_error")
-        if not path.startswith((*DOCS, "/metrics")):  # inference and admin: key guessing is rate limited too
-            wait = self.buckets.take(client_of(scope))
-            if wait > 0:
-                return error_response(429, ["header"], f"over {self.settings.rate_limit:g} requests per second; "
-                                      f"retry in {math.ceil(wait)} s", "rate_limited",
-                                      {"Retry-After": str(math.ceil(wait))})
+        # inference and admin; docs and metrics where they ask for the key (guessing it is limited too)
+        wait = self.buckets.take(client_of(scope)) if need == "key" or path not in (*DOCS, "/metrics") else 0.0
+        if wait > 0:
+            return error_response(429, ["header"], f"over {self.settings.rate_limit:g} requests per second; "
+                                  f"retry in {math.ceil(wait)} s", "rate_limited",
+                                  {"Retry-After": str(math.ceil(wait))})
         if need == "key" and not self.authorised(scope):
             return error_response(401, ["header", "authorization"], "a valid API key is required: send "
                                   "`Authorization: Bearer KEY` or `X-API-Key: KEY`", "unauthorised",
@@ -143,22 +146,35 @@ class Guard:
 
     def limited(self, receive: Receive) -> Receive:
         """`receive` with the body-size limit applied to what actually arrives (a chunked body has no
-        Content-Length) and a deadline on each part of it."""
-        limit, timeout, seen = self.settings.max_body_bytes, self.settings.body_timeout, 0
+        Content-Length) and one deadline for the whole body, counted from the request's start (a client
+        dripping a byte at a time does not reset it). Once the body is in, `receive` is passed through:
+        later calls only wait for a disconnect while a response streams."""
+        limit, timeout = self.settings.max_body_bytes, self.settings.body_timeout
+        deadline, seen, complete = time.monotonic() + timeout, 0, False
 
         async def receive_limited() -> Message:
-            nonlocal seen
+            nonlocal seen, complete
+            if complete:
+                return await receive()
             try:
-                message = await asyncio.wait_for(receive(), timeout)
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
             except TimeoutError:
                 raise BodyTimeout(timeout) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise BodyTooLarge(limit)
+                complete = not message.get("more_body", False)
             return message
 
         return receive_limited
+
+
+def route_path(scope: Scope) -> str:
+    """The path the router matches: without the `root_path` a proxy or a mount put in front (the guard
+    must see what routing sees, or `/api/admin/...` would slip past it)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] or "/" if root and path.startswith(root) else path
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -173,29 +189,23 @@ def client_of(scope: Scope) -> str:
 
 
 class RateLimiter:
-    """A token bucket per client: `burst` requests at once, refilled at `rate` per second. Buckets that
-    have refilled are dropped when the table grows, so many one-off clients cannot exhaust memory."""
+    """A token bucket per client: `burst` requests at once, refilled at `rate` per second. At most
+    `max_clients` buckets are kept, the least recently seen dropped first, so many addresses cannot
+    exhaust memory (a dropped client starts again with a full bucket)."""
 
     def __init__(self, rate: float, burst: int, max_clients: int = 100_000) -> None:
         self.rate, self.burst, self.max_clients = rate, burst, max_clients
-        self.buckets: MutableMapping[str, tuple[float, float]] = {}  # client -> (tokens, when)
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, when), LRU first
 
     def take(self, client: str, now: float | None = None) -> float:
         """0 when the client may go ahead (a token is taken), else the seconds until it may."""
         if self.rate <= 0:
             return 0.0
         now = time.monotonic() if now is None else now
-        tokens, when = self.buckets.get(client, (float(self.burst), now))
+        tokens, when = self.buckets.pop(client, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - when) * self.rate)
-        if tokens < 1.0:
-            self.buckets[client] = (tokens, now)
-            return (1.0 - tokens) / self.rate
-        self.buckets[client] = (tokens - 1.0, now)
-        if len(self.buckets) > self.max_clients:
-            self.prune(now)
-        return 0.0
-
-    def prune(self, now: float) -> None:
-        full = [c for c, (tokens, when) in self.buckets.items() if tokens + (now - when) * self.rate >= self.burst]
-        for client in full:
-            del self.buckets[client]
+        wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+        self.buckets[client] = (tokens - 1.0 if wait == 0.0 else tokens, now)  # now the most recent
+        while len(self.buckets) > self.max_clients:  # the least recently seen go first: bounded memory
+            self.buckets.popitem(last=False)
+        return wait

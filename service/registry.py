@@ -74,7 +74,7 @@ class Registry:
         index = open_index(settings, encoder, catalog)
         problems: dict[str, str] = {}
         optional = {kind: load_optional(settings, kind, problems) for kind in OPTIONAL}
-        if optional[Ranker.KIND] is None and settings.train_ranker:
+        if optional[Ranker.KIND] is None and settings.train_ranker and Ranker.KIND not in problems:
             optional[Ranker.KIND] = first_ranker(settings, encoder, catalog)
         companion = companion_encoder(settings, index, optional[Ranker.KIND])
         optional[Ranker.KIND] = usable_ranker(optional[Ranker.KIND], index, catalog, optional[Reranker.KIND],

@@ -25,22 +25,26 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def reload_registry(state: State, settings: Settings) -> dict[str, Any]:
-    """Swap in the newest versions; RequestError 409 (with why) when refused or when a reload is running."""
+def reload_registry(state: State, settings: Settings, wait: bool = False) -> dict[str, Any]:
+    """Swap in the newest versions; RequestError 409 (with why) when refused, or when a reload is running
+    and not `wait`. A reload only loads: it never builds an index nor trains a ranker."""
     lock: threading.Lock = state.reload_lock
-    if not lock.acquire(blocking=False):
+    if not lock.acquire(blocking=wait):
         raise RequestError((), "a reload is already running", 409)
     try:
         old: Registry | None = state.registry
         started = time.perf_counter()
         try:
-            new = Registry.load(settings.model_copy(update={"build_index": False}), state.metrics.batching)
+            new = Registry.load(settings.model_copy(update={"build_index": False, "train_ranker": False}),
+                                state.metrics.batching)
         except Exception as err:  # any failure refuses the new set; the old one keeps serving
             log.exception("reload refused")
             state.metrics.reloads.labels("refused").inc()
             raise RequestError((), "reload refused, the previous versions keep serving: "
                                + public_message(f"{type(err).__name__}: {err}", settings.named_paths()), 409) from err
-        lost = {kind: why for kind, why in new.problems.items() if old is not None and old.serves(kind)}
+        lost = {kind: new.problems.get(kind, "no longer served: its artifact is gone or does not fit the new set "
+                                             "(the server log says why)")
+                for kind in OPTIONAL if old is not None and old.serves(kind) and not new.serves(kind)}
         if lost:
             new.close()
             state.metrics.reloads.labels("refused").inc()
@@ -81,6 +85,6 @@ def watch_latest(state: State, settings: Settings, stop: threading.Event) -> Non
             continue
         seen = now
         try:
-            reload_registry(state, settings)
+            reload_registry(state, settings, wait=True)  # after an admin reload that is running, if any
         except RequestError as err:
             log.error("watching LATEST: %s", err.message)

@@ -54,7 +54,7 @@ def test_a_write_that_fails_publishes_nothing_and_says_so(
     monkeypatch.setattr(target, fail)
     assert main(["index", "--catalog", str(tiny_catalog), "--out", str(root), "--no-topics"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("edurank: error")]
-    assert len(errors) == 1 and says in errors[0] and errors[0].endswith("nothing was published")
+    assert len(errors) == 1 and says in errors[0] and errors[0].endswith("without publishing what it was writing")
     assert versions(root) == [version] and (root / LATEST).read_text().strip() == version
     assert not any(p.name.startswith(".") for p in root.iterdir() if p.is_dir())  # no staging left behind
     monkeypatch.undo()

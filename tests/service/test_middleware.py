@@ -39,6 +39,17 @@ def test_admin_routes_are_off_without_a_key_and_need_it_with_one(tmp_path: Path)
         assert client.post("/recommend", json=BODY).status_code == 503  # inference stays open by default
 
 
+def test_the_guard_sees_paths_as_routing_does(tmp_path: Path) -> None:
+    """Behind a proxy's root path the admin and ops routes keep their protection, and only /admin and what
+    is below it counts as admin."""
+    with TestClient(client_for(tmp_path, metrics_access="off").app, root_path="/api") as client:
+        assert client.post("/api/admin/reload").status_code == 403
+        assert client.get("/api/metrics").status_code == 404
+        assert client.get("/api/health").status_code == 200
+    with client_for(tmp_path) as client:
+        assert client.post("/administrator").json()["detail"][0]["loc"] == ["path"]  # no such route, not 403
+
+
 def test_inference_can_require_the_key_while_probes_stay_open(tmp_path: Path) -> None:
     with client_for(tmp_path, api_key=KEY, require_key=True) as client:
         assert client.post("/recommend", json=BODY).status_code == 401
@@ -71,13 +82,14 @@ def test_a_client_over_its_rate_gets_429_with_retry_after_and_others_do_not(tmp_
         assert other.post("/recommend", json=BODY).status_code == 503
 
 
-def test_rate_limiter_refills_and_forgets_full_buckets() -> None:
+def test_rate_limiter_refills_and_forgets_the_least_recently_seen() -> None:
     limiter = RateLimiter(rate=2.0, burst=2, max_clients=2)
     assert [limiter.take("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.5]
     assert limiter.take("a", now=0.5) == 0.0  # one token back after half a second
-    limiter.take("b", now=0.5)
-    limiter.take("c", now=10.0)  # the table is over its size: a's and b's refilled buckets go
-    assert set(limiter.buckets) == {"c"}
+    limiter.take("b", now=0.6)
+    limiter.take("a", now=0.7)  # a is now the most recently seen
+    limiter.take("c", now=0.8)  # the table is over its size: b, least recently seen, goes
+    assert list(limiter.buckets) == ["a", "c"]
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
@@ -94,13 +106,21 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(tmp_path: Path) -> N
         assert 'route="/recommend",status="413"' in client.get("/metrics").text
 
 
-def test_a_body_that_stalls_gets_408(tmp_path: Path) -> None:
-    app = create_app(Settings(catalog=tmp_path / "missing", background_load=False, body_timeout=0.2))
-    sent: list[dict[str, Any]] = []
+async def stalled() -> dict[str, Any]:
+    await asyncio.sleep(3600)
+    raise AssertionError("unreachable")
 
-    async def stalled() -> dict[str, Any]:
-        await asyncio.sleep(3600)
-        raise AssertionError("unreachable")
+
+async def dripping() -> dict[str, Any]:
+    """A byte every 0.1 s: each part arrives in time, the whole body never does."""
+    await asyncio.sleep(0.1)
+    return {"type": "http.request", "body": b" ", "more_body": True}
+
+
+@pytest.mark.parametrize("receive", [stalled, dripping])
+def test_a_body_that_stalls_or_drips_gets_408(tmp_path: Path, receive: Any) -> None:
+    app = create_app(Settings(catalog=tmp_path / "missing", background_load=False, body_timeout=0.5))
+    sent: list[dict[str, Any]] = []
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -108,8 +128,8 @@ def test_a_body_that_stalls_gets_408(tmp_path: Path) -> None:
     scope = {"type": "http", "method": "POST", "path": "/recommend", "raw_path": b"/recommend", "query_string": b"",
              "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")], "client": ("1.2.3.4", 1),
              "server": ("test", 80), "scheme": "http", "root_path": "", "http_version": "1.1", "app": app}
-    asyncio.run(asyncio.wait_for(app(scope, stalled, send), 5))
-    assert sent[0]["status"] == 408 and b"0.2 s" in sent[1]["body"]
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 5))
+    assert sent[0]["status"] == 408 and b"0.5 s" in sent[1]["body"]
 
 
 def test_cors_is_off_unless_origins_are_configured(tmp_path: Path) -> None:
@@ -128,4 +148,6 @@ def test_the_key_is_never_in_settings_reprs_or_logs(tmp_path: Path, caplog: pyte
     assert KEY not in repr(settings) and KEY not in str(settings.model_dump())
     with caplog.at_level("DEBUG"), client_for(tmp_path, api_key=KEY, require_key=True) as client:
         client.post("/recommend", json=BODY, headers={"X-API-Key": KEY})
-    assert caplog.records and KEY not in caplog.text
+        client.post("/recommend", json=BODY, headers={"X-API-Key": KEY[:-1]})  # a wrong key
+        client.post("/admin/reload", headers={"Authorization": f"Bearer {KEY}"})  # a reload that fails
+    assert caplog.records and KEY not in caplog.text and KEY[:-1] not in caplog.text

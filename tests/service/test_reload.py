@@ -3,6 +3,8 @@ refuse a damaged one while the old keeps serving, and never fail requests runnin
 
 from __future__ import annotations
 
+import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edurank.artifacts import resolve
+from reranker.model import PairFormat, Reranker
 from retriever.catalog import load_catalog
 from retriever.indexing import build_index
 from retriever.model import BiEncoder
@@ -62,17 +65,24 @@ def test_reload_swaps_in_a_new_index_and_refuses_a_damaged_one(settings: Setting
 
 
 def test_requests_during_reloads_all_succeed(settings: Settings) -> None:
+    """Requests keep arriving from 4 threads for as long as 3 reloads take (each loads the models anew), so
+    some are in flight at each swap: every one is answered."""
     with TestClient(create_app(settings)) as client:
         publish_index(settings)
+        reloads: list[int] = []
+        reloading = threading.Thread(target=lambda: reloads.extend(
+            client.post("/admin/reload", headers=KEY).status_code for _ in range(3)))
 
         def recommend(i: int) -> int:
             return client.post("/recommend", json={"topic": {"title": f"fractions {i}"}}).status_code
 
+        statuses: list[int] = []
+        reloading.start()
         with ThreadPoolExecutor(max_workers=4) as pool:
-            answers = pool.map(recommend, range(120))
-            reloads = [client.post("/admin/reload", headers=KEY).status_code for _ in range(3)]
-            statuses = list(answers)
-        assert statuses == [200] * 120 and reloads == [200] * 3
+            while reloading.is_alive():
+                statuses += pool.map(recommend, range(len(statuses), len(statuses) + 8))
+        reloading.join()
+        assert reloads == [200] * 3 and len(statuses) >= 24 and set(statuses) == {200}
 
 
 def test_the_watcher_swaps_in_what_is_published(settings: Settings) -> None:
@@ -82,3 +92,16 @@ def test_the_watcher_swaps_in_what_is_published(settings: Settings) -> None:
         while served_index(client) != newer:
             assert time.monotonic() < deadline, "the watcher did not swap in the new index"
             time.sleep(0.2)
+
+
+def test_a_reload_that_would_lose_a_served_model_is_refused(settings: Settings, tmp_path: Path) -> None:
+    reranker = Reranker.load(None, PairFormat(16, 32))
+    reranker.save(tmp_path / "reranker")
+    with TestClient(create_app(settings.model_copy(update={"reranker": str(tmp_path / "reranker")}))) as client:
+        assert client.get("/ready").json()["registry"]["reranker"] is True
+        shutil.rmtree(tmp_path / "reranker")
+        refused = client.post("/admin/reload", headers=KEY)
+        assert refused.status_code == 409 and "reranker" in refused.json()["detail"][0]["msg"]
+        assert str(tmp_path) not in refused.text
+        assert client.get("/ready").json()["registry"]["reranker"] is True
+        assert client.post("/rerank", json={"query": "fractions", "candidates": ["a", "b"]}).status_code == 200
