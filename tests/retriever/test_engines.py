@@ -31,4 +31,5 @@ def test_ray_and_local_engines_publish_the_same_index(tiny_catalog: Path, tmp_pa
     manifests = {name: Manifest.read(path) for name, path in built.items()}
     assert manifests["local"].params == manifests["ray"].params
     assert manifests["local"].version.split("-")[-1] == manifests["ray"].version.split("-")[-1]  # same run hash
-    assert manifests["ray"].details["ran_on"] == {"engine": "ray", "ray_address": None, "ray_actors": 2}
+    assert manifests["ray"].details["ran_on"] == {"engine": "ray", "ray_address": None, "ray_actors": 2,
+                                                  "incremental": False}
