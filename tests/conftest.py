@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,11 @@ def bundled_encoder():
     from retriever.model import BiEncoder
 
     return BiEncoder.load(None, max_tokens=64)
+
+
+def report_figures(label: str, figures: object) -> None:
+    """Print an integration test's held-out figures on one line (`pytest -s`), so a change can show it kept them."""
+    print(f"\nFIGURES {label} {json.dumps(figures, sort_keys=True, default=str)}")
 
 
 def shared_dataset(name: str) -> Path:

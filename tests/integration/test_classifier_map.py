@@ -10,7 +10,7 @@ import pytest
 
 from classifier.predictor import MisconceptionClassifier, Response
 from edurank.artifacts import read_manifest
-from tests.conftest import shared_dataset
+from tests.conftest import report_figures, shared_dataset
 from training.classifier import ClassifierConfig, train_classifier
 
 pytestmark = pytest.mark.integration
@@ -24,6 +24,7 @@ def test_classifier_on_a_map_slice(tmp_path: Path) -> None:
     path = train_classifier(data, tmp_path / "out", config)
     metrics = read_manifest(path)["metrics"]
     oof = pl.read_parquet(path / "oof.parquet")
+    report_figures("classifier", metrics["oof"])
     assert oof["covered"].to_list() == (oof["fold"] == 0).to_list()  # only fold 0 was trained
     assert metrics["oof_rows"] == oof["covered"].sum() and 150 <= metrics["oof_rows"] <= 250
     # the masks alone leave a handful of labels per response: a learnt ranking beats chance among them

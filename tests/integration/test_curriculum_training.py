@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from retriever.catalog import load_catalog
-from tests.conftest import shared_dataset
+from tests.conftest import report_figures, shared_dataset
 from training.retriever import RetrieverConfig, train_retriever
 
 pytestmark = pytest.mark.integration
@@ -37,6 +37,7 @@ def test_one_short_round_raises_held_out_recall(tmp_path: Path) -> None:
 
     history = read_manifest(train_retriever(catalog, tmp_path / "model", config))["metrics"]["history"]
     untrained, trained = history[0], history[-1]
+    report_figures("retriever", [untrained, trained])
     assert untrained["label"] == "untrained" and trained["label"] == "held-out"
     assert trained["topics"] == untrained["topics"] >= 30
     assert trained["recall@10"] > untrained["recall@10"] + 0.03

@@ -11,7 +11,7 @@ import pytest
 from edurank.artifacts import read_manifest
 from essays.scorer import EssayScorer
 from essays.windows import WindowSpec
-from tests.conftest import shared_dataset
+from tests.conftest import report_figures, shared_dataset
 from training.essays import EssayConfig, FineTuneConfig, train_essays
 
 pytestmark = pytest.mark.integration
@@ -26,6 +26,7 @@ def test_essay_scorer_on_an_fb3_slice(tmp_path: Path) -> None:
     path = train_essays(data, tmp_path / "out", config)
     metrics = read_manifest(path)["metrics"]
     oof = pl.read_parquet(path / "oof.parquet")
+    report_figures("essays", metrics["oof"])
     assert oof["covered"].to_list() == (oof["fold"] == 0).to_list()  # only fold 0 was fine-tuned
     assert metrics["oof_essays"] == oof["covered"].sum() and 60 <= metrics["oof_essays"] <= 100
     assert set(metrics["oof"]) == {"dense", "tfidf", "finetuned", "blend"} and set(metrics["folds"]) == {"fold0"}

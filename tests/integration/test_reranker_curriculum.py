@@ -12,7 +12,7 @@ from edurank.artifacts import read_manifest
 from reranker.model import Reranker
 from retriever.catalog import load_catalog
 from retriever.hybrid import CandidateConfig
-from tests.conftest import shared_dataset
+from tests.conftest import report_figures, shared_dataset
 from tests.integration.test_curriculum_training import slice_catalog
 from training.reranker import RerankerConfig, train_reranker
 
@@ -26,6 +26,7 @@ def test_reranker_smoke_on_a_curriculum_slice(tmp_path: Path) -> None:
     path = train_reranker(catalog, ["bundled"], tmp_path / "reranker", config)
     manifest = read_manifest(path)
     held_out = manifest["metrics"]["held_out"]
+    report_figures("reranker", held_out)
     assert held_out["topics"] >= 40 and set(manifest["metrics"]["folds"]) == {"0", "1", "2"}
     assert 0.0 < held_out["mean_f2"] <= 1.0 and held_out["candidate_recall"] > 0.3
     oof = pl.read_parquet(path / "oof.parquet")
