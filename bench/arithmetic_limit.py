@@ -17,9 +17,9 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper
 
-from retriever.catalog import load_catalog
-from retriever.model import BiEncoder
-from retriever.texts import content_texts
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.model import BiEncoder
+from edurank.retriever.texts import content_texts
 
 ROWS = 4096  # a batch of 32 texts x 128 tokens, as the indexing job feeds the FFN
 

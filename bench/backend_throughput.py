@@ -22,28 +22,28 @@ from typing import Any
 
 import numpy as np
 
-import classifier.export
-import essays.export
-import reranker.export
-from classifier.data import load_responses
-from classifier.predictor import MisconceptionClassifier
-from edurank.cli import main as edurank
+from edurank.backends.export import find_export, spread_rows
+from edurank.backends.onnx import EXPORTED
+from edurank.classifier import export as classifier_export
+from edurank.classifier.data import load_responses
+from edurank.classifier.predictor import MisconceptionClassifier
+from edurank.cli.main import main as edurank_cli
 from edurank.encoders import model_path, set_threads
-from essays.data import load_essays
-from essays.scorer import EssayScorer
-from inference.export import find_export, spread_rows
-from inference.onnx import EXPORTED
-from reranker.model import Reranker
-from retriever.catalog import load_catalog
+from edurank.essays import export as essays_export
+from edurank.essays.data import load_essays
+from edurank.essays.scorer import EssayScorer
+from edurank.reranker.cross_encoder import export as reranker_export
+from edurank.reranker.cross_encoder.model import Reranker
+from edurank.retriever.catalog import load_catalog
 
 # kind -> (load(path), check slice of `items` from --data, agreement(source, exported, slice) -> metrics, quality)
 KINDS: dict[str, tuple[Callable[[Path], Any], Callable[[Path, int], Any], Callable[..., dict[str, Any]], str]] = {
-    "reranker": (Reranker.load, lambda data, n: reranker.export.check_lists(load_catalog(data), n),
-                 reranker.export.agreement, "spearman_mean"),
-    "essays": (EssayScorer.load, lambda data, n: spread_rows(load_essays(data), n), essays.export.agreement,
+    "reranker": (Reranker.load, lambda data, n: reranker_export.check_lists(load_catalog(data), n),
+                 reranker_export.agreement, "spearman_mean"),
+    "essays": (EssayScorer.load, lambda data, n: spread_rows(load_essays(data), n), essays_export.agreement,
                "mcrmse_delta"),
     "classifier": (MisconceptionClassifier.load, lambda data, n: spread_rows(load_responses(data), n),
-                   classifier.export.agreement, "map3_delta"),
+                   classifier_export.agreement, "map3_delta"),
 }
 
 
@@ -70,7 +70,7 @@ def main() -> None:
     for backend in EXPORTED:
         export = find_export(args.exports, args.kind, fingerprint, backend)
         if export is None:
-            if edurank(["export", "--model", str(path), "--data", str(args.data), "--out", str(args.exports),
+            if edurank_cli(["export", "--model", str(path), "--data", str(args.data), "--out", str(args.exports),
                         "--backend", backend, "--check-items", "64", "--min-rank-agreement", "0",
                         "--max-metric-delta", "1"]):
                 raise SystemExit(f"exporting {path} for {backend} failed")

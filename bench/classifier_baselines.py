@@ -22,10 +22,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_union
 
-from classifier.data import ANSWER, EXPLANATION, LABEL, QUESTION, QUESTION_TEXT, ROW, load_responses
-from classifier.evaluation import single_label_map
-from classifier.prompts import QuestionBook, build_prompt
-from edurank.splits import stratified_folds
+from edurank.classifier.data import ANSWER, EXPLANATION, LABEL, QUESTION, QUESTION_TEXT, ROW, load_responses
+from edurank.classifier.evaluation import single_label_map
+from edurank.classifier.prompts import QuestionBook, build_prompt
+from edurank.folds import stratified_folds
 
 
 def main() -> None:

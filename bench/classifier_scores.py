@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from classifier.data import CATEGORIES, ROW
-from classifier.evaluation import classification_report, ranked_labels
-from classifier.predictor import ISSUES, LABELS, OOF, classifier_artifact
+from edurank.classifier.data import CATEGORIES, ROW
+from edurank.classifier.evaluation import classification_report, ranked_labels
+from edurank.classifier.predictor import ISSUES, LABELS, OOF, classifier_artifact
 
 
 def main() -> None:

@@ -50,10 +50,10 @@ def report(args: argparse.Namespace) -> None:
 
 def probe(args: argparse.Namespace) -> None:
     """Train the fold's model as cross-fitting would and score the fold's candidates with it."""
-    from retriever.catalog import load_catalog
-    from training.candidates import candidates_for, ranked_rows
-    from training.ranker import seen_and_unseen
-    from training.reranker import RerankerConfig, fold_inits, fold_trainer, with_pair_texts
+    from edurank.retriever.catalog import load_catalog
+    from edurank.training.candidates import candidates_for, ranked_rows
+    from edurank.training.ranker import seen_and_unseen
+    from edurank.training.reranker import RerankerConfig, fold_inits, fold_trainer, with_pair_texts
 
     config = from_args(RerankerConfig, args)
     catalog = load_catalog(args.catalog)
@@ -79,7 +79,7 @@ def probe(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    from training.reranker import RerankerConfig
+    from edurank.training.reranker import RerankerConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)

@@ -22,10 +22,10 @@ import httpx
 import numpy as np
 from loadgen import batch_mean, load, peak_rss_mib, wait_ready
 
-from edurank.cli import main as edurank
-from retriever.catalog import load_catalog
-from retriever.model import BiEncoder
-from retriever.texts import content_texts
+from edurank.cli.main import main as edurank_cli
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.model import BiEncoder
+from edurank.retriever.texts import content_texts
 
 
 def serve(out: Path, port: int, backend: str, batch: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -61,7 +61,7 @@ def main() -> None:
     texts = content_texts(load_catalog(args.catalog), BiEncoder.load(None).builder)
     bodies = [{"input": text[:1000]} for text in texts]
     for backend in args.backend or ["torch"]:
-        if backend != "torch" and edurank(["export", "--backend", backend, "--out", str(args.out / "exports")]):
+        if backend != "torch" and edurank_cli(["export", "--backend", backend, "--out", str(args.out / "exports")]):
             raise SystemExit(f"exporting the bundled model for {backend} failed")
         for batch in (1, args.batch):
             server, url = serve(args.out, args.port, backend, batch)

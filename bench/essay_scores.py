@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from edurank.artifacts import read_manifest, resolve
-from essays.data import TRAITS
+from edurank.essays.data import TRAITS
 
 
 def main() -> None:

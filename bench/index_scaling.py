@@ -18,9 +18,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from retriever.catalog import load_catalog
-from retriever.index import INDEX_TYPES, build_faiss
-from retriever.model import BiEncoder
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.content_index import INDEX_TYPES, build_faiss
+from edurank.retriever.model import BiEncoder
 
 
 def tiled(base: np.ndarray, count: int, jitter: float, seed: int = 0) -> np.ndarray:

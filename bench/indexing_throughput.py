@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.catalog import load_catalog
-from retriever.model import BiEncoder
-from retriever.texts import content_texts
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.model import BiEncoder
+from edurank.retriever.texts import content_texts
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ import httpx
 import numpy as np
 from loadgen import load_mixed, peak_rss_mib, rss_mib, wait_ready
 
-from classifier.data import ANSWER, EXPLANATION, QUESTION, load_responses
-from essays.data import TEXT, load_essays
-from retriever.catalog import load_catalog
+from edurank.classifier.data import ANSWER, EXPLANATION, QUESTION, load_responses
+from edurank.essays.data import TEXT, load_essays
+from edurank.retriever.catalog import load_catalog
 
 
 def main() -> None:

@@ -36,8 +36,8 @@ def row(name: str, figures: dict[str, Any], minutes: float | None = None) -> str
 def ablation(args: argparse.Namespace) -> None:
     from edurank.artifacts import Manifest, model_ref, resolve
     from edurank.encoders import fingerprint
-    from retriever.catalog import load_catalog
-    from training.ranker import RankerConfig, candidates_for, evaluate_ranker, with_companion, with_cross_logits
+    from edurank.retriever.catalog import load_catalog
+    from edurank.training.ranker import RankerConfig, candidates_for, evaluate_ranker, with_companion, with_cross_logits
 
     catalog = load_catalog(args.catalog)
     base = from_args(RankerConfig, args)
@@ -84,14 +84,14 @@ def rule_text(rule: dict[str, Any]) -> str:
 
 
 def latency(args: argparse.Namespace) -> None:
+    from edurank.pipelines.recommend import STAGE_TWO, Query, Recommender
+    from edurank.reranker.cross_encoder.model import Reranker
+    from edurank.reranker.lightgbm.model import Ranker
+    from edurank.retriever.catalog import load_catalog
+    from edurank.retriever.index_job import in_memory_index
+    from edurank.retriever.model import BiEncoder
+    from edurank.retriever.texts import topic_parts
     from edurank.timing import StageTimes
-    from ranker.model import Ranker
-    from reranker.model import Reranker
-    from reranker.pipeline import STAGE_TWO, Query, Recommender
-    from retriever.catalog import load_catalog
-    from retriever.indexing import in_memory_index
-    from retriever.model import BiEncoder
-    from retriever.texts import topic_parts
 
     catalog = load_catalog(args.catalog)
     encoder, ranker = BiEncoder.load(args.retriever), Ranker.load(args.ranker)
@@ -125,7 +125,7 @@ def latency(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    from training.ranker import RankerConfig
+    from edurank.training.ranker import RankerConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)

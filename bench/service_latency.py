@@ -31,13 +31,13 @@ import polars as pl
 from loadgen import histogram_means, load, stage_means, wait_ready
 
 from edurank.artifacts import MANIFEST, Manifest
-from edurank.cli import main as edurank
+from edurank.backends.export import EXPORTS, find_export
+from edurank.cli.main import main as edurank_cli
 from edurank.encoders import fingerprint, model_path
-from inference.export import EXPORTS, find_export
-from retriever.catalog import load_catalog
-from retriever.indexing import publish_index
-from retriever.model import BiEncoder
-from retriever.texts import content_texts
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.index_job import publish_index
+from edurank.retriever.model import BiEncoder
+from edurank.retriever.texts import content_texts
 
 
 def build_large_catalog(source: Path, encoder: BiEncoder, items: int, out: Path, index_dir: Path,
@@ -88,7 +88,7 @@ def main() -> None:
     if args.backend != "torch":
         for model in (source.path, model_path(args.reranker)):
             if find_export(args.out / EXPORTS, Manifest.read(model).kind if (model / MANIFEST).is_file()
-                           else BiEncoder.KIND, fingerprint(model), args.backend) is None and edurank(
+                           else BiEncoder.KIND, fingerprint(model), args.backend) is None and edurank_cli(
                     ["export", "--model", str(model), "--data", str(args.catalog), "--backend", args.backend,
                      "--out", str(args.out / EXPORTS)]):
                 raise SystemExit(f"exporting {model} for {args.backend} failed")

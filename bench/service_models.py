@@ -23,13 +23,13 @@ import httpx
 import numpy as np
 from loadgen import batch_mean, load, peak_rss_mib, stage_deltas, wait_ready
 
-from classifier.data import ANSWER, EXPLANATION, QUESTION, load_responses
 from edurank.artifacts import Manifest
-from edurank.cli import main as edurank
+from edurank.backends.export import EXPORTS, find_export
+from edurank.backends.onnx import TORCH
+from edurank.classifier.data import ANSWER, EXPLANATION, QUESTION, load_responses
+from edurank.cli.main import main as edurank_cli
 from edurank.encoders import fingerprint, model_path
-from essays.data import TEXT, load_essays
-from inference.export import EXPORTS, find_export
-from inference.onnx import TORCH
+from edurank.essays.data import TEXT, load_essays
 
 ROUTES = {"essays": ("/score-essay", "essays"), "classifier": ("/classify", "classifier")}
 
@@ -38,7 +38,7 @@ def exported(out: Path, backend: str, models: dict[str, tuple[Path, Path]]) -> N
     """Every model's `backend` export under `<out>/exports`, made when missing (kind -> (model, check data))."""
     for kind, (path, data) in models.items():
         if find_export(out / EXPORTS, kind, fingerprint(path), backend) is None:
-            if edurank(["export", "--model", str(path), "--data", str(data), "--backend", backend, "--out",
+            if edurank_cli(["export", "--model", str(path), "--data", str(data), "--backend", backend, "--out",
                         str(out / EXPORTS), "--check-items", "64", "--min-rank-agreement", "0",
                         "--max-metric-delta", "1"]):
                 raise SystemExit(f"exporting {path} for {backend} failed")

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from classifier.data import (
+from edurank.artifacts import hash_files
+from edurank.classifier.data import (
     ANSWER,
     CATEGORIES,
     EXPLANATION,
@@ -25,7 +26,6 @@ from classifier.data import (
     ROW,
     load_responses,
 )
-from edurank.artifacts import hash_files
 from edurank.errors import InputError
 from edurank.timing import StageTimes
 
@@ -100,7 +100,7 @@ def evaluate_classifier(model: str | Path, data: Path, stored_oof: bool = False)
     """Classify the labelled `data` with the artifact at `model` (or, with `stored_oof`, read the artifact's
     out-of-fold probabilities for its rows); returns the report, the rows judged, their probabilities and
     the label vocabulary."""
-    from classifier.predictor import MisconceptionClassifier, Response, classifier_artifact, oof_probabilities
+    from edurank.classifier.predictor import MisconceptionClassifier, Response, classifier_artifact, oof_probabilities
 
     frame = load_responses(data)
     path, manifest = classifier_artifact(model)  # --oof needs no model loaded, only the stored probabilities

@@ -11,7 +11,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from classifier.data import (
+from edurank.artifacts import hash_files
+from edurank.backends.export import ExportConfig, Source, data_file, publish_export, refuse, side_by_side, spread_rows
+from edurank.backends.onnx import ONNX_FILE, export_graph
+from edurank.classifier.data import (
     ANSWER,
     CATEGORY,
     EXPLANATION,
@@ -22,11 +25,8 @@ from classifier.data import (
     QUESTION_TEXT,
     load_responses,
 )
-from classifier.evaluation import ranked_labels, single_label_map
-from classifier.predictor import MisconceptionClassifier, Response
-from edurank.artifacts import hash_files
-from inference.export import ExportConfig, Source, data_file, publish_export, refuse, side_by_side, spread_rows
-from inference.onnx import ONNX_FILE, export_graph
+from edurank.classifier.evaluation import ranked_labels, single_label_map
+from edurank.classifier.predictor import MisconceptionClassifier, Response
 
 
 def agreement(source: MisconceptionClassifier, exported: MisconceptionClassifier, rows: pl.DataFrame) \

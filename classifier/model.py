@@ -27,10 +27,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from edurank.backends.onnx import OnnxSession
 from edurank.encoders import load_hf_encoder
 from edurank.errors import InputError
 from edurank.layers import Trunk, encoder_layers, run_layers
-from inference.onnx import OnnxSession
 
 MEMBER_CONFIG, MEMBER_WEIGHTS = "member.json", "member.safetensors"
 

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from classifier.model import Ensemble, Members, OnnxEnsemble
-from classifier.prompts import QuestionBook, build_prompt
 from edurank.artifacts import Manifest, covered_oof, open_artifact
+from edurank.backends.onnx import ONNX_FILE, TORCH, OnnxSession
+from edurank.classifier.model import Ensemble, Members, OnnxEnsemble
+from edurank.classifier.prompts import QuestionBook, build_prompt
 from edurank.encoders import load_tokenizer
 from edurank.errors import InputError
 from edurank.timing import Timer, no_timer
-from inference.onnx import ONNX_FILE, TORCH, OnnxSession
 
 BOOK, LABELS, TRUNK_DIR, MEMBERS_DIR = "book.json", "labels.json", "trunk", "members"
 OOF, ISSUES = "oof.parquet", "label_issues.parquet"

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from classifier.data import ANSWER, CATEGORY, LABEL, MISCONCEPTION, NO_MISCONCEPTION, QUESTION, QUESTION_TEXT
+from edurank.classifier.data import ANSWER, CATEGORY, LABEL, MISCONCEPTION, NO_MISCONCEPTION, QUESTION, QUESTION_TEXT
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from essays.data import TRAITS
+from edurank.essays.data import TRAITS
 
 
 @dataclass

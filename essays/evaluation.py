@@ -13,8 +13,8 @@ import numpy as np
 
 from edurank.artifacts import hash_files
 from edurank.errors import InputError
+from edurank.essays.data import HIGH, ID, LOW, TEXT, TRAITS, load_essays, scores
 from edurank.timing import StageTimes
-from essays.data import HIGH, ID, LOW, TEXT, TRAITS, load_essays, scores
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def evaluate_essays(model: str | Path, data: Path, stored_oof: bool = False) \
         -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Score `data` with the artifact at `model` (or, with `stored_oof`, read the artifact's out-of-fold
     predictions for the essays of `data`); returns the report, the true and the predicted scores."""
-    from essays.scorer import EssayScorer, essay_artifact, oof_predictions
+    from edurank.essays.scorer import EssayScorer, essay_artifact, oof_predictions
 
     frame = load_essays(data)
     path, manifest = essay_artifact(model)  # --oof needs no model loaded, only the stored predictions

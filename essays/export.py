@@ -11,10 +11,10 @@ import numpy as np
 import polars as pl
 
 from edurank.artifacts import hash_files
-from essays.data import ID, TEXT, TRAITS, load_essays, scores
-from essays.evaluation import mcrmse
-from essays.scorer import EssayScorer
-from inference.export import ExportConfig, Source, data_file, publish_export, refuse, side_by_side, spread_rows
+from edurank.backends.export import ExportConfig, Source, data_file, publish_export, refuse, side_by_side, spread_rows
+from edurank.essays.data import ID, TEXT, TRAITS, load_essays, scores
+from edurank.essays.evaluation import mcrmse
+from edurank.essays.scorer import EssayScorer
 
 
 def agreement(source: EssayScorer, exported: EssayScorer, essays: pl.DataFrame) -> dict[str, Any]:

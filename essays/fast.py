@@ -3,7 +3,7 @@
 Two members, both cheap to fit once the features exist:
 - `dense`: frozen-encoder layer means + text statistics -> standardised -> ridge (or SVR per trait);
 - `tfidf`: word 1-2-grams and character 2-5-grams, TF-IDF weighted -> ridge.
-A user without a GPU trains this in minutes; `training.essays` blends it with the fine-tuned path.
+A user without a GPU trains this in minutes; `edurank.training.essays` blends it with the fine-tuned path.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from edurank.backends.onnx import ONNX_FILE, TORCH, OnnxSession, export_graph
 from edurank.encoders import load_hf_encoder, load_tokenizer
 from edurank.errors import InputError
+from edurank.essays.features import layer_embeddings, layer_means, text_statistics, whole_words
+from edurank.essays.windows import Windows, WindowSpec, make_windows
 from edurank.options import option
-from essays.features import layer_embeddings, layer_means, text_statistics, whole_words
-from essays.windows import Windows, WindowSpec, make_windows
-from inference.onnx import ONNX_FILE, TORCH, OnnxSession, export_graph
 
 CONFIG = "fast_model.json"
 ENCODER = "encoder"

@@ -22,12 +22,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from edurank.backends.onnx import ONNX_FILE, TORCH, OnnxSession, export_graph
 from edurank.encoders import load_hf_encoder, load_tokenizer, model_path
 from edurank.errors import InputError
-from essays.data import TRAITS
-from essays.features import masked_mean
-from essays.windows import Windows, WindowSpec, make_windows, pool_windows
-from inference.onnx import ONNX_FILE, TORCH, OnnxSession, export_graph
+from edurank.essays.data import TRAITS
+from edurank.essays.features import masked_mean
+from edurank.essays.windows import Windows, WindowSpec, make_windows, pool_windows
 
 POOLINGS = ("mean", "attention", "weighted-layer")
 CONFIG = "essay_model.json"

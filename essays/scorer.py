@@ -15,13 +15,13 @@ import numpy as np
 import polars as pl
 
 from edurank.artifacts import Manifest, covered_oof, open_artifact
+from edurank.backends.onnx import TORCH
 from edurank.errors import InputError
+from edurank.essays.blend import Blend
+from edurank.essays.data import clip_scores
+from edurank.essays.fast import FastModel
+from edurank.essays.model import EssayModel
 from edurank.timing import Timer, no_timer
-from essays.blend import Blend
-from essays.data import clip_scores
-from essays.fast import FastModel
-from essays.model import EssayModel
-from inference.onnx import TORCH
 
 FAST_DIR, FOLDS_DIR, BLEND = "fast", "finetuned", "blend.json"
 FINETUNED = "finetuned"

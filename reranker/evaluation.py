@@ -16,14 +16,14 @@ import numpy as np
 import polars as pl
 
 from edurank.artifacts import atomic_write_text
+from edurank.pipelines.recommend import STAGE_TWO, Query, Recommender
 from edurank.plots import save_line_plot
+from edurank.reranker.cross_encoder.model import Calibration
+from edurank.reranker.decision import DEFAULT_THRESHOLDS, DecisionRule, TopicScores, rule_scores, tune_rule
+from edurank.retriever.catalog import Catalog
+from edurank.retriever.evaluation import mean_average_precision
+from edurank.retriever.texts import topic_parts
 from edurank.timing import StageTimes
-from reranker.decision import DEFAULT_THRESHOLDS, DecisionRule, TopicScores, rule_scores, tune_rule
-from reranker.model import Calibration
-from reranker.pipeline import STAGE_TWO, Query, Recommender
-from retriever.catalog import Catalog
-from retriever.evaluation import mean_average_precision
-from retriever.texts import topic_parts
 
 log = logging.getLogger(__name__)
 

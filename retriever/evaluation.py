@@ -12,9 +12,9 @@ import numpy as np
 
 from edurank.artifacts import atomic_write_text
 from edurank.plots import save_line_plot
-from retriever.catalog import Catalog
-from retriever.index import build_faiss
-from retriever.model import BiEncoder
+from edurank.retriever.catalog import Catalog
+from edurank.retriever.content_index import build_faiss
+from edurank.retriever.model import BiEncoder
 
 DEFAULT_KS = (1, 5, 10, 20, 25, 50, 100)
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from inference.embedders import OnnxEmbedder, export_embedder
-from inference.export import ExportConfig, Source, publish_export, refuse, side_by_side
-from retriever.catalog import Catalog
-from retriever.model import BiEncoder
-from retriever.texts import content_parts, topic_parts
+from edurank.backends.export import ExportConfig, Source, publish_export, refuse, side_by_side
+from edurank.retriever.backends import OnnxEmbedder, export_embedder
+from edurank.retriever.catalog import Catalog
+from edurank.retriever.model import BiEncoder
+from edurank.retriever.texts import content_parts, topic_parts
 
 
 def check_slice(catalog: Catalog, encoder: BiEncoder, count: int) -> list[str]:

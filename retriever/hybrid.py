@@ -18,7 +18,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from edurank.options import option
-from retriever.index import ContentIndex
+from edurank.retriever.content_index import ContentIndex
 
 CANDIDATE_SCHEMA = {"row": pl.Int64, "dense_score": pl.Float32, "dense_rank": pl.Int32,
                     "lexical_score": pl.Float32, "lexical_rank": pl.Int32}

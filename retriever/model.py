@@ -18,12 +18,12 @@ from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
 from edurank.artifacts import MANIFEST, Manifest
+from edurank.backends.onnx import TORCH
 from edurank.encoders import fingerprint, load_sentence_encoder, model_path
 from edurank.errors import InputError
-from inference.embedders import Embedder, OnnxEmbedder, TorchEmbedder
-from inference.onnx import TORCH
-from retriever.catalog import Catalog
-from retriever.texts import TextBuilder, content_texts, topic_texts
+from edurank.retriever.backends import Embedder, OnnxEmbedder, TorchEmbedder
+from edurank.retriever.catalog import Catalog
+from edurank.retriever.texts import TextBuilder, content_texts, topic_texts
 
 DEFAULT_MAX_TOKENS = 128
 

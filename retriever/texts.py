@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import polars as pl
 from transformers import PreTrainedTokenizerBase
 
-from retriever.catalog import Catalog
+from edurank.retriever.catalog import Catalog
 
 SEPARATOR = " | "
 

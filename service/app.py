@@ -17,8 +17,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException
 
 import edurank
-from service.batching import Overloaded
-from service.errors import (
+from edurank.service.batcher import Overloaded
+from edurank.service.errors import (
     RequestError,
     http_error_handler,
     overloaded_handler,
@@ -26,14 +26,14 @@ from service.errors import (
     request_error_handler,
     validation_error_handler,
 )
-from service.metrics import Metrics
-from service.middleware import Guard, Observe
-from service.registry import Registry
-from service.reload import watch_latest
-from service.routes import admin, classify, embeddings, essays, ops, recommend
-from service.routes.docs import mount_docs
-from service.schemas.errors import ERROR_RESPONSES
-from service.settings import Settings
+from edurank.service.metrics import Metrics
+from edurank.service.middleware import Guard, Observe
+from edurank.service.registry import Registry
+from edurank.service.reload import watch_latest
+from edurank.service.routes import admin, classify, embeddings, essays, ops, recommend
+from edurank.service.routes.docs import mount_docs
+from edurank.service.schemas.errors import ERROR_RESPONSES
+from edurank.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.errors import RequestError
-from service.metrics import Metrics
-from service.registry import Registry
+from edurank.service.errors import RequestError
+from edurank.service.metrics import Metrics
+from edurank.service.registry import Registry
 
 
 def get_registry(request: Request) -> Registry:

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from service.batching import Overloaded
+from edurank.service.batcher import Overloaded
 
 Loc = Sequence[str | int]
 # absolute paths, and library source locations such as faiss/impl/index_read.cpp:276

@@ -21,9 +21,9 @@ from collections import OrderedDict
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_response
-from service.metrics import Metrics
-from service.settings import Settings
+from edurank.service.errors import error_response
+from edurank.service.metrics import Metrics
+from edurank.service.settings import Settings
 
 log = logging.getLogger(__name__)
 OPS = ("/health", "/ready")  # probes: never behind a key or a rate limit

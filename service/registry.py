@@ -12,24 +12,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.predictor import MisconceptionClassifier, Response
 from edurank.artifacts import MANIFEST, Manifest
+from edurank.backends.export import EXPORTS, find_export
+from edurank.backends.onnx import TORCH
+from edurank.classifier.predictor import MisconceptionClassifier, Response
 from edurank.encoders import fingerprint, model_path, portable_name, set_threads
 from edurank.errors import InputError
+from edurank.essays.scorer import EssayScorer
+from edurank.pipelines.recommend import Recommender
+from edurank.reranker.cross_encoder.model import Reranker
+from edurank.reranker.lightgbm.model import Ranker
+from edurank.retriever.catalog import Catalog, load_catalog
+from edurank.retriever.content_index import ContentIndex
+from edurank.retriever.index_job import build_index, load_index
+from edurank.retriever.model import BiEncoder
+from edurank.service.batcher import Batcher, BatchMetrics
+from edurank.service.errors import public_message
+from edurank.service.settings import Settings
 from edurank.timing import no_timer
-from essays.scorer import EssayScorer
-from inference.export import EXPORTS, find_export
-from inference.onnx import TORCH
-from ranker.model import Ranker
-from reranker.model import Reranker
-from reranker.pipeline import Recommender
-from retriever.catalog import Catalog, load_catalog
-from retriever.index import ContentIndex
-from retriever.indexing import build_index, load_index
-from retriever.model import BiEncoder
-from service.batching import Batcher, BatchMetrics
-from service.errors import public_message
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 EXPORTABLE = (Reranker.KIND, EssayScorer.KIND, MisconceptionClassifier.KIND)  # what EDURANK_BACKEND applies to
@@ -255,7 +255,7 @@ def usable_ranker(ranker: Ranker | None, index: ContentIndex, catalog: Catalog,
 def first_ranker(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Ranker | None:
     """Train a ranker on the served catalog's correlations (seconds: no network is trained), so a first start
     serves both stages; only when the served retriever never saw those topics, as cross-fitting requires."""
-    from training.ranker import RankerConfig, train_ranker
+    from edurank.training.ranker import RankerConfig, train_ranker
 
     topics = catalog.correlations["topic_id"].n_unique()
     if topics < 10:

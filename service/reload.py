@@ -18,9 +18,9 @@ from typing import Any
 
 from starlette.datastructures import State
 
-from service.errors import RequestError, public_message
-from service.registry import OPTIONAL, Registry
-from service.settings import Settings
+from edurank.service.errors import RequestError, public_message
+from edurank.service.registry import OPTIONAL, Registry
+from edurank.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 uvicorn closes idle keep-alive connections, but not one that never finishes sending a request's headers (a
 slow-loris client, or an idle socket opened and left): `HeadDeadlineProtocol` closes those after
-`header_timeout`. Body timeouts and sizes are the app's (`service.middleware.Guard`).
+`header_timeout`. Body timeouts and sizes are the app's (`edurank.service.middleware.Guard`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from service.settings import Settings, load_settings
+from edurank.service.settings import Settings, load_settings
 
 
 class HeadDeadlineProtocol(H11Protocol):
@@ -69,7 +69,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
 
 def serve_with(**overrides: object) -> None:
     """Serve with the environment's settings, `overrides` taking precedence."""
-    from service.app import create_app
+    from edurank.service.app import create_app
 
     settings = load_settings(**overrides)
     uvicorn.Server(server_config(settings, create_app(settings))).run()

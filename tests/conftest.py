@@ -9,8 +9,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from edurank.cli import SAMPLE_CATALOG
-from retriever.catalog import CONTENT_COLUMNS, TOPIC_COLUMNS
+from edurank import SAMPLE_CATALOG
+from edurank.retriever.catalog import CONTENT_COLUMNS, TOPIC_COLUMNS
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -87,7 +87,7 @@ def sample_catalog() -> Path:
 
 @pytest.fixture(scope="session")
 def bundled_encoder():
-    from retriever.model import BiEncoder
+    from edurank.retriever.model import BiEncoder
 
     return BiEncoder.load(None, max_tokens=64)
 

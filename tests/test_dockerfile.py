@@ -125,9 +125,9 @@ def test_the_image_starts_and_serves_as_compose_runs_it(tmp_path: Path) -> None:
     image.build()
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     python = Path(image.env["VENV"]) / "bin" / "python"
-    where = subprocess.run([str(python), "-c", "import classifier, essays, inference, service.app; "
-                            "print(service.app.__file__)"], cwd=tmp_path, env=image.env, capture_output=True,
-                           text=True, check=True).stdout
+    probe = "import edurank.classifier, edurank.essays, edurank.service.app; print(edurank.service.app.__file__)"
+    where = subprocess.run([str(python), "-c", probe], cwd=tmp_path, env=image.env, capture_output=True, text=True,
+                           check=True).stdout
     assert where.startswith(str(image.workdir)), "the service must run from the image's copy"
 
     def service_env(name: str) -> dict[str, str]:

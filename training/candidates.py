@@ -20,15 +20,15 @@ from edurank.artifacts import atomic_path, hash_json
 from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from edurank.options import option
-from ranker.features import Graph
-from retriever.catalog import Catalog
-from retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
-from retriever.indexing import build_lexical, in_memory_index, topic_bank
-from retriever.lexical import lexical_text
-from retriever.model import BiEncoder
-from retriever.splits import TRAIN_ONLY, seen_topics, topic_folds, training_topics
-from retriever.texts import topic_parts
-from retriever.topic_bank import NEIGHBOURS_SEARCHED
+from edurank.reranker.lightgbm.features import Graph
+from edurank.retriever.catalog import Catalog
+from edurank.retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
+from edurank.retriever.index_job import build_lexical, in_memory_index, topic_bank
+from edurank.retriever.lexical import lexical_text
+from edurank.retriever.model import BiEncoder
+from edurank.retriever.texts import topic_parts
+from edurank.retriever.topic_bank import NEIGHBOURS_SEARCHED
+from edurank.retriever.topic_folds import TRAIN_ONLY, seen_topics, topic_folds, training_topics
 
 log = logging.getLogger(__name__)
 MINED_FORMAT = 2  # of the cached candidates' columns; bump when mining adds or changes one

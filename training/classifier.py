@@ -1,6 +1,6 @@
 """`edurank train classifier`: the misconception classifier, k-fold, bagged over folds and seeds.
 
-Per fold and seed, a member (the encoder's upper layers + a label head, see `classifier.model`) trains on the
+Per fold and seed, a member (the encoder's upper layers + a label head, see `edurank.classifier.model`) trains on the
 other folds with cross-entropy over the labels its question allows; AWP is optional. The fold's held-out
 probabilities, averaged over seeds, are the out-of-fold (OOF) predictions; their MAP@3 is the figure every
 choice is judged by. Members are trained for a fixed number of epochs and the last weights kept, so nothing
@@ -31,22 +31,22 @@ import numpy as np
 import polars as pl
 import torch
 
-from classifier.data import ANSWER, EXPLANATION, LABEL, QUESTION, QUESTION_TEXT, ROW, load_responses
-from classifier.evaluation import classification_report, find_label_issues, ranked_labels, single_label_map
-from classifier.model import Ensemble, Member, MemberConfig, masked_log_softmax
-from classifier.predictor import ISSUES, OOF, MisconceptionClassifier, Response, oof_probabilities
-from classifier.prompts import QuestionBook, build_prompt
 from edurank.artifacts import ModelRef, fresh_dir, hash_files, hash_json, publish_artifact, resolve, staging_dir
+from edurank.backends.export import side_by_side, spread_rows
+from edurank.backends.onnx import TORCH
+from edurank.classifier.data import ANSWER, EXPLANATION, LABEL, QUESTION, QUESTION_TEXT, ROW, load_responses
+from edurank.classifier.evaluation import classification_report, find_label_issues, ranked_labels, single_label_map
+from edurank.classifier.model import Ensemble, Member, MemberConfig, masked_log_softmax
+from edurank.classifier.predictor import ISSUES, OOF, MisconceptionClassifier, Response, oof_probabilities
+from edurank.classifier.prompts import QuestionBook, build_prompt
 from edurank.encoders import fingerprint, load_hf_encoder, model_path
 from edurank.errors import InputError
+from edurank.folds import check_train_folds, stratified_folds
 from edurank.layers import Trunk
 from edurank.options import option
-from edurank.splits import check_train_folds, stratified_folds
-from inference.export import side_by_side, spread_rows
-from inference.onnx import TORCH
-from training.adversarial import AWP
-from training.distil import DistilConfig, refuse_unkept
-from training.loop import (
+from edurank.training.adversarial import AWP
+from edurank.training.distil import DistilConfig, refuse_unkept
+from edurank.training.loop import (
     EngineOptions,
     Loop,
     adamw_with_warmup,
@@ -55,7 +55,7 @@ from training.loop import (
     run_fold,
     seed_everything,
 )
-from training.trunk_cache import TrunkCache, length_grouped_batches
+from edurank.training.trunk_cache import TrunkCache, length_grouped_batches
 
 log = logging.getLogger(__name__)
 NOISY = ("none", "drop", "downweight")

@@ -31,22 +31,22 @@ import torch
 from transformers import AutoTokenizer
 
 from edurank.artifacts import ModelRef, fresh_dir, hash_files, hash_json, publish_artifact, staging_dir
+from edurank.backends.export import side_by_side, spread_rows
+from edurank.backends.onnx import TORCH
 from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
+from edurank.essays.blend import Blend, fit_blend
+from edurank.essays.data import ID, TEXT, TRAITS, clip_scores, load_essays, scores
+from edurank.essays.evaluation import mcrmse, score_report
+from edurank.essays.fast import FastConfig, FastModel, FeatureExtractor, dense_estimator, tfidf_estimator
+from edurank.essays.model import POOLINGS, EssayModel
+from edurank.essays.scorer import FINETUNED, OOF, EssayScorer, essay_artifact, oof_predictions
+from edurank.essays.windows import Windows, WindowSpec, make_windows
+from edurank.folds import check_train_folds, multilabel_folds
 from edurank.options import option
-from edurank.splits import check_train_folds, multilabel_folds
-from essays.blend import Blend, fit_blend
-from essays.data import ID, TEXT, TRAITS, clip_scores, load_essays, scores
-from essays.evaluation import mcrmse, score_report
-from essays.fast import FastConfig, FastModel, FeatureExtractor, dense_estimator, tfidf_estimator
-from essays.model import POOLINGS, EssayModel
-from essays.scorer import FINETUNED, OOF, EssayScorer, essay_artifact, oof_predictions
-from essays.windows import Windows, WindowSpec, make_windows
-from inference.export import side_by_side, spread_rows
-from inference.onnx import TORCH
-from training.adversarial import FGM
-from training.distil import DistilConfig, refuse_unkept
-from training.loop import (
+from edurank.training.adversarial import FGM
+from edurank.training.distil import DistilConfig, refuse_unkept
+from edurank.training.loop import (
     EngineOptions,
     Loop,
     adamw_with_warmup,

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from retriever.catalog import Catalog
-from retriever.index import ContentIndex, build_faiss
-from retriever.model import BiEncoder
+from edurank.retriever.catalog import Catalog
+from edurank.retriever.content_index import ContentIndex, build_faiss
+from edurank.retriever.model import BiEncoder
 
 Pair = tuple[str, str]
 

@@ -7,7 +7,7 @@ index, the correlations as a graph) differs from the cross-encoder's.
 
 1. Candidates: each topic's hybrid top-N (dense + lexical, retriever/hybrid.py) from a retriever that never
    trained on it, as `train reranker` picks them; cached under `<out>/.cache/` since every ablation reuses it.
-2. Features (ranker/features.py): a topic's graph features read the correlations of every fold but its own,
+2. Features (reranker/lightgbm/features.py): a topic's graph features read the correlations of every fold but its own,
    so no topic sees its own links, in training as in serving.
 3. Cross-fitting: per fold, a booster trained on the other folds scores the fold (OOF); Platt scaling of the
    OOF scores gives probabilities, and the decision rule (threshold, cap, margin) is tuned on them; each
@@ -43,7 +43,10 @@ from edurank.artifacts import (
 from edurank.encoders import fingerprint, model_path, portable_name
 from edurank.errors import InputError
 from edurank.options import option
-from ranker.features import (
+from edurank.reranker.cross_encoder.model import Calibration, Reranker
+from edurank.reranker.decision import DecisionRule, tune_rule
+from edurank.reranker.evaluation import oof_report, topic_score_list
+from edurank.reranker.lightgbm.features import (
     CATEGORICAL,
     DEFAULT_GROUPS,
     FEATURE_GROUPS,
@@ -55,15 +58,12 @@ from ranker.features import (
     query_facts,
     vocabularies,
 )
-from ranker.model import Ranker
-from reranker.decision import DecisionRule, tune_rule
-from reranker.evaluation import oof_report, topic_score_list
-from reranker.model import Calibration, Reranker
-from retriever.catalog import Catalog
-from retriever.evaluation import mean_average_precision
-from retriever.model import BiEncoder
-from retriever.splits import seen_topics
-from training.candidates import CrossFit, CrossFitOptions, Mined, candidates_for, ranked_rows
+from edurank.reranker.lightgbm.model import Ranker
+from edurank.retriever.catalog import Catalog
+from edurank.retriever.evaluation import mean_average_precision
+from edurank.retriever.model import BiEncoder
+from edurank.retriever.topic_folds import seen_topics
+from edurank.training.candidates import CrossFit, CrossFitOptions, Mined, candidates_for, ranked_rows
 
 log = logging.getLogger(__name__)
 OOF = "oof.parquet"

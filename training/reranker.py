@@ -39,14 +39,14 @@ from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from edurank.layers import Trunk, keep_lower_layers
 from edurank.options import option
-from reranker.decision import DecisionRule
-from reranker.evaluation import calibrate_and_tune
-from reranker.model import Calibration, PairFormat, Reranker
-from retriever.catalog import Catalog
-from retriever.splits import seen_topics
-from retriever.texts import content_parts, topic_parts
-from training.candidates import CrossFit, CrossFitOptions, candidates_for, ranked_rows
-from training.loop import (
+from edurank.reranker.cross_encoder.model import Calibration, PairFormat, Reranker
+from edurank.reranker.decision import DecisionRule
+from edurank.reranker.evaluation import calibrate_and_tune
+from edurank.retriever.catalog import Catalog
+from edurank.retriever.texts import content_parts, topic_parts
+from edurank.retriever.topic_folds import seen_topics
+from edurank.training.candidates import CrossFit, CrossFitOptions, candidates_for, ranked_rows
+from edurank.training.loop import (
     EngineOptions,
     Loop,
     adamw_with_warmup,
@@ -55,7 +55,7 @@ from training.loop import (
     run_fold,
     seed_everything,
 )
-from training.trunk_cache import TrunkCache
+from edurank.training.trunk_cache import TrunkCache
 
 log = logging.getLogger(__name__)
 OOF = "oof.parquet"

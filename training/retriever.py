@@ -26,13 +26,13 @@ from sentence_transformers.util import batch_to_device
 import edurank
 from edurank.artifacts import ModelRef, fresh_dir, hash_json, publish_artifact, staging_dir
 from edurank.options import option
-from retriever.catalog import Catalog
-from retriever.evaluation import DEFAULT_KS, evaluate_retrieval
-from retriever.model import DEFAULT_MAX_TOKENS, BiEncoder
-from retriever.splits import split_of, split_topics
-from retriever.texts import content_texts, topic_texts
-from training.batching import Example, language_batches
-from training.loop import (
+from edurank.retriever.catalog import Catalog
+from edurank.retriever.evaluation import DEFAULT_KS, evaluate_retrieval
+from edurank.retriever.model import DEFAULT_MAX_TOKENS, BiEncoder
+from edurank.retriever.texts import content_texts, topic_texts
+from edurank.retriever.topic_folds import split_of, split_topics
+from edurank.training.language_batches import Example, language_batches
+from edurank.training.loop import (
     CHECKPOINT,
     EngineOptions,
     Loop,
@@ -44,7 +44,7 @@ from training.loop import (
     restore_random_states,
     seed_everything,
 )
-from training.negatives import Pair, mine_hard_negatives, topic_clusters
+from edurank.training.negatives import Pair, mine_hard_negatives, topic_clusters
 
 log = logging.getLogger(__name__)
 

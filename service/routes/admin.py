@@ -1,12 +1,12 @@
-"""Admin routes, behind EDURANK_API_KEY (service.middleware.Guard): POST /admin/reload."""
+"""Admin routes, behind EDURANK_API_KEY (edurank.service.middleware.Guard): POST /admin/reload."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from service.reload import reload_registry
-from service.schemas.admin import ReloadResponse
-from service.schemas.errors import error
+from edurank.service.reload import reload_registry
+from edurank.service.schemas.admin import ReloadResponse
+from edurank.service.schemas.errors import error
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

@@ -1,13 +1,13 @@
-"""POST /classify: validate, delegate to service.classify, return."""
+"""POST /classify: validate, delegate to edurank.service.handlers.classify, return."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service import classify as logic
-from service.deps import MetricsDep, RegistryDep
-from service.schemas.classify import ClassifyRequest, ClassifyResponse
-from service.schemas.errors import error
+from edurank.service.deps import MetricsDep, RegistryDep
+from edurank.service.handlers import classify as logic
+from edurank.service.schemas.classify import ClassifyRequest, ClassifyResponse
+from edurank.service.schemas.errors import error
 
 router = APIRouter(tags=["classification"])
 ERRORS = {422: error("invalid field (named in `loc`): missing, empty or oversized text, too many"),

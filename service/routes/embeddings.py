@@ -1,14 +1,14 @@
 """POST /v1/embeddings (OpenAI-compatible) and POST /embed, also at /tei/embed (text-embeddings-inference-
-compatible, beside /tei/rerank): validate, delegate to service.embeddings, return."""
+compatible, beside /tei/rerank): validate, delegate to edurank.service.handlers.embeddings, return."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service import embeddings as logic
-from service.deps import MetricsDep, RegistryDep
-from service.schemas.embeddings import EmbeddingsRequest, EmbeddingsResponse, EmbedRequest
-from service.schemas.errors import error
+from edurank.service.deps import MetricsDep, RegistryDep
+from edurank.service.handlers import embeddings as logic
+from edurank.service.schemas.embeddings import EmbeddingsRequest, EmbeddingsResponse, EmbedRequest
+from edurank.service.schemas.errors import error
 
 router = APIRouter(tags=["embeddings"])
 ERRORS = {422: error("invalid field (named in `loc`): empty, oversized or too many texts"),

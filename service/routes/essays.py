@@ -1,13 +1,13 @@
-"""POST /score-essay: validate, delegate to service.essays, return."""
+"""POST /score-essay: validate, delegate to edurank.service.handlers.essays, return."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service import essays as logic
-from service.deps import MetricsDep, RegistryDep
-from service.schemas.errors import error
-from service.schemas.essays import ScoreEssayRequest, ScoreEssayResponse
+from edurank.service.deps import MetricsDep, RegistryDep
+from edurank.service.handlers import essays as logic
+from edurank.service.schemas.errors import error
+from edurank.service.schemas.essays import ScoreEssayRequest, ScoreEssayResponse
 
 router = APIRouter(tags=["essays"])
 ERRORS = {422: error("invalid field (named in `loc`): empty, oversized or non-text essay, too many"),

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.deps import MetricsDep
-from service.schemas.ops import Health, Ready
+from edurank.service.deps import MetricsDep
+from edurank.service.schemas.ops import Health, Ready
 
 router = APIRouter(tags=["ops"])
 

@@ -1,14 +1,14 @@
 """POST /recommend and POST /rerank (edurank's contract), POST /tei/rerank (text-embeddings-inference's):
-validate, delegate to service.recommend, return."""
+validate, delegate to edurank.service.handlers.recommend, return."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service import recommend as logic
-from service.deps import MetricsDep, RegistryDep
-from service.schemas.errors import error
-from service.schemas.recommend import (
+from edurank.service.deps import MetricsDep, RegistryDep
+from edurank.service.handlers import recommend as logic
+from edurank.service.schemas.errors import error
+from edurank.service.schemas.recommend import (
     RecommendRequest,
     RecommendResponse,
     RerankRequest,

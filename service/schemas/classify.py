@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from service.schemas.request import RequestModel, one_of
+from edurank.service.schemas.request import RequestModel, one_of
 
 EXAMPLE = {"question_id": "31772", "answer": r"\( \frac{1}{3} \)",
            "explanation": "3 of the 9 triangles are not shaded, and 3/9 simplifies to 1/3."}

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
-from service.schemas.request import RequestModel
+from edurank.service.schemas.request import RequestModel
 
 
 class EmbeddingsRequest(RequestModel):

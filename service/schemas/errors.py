@@ -1,4 +1,4 @@
-"""The one error body of every 4xx and 5xx (`service.errors`), and the responses each inference route
+"""The one error body of every 4xx and 5xx (`edurank.service.errors`), and the responses each inference route
 declares in the OpenAPI document with it."""
 
 from __future__ import annotations

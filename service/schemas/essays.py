@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
-from essays.data import TRAITS
-from service.schemas.request import RequestModel, one_of
+from edurank.essays.data import TRAITS
+from edurank.service.schemas.request import RequestModel, one_of
 
 TRAIT_LIST = ", ".join(TRAITS)
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
-from service.schemas.request import RequestModel, one_of
+from edurank.service.schemas.request import RequestModel, one_of
 
 
 class TopicText(RequestModel):

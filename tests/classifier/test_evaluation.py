@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from classifier.evaluation import classification_report, find_label_issues, ranked_labels
+from edurank.classifier.evaluation import classification_report, find_label_issues, ranked_labels
 
 
 def test_report_per_category_by_hand() -> None:

@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.export import export_classifier
-from classifier.predictor import MisconceptionClassifier, Response
 from edurank.artifacts import LATEST, Manifest
-from edurank.cli import main
+from edurank.backends.export import ExportConfig
+from edurank.classifier.export import export_classifier
+from edurank.classifier.predictor import MisconceptionClassifier, Response
+from edurank.cli.main import main
 from edurank.errors import InputError
-from inference.export import ExportConfig
+from edurank.training.classifier import ClassifierConfig, train_classifier
 from tests.conftest import response_rows, write_responses
 from tests.training.test_classifier import SMALL
-from training.classifier import ClassifierConfig, train_classifier
 
 
 @pytest.fixture(scope="module")

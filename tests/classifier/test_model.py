@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from classifier.model import Ensemble, Member, MemberConfig, masked_log_softmax
+from edurank.classifier.model import Ensemble, Member, MemberConfig, masked_log_softmax
 from edurank.encoders import load_hf_encoder
 from edurank.layers import Trunk, additive_mask
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from classifier.data import load_responses
-from classifier.evaluation import single_label_map
-from classifier.prompts import QuestionBook, build_prompt
+from edurank.classifier.data import load_responses
+from edurank.classifier.evaluation import single_label_map
+from edurank.classifier.prompts import QuestionBook, build_prompt
 from edurank.errors import InputError
 
 ROWS = [

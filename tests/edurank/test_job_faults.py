@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edurank.artifacts import LATEST
-from edurank.cli import main
-from service.app import create_app
-from service.settings import Settings
+from edurank.cli.main import main
+from edurank.service.app import create_app
+from edurank.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def still_serving(tiny_catalog: Path, root: Path, version: str) -> None:
 
 
 @pytest.mark.parametrize(("target", "code", "says"), [
-    ("retriever.index.faiss.write_index", errno.ENOSPC, "No space left on device"),
+    ("edurank.retriever.content_index.faiss.write_index", errno.ENOSPC, "No space left on device"),
     ("edurank.artifacts.os.replace", errno.EROFS, "Read-only file system"),
 ])
 def test_a_write_that_fails_publishes_nothing_and_says_so(
@@ -66,11 +66,11 @@ def test_a_job_killed_mid_write_leaves_the_previous_version_serving(published: t
     root, version = published
     killed = subprocess.run([sys.executable, "-c", f"""
 import os, signal
-import retriever.index
+import edurank.retriever.content_index
 def die(*args):
     os.kill(os.getpid(), signal.SIGKILL)  # as an OOM kill or a pulled plug would, half-way through saving
-retriever.index.faiss.write_index = die
-from edurank.cli import main
+edurank.retriever.content_index.faiss.write_index = die
+from edurank.cli.main import main
 main(["index", "--catalog", {str(tiny_catalog)!r}, "--out", {str(root)!r}, "--no-topics"])
 """], cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert killed.returncode == -9

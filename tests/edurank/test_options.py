@@ -66,11 +66,11 @@ def test_the_config_validates_what_flags_cannot() -> None:
 
 
 def test_every_train_job_has_its_config_options() -> None:
-    from edurank.cli import TRAIN_JOBS, build_parser
+    from edurank.cli.main import TRAIN_JOBS, build_parser
 
     train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
                  if isinstance(a, argparse._SubParsersAction)).choices
-    from training.loop import EngineOptions
+    from edurank.training.loop import EngineOptions
 
     for job, (_, _, config) in TRAIN_JOBS.items():
         text = train[job].format_help()

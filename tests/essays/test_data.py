@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edurank.errors import InputError
-from essays.data import load_essays, round_scores, scores
+from edurank.essays.data import load_essays, round_scores, scores
 from tests.conftest import essay_rows, write_essays
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from essays.blend import Blend, fit_blend
-from essays.evaluation import mcrmse, score_report, trait_rmse
+from edurank.essays.blend import Blend, fit_blend
+from edurank.essays.evaluation import mcrmse, score_report, trait_rmse
 
 
 def test_mcrmse_is_the_mean_of_per_trait_rmse() -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from edurank.encoders import bundled_model_path
-from essays.windows import WindowSpec, make_windows, pool_windows, split_ids
+from edurank.essays.windows import WindowSpec, make_windows, pool_windows, split_ids
 
 
 def test_windows_cover_every_token_and_end_aligned() -> None:

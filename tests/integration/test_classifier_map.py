@@ -8,10 +8,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from classifier.predictor import MisconceptionClassifier, Response
 from edurank.artifacts import read_manifest
+from edurank.classifier.predictor import MisconceptionClassifier, Response
+from edurank.training.classifier import ClassifierConfig, train_classifier
 from tests.conftest import report_figures, shared_dataset
-from training.classifier import ClassifierConfig, train_classifier
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from retriever.catalog import load_catalog
+from edurank.retriever.catalog import load_catalog
+from edurank.training.retriever import RetrieverConfig, train_retriever
 from tests.conftest import report_figures, shared_dataset
-from training.retriever import RetrieverConfig, train_retriever
 
 pytestmark = pytest.mark.integration
 

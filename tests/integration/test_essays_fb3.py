@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 
 from edurank.artifacts import read_manifest
-from essays.scorer import EssayScorer
-from essays.windows import WindowSpec
+from edurank.essays.scorer import EssayScorer
+from edurank.essays.windows import WindowSpec
+from edurank.training.essays import EssayConfig, FineTuneConfig, train_essays
 from tests.conftest import report_figures, shared_dataset
-from training.essays import EssayConfig, FineTuneConfig, train_essays
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from edurank.artifacts import read_manifest
-from ranker.model import Ranker
-from retriever.catalog import load_catalog
+from edurank.reranker.lightgbm.model import Ranker
+from edurank.retriever.catalog import load_catalog
+from edurank.training.ranker import RankerConfig, train_ranker
 from tests.conftest import report_figures, shared_dataset
-from training.ranker import RankerConfig, train_ranker
 
 pytestmark = pytest.mark.integration
 

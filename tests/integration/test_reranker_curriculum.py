@@ -9,12 +9,12 @@ import polars as pl
 import pytest
 
 from edurank.artifacts import read_manifest
-from reranker.model import Reranker
-from retriever.catalog import load_catalog
-from retriever.hybrid import CandidateConfig
+from edurank.reranker.cross_encoder.model import Reranker
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.hybrid import CandidateConfig
+from edurank.training.reranker import RerankerConfig, train_reranker
 from tests.conftest import report_figures, shared_dataset
 from tests.integration.test_curriculum_training import slice_catalog
-from training.reranker import RerankerConfig, train_reranker
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 
-from reranker.decision import DecisionRule, TopicScores, fbeta, rule_scores, tune_rule
+from edurank.reranker.decision import DecisionRule, TopicScores, fbeta, rule_scores, tune_rule
 
 
 def test_rule_counts_threshold_cap_and_minimum() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from edurank.errors import CatalogError, InputError
-from retriever.catalog import load_catalog
+from edurank.retriever.catalog import load_catalog
 from tests.conftest import CONTENT, CORRELATIONS, TOPICS, item, topic, write_catalog
 
 

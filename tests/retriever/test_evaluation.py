@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from retriever.catalog import load_catalog
-from retriever.evaluation import (
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.evaluation import (
     average_precision_at_k,
     evaluate_retrieval,
     mean_average_precision,

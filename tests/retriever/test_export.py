@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from edurank.artifacts import LATEST, Manifest, ModelRef, publish_artifact, staging_dir
-from edurank.cli import main
+from edurank.backends.export import ExportConfig
+from edurank.cli.main import main
 from edurank.errors import InputError
-from inference.export import ExportConfig
-from retriever.catalog import load_catalog
-from retriever.export import export_retriever
-from retriever.indexing import build_index, load_index, search_text
-from retriever.model import BiEncoder
-from retriever.splits import seen_topics
-from retriever.texts import content_texts
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.export import export_retriever
+from edurank.retriever.index_job import build_index, load_index, search_text
+from edurank.retriever.model import BiEncoder
+from edurank.retriever.texts import content_texts
+from edurank.retriever.topic_folds import seen_topics
 from tests.conftest import write_catalog
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 
 from edurank.artifacts import ModelRef
-from retriever.catalog import load_catalog
-from retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
-from retriever.index import Companion, ContentIndex, build_faiss
-from retriever.indexing import build_lexical
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.content_index import Companion, ContentIndex, build_faiss
+from edurank.retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
+from edurank.retriever.index_job import build_lexical
 from tests.conftest import write_catalog
 
 

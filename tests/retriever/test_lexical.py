@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edurank.errors import ArtifactMismatchError
-from retriever.lexical import LexicalIndex
+from edurank.retriever.lexical import LexicalIndex
 
 TEXTS = ["Adding fractions with unlike denominators", "Area of a triangle: half base times height",
          "Photosynthesis in green plants", "Fracciones equivalentes", "Multiplying fractions by whole numbers"]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from retriever.texts import SEPARATOR, TextBuilder, content_parts, share_budget
+from edurank.retriever.texts import SEPARATOR, TextBuilder, content_parts, share_budget
 
 
 def test_share_budget_gives_short_parts_all_and_splits_the_rest() -> None:

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from edurank.errors import ArtifactMismatchError
-from retriever.index import ContentIndex, build_faiss, load_topic_bank
-from retriever.topic_bank import TopicBank
+from edurank.retriever.content_index import ContentIndex, build_faiss, load_topic_bank
+from edurank.retriever.topic_bank import TopicBank
 
 
 def test_reverse_scores_by_hand_leave_the_topics_own_vector_out() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from service.app import create_app
-from service.settings import Settings
+from edurank.service.app import create_app
+from edurank.service.settings import Settings
 from tests.conftest import write_catalog
 
 

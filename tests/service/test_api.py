@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from reranker.decision import DecisionRule
-from reranker.model import PairFormat, Reranker
-from service.app import create_app
-from service.settings import Settings
+from edurank.reranker.cross_encoder.model import PairFormat, Reranker
+from edurank.reranker.decision import DecisionRule
+from edurank.service.app import create_app
+from edurank.service.settings import Settings
 from tests.conftest import write_catalog
 
 
@@ -129,7 +129,7 @@ def test_an_unexpected_failure_is_a_counted_500_that_shows_nothing_inside(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom at /srv/secret/index.faiss")
 
-    monkeypatch.setattr("service.recommend.recommend", broken)
+    monkeypatch.setattr("edurank.service.handlers.recommend.recommend", broken)
     response = client.post("/recommend", json={"topic_id": "geo_area"})
     assert response.status_code == 500 and "secret" not in response.text and "boom" not in response.text
     assert response.json()["detail"][0]["type"] == "internal_error"

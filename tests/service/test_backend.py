@@ -9,13 +9,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edurank.artifacts import LATEST, Manifest
-from edurank.cli import main
-from inference.export import EXPORTS
-from service.app import create_app
-from service.settings import Settings
+from edurank.backends.export import EXPORTS
+from edurank.cli.main import main
+from edurank.service.app import create_app
+from edurank.service.settings import Settings
+from edurank.training.classifier import ClassifierConfig, train_classifier
 from tests.conftest import response_rows, write_catalog, write_responses
-from tests.reranker.test_export import publish_reranker
-from training.classifier import ClassifierConfig, train_classifier
+from tests.reranker.cross_encoder.test_export import publish_reranker
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.settings import Settings
+from edurank.service.app import create_app
+from edurank.service.settings import Settings
+from edurank.training.classifier import ClassifierConfig, train_classifier
 from tests.conftest import response_rows, write_catalog, write_responses
 from tests.service import assert_names_the_field, post_untrained
-from training.classifier import ClassifierConfig, train_classifier
 
 KNOWN = {"question_id": "1", "answer": "5", "explanation": "you add one more at the end"}
 

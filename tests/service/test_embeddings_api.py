@@ -16,10 +16,10 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from retriever.model import BiEncoder
-from service.app import create_app
-from service.batching import Overloaded
-from service.settings import Settings
+from edurank.retriever.model import BiEncoder
+from edurank.service.app import create_app
+from edurank.service.batcher import Overloaded
+from edurank.service.settings import Settings
 from tests.conftest import write_catalog
 
 TEXTS = ["Adding fractions with unlike denominators", "La fotosíntesis de las plantas"]

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from essays.windows import WindowSpec
-from service.app import create_app
-from service.settings import Settings
+from edurank.essays.windows import WindowSpec
+from edurank.service.app import create_app
+from edurank.service.settings import Settings
+from edurank.training.essays import EssayConfig, train_essays
 from tests.conftest import essay_rows, write_catalog, write_essays
 from tests.service import assert_names_the_field, post_untrained
-from training.essays import EssayConfig, train_essays
 
 TRAITS = ["cohesion", "syntax", "vocabulary", "phraseology", "grammar", "conventions"]
 

@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edurank.artifacts import MANIFEST, resolve
-from retriever.index import IDS_FILE, INDEX_FILE
-from service.app import create_app
-from service.settings import Settings
+from edurank.retriever.content_index import IDS_FILE, INDEX_FILE
+from edurank.service.app import create_app
+from edurank.service.settings import Settings
 from tests.conftest import write_catalog
 
 

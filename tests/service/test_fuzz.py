@@ -21,14 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.testclient import TestClient
 
-from essays.windows import WindowSpec
-from reranker.decision import DecisionRule
-from reranker.model import PairFormat, Reranker
-from service.app import create_app
-from service.settings import Settings
+from edurank.essays.windows import WindowSpec
+from edurank.reranker.cross_encoder.model import PairFormat, Reranker
+from edurank.reranker.decision import DecisionRule
+from edurank.service.app import create_app
+from edurank.service.settings import Settings
+from edurank.training.classifier import ClassifierConfig, train_classifier
+from edurank.training.essays import EssayConfig, train_essays
 from tests.conftest import essay_rows, response_rows, write_catalog, write_essays, write_responses
-from training.classifier import ClassifierConfig, train_classifier
-from training.essays import EssayConfig, train_essays
 
 EXAMPLES = int(os.environ.get("EDURANK_FUZZ_EXAMPLES", "25"))
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.middleware import RateLimiter
-from service.settings import Settings
+from edurank.service.app import create_app
+from edurank.service.middleware import RateLimiter
+from edurank.service.settings import Settings
 
 KEY = "s3cret-key-0123456789"
 BODY = {"topic": {"title": "Adding fractions"}}

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.settings import Settings
+from edurank.service.app import create_app
+from edurank.service.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +67,10 @@ def test_a_ranker_is_not_served_over_an_index_missing_what_its_features_read() -
     import faiss
     import polars as pl
 
-    from ranker.model import Ranker
-    from retriever.hybrid import CandidateConfig
-    from retriever.index import ContentIndex
-    from service.registry import usable_ranker
+    from edurank.reranker.lightgbm.model import Ranker
+    from edurank.retriever.content_index import ContentIndex
+    from edurank.retriever.hybrid import CandidateConfig
+    from edurank.service.registry import usable_ranker
 
     index = ContentIndex(faiss.IndexFlatIP(4), pl.DataFrame({"id": []}))  # no lexical index, no topic vectors
     ranker = Ranker(None, ("dense", "lexical"), CandidateConfig(), {}, None)  # type: ignore[arg-type]

@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edurank.artifacts import resolve
-from reranker.model import PairFormat, Reranker
-from retriever.catalog import load_catalog
-from retriever.indexing import build_index
-from retriever.model import BiEncoder
-from service.app import create_app
-from service.settings import Settings
+from edurank.reranker.cross_encoder.model import PairFormat, Reranker
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.index_job import build_index
+from edurank.retriever.model import BiEncoder
+from edurank.service.app import create_app
+from edurank.service.settings import Settings
 from tests.conftest import write_catalog
 from tests.service.test_faults import halve_ids
 

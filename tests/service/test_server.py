@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 
-from service.app import create_app
-from service.server import server_config
-from service.settings import Settings
+from edurank.service.app import create_app
+from edurank.service.server import server_config
+from edurank.service.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from edurank import SAMPLE_CATALOG
-from service.settings import Settings
+from edurank.service.settings import Settings
 
 
 def test_environment_variables_configure_the_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -10,18 +10,18 @@ import polars as pl
 import pytest
 import torch
 
-import training.classifier as trainer_module
-import training.loop as loop_module
-from classifier.model import Member, MemberConfig
-from classifier.predictor import MisconceptionClassifier, Response
+import edurank.training.classifier as trainer_module
+import edurank.training.loop as loop_module
 from edurank.artifacts import read_manifest
+from edurank.classifier.model import Member, MemberConfig
+from edurank.classifier.predictor import MisconceptionClassifier, Response
 from edurank.encoders import load_hf_encoder
 from edurank.errors import InputError
 from edurank.layers import Trunk
+from edurank.training.adversarial import AWP
+from edurank.training.classifier import ClassifierConfig, MemberTrainer, train_classifier
+from edurank.training.trunk_cache import TrunkCache, length_grouped_batches
 from tests.conftest import response_rows, write_responses
-from training.adversarial import AWP
-from training.classifier import ClassifierConfig, MemberTrainer, train_classifier
-from training.trunk_cache import TrunkCache, length_grouped_batches
 
 SMALL = {"folds": 2, "max_length": 48, "freeze_layers": 5, "epochs": 2, "batch_size": 8, "learning_rate": 3e-4,
          "head_learning_rate": 3e-3}

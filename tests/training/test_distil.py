@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from classifier.model import masked_log_softmax
-from classifier.predictor import MisconceptionClassifier, Response
 from edurank.artifacts import LATEST, Manifest
-from edurank.cli import main
-from essays.scorer import EssayScorer
-from essays.windows import WindowSpec
+from edurank.classifier.model import masked_log_softmax
+from edurank.classifier.predictor import MisconceptionClassifier, Response
+from edurank.cli.main import main
+from edurank.essays.scorer import EssayScorer
+from edurank.essays.windows import WindowSpec
+from edurank.training.classifier import ClassifierConfig, SoftTargets, train_classifier
+from edurank.training.essays import EssayConfig, FineTuneConfig, train_essays
 from tests.conftest import essay_rows, response_rows, write_essays, write_responses
 from tests.training.test_classifier import SMALL
-from training.classifier import ClassifierConfig, SoftTargets, train_classifier
-from training.essays import EssayConfig, FineTuneConfig, train_essays
 
 
 @pytest.fixture(scope="module")

@@ -11,18 +11,18 @@ import polars as pl
 import pytest
 import torch
 
-import training.loop as loop_module
+import edurank.training.loop as loop_module
 from edurank.artifacts import read_manifest
 from edurank.errors import InputError
-from essays.data import load_essays, scores
-from essays.fast import FastConfig
-from essays.model import EssayModel
-from essays.scorer import EssayScorer
-from essays.windows import WindowSpec
+from edurank.essays.data import load_essays, scores
+from edurank.essays.fast import FastConfig
+from edurank.essays.model import EssayModel
+from edurank.essays.scorer import EssayScorer
+from edurank.essays.windows import WindowSpec
+from edurank.training.adversarial import FGM
+from edurank.training.essays import EssayConfig, FineTuneConfig, FineTuneTrainer, train_essays
+from edurank.training.loop import encoder_stack, layerwise_groups
 from tests.conftest import essay_rows, write_essays
-from training.adversarial import FGM
-from training.essays import EssayConfig, FineTuneConfig, FineTuneTrainer, train_essays
-from training.loop import encoder_stack, layerwise_groups
 
 SMALL = WindowSpec(max_tokens=32, stride=24)
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-import training.loop as loop_module
+import edurank.training.loop as loop_module
 from edurank.errors import InputError
-from training.loop import Loop, adamw_with_warmup, resolve_device, run_fold, seed_everything
+from edurank.training.loop import Loop, adamw_with_warmup, resolve_device, run_fold, seed_everything
 
 X = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))
 Y = X @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retriever.catalog import load_catalog
-from training.negatives import mine_hard_negatives
+from edurank.retriever.catalog import load_catalog
+from edurank.training.negatives import mine_hard_negatives
 
 
 def test_mined_negatives_are_same_language_non_gold_and_below_the_margin(sample_catalog: Path,
@@ -28,7 +28,7 @@ def test_a_zero_margin_skips_every_candidate(sample_catalog: Path, bundled_encod
 
 
 def test_topic_clusters_cover_every_topic(sample_catalog: Path, bundled_encoder) -> None:
-    from training.negatives import topic_clusters
+    from edurank.training.negatives import topic_clusters
 
     catalog = load_catalog(sample_catalog)
     topics = sorted(catalog.gold)

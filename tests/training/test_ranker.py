@@ -8,21 +8,21 @@ import pytest
 
 from edurank.artifacts import Manifest
 from edurank.errors import InputError
+from edurank.pipelines.recommend import Query, Recommender
+from edurank.reranker.cross_encoder.model import Reranker
+from edurank.reranker.lightgbm.model import Ranker
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.hybrid import CandidateConfig, hybrid_candidates
+from edurank.retriever.index_job import build_lexical, in_memory_index
+from edurank.retriever.lexical import lexical_text
+from edurank.retriever.model import BiEncoder
+from edurank.retriever.texts import topic_parts
+from edurank.retriever.topic_bank import NEIGHBOURS
+from edurank.retriever.topic_folds import TRAIN_ONLY
+from edurank.service.registry import usable_ranker
 from edurank.timing import StageTimes
-from ranker.model import Ranker
-from reranker.model import Reranker
-from reranker.pipeline import Query, Recommender
-from retriever.catalog import load_catalog
-from retriever.hybrid import CandidateConfig, hybrid_candidates
-from retriever.indexing import build_lexical, in_memory_index
-from retriever.lexical import lexical_text
-from retriever.model import BiEncoder
-from retriever.splits import TRAIN_ONLY
-from retriever.texts import topic_parts
-from retriever.topic_bank import NEIGHBOURS
-from service.registry import usable_ranker
-from training.candidates import mine_neighbours
-from training.ranker import (
+from edurank.training.candidates import mine_neighbours
+from edurank.training.ranker import (
     RankerConfig,
     candidates_for,
     cross_fitted_features,
@@ -30,7 +30,7 @@ from training.ranker import (
     train_ranker,
     with_companion,
 )
-from training.reranker import RerankerConfig, train_reranker
+from edurank.training.reranker import RerankerConfig, train_reranker
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ import pytest
 from edurank.artifacts import Manifest, ModelRef, write_manifest
 from edurank.encoders import bundled_model_path, fingerprint
 from edurank.errors import InputError
-from reranker.model import Calibration, Reranker
-from retriever.catalog import load_catalog
-from retriever.hybrid import CandidateConfig
-from retriever.splits import topic_folds
-from training import reranker as module
-from training.candidates import CrossFit, assign_miners
-from training.reranker import RerankerConfig, fold_inits, train_reranker, training_rows
+from edurank.reranker.cross_encoder.model import Calibration, Reranker
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.hybrid import CandidateConfig
+from edurank.retriever.topic_folds import topic_folds
+from edurank.training import reranker as module
+from edurank.training.candidates import CrossFit, assign_miners
+from edurank.training.reranker import RerankerConfig, fold_inits, train_reranker, training_rows
 
 FAST = {"candidates": CandidateConfig(6, 2), "hard_negatives": 4, "negatives": 3, "epochs": 1, "batch_size": 16,
         "topic_tokens": 16, "content_tokens": 24, "freeze_layers": 5, "folds": 2}

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-import training.loop as loop_module
+import edurank.training.loop as loop_module
 from edurank.artifacts import Manifest, read_manifest
-from retriever.catalog import load_catalog
-from retriever.model import BiEncoder
-from training import retriever as trainer_module
-from training.retriever import RetrieverConfig, RetrieverTrainer, train_retriever
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.model import BiEncoder
+from edurank.training import retriever as trainer_module
+from edurank.training.retriever import RetrieverConfig, RetrieverTrainer, train_retriever
 
 FAST = {"epochs": 1, "hard_negative_epochs": 1, "batch_size": 8, "max_tokens": 48, "top_n": 8,
         "freeze_layers": 5, "eval_ks": (1, 5, 10)}
@@ -93,7 +93,7 @@ def test_trainer_uses_only_training_topics_for_mining(sample_catalog: Path, tmp_
 def test_every_pair_gets_a_negative_once_mining_has_run(tiny_catalog: Path) -> None:
     import random
 
-    from training.retriever import examples_for
+    from edurank.training.retriever import examples_for
 
     catalog = load_catalog(tiny_catalog)
     topics = sorted(catalog.gold)

@@ -1,0 +1,464 @@
+"""The `edurank` command: training, indexing, evaluation and the demo, all scriptable.
+
+Bad input exits with code 2 and one line saying what is wrong and where; usage errors do the same
+(argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edurank import SAMPLE_CATALOG
+from edurank.errors import InputError
+from edurank.options import add_options, from_args
+
+DEMO_QUERIES = (
+    ("Adding fractions with different denominators", None),
+    ("Wie berechnet man das Volumen eines Quaders?", None),
+    ("la fotosíntesis de las plantas", "es"),
+)
+
+
+def config_class(module: str, name: str) -> Callable[[], type]:
+    """A train job's config class, imported only when the parser is built (its trainer pulls in torch)."""
+    return lambda: getattr(importlib.import_module(module), name)
+
+
+CATALOG = ("--catalog", {"type": Path, "required": True, "help": "catalog dir (topics, content, correlations)"})
+# job -> (help, its input arguments, its config class): every other flag comes from the config dataclass
+TRAIN_JOBS: dict[str, tuple[str, list[tuple[str, dict[str, Any]]], Callable[[], type]]] = {
+    "retriever": ("bi-encoder with in-batch and mined hard negatives", [CATALOG],
+                  config_class("edurank.training.retriever", "RetrieverConfig")),
+    "reranker": ("cross-encoder over stage 1's candidates, cross-fitted", [CATALOG, (
+        "--retriever", {"action": "append", "required": True, "metavar": "DIR",
+                        "help": "retriever(s) to mine candidates with; each topic is mined by one that never "
+                                "trained on it (fold models from `train retriever --fold I`, or 'bundled')"})],
+                 config_class("edurank.training.reranker", "RerankerConfig")),
+    "ranker": ("LightGBM over hybrid candidates' features, cross-fitted; tunes the decision rule", [CATALOG, (
+        "--retriever", {"action": "append", "required": True, "metavar": "DIR",
+                        "help": "retriever(s) giving candidates and dense features; each topic goes to one that "
+                                "never trained on it (fold models, or 'bundled')"})],
+               config_class("edurank.training.ranker", "RankerConfig")),
+    "essays": ("six-trait essay scorer: fast path, fine-tuned path, OOF blend", [(
+        "--data", {"type": Path, "required": True, "help": "CSV: text_id, full_text and the six traits"})],
+               config_class("edurank.training.essays", "EssayConfig")),
+    "classifier": ("misconception classifier: k-fold members bagged over folds and seeds, OOF MAP@3, likely "
+                   "label errors", [(
+                       "--data", {"type": Path, "required": True,
+                                  "help": "CSV: row_id, QuestionId, QuestionText, MC_Answer, StudentExplanation, "
+                                          "Category, Misconception"})],
+                   config_class("edurank.training.classifier", "ClassifierConfig")),
+}
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="threads of torch, FAISS and ONNX Runtime (default: all cores)")
+
+
+def add_folds(parser: argparse.ArgumentParser, fold_help: str) -> None:
+    """--folds/--fold/--seed/--group-by/--hold-out-items, as training takes them, so both cut the same folds."""
+    parser.add_argument("--folds", type=positive_int, default=5)
+    parser.add_argument("--fold", type=int, default=None, help=fold_help)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--group-by", default=None, help="topics column whose equal values share a fold")
+    parser.add_argument("--hold-out-items", type=float, default=0.0,
+                        help="share of the fold's items held out with it (as the model was trained)")
+
+
+def add_evaluation_set(parser: argparse.ArgumentParser, out: str) -> None:
+    """--topics/--correlations/--fold/--out/--threads: which topics an evaluation scores, and where."""
+    parser.add_argument("--topics", type=Path, default=None, help="evaluation topics (default: catalog's)")
+    parser.add_argument("--correlations", type=Path, default=None)
+    add_folds(parser, "evaluate only this held-out fold (default: every topic with content)")
+    parser.add_argument("--out", type=Path, default=Path(out))
+    add_threads(parser)
+
+
+def add_stored_evaluation(parser: argparse.ArgumentParser, what: str, out: str) -> None:
+    """--model/--data/--out/--oof/--threads of evaluations that can read an artifact's stored OOF predictions."""
+    parser.add_argument("--model", required=True, help=f"{what} artifact (a version dir or its root)")
+    parser.add_argument("--data", type=Path, required=True, help="labelled CSV")
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--oof", action="store_true",
+                        help="report the artifact's stored out-of-fold predictions instead of predicting --data "
+                             "(the figure for data it trained on)")
+    add_threads(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edurank", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="index the bundled sample catalog and answer a few queries")
+    demo.add_argument("--catalog", type=Path, default=SAMPLE_CATALOG)
+    demo.add_argument("--model", default=None, help="encoder dir (default: bundled all-MiniLM-L6-v2)")
+    demo.add_argument("--out", type=Path, default=Path("artifacts/index/sample"))
+    demo.add_argument("-k", type=positive_int, default=5)
+    add_threads(demo)
+
+    train = commands.add_parser("train", help="train a model").add_subparsers(dest="job", required=True)
+    for job, (help_text, inputs, config) in TRAIN_JOBS.items():
+        parser_ = train.add_parser(job, help=help_text)
+        for flag, kwargs in inputs:
+            parser_.add_argument(flag, **kwargs)
+        parser_.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
+        add_options(parser_.add_argument_group(f"{job} options"), config())
+        add_threads(parser_)
+
+    from edurank.retriever.index_job import IndexConfig
+
+    index = commands.add_parser("index", help="batch offline indexing job")
+    index.add_argument("--catalog", type=Path, required=True)
+    index.add_argument("--model", default=None, help="encoder dir (default: bundled all-MiniLM-L6-v2)")
+    index.add_argument("--out", type=Path, required=True, help="index root; the version goes below it")
+    add_options(index.add_argument_group("index options"), IndexConfig)
+    add_threads(index)
+
+    from edurank.backends.export import ExportConfig
+
+    export = commands.add_parser("export", help="a retriever, reranker, essay scorer or classifier as an ONNX "
+                                                "Runtime artifact (fp32 or int8), checked against torch on a slice "
+                                                "of --data before it is published")
+    export.add_argument("--model", default=None, help="a trained artifact (its kind picks the export), or any "
+                                                      "encoder dir as a retriever (default: bundled MiniLM)")
+    export.add_argument("--data", "--catalog", type=Path, default=SAMPLE_CATALOG,
+                        help="the agreement check's data: a catalog (retriever, reranker; default: the sample), "
+                             "the essays CSV, the classifier's responses CSV")
+    export.add_argument("--out", type=Path, required=True, help="export root; the version goes below it")
+    add_options(export.add_argument_group("export options"), ExportConfig)
+    add_threads(export)
+
+    from edurank.training.distil import DistilConfig
+
+    distil = commands.add_parser("distil", help="one student model in place of a classifier's or essay scorer's "
+                                                "ensemble, kept only when its out-of-fold figure stays within "
+                                                "--max-delta")
+    distil.add_argument("--teacher", required=True, help="the trained classifier or essay scorer artifact")
+    distil.add_argument("--data", type=Path, required=True, help="the CSV the teacher was trained on")
+    distil.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
+    add_options(distil.add_argument_group("distil options"), DistilConfig)
+    add_threads(distil)
+
+    from edurank.training.quickstart import QuickstartConfig
+
+    quickstart = commands.add_parser("quickstart", help="every job's CPU fast path on a data folder laid out like "
+                                                        "../shared/data, then the service with every endpoint")
+    quickstart.add_argument("--data", type=Path, required=True, help="holds curriculum/ (LECR catalog), "
+                            "fb3/train.csv (essays), map/train.csv (responses)")
+    quickstart.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts root to publish into")
+    add_options(quickstart.add_argument_group("quickstart options"), QuickstartConfig)
+    add_threads(quickstart)
+
+    search = commands.add_parser("search", help="query an index with free text")
+    search.add_argument("--index", type=Path, required=True)
+    search.add_argument("--model", default=None)
+    search.add_argument("--language", action="append", default=None)
+    search.add_argument("--kind", action="append", default=None)
+    search.add_argument("-k", type=positive_int, default=10)
+    search.add_argument("query", nargs="+")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a model").add_subparsers(dest="job", required=True)
+    retrieval = evaluate.add_parser("retrieval", help="recall@k and MAP@25 over the whole catalog")
+    retrieval.add_argument("--catalog", type=Path, required=True)
+    retrieval.add_argument("--model", default=None)
+    add_evaluation_set(retrieval, "artifacts/reports/retrieval")
+
+    recommend = evaluate.add_parser("recommend", help="mean F2 / precision / recall of retrieve -> rerank -> rule")
+    recommend.add_argument("--catalog", type=Path, required=True)
+    recommend.add_argument("--retriever", default=None, help="retriever dir (default: bundled)")
+    recommend.add_argument("--ranker", default=None, help="LightGBM ranker (hybrid candidates, its tuned rule)")
+    recommend.add_argument("--reranker", default=None, help="cross-encoder (dense candidates, its tuned rule); with "
+                           "--ranker: the one whose logits its cross group reads")
+    recommend.add_argument("--candidates", type=positive_int, default=None,
+                           help="top-N to rerank (default: what the reranker was trained on)")
+    add_evaluation_set(recommend, "artifacts/reports/recommend")
+
+    essays = evaluate.add_parser("essays", help="MCRMSE and per-trait RMSE of an essay scorer on a scored CSV")
+    add_stored_evaluation(essays, "essay scorer", "artifacts/reports/essays")
+    classifier = evaluate.add_parser("classifier", help="MAP@3, accuracy@1, per-category figures, confusion matrix "
+                                                        "and likely label errors of a classifier on a labelled CSV")
+    add_stored_evaluation(classifier, "classifier", "artifacts/reports/classifier")
+
+    serve = commands.add_parser("serve", help="start the HTTP service (settings: EDURANK_* variables, see README)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    return parser
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    from edurank.retriever.catalog import load_catalog
+    from edurank.retriever.index_job import build_index, load_index, search_text
+    from edurank.retriever.model import BiEncoder
+
+    encoder = BiEncoder.load(args.model)
+    catalog = load_catalog(args.catalog)
+    try:
+        index = load_index(args.out, encoder)
+        if index.manifest is None or index.manifest.data["hash"] != catalog.data_hash:
+            raise InputError("the catalog changed since the index was built")
+        print(f"using index {args.out} ({index.manifest.details['count']} items)")
+    except InputError:  # none yet, another model's, or a stale one: (re)build it
+        path = build_index(encoder, catalog, args.out)
+        index = load_index(path, encoder)
+        details = index.manifest.details if index.manifest is not None else {}
+        print(f"built index {path} ({details.get('count')} items, {details.get('items_per_second')} items/s)")
+    for query, language in DEMO_QUERIES:
+        languages = [language] if language else None
+        print(f"\n> {query}" + (f"  [language={language}]" if language else ""))
+        for row in search_text(index, encoder, [query], args.k, languages)[0].iter_rows(named=True):
+            print(f"  {row['rank']:>2}. {row['score']:.3f}  {row['id']:<11} {row['language']}  "
+                  f"{row['kind'] or '-':<9} {row['title'][:70]}")
+    topics = catalog.topics_with_content().head(2)
+    for topic_id, title, crumbs in topics.select("id", "title", "breadcrumbs").iter_rows():
+        query = encoder.encode_topics(catalog, catalog.topics.filter(catalog.topics["id"] == topic_id))
+        scores, rows = index.search(query, args.k)
+        gold = catalog.gold[topic_id]
+        print(f"\n> topic {topic_id}: {crumbs} > {title}")
+        for rank, (score, row) in enumerate(zip(scores[0], rows[0], strict=True), start=1):
+            item = index.items.row(int(row), named=True)
+            mark = "*" if item["id"] in gold else " "
+            print(f"  {rank:>2}. {score:.3f} {mark} {item['id']:<11} {item['title'][:70]}")
+    print("\n(* = in the topic's correlations)")
+
+
+def run_train(args: argparse.Namespace) -> None:
+    """Build the job's config from its flags and train; prints the published version's path."""
+    config = from_args(TRAIN_JOBS[args.job][2](), args)
+    if args.job == "retriever":
+        from edurank.retriever.catalog import load_catalog
+        from edurank.training.retriever import train_retriever
+
+        print(train_retriever(load_catalog(args.catalog), args.out, config))
+    elif args.job == "reranker":
+        from edurank.retriever.catalog import load_catalog
+        from edurank.training.reranker import train_reranker
+
+        print(train_reranker(load_catalog(args.catalog), args.retriever, args.out, config))
+    elif args.job == "ranker":
+        from edurank.retriever.catalog import load_catalog
+        from edurank.training.ranker import train_ranker
+
+        print(train_ranker(load_catalog(args.catalog), args.retriever, args.out, config))
+    elif args.job == "essays":
+        from edurank.training.essays import train_essays
+
+        print(train_essays(args.data, args.out, config))
+    else:
+        from edurank.training.classifier import train_classifier
+
+        print(train_classifier(args.data, args.out, config))
+
+
+def run_evaluate_essays(args: argparse.Namespace) -> None:
+    import json
+
+    from edurank.essays.evaluation import evaluate_essays, write_report
+
+    report, truth, predicted = evaluate_essays(args.model, args.data, args.oof)
+    json_path, png_path = write_report(report, truth, predicted, args.out)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {json_path} and {png_path}")
+
+
+def run_evaluate_classifier(args: argparse.Namespace) -> None:
+    import json
+
+    from edurank.classifier.evaluation import evaluate_classifier, write_report
+
+    report, frame, probabilities, labels = evaluate_classifier(args.model, args.data, args.oof)
+    paths = write_report(report, frame, probabilities, labels, args.out)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {', '.join(map(str, paths))}")
+
+
+def run_index(args: argparse.Namespace) -> None:
+    from edurank.retriever.catalog import load_catalog
+    from edurank.retriever.index_job import IndexConfig, build_index
+    from edurank.retriever.model import BiEncoder
+
+    catalog = load_catalog(args.catalog)
+    print(build_index(BiEncoder.load(args.model), catalog, args.out, from_args(IndexConfig, args)))
+
+
+def run_export(args: argparse.Namespace) -> None:
+    from edurank.artifacts import MANIFEST, Manifest
+    from edurank.backends.export import ExportConfig
+    from edurank.classifier.export import export_classifier
+    from edurank.encoders import model_path
+    from edurank.essays.export import export_essays
+    from edurank.reranker.cross_encoder.export import export_reranker
+    from edurank.retriever.catalog import load_catalog
+    from edurank.retriever.export import export_retriever
+
+    path = model_path(args.model)
+    kind = Manifest.read(path).kind if (path / MANIFEST).is_file() else "retriever"  # any encoder dir embeds
+    exporters = {"retriever": lambda: export_retriever(path, load_catalog(args.data), args.out, config),
+                 "reranker": lambda: export_reranker(path, load_catalog(args.data), args.out, config),
+                 "essays": lambda: export_essays(path, args.data, args.out, config),
+                 "classifier": lambda: export_classifier(path, args.data, args.out, config)}
+    if kind not in exporters:
+        raise InputError(f"--model {path}: a {kind} artifact has no ONNX export (exported: {', '.join(exporters)})")
+    config = from_args(ExportConfig, args)
+    print(exporters[kind]())
+
+
+def run_distil(args: argparse.Namespace) -> None:
+    from edurank.artifacts import MANIFEST, Manifest
+    from edurank.encoders import model_path
+    from edurank.training.classifier import distil_classifier
+    from edurank.training.distil import DistilConfig
+    from edurank.training.essays import distil_essays
+
+    path = model_path(args.teacher)
+    kind = Manifest.read(path).kind if (path / MANIFEST).is_file() else None
+    students = {"classifier": distil_classifier, "essays": distil_essays}
+    if kind not in students:
+        raise InputError(f"--teacher {path}: a {kind or 'plain model'} has no distillation (distilled: "
+                         f"{', '.join(students)})")
+    print(students[kind](path, args.data, args.out, from_args(DistilConfig, args)))
+
+
+def run_search(args: argparse.Namespace) -> None:
+    from edurank.retriever.index_job import load_index, search_text
+    from edurank.retriever.model import BiEncoder
+
+    encoder = BiEncoder.load(args.model)
+    index = load_index(args.index, encoder)
+    for query, frame in zip(args.query, search_text(index, encoder, args.query, args.k, args.language, args.kind),
+                            strict=True):
+        print(f"> {query}")
+        print(frame)
+
+
+def run_evaluate_retrieval(args: argparse.Namespace) -> None:
+    import json
+
+    from edurank.retriever.catalog import load_catalog
+    from edurank.retriever.evaluation import evaluate_retrieval, write_report
+    from edurank.retriever.model import BiEncoder
+    from edurank.retriever.topic_folds import split_of, split_topics
+
+    catalog = load_catalog(args.catalog, args.topics, args.correlations)
+    topics = split_topics(catalog, fold=args.fold, **split_of(args))[1] if args.fold is not None else None
+    encoder = BiEncoder.load(args.model)
+    report = {"model": str(encoder.path), "fold": args.fold, **evaluate_retrieval(encoder, catalog, topics)}
+    json_path, png_path = write_report(report, args.out)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {json_path} and {png_path}")
+
+
+def run_evaluate_recommend(args: argparse.Namespace) -> None:
+    import json
+
+    from edurank.artifacts import resolve
+    from edurank.pipelines.recommend import Recommender
+    from edurank.reranker.cross_encoder.model import Reranker
+    from edurank.reranker.evaluation import evaluate_recommend, write_report
+    from edurank.reranker.lightgbm.model import Ranker
+    from edurank.retriever.catalog import load_catalog
+    from edurank.retriever.index_job import in_memory_index
+    from edurank.retriever.model import BiEncoder
+    from edurank.retriever.topic_folds import seen_topics, split_of, split_topics
+
+    if args.ranker is None and args.reranker is None:
+        raise InputError("evaluate recommend: give --ranker or --reranker (both: a ranker that reads that "
+                         "cross-encoder's logits)")
+    catalog = load_catalog(args.catalog, args.topics, args.correlations)
+    topics = split_topics(catalog, fold=args.fold, **split_of(args))[1] if args.fold is not None else None
+    encoder = BiEncoder.load(args.retriever)
+    reranker = Reranker.load(args.reranker) if args.reranker else None
+    ranker = Ranker.load(args.ranker) if args.ranker else None
+    problem = ranker.cross_encoder_problem(reranker.fingerprint if reranker else None) if ranker else None
+    if problem:
+        raise InputError(f"--ranker {args.ranker}: {problem} (give it with --reranker)")
+    companion = ranker.load_companion() if ranker else None
+    if topics is not None:
+        checked = [("retriever", encoder.path)] + ([("reranker", reranker.path)] if reranker else []) + \
+            ([("ranker", resolve(args.ranker))] if ranker else []) + \
+            ([("companion encoder", companion.path)] if companion else [])
+        for name, path in checked:
+            try:
+                seen = len(seen_topics(path, catalog).intersection(topics))
+            except InputError as err:
+                logging.warning("cannot check that the fold is held out: %s", err)
+                continue
+            if seen:
+                logging.warning("the %s trained on %d of the fold's %d topics: figures are not held-out",
+                                name, seen, len(topics))
+    index = in_memory_index(encoder, catalog, progress=True, companion=companion)
+    trained_on = reranker.manifest.params.get("candidates", 32) if reranker and reranker.manifest else 32
+    candidates = args.candidates or int(trained_on["dense"] if isinstance(trained_on, dict) else trained_on)
+    recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics,
+                              companion=companion)
+    report = {"retriever": str(encoder.path), "second_stage": str(args.ranker or args.reranker), "fold": args.fold,
+              **evaluate_recommend(recommender, catalog, topics, candidates)}
+    json_path, png_path = write_report(report, args.out)
+    print(json.dumps({k: v for k, v in report.items() if k != "curve"}, indent=2))
+    print(f"wrote {json_path} and {png_path}")
+
+
+def run_quickstart(args: argparse.Namespace) -> None:
+    from edurank.training.quickstart import QuickstartConfig, quickstart, serving_settings
+
+    config = from_args(QuickstartConfig, args)
+    quickstart(args.data, args.out, config)
+    if config.serve:
+        from edurank.service.server import serve_with
+
+        serve_with(**serving_settings(args.data, args.out))
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    from edurank.service.server import serve
+
+    serve(args.host, args.port)
+
+
+HANDLERS = {"demo": run_demo, "index": run_index, "export": run_export, "distil": run_distil, "search": run_search,
+            "serve": run_serve, "quickstart": run_quickstart,
+            **{("train", job): run_train for job in TRAIN_JOBS},
+            ("evaluate", "essays"): run_evaluate_essays, ("evaluate", "classifier"): run_evaluate_classifier,
+            ("evaluate", "retrieval"): run_evaluate_retrieval, ("evaluate", "recommend"): run_evaluate_recommend}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    if getattr(args, "threads", None):
+        from edurank.encoders import set_threads
+
+        set_threads(args.threads)
+    handler = HANDLERS.get((args.command, args.job) if hasattr(args, "job") else args.command)
+    try:
+        handler(args)  # type: ignore[misc]
+    except InputError as err:
+        print(f"edurank: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a read-only folder: what failed and where, not a traceback
+        where = f": {err.filename}" if err.filename else ""
+        print(f"edurank: error: {err.strerror or err}{where}; the job stopped without publishing what it was "
+              "writing", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""The recommend pipeline shared by the service and `edurank evaluate recommend`: encode the topic, find
+candidates, score them with the second stage, apply the decision rule.
+
+With a ranker (LightGBM over features, ranker/), candidates are hybrid (dense + lexical) and the stages are
+encode, candidates, neighbours (the topic's nearest catalog topics), rerank (only when the ranker reads the
+cross-encoder's logits), features, rank. Without
+one, the dense top-N is searched and, with a cross-encoder, reranked (tokenise, encode, search, rerank).
+Each stage runs under `timer(stage)`, so the service exports per-stage latencies and the evaluation
+reports where the time went.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from edurank.reranker.cross_encoder.model import Parts, Reranker
+from edurank.reranker.decision import DecisionRule
+from edurank.reranker.lightgbm.features import content_context, query_facts
+from edurank.reranker.lightgbm.model import Ranker
+from edurank.retriever.content_index import ContentIndex
+from edurank.retriever.hybrid import Filters, dense_search, hybrid_candidates
+from edurank.retriever.lexical import lexical_text
+from edurank.retriever.model import BiEncoder
+from edurank.retriever.texts import content_parts
+from edurank.retriever.topic_bank import NEIGHBOURS_SEARCHED
+from edurank.timing import Timer, no_timer
+
+EXPLAINED = 3  # features named per item by `explain`
+STAGE_TWO = ("neighbours", "rerank", "features", "rank")  # the stages the second stage adds to retrieval
+
+
+@dataclass(frozen=True)
+class Query:
+    """What is asked: the topic's parts (title, breadcrumbs, description), optional filters, and what is known
+    of the topic (its catalog id, for the ranker's graph features; its language, for lexical search)."""
+
+    parts: Parts
+    languages: list[str] | None = None
+    kinds: list[str] | None = None
+    topic_id: str | None = None
+    language: str | None = None
+
+    @property
+    def filters(self) -> Filters:
+        return Filters(self.languages, self.kinds, self.language)
+
+
+@dataclass
+class Recommender:
+    """Holds the loaded models, the index and the catalog content the index rows point at."""
+
+    encoder: BiEncoder
+    index: ContentIndex
+    content: pl.DataFrame  # row i is the index's row i
+    reranker: Reranker | None = None
+    batch_size: int = 64
+    ranker: Ranker | None = None
+    topics: pl.DataFrame | None = None  # the catalog's topics, for queries by topic id
+    companion: BiEncoder | None = None  # the encoder of the index's companion vectors (the companion group)
+    batched_embed: Callable[[list[str]], np.ndarray] | None = None  # the encoder's texts -> vectors, batched
+    batched_pairs: Callable[[list[tuple[Parts, Parts, int]]], np.ndarray] | None = None  # the reranker's, batched
+
+    def __post_init__(self) -> None:
+        self.content_facts = content_context(self.content)
+        self.topic_row = {t: i for i, t in enumerate(self.topics["id"])} if self.topics is not None else {}
+
+    @property
+    def rule(self) -> DecisionRule:
+        """The loaded second stage's tuned rule (the ranker's before the cross-encoder's)."""
+        stage = self.ranker or self.reranker
+        return stage.rule if stage is not None else DecisionRule()
+
+    def encode(self, queries: Sequence[Query], timer: Timer = no_timer, encoder: BiEncoder | None = None) -> np.ndarray:
+        """The queries' L2-normalised vectors by the retriever (or the given encoder)."""
+        encoder = encoder or self.encoder
+        texts = encoder.builder.build([q.parts for q in queries])
+        if encoder is self.encoder and self.batched_embed is not None:
+            return self.embed_texts(texts, timer)
+        with timer("tokenise"):
+            features = encoder.embedder.features(texts)
+        with timer("encode"):
+            return encoder.embedder.embed(features)
+
+    def embed_texts(self, texts: list[str], timer: Timer = no_timer) -> np.ndarray:
+        """The retriever's vectors of ready texts: in the service's shared batches when it set `batched_embed`
+        (tokenising and waiting included in `encode`), else here in one batch."""
+        with timer("encode"):
+            return (self.batched_embed or self.encoder.embed)(texts)
+
+    def search(self, queries: Sequence[Query], candidates: int,
+               timer: Timer = no_timer) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, (cosine scores, index rows) of its top candidates, best first."""
+        vectors = self.encode(queries, timer)
+        with timer("search"):
+            return dense_search(self.index, vectors, candidates, [q.filters for q in queries])
+
+    def rerank(self, queries: Sequence[Query], rows: Sequence[np.ndarray], timer: Timer = no_timer) -> list[np.ndarray]:
+        """Calibrated probabilities per query's candidates, in the candidates' order."""
+        assert self.reranker is not None
+        topic_parts = [q.parts for q, r in zip(queries, rows, strict=True) for _ in range(len(r))]
+        flat = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+        ranks = [rank for r in rows for rank in range(1, len(r) + 1)]
+        probabilities = self.reranker.calibration(self.pair_logits(topic_parts, flat, ranks, timer), ranks)
+        return np.split(probabilities, np.cumsum([len(r) for r in rows])[:-1])
+
+    def pair_logits(self, topic_parts: Sequence[Parts], rows: np.ndarray, ranks: Sequence[int],
+                    timer: Timer = no_timer) -> np.ndarray:
+        """The cross-encoder's logit for each (topic, index row) pair."""
+        contents = content_parts(self.content[rows.tolist()])
+        return self.score_pairs(list(zip(topic_parts, contents, ranks, strict=True)), timer)
+
+    def score_pairs(self, items: list[tuple[Parts, Parts, int]], timer: Timer = no_timer) -> np.ndarray:
+        """Cross-encoder logits of (topic parts, content parts, rank) items: in the service's shared batches
+        when it set `batched_pairs`, else here in length-sorted batches."""
+        assert self.reranker is not None
+        with timer("rerank"):  # pairing and tokenising included; in the service, waiting for the batch too
+            if self.batched_pairs is not None:
+                return self.batched_pairs(items)
+            return self.reranker.score(items, self.batch_size)
+
+    def query_facts(self, queries: Sequence[Query]) -> pl.DataFrame:
+        """The ranker's per-query facts: a catalog topic's own row, else what the text gives."""
+        rows = []
+        for i, query in enumerate(queries):
+            row = self.topic_row.get(query.topic_id) if query.topic_id is not None else None
+            known = row is not None
+            if known:
+                assert self.topics is not None
+                topic = self.topics[row:row + 1]  # type: ignore[operator]
+            else:
+                title, breadcrumbs, description = (list(query.parts) + [None, None])[:3]
+                topic = pl.DataFrame({"title": [title], "breadcrumbs": [breadcrumbs], "description": [description],
+                                      "language": [query.language]}, schema={c: pl.String for c in (
+                                          "title", "breadcrumbs", "description", "language")})
+            rows.append(query_facts(topic, known).with_columns(pl.lit(i, pl.Int64).alias("query")))
+        return pl.concat(rows)
+
+    def rank(self, queries: Sequence[Query], timer: Timer = no_timer, explain: bool = False) -> list[pl.DataFrame]:
+        """The ranker's path: hybrid candidates, features, calibrated probabilities (and, with `explain`, each
+        item's top feature contributions); per query, its candidates sorted by probability."""
+        ranker = self.ranker
+        assert ranker is not None
+        vectors = self.encode(queries, timer)
+        companion = None
+        if "companion" in ranker.groups:  # a usable ranker has the index's companion encoder loaded
+            assert self.companion is not None
+            companion = self.encode(queries, timer, self.companion)
+        with timer("candidates"):
+            found = hybrid_candidates(self.index, vectors, [lexical_text(q.parts) for q in queries],
+                                      [q.filters for q in queries], ranker.candidates, [q.topic_id for q in queries],
+                                      companion)
+            candidates = pl.concat([f.with_columns(pl.lit(i, pl.Int64).alias("query")) for i, f in enumerate(found)])
+        neighbours = None
+        if "neighbours" in ranker.groups and self.index.topics is not None:
+            with timer("neighbours"):
+                neighbours = self.index.topics.neighbours(vectors, [q.topic_id for q in queries], NEIGHBOURS_SEARCHED)
+        if "cross" in ranker.groups:  # the cross-encoder scores every candidate (a usable ranker has one loaded)
+            ranks = candidates.select(pl.col("dense_score").rank("ordinal", descending=True).over("query"))
+            logits = self.pair_logits([queries[q].parts for q in candidates["query"]], candidates["row"].to_numpy(),
+                                      ranks.to_series().to_list(), timer)
+            candidates = candidates.with_columns(pl.Series("cross_logit", logits, dtype=pl.Float32))
+        with timer("features"):
+            features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts, neighbours)
+        with timer("rank"):
+            probabilities = ranker.probabilities(features)
+            explanations = self.explanations(features) if explain and len(features) else None
+        frame = features.select(
+            "query", pl.col("row"), pl.col("dense_rank").alias("retrieval_rank"),
+            pl.col("dense_score").alias("retrieval_score"), pl.col("lexical_score")).with_columns(
+            pl.Series("probability", probabilities, dtype=pl.Float64))
+        if explanations is not None:
+            frame = frame.with_columns(pl.Series("explanation", explanations))
+        by_query = frame.partition_by("query", as_dict=True, maintain_order=True)
+        frames = []
+        for i in range(len(queries)):
+            own = by_query.get((i,), frame.clear())
+            items = self.index.items[own["row"].to_list()].select("id", "title", "kind", "language")
+            frames.append(pl.concat([items, own.drop("query", "row")], how="horizontal")
+                          .sort("probability", descending=True, maintain_order=True))
+        return frames
+
+    def explanations(self, features: pl.DataFrame) -> list[list[dict[str, float | str]]]:
+        """Per row, the EXPLAINED features that moved its score most (LightGBM's SHAP contributions)."""
+        assert self.ranker is not None
+        names = self.ranker.features
+        contributions = self.ranker.contributions(features)[:, :len(names)]
+        values = self.ranker.matrix(features)
+        top = np.argsort(-np.abs(contributions), axis=1)[:, :EXPLAINED]
+        return [[{"feature": names[j], "value": None if np.isnan(values[i, j]) else float(values[i, j]),
+                  "contribution": round(float(contributions[i, j]), 4)} for j in row] for i, row in enumerate(top)]
+
+    def score(self, queries: Sequence[Query], candidates: int = 32, rerank: bool = True,
+              timer: Timer = no_timer, explain: bool = False) -> list[pl.DataFrame]:
+        """Per query, all its candidates: id, title, kind, language, retrieval rank and score, and the
+        second stage's probability (null without one); sorted by probability when reranked. With a ranker,
+        the candidates are its hybrid ones and `candidates` is not used."""
+        if rerank and self.ranker is not None:
+            return self.rank(queries, timer, explain)
+        found = self.search(queries, candidates, timer)
+        reranking = rerank and self.reranker is not None
+        probabilities = self.rerank(queries, [rows for _, rows in found], timer) if reranking else None
+        frames = []
+        for i, (scores, rows) in enumerate(found):
+            frame = self.index.items[rows.tolist()].select("id", "title", "kind", "language").with_columns(
+                pl.Series("retrieval_rank", np.arange(1, len(rows) + 1), dtype=pl.Int32),
+                pl.Series("retrieval_score", scores, dtype=pl.Float32),
+                pl.Series("probability", probabilities[i] if probabilities is not None else [None] * len(rows),
+                          dtype=pl.Float64))
+            frames.append(frame.sort("probability", descending=True, maintain_order=True) if reranking else frame)
+        return frames
+
+    def recommend(self, queries: Sequence[Query], candidates: int = 32, rerank: bool = True,
+                  rule: DecisionRule | None = None, top_k: int = 10,
+                  timer: Timer = no_timer, explain: bool = False) -> list[pl.DataFrame]:
+        """What is returned: reranked candidates cut by the decision rule (and capped at `top_k`), or
+        without reranking the `top_k` nearest items."""
+        rule = rule or self.rule
+        results = []
+        for frame in self.score(queries, candidates, rerank, timer, explain):
+            reranked = frame["probability"].null_count() == 0 and len(frame) > 0
+            count = rule.count(frame["probability"].to_numpy()) if reranked else len(frame)
+            results.append(frame.head(min(count, top_k)))
+        return results

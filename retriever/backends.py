@@ -1,0 +1,123 @@
+"""What a bi-encoder runs, per backend: its tokenizer, and one batch of features -> L2-normalised vectors.
+
+`TorchEmbedder` is the sentence-transformers model itself; `OnnxEmbedder` runs an exported trunk in ONNX
+Runtime and applies the same sentence-transformers pooling module to its hidden states, so both backends
+pool (mean, CLS, ...) exactly alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+from sentence_transformers.util import batch_to_device
+from transformers import PreTrainedTokenizerBase
+
+from edurank.backends.onnx import ONNX_FILE, TORCH, OnnxSession, export_trunk
+from edurank.encoders import load_tokenizer
+from edurank.errors import InputError
+
+POOLING_FILE = "pooling.json"
+
+
+class Embedder(Protocol):
+    """One backend of a bi-encoder: `features` tokenises (the service times it apart), `embed` runs the model."""
+
+    backend: str
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def features(self, texts: list[str]) -> dict[str, Any]: ...
+
+    def embed(self, features: dict[str, Any]) -> np.ndarray: ...
+
+
+def normalised(vectors: torch.Tensor) -> np.ndarray:
+    """Unit-length float32 rows, contiguous for FAISS."""
+    return np.ascontiguousarray(torch.nn.functional.normalize(vectors, dim=-1).numpy(), dtype=np.float32)
+
+
+@dataclass
+class TorchEmbedder:
+    """The sentence-transformers model itself (any device); what training fine-tunes."""
+
+    model: SentenceTransformer
+    backend: str = TORCH
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.model.tokenizer
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def features(self, texts: list[str]) -> dict[str, Any]:
+        return dict(self.model.preprocess(texts))
+
+    def embed(self, features: dict[str, Any]) -> np.ndarray:
+        training = self.model.training  # a model under training embeds in eval mode (no dropout), then goes back
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                vectors = self.model(batch_to_device(features, self.model.device))["sentence_embedding"]
+                return normalised(vectors.float().cpu())
+        finally:
+            self.model.train(training)
+
+
+@dataclass
+class OnnxEmbedder:
+    """An exported trunk in ONNX Runtime, with its tokenizer and the source's sentence-transformers pooling."""
+
+    trunk: OnnxSession
+    tokenizer: PreTrainedTokenizerBase
+    pooling: Pooling
+    max_tokens: int
+    backend: str
+
+    @property
+    def dimension(self) -> int:
+        return int(self.pooling.get_embedding_dimension())
+
+    def features(self, texts: list[str]) -> dict[str, Any]:
+        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens,
+                                   return_tensors="np"))
+
+    def embed(self, features: dict[str, Any]) -> np.ndarray:
+        hidden = torch.from_numpy(self.trunk(features))
+        with torch.inference_mode():
+            pooled = self.pooling({"token_embeddings": hidden,
+                                   "attention_mask": torch.from_numpy(features["attention_mask"])})
+        return normalised(pooled["sentence_embedding"])
+
+    @classmethod
+    def load(cls, directory: Path, max_tokens: int, backend: str) -> OnnxEmbedder:
+        """An export directory: model.onnx, the tokenizer, and pooling.json (the source's pooling config)."""
+        pooling = Pooling(**json.loads((directory / POOLING_FILE).read_text()))
+        return cls(OnnxSession.open(directory / ONNX_FILE), load_tokenizer(directory), pooling, max_tokens, backend)
+
+
+def export_embedder(model: SentenceTransformer, directory: Path, backend: str) -> None:
+    """Write what `OnnxEmbedder.load` reads; refused for a pipeline other than transformer -> pooling ->
+    (normalise), whose extra modules (a Dense projection, ...) the export would drop."""
+    modules = list(model)
+    if not (isinstance(modules[0], Transformer) and len(modules) > 1 and isinstance(modules[1], Pooling)
+            and all(isinstance(m, Normalize) for m in modules[2:])):
+        raise InputError(f"cannot export a {' -> '.join(type(m).__name__ for m in modules)} model: only "
+                         "Transformer -> Pooling (-> Normalize) pipelines are supported")
+    transformer: Transformer = modules[0]
+    export_trunk(transformer.auto_model, model.tokenizer, directory / ONNX_FILE, backend)
+    model.tokenizer.save_pretrained(str(directory))
+    transformer.auto_model.config.save_pretrained(str(directory))
+    (directory / POOLING_FILE).write_text(json.dumps(modules[1].get_config_dict()))

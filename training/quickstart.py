@@ -1,0 +1,120 @@
+"""`edurank quickstart --data DIR`: every job's CPU fast path on data laid out like ../shared/data, then the
+service with every endpoint answering.
+
+DIR holds `curriculum/` (a catalog in the LECR layout), `fb3/train.csv` (scored essays) and `map/train.csv`
+(labelled student responses); a missing part is skipped and its route answers 503. In order: the index
+(bundled MiniLM), the LightGBM ranker over hybrid candidates (cross-fitted on the catalog's links), the
+essay scorer's fast path (frozen features -> ridge, TF-IDF -> ridge) and a classifier whose lower layers are
+frozen (two members, one epoch), each on a sample of the rows so the whole run takes minutes. One bar
+follows the steps with an estimate of the time left (per-row costs measured on a 2-core CPU, rescaled by
+tqdm as the steps finish); each step shows its own bar too.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from tqdm import tqdm
+
+from edurank.errors import InputError
+from edurank.options import option
+
+log = logging.getLogger(__name__)
+CATALOG, ESSAYS, RESPONSES = "curriculum", "fb3/train.csv", "map/train.csv"
+# seconds per unit on a 2-core CPU (bench/README.md): content items indexed, linked topics ranked, essays
+# and responses trained on; what the bar's first estimate of the time left is made of
+SECONDS_PER = {"index": 0.022, "ranker": 0.10, "essays": 0.14, "classifier": 0.023}
+
+
+@dataclass(frozen=True)
+class QuickstartConfig:
+    """The quickstart's options; `edurank quickstart` takes its flags from here."""
+
+    essays: int = option(1000, "essays sampled for the essay scorer (0: all)", minimum=0)
+    responses: int = option(3000, "responses sampled for the classifier (0: all)", minimum=0)
+    seed: int = option(42, "seed of the samples")
+    serve: bool = option(True, "start the service when everything is trained")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    units: int  # what its cost estimate scales with
+    run: Callable[[], Path]
+
+
+def sample_csv(source: Path, rows: int, seed: int, folder: Path) -> Path:
+    """`rows` random rows of a CSV (all when 0 or fewer are there), written to `folder`."""
+    frame = pl.read_csv(source, infer_schema_length=0)  # all text: the trainer parses, and reports bad rows
+    if 0 < rows < len(frame):
+        frame = frame.sample(rows, seed=seed)
+    path = folder / source.name
+    frame.write_csv(path)
+    return path
+
+
+def plan(data: Path, out: Path, config: QuickstartConfig, scratch: Path) -> list[Step]:
+    """The steps DIR's parts allow, each publishing into its kind's folder under `out`."""
+    from edurank.retriever.catalog import load_catalog
+    from edurank.retriever.index_job import build_index
+    from edurank.retriever.model import BiEncoder
+    from edurank.training.classifier import ClassifierConfig, train_classifier
+    from edurank.training.essays import EssayConfig, train_essays
+    from edurank.training.ranker import RankerConfig, train_ranker
+
+    if not (data / CATALOG).is_dir():
+        raise InputError(f"{data}: no {CATALOG}/ folder (a catalog in the LECR layout: topics.csv, content.csv, "
+                         "correlations.csv); quickstart needs at least that")
+    catalog = load_catalog(data / CATALOG)
+    encoder = BiEncoder.load(None)
+    linked = catalog.correlations["topic_id"].n_unique()
+    steps = [Step("index", len(catalog.content), lambda: build_index(encoder, catalog, out / "index")),
+             Step("ranker", linked, lambda: train_ranker(catalog, [str(encoder.path)], out / "ranker",
+                                                         RankerConfig(folds=max(2, min(5, linked // 2)))))]
+    if (data / ESSAYS).is_file():
+        essays = sample_csv(data / ESSAYS, config.essays, config.seed, scratch)
+        steps.append(Step("essays", pl.scan_csv(essays).select(pl.len()).collect().item(),
+                          lambda: train_essays(essays, out / "essays", EssayConfig(paths=("fast",)))))
+    else:
+        log.warning("%s: no %s; /score-essay will answer 503", data, ESSAYS)
+    if (data / RESPONSES).is_file():
+        responses = sample_csv(data / RESPONSES, config.responses, config.seed, scratch / "map")
+        steps.append(Step("classifier", pl.scan_csv(responses).select(pl.len()).collect().item(),
+                          lambda: train_classifier(responses, out / "classifier", ClassifierConfig(
+                              folds=2, freeze_layers=5, epochs=1, max_length=96))))
+    else:
+        log.warning("%s: no %s; /classify will answer 503", data, RESPONSES)
+    return steps
+
+
+def quickstart(data: Path, out: Path, config: QuickstartConfig) -> dict[str, float]:
+    """Run every step (one bar over them all), then serve unless told not to; the seconds of each step."""
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="edurank-quickstart-") as folder:
+        scratch = Path(folder)
+        (scratch / "map").mkdir()
+        steps = plan(Path(data), Path(out), config, scratch)
+        estimates = {step.name: SECONDS_PER[step.name] * step.units for step in steps}
+        with tqdm(total=round(sum(estimates.values())), unit="s", desc="quickstart", position=0,
+                  bar_format="{desc}{percentage:3.0f}%|{bar}| {elapsed} so far, ~{remaining} left") as bar:
+            for step in steps:
+                bar.set_description(f"quickstart: {step.name}")
+                started = time.perf_counter()
+                path = step.run()
+                seconds[step.name] = round(time.perf_counter() - started, 1)
+                bar.update(round(estimates[step.name]))
+                tqdm.write(f"{step.name}: {path} ({seconds[step.name]} s)")
+    seconds["total"] = round(sum(seconds.values()), 1)
+    tqdm.write(f"quickstart trained everything in {seconds['total']} s: {seconds}")
+    return seconds
+
+
+def serving_settings(data: Path, out: Path) -> dict[str, object]:
+    """The service settings that serve what the quickstart published."""
+    return {"artifacts": Path(out), "catalog": Path(data) / CATALOG, "build_index": False}
