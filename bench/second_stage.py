@@ -84,7 +84,7 @@ def rule_text(rule: dict[str, Any]) -> str:
 
 
 def latency(args: argparse.Namespace) -> None:
-    from edurank.pipelines.recommend import STAGE_TWO, Query, Recommender
+    from edurank.pipelines.recommend import STAGE_TWO, Query, Recommender, ranker_companion
     from edurank.reranker.cross_encoder.model import Reranker
     from edurank.reranker.lightgbm.model import Ranker
     from edurank.retriever.catalog import load_catalog
@@ -99,19 +99,19 @@ def latency(args: argparse.Namespace) -> None:
     problem = ranker.cross_encoder_problem(reranker.fingerprint if reranker else None)
     if problem:
         raise SystemExit(f"--ranker: {problem}; give it with --reranker")
-    companion = ranker.load_companion()
+    companion = ranker_companion(ranker)
     index = in_memory_index(encoder, catalog, companion=companion)
     recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics,
                               companion=companion)
     topics = catalog.topics.filter(catalog.topics["id"].is_in(list(catalog.gold))).head(args.topics)
     queries = [Query(parts, topic_id=t, language=lang) for parts, t, lang in
                zip(topic_parts(topics), topics["id"], topics["language"], strict=True)]
-    recommender.rank(queries[:5])  # warm-up
+    recommender.rank_with_ranker(queries[:5])  # warm-up
     per_topic: dict[str, list[float]] = {}
     counts = []
     for query in queries:
         timer = StageTimes()
-        frame = recommender.rank([query], timer)[0]
+        frame = recommender.rank_with_ranker([query], timer)[0]
         counts.append(len(frame))
         for stage, seconds in timer.seconds.items():
             per_topic.setdefault(stage, []).append(1000 * seconds)

@@ -366,9 +366,9 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
     import json
 
     from edurank.artifacts import resolve
-    from edurank.pipelines.recommend import Recommender
+    from edurank.pipelines.evaluation import evaluate_recommend, write_report
+    from edurank.pipelines.recommend import Recommender, ranker_companion
     from edurank.reranker.cross_encoder.model import Reranker
-    from edurank.reranker.evaluation import evaluate_recommend, write_report
     from edurank.reranker.lightgbm.model import Ranker
     from edurank.retriever.catalog import load_catalog
     from edurank.retriever.index_job import in_memory_index
@@ -386,7 +386,7 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
     problem = ranker.cross_encoder_problem(reranker.fingerprint if reranker else None) if ranker else None
     if problem:
         raise InputError(f"--ranker {args.ranker}: {problem} (give it with --reranker)")
-    companion = ranker.load_companion() if ranker else None
+    companion = ranker_companion(ranker) if ranker else None
     if topics is not None:
         checked = [("retriever", encoder.path)] + ([("reranker", reranker.path)] if reranker else []) + \
             ([("ranker", resolve(args.ranker))] if ranker else []) + \

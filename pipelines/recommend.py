@@ -1,7 +1,7 @@
 """The recommend pipeline shared by the service and `edurank evaluate recommend`: encode the topic, find
 candidates, score them with the second stage, apply the decision rule.
 
-With a ranker (LightGBM over features, ranker/), candidates are hybrid (dense + lexical) and the stages are
+With a ranker (LightGBM over features, reranker/lightgbm/), candidates are hybrid (dense + lexical) and the stages are
 encode, candidates, neighbours (the topic's nearest catalog topics), rerank (only when the ranker reads the
 cross-encoder's logits), features, rank. Without
 one, the dense top-N is searched and, with a cross-encoder, reranked (tokenise, encode, search, rerank).
@@ -17,10 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from edurank.errors import ArtifactMismatchError
 from edurank.reranker.cross_encoder.model import Parts, Reranker
 from edurank.reranker.decision import DecisionRule
 from edurank.reranker.lightgbm.features import content_context, query_facts
 from edurank.reranker.lightgbm.model import Ranker
+from edurank.reranker.stage import SecondStage
 from edurank.retriever.content_index import ContentIndex
 from edurank.retriever.hybrid import Filters, dense_search, hybrid_candidates
 from edurank.retriever.lexical import lexical_text
@@ -69,10 +71,15 @@ class Recommender:
         self.topic_row = {t: i for i, t in enumerate(self.topics["id"])} if self.topics is not None else {}
 
     @property
+    def stage(self) -> SecondStage | None:
+        """The second stage that decides: the ranker when one is loaded (it may read the cross-encoder's
+        logits as features), else the cross-encoder, else none (retrieval alone)."""
+        return self.ranker or self.reranker
+
+    @property
     def rule(self) -> DecisionRule:
-        """The loaded second stage's tuned rule (the ranker's before the cross-encoder's)."""
-        stage = self.ranker or self.reranker
-        return stage.rule if stage is not None else DecisionRule()
+        """The deciding second stage's tuned rule."""
+        return self.stage.rule if self.stage is not None else DecisionRule()
 
     def encode(self, queries: Sequence[Query], timer: Timer = no_timer, encoder: BiEncoder | None = None) -> np.ndarray:
         """The queries' L2-normalised vectors by the retriever (or the given encoder)."""
@@ -98,7 +105,8 @@ class Recommender:
         with timer("search"):
             return dense_search(self.index, vectors, candidates, [q.filters for q in queries])
 
-    def rerank(self, queries: Sequence[Query], rows: Sequence[np.ndarray], timer: Timer = no_timer) -> list[np.ndarray]:
+    def rerank_with_cross_encoder(self, queries: Sequence[Query], rows: Sequence[np.ndarray],
+                                  timer: Timer = no_timer) -> list[np.ndarray]:
         """Calibrated probabilities per query's candidates, in the candidates' order."""
         assert self.reranker is not None
         topic_parts = [q.parts for q, r in zip(queries, rows, strict=True) for _ in range(len(r))]
@@ -111,16 +119,16 @@ class Recommender:
                     timer: Timer = no_timer) -> np.ndarray:
         """The cross-encoder's logit for each (topic, index row) pair."""
         contents = content_parts(self.content[rows.tolist()])
-        return self.score_pairs(list(zip(topic_parts, contents, ranks, strict=True)), timer)
+        return self.cross_encoder_logits(list(zip(topic_parts, contents, ranks, strict=True)), timer)
 
-    def score_pairs(self, items: list[tuple[Parts, Parts, int]], timer: Timer = no_timer) -> np.ndarray:
+    def cross_encoder_logits(self, items: list[tuple[Parts, Parts, int]], timer: Timer = no_timer) -> np.ndarray:
         """Cross-encoder logits of (topic parts, content parts, rank) items: in the service's shared batches
         when it set `batched_pairs`, else here in length-sorted batches."""
         assert self.reranker is not None
         with timer("rerank"):  # pairing and tokenising included; in the service, waiting for the batch too
             if self.batched_pairs is not None:
                 return self.batched_pairs(items)
-            return self.reranker.score(items, self.batch_size)
+            return self.reranker.scores(items, self.batch_size)
 
     def query_facts(self, queries: Sequence[Query]) -> pl.DataFrame:
         """The ranker's per-query facts: a catalog topic's own row, else what the text gives."""
@@ -139,7 +147,8 @@ class Recommender:
             rows.append(query_facts(topic, known).with_columns(pl.lit(i, pl.Int64).alias("query")))
         return pl.concat(rows)
 
-    def rank(self, queries: Sequence[Query], timer: Timer = no_timer, explain: bool = False) -> list[pl.DataFrame]:
+    def rank_with_ranker(self, queries: Sequence[Query], timer: Timer = no_timer,
+                         explain: bool = False) -> list[pl.DataFrame]:
         """The ranker's path: hybrid candidates, features, calibrated probabilities (and, with `explain`, each
         item's top feature contributions); per query, its candidates sorted by probability."""
         ranker = self.ranker
@@ -193,16 +202,17 @@ class Recommender:
         return [[{"feature": names[j], "value": None if np.isnan(values[i, j]) else float(values[i, j]),
                   "contribution": round(float(contributions[i, j]), 4)} for j in row] for i, row in enumerate(top)]
 
-    def score(self, queries: Sequence[Query], candidates: int = 32, rerank: bool = True,
+    def scored_candidates(self, queries: Sequence[Query], candidates: int = 32, rerank: bool = True,
               timer: Timer = no_timer, explain: bool = False) -> list[pl.DataFrame]:
         """Per query, all its candidates: id, title, kind, language, retrieval rank and score, and the
         second stage's probability (null without one); sorted by probability when reranked. With a ranker,
         the candidates are its hybrid ones and `candidates` is not used."""
         if rerank and self.ranker is not None:
-            return self.rank(queries, timer, explain)
+            return self.rank_with_ranker(queries, timer, explain)
         found = self.search(queries, candidates, timer)
         reranking = rerank and self.reranker is not None
-        probabilities = self.rerank(queries, [rows for _, rows in found], timer) if reranking else None
+        probabilities = (self.rerank_with_cross_encoder(queries, [rows for _, rows in found], timer) if reranking
+                         else None)
         frames = []
         for i, (scores, rows) in enumerate(found):
             frame = self.index.items[rows.tolist()].select("id", "title", "kind", "language").with_columns(
@@ -220,8 +230,23 @@ class Recommender:
         without reranking the `top_k` nearest items."""
         rule = rule or self.rule
         results = []
-        for frame in self.score(queries, candidates, rerank, timer, explain):
+        for frame in self.scored_candidates(queries, candidates, rerank, timer, explain):
             reranked = frame["probability"].null_count() == 0 and len(frame) > 0
             count = rule.count(frame["probability"].to_numpy()) if reranked else len(frame)
             results.append(frame.head(min(count, top_k)))
         return results
+
+
+def ranker_companion(ranker: Ranker) -> BiEncoder | None:
+    """The companion encoder the ranker was trained with, checked by fingerprint (for jobs that build the index in
+    memory); None when it reads none. Here, not on the ranker: loading a ranker must not import torch."""
+    if ranker.companion is None:
+        return None
+    path = ranker.companion_model()
+    if path is None:
+        raise ArtifactMismatchError("the ranker reads a companion encoder its manifest does not name; retrain it")
+    encoder = BiEncoder.load(path)
+    if encoder.fingerprint != ranker.companion:
+        raise ArtifactMismatchError(f"the companion encoder at {path} is not the one the ranker was trained with "
+                                    f"(fingerprint {encoder.fingerprint[:12]}, expected {ranker.companion[:12]})")
+    return encoder

@@ -87,7 +87,7 @@ class Registry:
         embed = Batcher("retriever", encoder.embed, settings.batch_max_items, settings.batch_max_wait_ms,
                         settings.max_queue, batch_metrics)
         pairs = None if reranker is None else Batcher(
-            "reranker", reranker.score, settings.batch_max_pairs, settings.batch_max_wait_ms, settings.max_queue,
+            "reranker", reranker.scores, settings.batch_max_pairs, settings.batch_max_wait_ms, settings.max_queue,
             batch_metrics)
         recommender = Recommender(encoder, index, catalog.content, reranker, ranker=optional[Ranker.KIND],
                                   topics=catalog.topics, companion=companion, batched_embed=embed,

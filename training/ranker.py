@@ -43,7 +43,8 @@ from edurank.artifacts import (
 from edurank.encoders import fingerprint, model_path, portable_name
 from edurank.errors import InputError
 from edurank.options import option
-from edurank.reranker.cross_encoder.model import Calibration, Reranker
+from edurank.reranker.calibration import Calibration
+from edurank.reranker.cross_encoder.model import Reranker
 from edurank.reranker.decision import DecisionRule, tune_rule
 from edurank.reranker.evaluation import oof_report, topic_score_list
 from edurank.reranker.lightgbm.features import (

@@ -39,7 +39,8 @@ from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from edurank.layers import Trunk, keep_lower_layers
 from edurank.options import option
-from edurank.reranker.cross_encoder.model import Calibration, PairFormat, Reranker
+from edurank.reranker.calibration import Calibration
+from edurank.reranker.cross_encoder.model import PairFormat, Reranker
 from edurank.reranker.decision import DecisionRule
 from edurank.reranker.evaluation import calibrate_and_tune
 from edurank.retriever.catalog import Catalog

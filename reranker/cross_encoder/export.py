@@ -40,8 +40,8 @@ def agreement(source: Reranker, exported: Reranker, lists: list[list[tuple[Parts
     """Per topic, the Spearman correlation of the two backends' logits over its candidates and whether their
     best candidate is the same; the largest logit difference; pairs per second of each (`items_per_s`)."""
     items = [item for candidates in lists for item in candidates]
-    source.score(items[:8]), exported.score(items[:8])  # warm-up
-    reference, logits, speed = side_by_side(lambda: source.score(items), lambda: exported.score(items), len(items))
+    source.scores(items[:8]), exported.scores(items[:8])  # warm-up
+    reference, logits, speed = side_by_side(lambda: source.scores(items), lambda: exported.scores(items), len(items))
     bounds = np.cumsum([len(c) for c in lists])[:-1]
     pairs = list(zip(np.split(reference, bounds), np.split(logits, bounds), strict=True))
     spearman = [float(spearmanr(a, b).statistic) for a, b in pairs]

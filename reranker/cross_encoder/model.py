@@ -15,7 +15,6 @@ in place of the weights, with the same tokenizer and `reranker.json`.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from edurank.backends.onnx import ONNX_FILE, TORCH, OnnxSession
 from edurank.encoders import fingerprint, load_hf_encoder, load_tokenizer, model_path
 from edurank.errors import InputError
 from edurank.layers import encoder_layers, layer_mask, within_segments
+from edurank.reranker.calibration import Calibration
 from edurank.reranker.decision import DecisionRule
 from edurank.retriever.texts import TextBuilder
 
@@ -48,50 +48,6 @@ class PairFormat:
     @property
     def max_length(self) -> int:
         return self.topic_tokens + self.content_tokens + 1
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Platt scaling: p = sigmoid(slope * logit + rank_weight * log(rank) + intercept).
-
-    The default undoes the `pos_weight` of the training loss (a weighted BCE's optimum logit is the true
-    log-odds plus log(pos_weight)). A fit on out-of-fold logits may also weigh the retrieval rank, a prior
-    the cross-encoder cannot see; training keeps that only when it raises held-out F2.
-    """
-
-    slope: float = 1.0
-    intercept: float = 0.0
-    rank_weight: float = 0.0
-    fitted: bool = False
-
-    @classmethod
-    def prior_correction(cls, pos_weight: float) -> Calibration:
-        return cls(1.0, -math.log(pos_weight))
-
-    @classmethod
-    def fit(cls, logits: np.ndarray, labels: np.ndarray, ranks: np.ndarray | None = None) -> Calibration:
-        """A (nearly unregularised) logistic regression on the logits, and the log-ranks when given."""
-        from sklearn.linear_model import LogisticRegression
-
-        features = features_of(logits, ranks)
-        model = LogisticRegression(C=1e4, max_iter=1000).fit(features, labels)
-        rank_weight = float(model.coef_[0, 1]) if ranks is not None else 0.0
-        return cls(float(model.coef_[0, 0]), float(model.intercept_[0]), rank_weight, True)
-
-    def __call__(self, logits: np.ndarray, ranks: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-        z = self.slope * np.asarray(logits, dtype=np.float64) + self.intercept
-        if self.rank_weight:
-            if ranks is None:
-                raise ValueError("this calibration weighs the retrieval rank: pass ranks")
-            z = z + self.rank_weight * np.log(np.asarray(ranks, dtype=np.float64))
-        return 1.0 / (1.0 + np.exp(-z))
-
-
-def features_of(logits: np.ndarray, ranks: np.ndarray | None) -> np.ndarray:
-    columns = [np.asarray(logits, dtype=np.float64)]
-    if ranks is not None:
-        columns.append(np.log(np.asarray(ranks, dtype=np.float64)))
-    return np.stack(columns, axis=1)
 
 
 class PairScorer(torch.nn.Module):
@@ -221,7 +177,7 @@ class Reranker:
             content_texts = [f"rank {r} | {t}" for r, t in zip(ranks, content_texts, strict=True)]
         return list(zip(topic_texts, content_texts, strict=True))
 
-    def score(self, items: Sequence[tuple[Parts, Parts, int]], batch_size: int = 64) -> np.ndarray:
+    def scores(self, items: Sequence[tuple[Parts, Parts, int]], batch_size: int = 64) -> np.ndarray:
         """Logits of (topic parts, content parts, retrieval rank) items, in their order: what the service
         batches across requests (the worker thread is then the only user of this tokenizer)."""
         topics, contents, ranks = zip(*items, strict=True) if items else ((), (), ())
@@ -256,6 +212,6 @@ class Reranker:
             self.model.train()
         return result
 
-    def probabilities(self, pairs: Sequence[tuple[str, str]], ranks: Sequence[int] | None = None,
-                      batch_size: int = 64) -> np.ndarray:
-        return self.calibration(self.logits(pairs, batch_size), ranks)
+    def probabilities(self, items: Sequence[tuple[Parts, Parts, int]], batch_size: int = 64) -> np.ndarray:
+        """Calibrated probabilities of the items `scores` takes."""
+        return self.calibration(self.scores(items, batch_size), [rank for _, _, rank in items])

@@ -21,11 +21,10 @@ import polars as pl
 
 from edurank.artifacts import Manifest, atomic_write_text, open_artifact
 from edurank.errors import ArtifactMismatchError
-from edurank.reranker.cross_encoder.model import Calibration
+from edurank.reranker.calibration import Calibration
 from edurank.reranker.decision import DecisionRule
 from edurank.reranker.lightgbm.features import FEATURE_GROUPS, Context, Graph, build_features, feature_names
 from edurank.retriever.hybrid import CandidateConfig
-from edurank.retriever.model import BiEncoder
 
 MODEL_FILE = "model.lgbm"
 SETTINGS_FILE = "ranker.json"
@@ -87,20 +86,6 @@ class Ranker:
         if self.companion is None or self.manifest is None:
             return None
         return next((d.path for d in self.manifest.depends if d.fingerprint == self.companion), None)
-
-    def load_companion(self) -> BiEncoder | None:
-        """The companion encoder it was trained with, checked by fingerprint (for jobs that build the index in
-        memory); None when it reads none."""
-        if self.companion is None:
-            return None
-        path = self.companion_model()
-        if path is None:
-            raise ArtifactMismatchError("the ranker reads a companion encoder its manifest does not name; retrain it")
-        encoder = BiEncoder.load(path)
-        if encoder.fingerprint != self.companion:
-            raise ArtifactMismatchError(f"the companion encoder at {path} is not the one the ranker was trained with "
-                                        f"(fingerprint {encoder.fingerprint[:12]}, expected {self.companion[:12]})")
-        return encoder
 
     def companion_problem(self, stored: str | None, loaded: str | None) -> str | None:
         """Why this ranker cannot be served over an index whose companion vectors come from the encoder with

@@ -92,7 +92,7 @@ def rerank_texts(registry: Registry, query: str, texts: Sequence[str], field: st
     for i, text in enumerate(texts):
         check_text((field, i), text, settings.max_text_chars)
     items = [((query,), (text,), rank) for rank, text in enumerate(texts, start=1)]
-    logits = registry.recommender.score_pairs(items, timer)
+    logits = registry.recommender.cross_encoder_logits(items, timer)
     probabilities = registry.recommender.reranker.calibration(logits, np.arange(1, len(texts) + 1))
     return np.argsort(-probabilities, kind="stable"), probabilities, logits
 

@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edurank.pipelines.evaluation import evaluate_recommend, write_report
 from edurank.pipelines.recommend import Query, Recommender
 from edurank.reranker.cross_encoder.model import PairFormat, Reranker
 from edurank.reranker.decision import DecisionRule
-from edurank.reranker.evaluation import evaluate_recommend, recommend_metrics, topic_scores, write_report
+from edurank.reranker.evaluation import recommend_metrics, topic_scores
 from edurank.retriever.catalog import load_catalog
 from edurank.retriever.content_index import ContentIndex, build_faiss
 from edurank.timing import StageTimes
@@ -27,7 +28,7 @@ def recommender(tmp_path_factory: pytest.TempPathFactory, bundled_encoder) -> Re
 
 def test_score_sorts_every_candidate_by_probability(recommender: Recommender) -> None:
     timer = StageTimes()
-    frame = recommender.score([Query(("Area of a triangle",))], candidates=5, timer=timer)[0]
+    frame = recommender.scored_candidates([Query(("Area of a triangle",))], candidates=5, timer=timer)[0]
     assert len(frame) == 5 and frame["probability"].null_count() == 0
     assert frame["probability"].to_list() == sorted(frame["probability"].to_list(), reverse=True)
     assert sorted(frame["retrieval_rank"].to_list()) == [1, 2, 3, 4, 5]

@@ -112,7 +112,8 @@ def test_a_cross_encoders_out_of_fold_logits_become_features_and_serve(sample_ca
     recommender = Recommender(encoder, index, catalog.content, reranker, ranker=ranker, topics=catalog.topics)
     topic = catalog.topics_in_order([sorted(catalog.gold)[0]])
     timer = StageTimes()
-    [frame] = recommender.score([Query(topic_parts(topic)[0], topic_id=topic["id"][0], language="en")], timer=timer)
+    query = Query(topic_parts(topic)[0], topic_id=topic["id"][0], language="en")
+    [frame] = recommender.scored_candidates([query], timer=timer)
     assert len(frame) and frame["probability"].is_between(0, 1).all() and timer.seconds["rerank"] > 0
 
 
@@ -147,7 +148,7 @@ def test_a_companion_encoders_cosine_becomes_features_and_serves(sample_catalog:
                               companion=companion)
     topic = catalog.topics_in_order([sorted(catalog.gold)[0]])
     query = Query(topic_parts(topic)[0], topic_id=topic["id"][0], language=topic["language"][0])
-    [frame] = recommender.score([query])
+    [frame] = recommender.scored_candidates([query])
     assert len(frame) and frame["probability"].is_between(0, 1).all()
     # the served companion cosine of each candidate is the one the ranker trained on
     served = hybrid_candidates(index, recommender.encode([query]), [lexical_text(query.parts)], [query.filters],

@@ -9,7 +9,8 @@ import pytest
 from edurank.artifacts import Manifest, ModelRef, write_manifest
 from edurank.encoders import bundled_model_path, fingerprint
 from edurank.errors import InputError
-from edurank.reranker.cross_encoder.model import Calibration, Reranker
+from edurank.reranker.calibration import Calibration
+from edurank.reranker.cross_encoder.model import Reranker
 from edurank.retriever.catalog import load_catalog
 from edurank.retriever.hybrid import CandidateConfig
 from edurank.retriever.topic_folds import topic_folds

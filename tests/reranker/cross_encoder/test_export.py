@@ -62,7 +62,7 @@ def test_an_fp32_export_reproduces_torch_logits(isolated_layers: int, sample_cat
     path = export_reranker(source, load_catalog(sample_catalog), tmp_path / "exports",
                            ExportConfig(backend="onnx", check_items=32))
     items = [item for candidates in check_lists(load_catalog(sample_catalog), 32) for item in candidates]
-    torch_logits, onnx_logits = Reranker.load(source).score(items), Reranker.load(path).score(items)
+    torch_logits, onnx_logits = Reranker.load(source).scores(items), Reranker.load(path).scores(items)
     assert np.abs(torch_logits - onnx_logits).max() < 1e-3
 
 

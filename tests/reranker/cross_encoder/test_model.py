@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from edurank.layers import Trunk
-from edurank.reranker.cross_encoder.model import Calibration, PairFormat, Reranker
+from edurank.reranker.calibration import Calibration
+from edurank.reranker.cross_encoder.model import PairFormat, Reranker
 from edurank.reranker.decision import DecisionRule
 from edurank.training.trunk_cache import TrunkCache
 
@@ -54,9 +55,9 @@ def test_save_and_load_keep_format_calibration_and_rule(fresh: Reranker, tmp_pat
     fresh.save(tmp_path)
     loaded = Reranker.load(tmp_path)
     assert loaded.format == fresh.format and loaded.calibration == fresh.calibration and loaded.rule == fresh.rule
-    pairs = fresh.pairs([("Triangles",), ("Cells",)], [("Area of a triangle",), ("Photosynthesis",)])
-    assert np.allclose(loaded.logits(pairs), fresh.logits(pairs), atol=1e-5)
-    assert np.allclose(loaded.probabilities(pairs), fresh.calibration(fresh.logits(pairs)))
+    items = [(("Triangles",), ("Area of a triangle",), 1), (("Cells",), ("Photosynthesis",), 2)]
+    assert np.allclose(loaded.scores(items), fresh.scores(items), atol=1e-5)
+    assert np.allclose(loaded.probabilities(items), fresh.calibration(fresh.scores(items)))
 
 
 def test_a_rank_aware_calibration_needs_ranks_and_lowers_later_ranks() -> None:
