@@ -1,1 +1,2 @@
-"""Stage 2: the cross-encoder reranker, its calibration, the F2-tuned decision rule and the recommend pipeline."""
+"""Stage 2, one family behind one interface (`stage.SecondStage`): the cross-encoder (`cross_encoder/`) and the
+LightGBM ranker (`lightgbm/`), the calibration and decision rule both use, and their out-of-fold F2 metrics."""
