@@ -15,7 +15,7 @@ ENV HF_HUB_OFFLINE=1 \
 
 WORKDIR /opt/edurank
 # One COPY of the build context (.dockerignore leaves out tests, benches, artifacts and caches): a list of
-# packages drifted from pyproject's (inference/ was missing).
+# packages drifted from pyproject's (the ONNX backends' folder was missing).
 COPY . .
 RUN bash scripts/setup.sh
 
