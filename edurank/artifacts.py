@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
+import glob
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 import edurank
@@ -32,6 +37,7 @@ MANIFEST = "manifest.json"
 LATEST = "LATEST"
 FORMAT = 2  # manifest layout; 1 (no field) was written before the shared contract
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".faiss", ".joblib", ".lgbm")
+VERSION_SHAPE = re.compile(r"\d{8}-\d{6}")  # what new_version names start with (older ones had no sub-second)
 REBUILD = {"retriever": "edurank train retriever", "reranker": "edurank train reranker",
            "ranker": "edurank train ranker", "essays": "edurank train essays",
            "classifier": "edurank train classifier", "index": "edurank index"}
@@ -53,8 +59,46 @@ def hash_json(value: Any) -> str:
 
 
 def new_version(run_hash: str) -> str:
-    """A sortable version name: UTC time of completion plus the first characters of the run's hash."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + run_hash[:8]
+    """A sortable version name: UTC time of completion to the microsecond plus the first characters of the
+    run's hash, `20250102-030405.123456-1a2b3c4d`. `claim_version` makes it unique."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(seconds))}.{micros:06d}-{run_hash[:8]}"
+
+
+def claim_version(root: Path, run_hash: str, attempts: int = 100) -> str:
+    """A new version name, reserved by creating its empty directory: mkdir either creates it or fails, so two
+    publishes (the same run in the same second, or two processes at once) never get one name. A taken name is
+    retried on the next microsecond; only a clock that never moves runs out of attempts."""
+    for _ in range(attempts):
+        version = new_version(run_hash)
+        try:
+            (root / version).mkdir()
+            return version
+        except FileExistsError:
+            time.sleep(1e-6)
+    raise InputError(f"{root / version} already exists; refusing to overwrite a published version")
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `directory` (flock; released when the block ends or the process dies)."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
+
+
+def try_lock(directory: Path) -> int | None:
+    """An open handle holding the exclusive lock on `directory`; None where another process holds it."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(handle)
+        return None
+    return handle
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
@@ -77,7 +121,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a hidden temp path beside `path` to write; it is renamed onto `path` only when the block
     succeeds, so readers (and reruns that test `path.is_file()`) never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # its own: writers may race
     try:
         yield tmp
     except BaseException:
@@ -91,21 +135,52 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def atomic_save_array(path: Path, array: np.ndarray) -> None:
+    """np.save through `atomic_path` (into an open file: np.save would add `.npy` to the temp name)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
+
+
 @contextlib.contextmanager
 def staging_dir(root: Path, name: str, keep_on_error: bool = False) -> Iterator[Path]:
-    """Yield `<root>/.<name>.tmp`, a job's working directory: the job publishes it (or a directory inside it)
-    with `publish_artifact`, and what is left is removed on success. On error it is removed too, unless
-    `keep_on_error` (trainers keep it: it holds the checkpoints a rerun resumes from)."""
+    """Yield a job's working directory below `root`: the job publishes it (or a directory inside it) with
+    `publish_artifact`, and what is left is removed on success. On error it is removed too, unless
+    `keep_on_error` (trainers keep `<root>/.<name>.tmp`: it holds the checkpoints a rerun resumes from).
+    Other jobs get a directory of their own, `<root>/.<name>.<id>.tmp`, locked while they run, so two jobs
+    of the same run at once never write into one; one a killed job left is removed by the next."""
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{name}.tmp"
-    tmp.mkdir(exist_ok=True)
+    if keep_on_error:
+        tmp = root / f".{name}.tmp"
+        tmp.mkdir(exist_ok=True)
+        handle = None
+    else:
+        tmp, handle = private_staging(root, name)
     try:
         yield tmp
     except BaseException:
         if not keep_on_error:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if handle is not None:
+            os.close(handle)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def private_staging(root: Path, name: str) -> tuple[Path, int]:
+    """A new `<root>/.<name>.<id>.tmp` and the open handle that holds its lock; those of the same name that no
+    live job holds (killed jobs') are removed first. Under the lock on `root`, so no job removes another's
+    before that one holds it."""
+    with locked(root):
+        for stale in root.glob(f".{glob.escape(name)}.*.tmp"):
+            if stale.is_dir() and (handle := try_lock(stale)) is not None:
+                shutil.rmtree(stale, ignore_errors=True)
+                os.close(handle)
+        tmp = root / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        tmp.mkdir()
+        handle = try_lock(tmp)
+    assert handle is not None  # a directory this process just made under the root's lock
+    return tmp, handle
 
 
 def fresh_dir(path: Path) -> Path:
@@ -226,19 +301,38 @@ def publish_artifact(staging: Path, root: Path, run_hash: str, *, kind: str, bas
                      seconds: dict[str, float] | None = None, depends: Sequence[ModelRef] = (),
                      details: dict[str, Any] | None = None) -> Path:
     """The one way an artifact is published: fingerprint the weights `staging` holds, write its manifest,
-    rename it to `<root>/<version>` and point LATEST at it. Every writer calls this."""
-    manifest = Manifest(kind=kind, version=new_version(run_hash), weights=weights_fingerprint(staging),
-                        base_model=base_model, data=data, params=params, metrics=metrics or {},
-                        seconds={k: round(v, 2) for k, v in (seconds or {}).items()}, depends=list(depends),
-                        details=details or {}, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        files=inventory(staging))
-    write_manifest(staging, manifest.to_dict())
-    final = root / manifest.version
-    if final.exists():
-        raise InputError(f"{final} already exists; refusing to overwrite a published version")
-    os.replace(staging, final)
-    atomic_write_text(root / LATEST, manifest.version + "\n")
+    rename it to `<root>/<version>` (a name no other publish gets, see `claim_version`) and point LATEST at
+    it. Every writer calls this."""
+    weights, files = weights_fingerprint(staging), inventory(staging)
+    root.mkdir(parents=True, exist_ok=True)
+    version = claim_version(root, run_hash)
+    final = root / version
+    try:
+        manifest = Manifest(kind=kind, version=version, weights=weights, base_model=base_model, data=data,
+                            params=params, metrics=metrics or {},
+                            seconds={k: round(v, 2) for k, v in (seconds or {}).items()}, depends=list(depends),
+                            details=details or {}, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            files=files)
+        write_manifest(staging, manifest.to_dict())
+        os.replace(staging, final)  # onto the empty directory that reserved the name
+    except BaseException:
+        with contextlib.suppress(OSError):
+            final.rmdir()  # the reservation, still empty: nothing was published
+        raise
+    point_latest(root, version)
     return final
+
+
+def point_latest(root: Path, version: str) -> None:
+    """Point `<root>/LATEST` at `version`, unless it already names a newer published version (another publish
+    finished first with a later name): LATEST moves only forward, so it names the newest of those at once."""
+    with locked(root):
+        latest = root / LATEST
+        current = latest.read_text().strip() if latest.is_file() else ""
+        if (VERSION_SHAPE.match(current) and VERSION_SHAPE.match(version) and current > version
+                and (root / current / MANIFEST).is_file()):
+            return
+        atomic_write_text(latest, version + "\n")
 
 
 def resolve(path: str | Path) -> Path:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import re
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -74,6 +78,52 @@ def test_the_same_run_cannot_overwrite_a_published_version(tmp_path: Path, monke
     publish_one(tmp_path)
     with pytest.raises(InputError, match="already exists"):
         publish_one(tmp_path)
+
+
+def publish_run(root: Path, weights: bytes = b"weights", staging: str = "run") -> Path:
+    """One publish of the same run hash each time (the same content), from its own staging directory."""
+    with staging_dir(root, staging) as work:
+        (work / "model.safetensors").write_bytes(weights)
+        return publish_artifact(work, root, "f" * 64, kind="index", base_model=None, data={}, params={})
+
+
+def test_the_same_run_published_again_within_a_second_gets_a_new_version(tmp_path: Path) -> None:
+    published = [publish_run(tmp_path) for _ in range(20)]
+    names = [p.name for p in published]
+    assert max(Counter(name[:15] for name in names).values()) > 1  # some fell in one second, as a quick rebuild does
+    assert len(set(names)) == 20 and names == sorted(names)  # distinct, and sorted as they were published
+    assert all(re.fullmatch(r"\d{8}-\d{6}\.\d{6}-ffffffff", name) for name in names)
+    assert all(Manifest.read(p).version == p.name for p in published)
+    assert (tmp_path / LATEST).read_text().strip() == names[-1] and resolve(tmp_path) == published[-1]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging or temp file left
+
+
+def publish_in_a_process(root: str, worker: int, start_at: float) -> list[str]:
+    time.sleep(max(0.0, start_at - time.time()))  # every process starts publishing at the same moment
+    return [publish_run(Path(root), f"weights {worker} {i}".encode(), f"worker{worker}").name for i in range(5)]
+
+
+def test_publishes_from_several_processes_at_once_all_land(tmp_path: Path) -> None:
+    start_at = time.time() + 5  # after the processes have started
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        runs = pool.starmap(publish_in_a_process, [(str(tmp_path), worker, start_at) for worker in range(4)])
+    published = [name for names in runs for name in names]
+    assert len(set(published)) == 20  # none refused, none overwritten
+    on_disk = sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert on_disk == sorted(published)
+    for name in published:
+        assert Manifest.verified(tmp_path / name).version == name
+    assert (tmp_path / LATEST).read_text().strip() == max(published)  # LATEST names the newest
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_job_of_the_same_run_running_at_once_gets_its_own_staging(tmp_path: Path) -> None:
+    with staging_dir(tmp_path, "index-abc") as first, staging_dir(tmp_path, "index-abc") as second:
+        assert first != second and first.is_dir() and second.is_dir()  # the second left the live first alone
+    killed = tmp_path / ".index-abc.123-dead.tmp"  # what a killed job leaves: no one holds its lock
+    killed.mkdir()
+    with staging_dir(tmp_path, "index-abc") as work:
+        assert not killed.exists() and work.is_dir()
 
 
 def test_another_kind_or_an_old_manifest_is_refused_with_what_to_do(tmp_path: Path) -> None:
