@@ -12,6 +12,7 @@ import polars as pl
 import torch
 
 from edurank.artifacts import hash_files
+from edurank.backends.base import warm_up
 from edurank.backends.export import ExportConfig, Source, data_file, publish_export, refuse, side_by_side, spread_rows
 from edurank.backends.onnx import ONNX_FILE, export_graph
 from edurank.classifier.data import (
@@ -34,7 +35,7 @@ def agreement(source: MisconceptionClassifier, exported: MisconceptionClassifier
     """MAP@3 of each backend on the rows, the top-1 agreement and largest probability difference, and
     responses per second of each."""
     responses = [Response(*row) for row in rows.select(QUESTION, QUESTION_TEXT, ANSWER, EXPLANATION).iter_rows()]
-    source.probabilities(responses[:8]), exported.probabilities(responses[:8])  # warm-up
+    warm_up(source, exported)
     reference, probabilities, speed = side_by_side(lambda: source.probabilities(responses)[0],
                                                    lambda: exported.probabilities(responses)[0], len(responses))
     truth = rows[LABEL].to_list()

@@ -27,8 +27,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from edurank.backends.onnx import OnnxSession
-from edurank.encoders import load_hf_encoder
+from edurank.backends.config import TORCH
+from edurank.backends.runners import OnnxRunner, warmup_features
+from edurank.encoders import load_hf_encoder, load_tokenizer
 from edurank.errors import InputError
 from edurank.layers import Trunk, encoder_layers, run_layers
 
@@ -88,11 +89,12 @@ def masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Ten
 
 
 class Members:
-    """What both backends of an ensemble share: the tokenizer, the prompt budget, and averaging each member's
-    masked softmax; `member_logits` is the backend's forward pass."""
+    """What both backends of an ensemble share (each a `edurank.backends.base.Backend`): the tokenizer, the
+    prompt budget, and averaging each member's masked softmax; `member_logits` is the backend's forward pass."""
 
     tokenizer: PreTrainedTokenizerBase
     max_length: int
+    backend: str
 
     def member_logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """(members, rows, labels) logits."""
@@ -109,6 +111,9 @@ class Members:
         logits = self.member_logits(features)
         return torch.stack([masked_log_softmax(member, mask).exp() for member in logits]).mean(0).numpy()
 
+    def warmup(self) -> None:
+        self.member_logits(warmup_features(("input_ids", "attention_mask")))
+
 
 @dataclass
 class Ensemble(Members):
@@ -120,6 +125,7 @@ class Ensemble(Members):
     tokenizer: PreTrainedTokenizerBase
     members: list[Member]
     max_length: int
+    backend: str = TORCH
 
     @classmethod
     def load(cls, base: Path, member_dirs: Sequence[Path], max_length: int) -> Ensemble:
@@ -142,12 +148,15 @@ class Ensemble(Members):
 
 
 @dataclass
-class OnnxEnsemble(Members):
+class OnnxEnsemble(OnnxRunner, Members):
     """An export's ensemble: trunk and members in one ONNX Runtime graph."""
 
-    session: OnnxSession
     tokenizer: PreTrainedTokenizerBase
     max_length: int
+
+    @classmethod
+    def load(cls, directory: Path, backend: str, max_length: int) -> OnnxEnsemble:
+        return cls.open(directory, backend, tokenizer=load_tokenizer(directory, "classifier"), max_length=max_length)
 
     def member_logits(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.from_numpy(self.session(features))

@@ -17,16 +17,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from edurank.artifacts import Manifest, covered_oof, open_artifact
-from edurank.backends.onnx import ONNX_FILE, TORCH, OnnxSession
+from edurank.backends.base import backend_of, load_runner
 from edurank.classifier.model import Ensemble, Members, OnnxEnsemble
 from edurank.classifier.prompts import QuestionBook, build_prompt
-from edurank.encoders import load_tokenizer
 from edurank.errors import InputError
 from edurank.timing import Timer, no_timer
 
@@ -71,19 +71,19 @@ class MisconceptionClassifier:
         """A classifier version or export (or artifact root); `backend` names an export whose manifest is not
         written yet."""
         path, manifest = (Path(path), None) if backend else classifier_artifact(path)
-        backend = backend or (manifest.params.get("backend", TORCH) if manifest is not None else TORCH)
+        backend = backend_of(manifest, backend)
         book = QuestionBook.from_dict(json.loads((path / BOOK).read_text()))
         meta = json.loads((path / LABELS).read_text())
-        ensemble: Members
-        if backend != TORCH:
-            ensemble = OnnxEnsemble(OnnxSession.open(path / ONNX_FILE), load_tokenizer(path, "classifier"),
-                                    meta["max_length"])
-        else:
-            members = sorted((path / MEMBERS_DIR).glob("fold*"))
-            if not members:
-                raise InputError(f"{path}: no members under {MEMBERS_DIR}/")
-            ensemble = Ensemble.load(path / TRUNK_DIR, members, meta["max_length"])
+        ensemble: Members = load_runner(path, backend, partial(load_members, max_length=meta["max_length"]),
+                                        partial(OnnxEnsemble.load, max_length=meta["max_length"]))
         return cls(book, meta["labels"], ensemble, path, manifest)
+
+    @property
+    def backend(self) -> str:
+        return self.ensemble.backend
+
+    def warmup(self) -> None:
+        self.ensemble.warmup()
 
     @property
     def torch_ensemble(self) -> Ensemble:
@@ -150,6 +150,14 @@ class MisconceptionClassifier:
             with timer("model"):
                 result[rows] = self.ensemble.probabilities(features, np.stack([allowed[row] for row in rows]))
         return result, matched
+
+
+def load_members(path: Path, max_length: int) -> Ensemble:
+    """The torch ensemble of a classifier version: its trunk and every member under it."""
+    members = sorted((path / MEMBERS_DIR).glob("fold*"))
+    if not members:
+        raise InputError(f"{path}: no members under {MEMBERS_DIR}/")
+    return Ensemble.load(path / TRUNK_DIR, members, max_length)
 
 
 def classifier_artifact(path: str | Path) -> tuple[Path, Manifest]:

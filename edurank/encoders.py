@@ -44,11 +44,16 @@ def load_hf_encoder(path: str | Path | None, what: str = "model") -> tuple[PreTr
     `what` names the argument in the error."""
     resolved = model_path(path)
     tokenizer = load_tokenizer(resolved, what)
+    return load_hf_model(resolved, what), tokenizer
+
+
+def load_hf_model(path: Path, what: str = "model") -> PreTrainedModel:
+    """The HF encoder of a resolved model directory alone, from local files only (a runner's torch side: its
+    family loads the tokenizer, which both backends share)."""
     try:
-        encoder = AutoModel.from_pretrained(str(resolved), local_files_only=True)
+        return AutoModel.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as err:
-        raise InputError(f"{what} '{resolved}': cannot be loaded as a HF encoder ({err})") from err
-    return encoder, tokenizer
+        raise InputError(f"{what} '{path}': cannot be loaded as a HF encoder ({err})") from err
 
 
 def load_tokenizer(path: Path, what: str = "model") -> PreTrainedTokenizerBase:

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from edurank.artifacts import hash_files
+from edurank.backends.base import warm_up
 from edurank.backends.export import ExportConfig, Source, data_file, publish_export, refuse, side_by_side, spread_rows
 from edurank.essays.data import ID, TEXT, TRAITS, load_essays, scores
 from edurank.essays.evaluation import mcrmse
@@ -21,7 +22,7 @@ def agreement(source: EssayScorer, exported: EssayScorer, essays: pl.DataFrame) 
     """MCRMSE of each backend's blended scores on the essays, the largest score difference, essays per
     second of each."""
     texts, truth = essays[TEXT].to_list(), scores(essays)
-    source.score(texts[:2]), exported.score(texts[:2])  # warm-up
+    warm_up(source, exported)
     reference, predicted, speed = side_by_side(lambda: source.score(texts), lambda: exported.score(texts), len(texts))
     torch_mcrmse, export_mcrmse = mcrmse(truth, reference), mcrmse(truth, predicted)
     return {"essays": len(texts), "torch_mcrmse": round(torch_mcrmse, 5), "mcrmse": round(export_mcrmse, 5),

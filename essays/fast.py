@@ -11,13 +11,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import joblib
 import numpy as np
-import torch
 from sklearn.base import RegressorMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
@@ -27,37 +25,17 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from edurank.backends.onnx import ONNX_FILE, TORCH, OnnxSession, export_graph
-from edurank.encoders import load_hf_encoder, load_tokenizer
+from edurank.backends.base import load_runner
+from edurank.backends.onnx import ONNX_FILE, TORCH, export_graph
 from edurank.errors import InputError
+from edurank.essays.backends import LayerMeans, OnnxLayerMeans, TorchLayerMeans
+from edurank.essays.config import FastConfig
 from edurank.essays.features import layer_embeddings, layer_means, text_statistics, whole_words
-from edurank.essays.windows import Windows, WindowSpec, make_windows
-from edurank.options import option
+from edurank.essays.windows import Windows, make_windows
 
 CONFIG = "fast_model.json"
 ENCODER = "encoder"
 MEMBERS = ("dense", "tfidf")
-
-
-@dataclass(frozen=True)
-class FastConfig:
-    layers: tuple[int, ...] = option((2, 4, 6), "hidden states averaged into the features (0 = embeddings)")
-    dense_model: str = option("ridge", "regressor of the dense features", choices=("ridge", "svr"))
-    svr_c: float = option(1.0, "C of the SVR (--dense-model svr)")
-    ridge_alpha: float = option(2000.0, "alpha of the dense ridge (~1,200 features)")
-    tfidf_alpha: float = option(2.0, "alpha of the TF-IDF ridge")
-    windows: WindowSpec = option(factory=WindowSpec, cli=False)  # the job's windows, set by EssayConfig
-
-    def __post_init__(self) -> None:
-        if self.dense_model not in ("svr", "ridge"):
-            raise InputError(f"dense model '{self.dense_model}': choose svr or ridge")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "layers": list(self.layers), "windows": self.windows.to_dict()}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FastConfig:
-        return cls(**{**values, "layers": tuple(values["layers"]), "windows": WindowSpec(**values["windows"])})
 
 
 def dense_estimator(config: FastConfig) -> Pipeline:
@@ -77,46 +55,43 @@ def tfidf_estimator(config: FastConfig) -> Pipeline:
 class FeatureExtractor:
     """Dense features of essays: frozen-encoder layer means over all windows, then the text statistics."""
 
-    encoder: PreTrainedModel | OnnxSession  # an export's graph computes the windows' layer means itself
-    tokenizer: PreTrainedTokenizerBase
+    runner: LayerMeans  # the frozen encoder, or an export's graph computing the windows' layer means itself
     config: FastConfig
 
     @classmethod
     def load(cls, path: str | Path | None, config: FastConfig, backend: str = TORCH) -> FeatureExtractor:
-        if backend != TORCH:
-            return cls(OnnxSession.open(Path(path) / ONNX_FILE), load_tokenizer(Path(path)), config)
-        encoder, tokenizer = load_hf_encoder(path)
-        depth = encoder.config.num_hidden_layers
-        if any(not -depth - 1 <= layer <= depth for layer in config.layers):
-            raise InputError(f"layers {list(config.layers)}: the encoder has hidden states 0..{depth}")
-        return cls(encoder.eval(), tokenizer, config)
+        """For torch any base model argument (None: the bundled MiniLM), for an export its encoder directory."""
+        return cls(load_runner(path, backend, lambda base: TorchLayerMeans.load(base, config.layers),
+                               OnnxLayerMeans.load), config)
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.runner.tokenizer
+
+    @property
+    def encoder(self) -> PreTrainedModel:
+        """The frozen torch encoder, for training (on a GPU when there is one) and saving; an export has none."""
+        if not isinstance(self.runner, TorchLayerMeans):
+            raise InputError("an exported essay scorer cannot be exported again; give its source")
+        return self.runner.encoder
 
     def windows(self, texts: Sequence[str]) -> Windows:
         return make_windows(self.tokenizer, texts, self.config.windows)
 
-    def window_features(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(windows, len(layers) x hidden) layer means, on the CPU, by whichever backend holds the encoder."""
-        if isinstance(self.encoder, OnnxSession):
-            return torch.from_numpy(self.encoder(features))
-        device = self.encoder.device
-        return layer_means(self.encoder, {k: v.to(device) for k, v in features.items()}, self.config.layers).cpu()
-
     def export(self, path: Path, backend: str) -> None:
         """The encoder as a graph of windows -> their layer means, with the tokenizer (`load` reads it back)."""
-        if isinstance(self.encoder, OnnxSession):
-            raise InputError("an exported essay scorer cannot be exported again; give its source")
-        layers = self.config.layers
+        encoder, layers = self.encoder, self.config.layers
         sample = {k: v for k, v in self.tokenizer(["an example", "a longer example text"], padding=True,
                                                   return_tensors="pt").items() if k in ("input_ids", "attention_mask")}
         path.mkdir(parents=True, exist_ok=True)
-        export_graph(self.encoder, sample, path / ONNX_FILE, backend,
+        export_graph(encoder, sample, path / ONNX_FILE, backend,
                      call=lambda model, **inputs: layer_means(model, inputs, layers), output_axes={0: "windows"})
         self.tokenizer.save_pretrained(str(path))
 
     def __call__(self, texts: Sequence[str], windows: Windows | None = None) -> np.ndarray:
         """(essays, features): the layer means, then the text statistics."""
         windows = windows or self.windows(texts)
-        embeddings = layer_embeddings(self.window_features, windows, self.tokenizer.pad_token_id)
+        embeddings = layer_embeddings(self.runner, windows, self.tokenizer.pad_token_id)
         return np.hstack([embeddings, text_statistics(texts, self.vocabulary)])
 
     @functools.cached_property

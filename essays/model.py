@@ -22,14 +22,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from edurank.backends.onnx import ONNX_FILE, TORCH, OnnxSession, export_graph
-from edurank.encoders import load_hf_encoder, load_tokenizer, model_path
+from edurank.backends.base import load_runner
+from edurank.backends.onnx import ONNX_FILE, TORCH, export_graph
+from edurank.encoders import load_hf_encoder, load_hf_model, load_tokenizer, model_path
 from edurank.errors import InputError
+from edurank.essays.backends import OnnxWindowScorer, TorchWindowScorer, WindowScorer
+from edurank.essays.config import POOLINGS
 from edurank.essays.data import TRAITS
 from edurank.essays.features import masked_mean
 from edurank.essays.windows import Windows, WindowSpec, make_windows, pool_windows
 
-POOLINGS = ("mean", "attention", "weighted-layer")
 CONFIG = "essay_model.json"
 HEAD = "essay_head.safetensors"
 
@@ -110,7 +112,7 @@ class EssayModel:
     """A fine-tuned essay regressor with its tokenizer and window layout; saves to / loads from one dir. An
     export holds the regressor as a graph of windows -> their scores (`EssayRegressor.window_scores`)."""
 
-    regressor: EssayRegressor | OnnxSession
+    runner: WindowScorer  # the torch regressor, or an export's graph of its window scores
     tokenizer: PreTrainedTokenizerBase
     windows: WindowSpec
     path: Path | None = None
@@ -120,7 +122,7 @@ class EssayModel:
             -> EssayModel:
         """A new regressor on a pretrained encoder (the bundled MiniLM, or any local HF / ST dir)."""
         encoder, tokenizer = load_hf_encoder(base)
-        return cls(EssayRegressor(encoder, pooling, dropout), tokenizer, windows, model_path(base))
+        return cls(TorchWindowScorer(EssayRegressor(encoder, pooling, dropout)), tokenizer, windows, model_path(base))
 
     @classmethod
     def load(cls, path: Path, backend: str = TORCH) -> EssayModel:
@@ -128,20 +130,27 @@ class EssayModel:
         if not config_file.is_file():
             raise InputError(f"{path}: no {CONFIG}; not a fine-tuned essay model")
         config = json.loads(config_file.read_text())
-        windows = WindowSpec(**config["windows"])
-        if backend != TORCH:
-            return cls(OnnxSession.open(Path(path) / ONNX_FILE), load_tokenizer(Path(path)), windows, Path(path))
-        model = cls.from_base(path, config["pooling"], windows, config["dropout"])
-        model.torch_regressor.load_state_dict(load_file(Path(path) / HEAD), strict=False)
-        model.torch_regressor.eval()
-        return model
+        windows, directory = WindowSpec(**config["windows"]), Path(path)
+        tokenizer = load_tokenizer(directory)  # both backends': an export keeps its source's
+        runner: WindowScorer = load_runner(directory, backend, lambda fold: load_regressor(fold, config),
+                                           OnnxWindowScorer.open)
+        return cls(runner, tokenizer, windows, directory)
+
+    @property
+    def torch_runner(self) -> TorchWindowScorer:
+        if not isinstance(self.runner, TorchWindowScorer):
+            raise InputError(f"essay model '{self.path}': an ONNX export cannot be trained, re-saved or exported "
+                             "again; give its source")
+        return self.runner
 
     @property
     def torch_regressor(self) -> EssayRegressor:
-        if not isinstance(self.regressor, EssayRegressor):
-            raise InputError(f"essay model '{self.path}': an ONNX export cannot be trained, re-saved or exported "
-                             "again; give its source")
-        return self.regressor
+        """The torch regressor, for training, saving and exporting; an export has none."""
+        return self.torch_runner.regressor
+
+    @property
+    def regressor(self) -> EssayRegressor:
+        return self.torch_regressor
 
     def save(self, path: Path, backend: str = TORCH) -> None:
         """The HF encoder with the pooling and head weights, or for an ONNX `backend` the window-scores graph."""
@@ -164,23 +173,29 @@ class EssayModel:
     def make_windows(self, texts: Sequence[str]) -> Windows:
         return make_windows(self.tokenizer, texts, self.windows)
 
-    def forward(self, windows: Windows, rows: Sequence[int]) -> torch.Tensor:
-        """Raw (unclipped) scores of the essays whose windows are `rows` (whole essays, in order)."""
+    def batch(self, windows: Windows, rows: Sequence[int]) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
+        """The windows `rows` (whole essays, in order) padded, each one's essay numbered from 0, the essays."""
         features = windows.batch(rows, self.tokenizer.pad_token_id)
         essay = torch.tensor([windows.essay[row] for row in rows])
         essay = torch.unique_consecutive(essay, return_inverse=True)[1]
-        if isinstance(self.regressor, OnnxSession):
-            scores = torch.from_numpy(self.regressor(features))
-            return pool_windows(scores, features["attention_mask"], essay, int(essay.max()) + 1)
-        device = next(self.regressor.parameters()).device
-        return self.regressor(features["input_ids"].to(device), features["attention_mask"].to(device),
-                              essay.to(device), int(essay.max()) + 1)
+        return features, essay, int(essay.max()) + 1
+
+    def forward(self, windows: Windows, rows: Sequence[int]) -> torch.Tensor:
+        """Raw (unclipped) scores of the essays whose windows are `rows`, by the torch regressor as it is:
+        training's forward pass (its mode, with gradients)."""
+        return self.torch_runner.forward(*self.batch(windows, rows))
 
     @torch.inference_mode()
     def predict(self, texts: Sequence[str] | Windows, essays_per_batch: int = 16) -> np.ndarray:
-        """(essays, 6) raw scores; callers clip."""
-        if isinstance(self.regressor, EssayRegressor):
-            self.regressor.eval()
+        """(essays, 6) raw scores, in eval mode on either backend; callers clip."""
         windows = texts if isinstance(texts, Windows) else self.make_windows(texts)
-        parts = [self.forward(windows, rows).float().cpu() for rows in windows.essay_batches(essays_per_batch)]
+        parts = [self.runner.scores(*self.batch(windows, rows)).float().cpu()
+                 for rows in windows.essay_batches(essays_per_batch)]
         return torch.cat(parts).numpy()
+
+
+def load_regressor(directory: Path, config: dict[str, Any]) -> TorchWindowScorer:
+    """A saved fold's torch regressor (eval mode): the HF encoder, then the pooling and head weights beside it."""
+    regressor = EssayRegressor(load_hf_model(directory), config["pooling"], config["dropout"])
+    regressor.load_state_dict(load_file(directory / HEAD), strict=False)
+    return TorchWindowScorer(regressor.eval())

@@ -15,7 +15,8 @@ import numpy as np
 import polars as pl
 
 from edurank.artifacts import Manifest, covered_oof, open_artifact
-from edurank.backends.onnx import TORCH
+from edurank.backends.base import Backend, backend_of
+from edurank.backends.config import TORCH
 from edurank.errors import InputError
 from edurank.essays.blend import Blend
 from edurank.essays.data import clip_scores
@@ -54,7 +55,7 @@ class EssayScorer:
         """A scorer version or export (or artifact root); `backend` names an export whose manifest is not
         written yet."""
         path, manifest = (Path(path), None) if backend else essay_artifact(path)
-        backend = backend or manifest.params.get("backend", TORCH)
+        backend = backend_of(manifest, backend)
         fast = FastModel.load(path / FAST_DIR, backend) if (path / FAST_DIR).is_dir() else None
         folds = [EssayModel.load(fold, backend) for fold in sorted((path / FOLDS_DIR).glob("fold*"))]
         blend = Blend.from_dict(json.loads((path / BLEND).read_text()))
@@ -74,6 +75,19 @@ class EssayScorer:
     @property
     def version(self) -> str | None:
         return self.manifest.version if self.manifest is not None else None
+
+    @property
+    def runners(self) -> list[Backend]:
+        """What runs on the backend: the fast path's encoder (its regressors are scikit-learn's), each fold."""
+        return ([self.fast.extractor.runner] if self.fast is not None else []) + [fold.runner for fold in self.folds]
+
+    @property
+    def backend(self) -> str:
+        return self.runners[0].backend if self.runners else backend_of(self.manifest)
+
+    def warmup(self) -> None:
+        for runner in self.runners:
+            runner.warmup()
 
     def members(self, texts: Sequence[str], timer: Timer = no_timer) -> dict[str, np.ndarray]:
         """Raw scores of every member the blend uses, (essays, 6) each."""

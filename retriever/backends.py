@@ -19,17 +19,18 @@ from sentence_transformers.sentence_transformer.modules import Normalize, Poolin
 from sentence_transformers.util import batch_to_device
 from transformers import PreTrainedTokenizerBase
 
-from edurank.backends.onnx import ONNX_FILE, TORCH, OnnxSession, export_trunk
-from edurank.encoders import load_tokenizer
+from edurank.backends.base import Backend
+from edurank.backends.config import TORCH
+from edurank.backends.onnx import ONNX_FILE, export_trunk
+from edurank.backends.runners import OnnxRunner, serving
+from edurank.encoders import load_sentence_encoder, load_tokenizer
 from edurank.errors import InputError
 
 POOLING_FILE = "pooling.json"
 
 
-class Embedder(Protocol):
+class Embedder(Backend, Protocol):
     """One backend of a bi-encoder: `features` tokenises (the service times it apart), `embed` runs the model."""
-
-    backend: str
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase: ...
@@ -40,6 +41,9 @@ class Embedder(Protocol):
     def features(self, texts: list[str]) -> dict[str, Any]: ...
 
     def embed(self, features: dict[str, Any]) -> np.ndarray: ...
+
+
+WARMUP_TEXTS = ["a text to warm up on", "and a second one"]  # the torch embedder's (its tokenizer's inputs)
 
 
 def normalised(vectors: torch.Tensor) -> np.ndarray:
@@ -54,6 +58,10 @@ class TorchEmbedder:
     model: SentenceTransformer
     backend: str = TORCH
 
+    @classmethod
+    def load(cls, path: Path, max_tokens: int, device: str = "cpu") -> TorchEmbedder:
+        return cls(load_sentence_encoder(path, max_seq_length=max_tokens, device=device))
+
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
         return self.model.tokenizer
@@ -66,25 +74,21 @@ class TorchEmbedder:
         return dict(self.model.preprocess(texts))
 
     def embed(self, features: dict[str, Any]) -> np.ndarray:
-        training = self.model.training  # a model under training embeds in eval mode (no dropout), then goes back
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                vectors = self.model(batch_to_device(features, self.model.device))["sentence_embedding"]
-                return normalised(vectors.float().cpu())
-        finally:
-            self.model.train(training)
+        with serving(self.model):  # a model under training embeds in eval mode (no dropout), then goes back
+            vectors = self.model(batch_to_device(features, self.model.device))["sentence_embedding"]
+            return normalised(vectors.float().cpu())
+
+    def warmup(self) -> None:
+        self.embed(self.features(WARMUP_TEXTS))
 
 
 @dataclass
-class OnnxEmbedder:
+class OnnxEmbedder(OnnxRunner):
     """An exported trunk in ONNX Runtime, with its tokenizer and the source's sentence-transformers pooling."""
 
-    trunk: OnnxSession
     tokenizer: PreTrainedTokenizerBase
     pooling: Pooling
     max_tokens: int
-    backend: str
 
     @property
     def dimension(self) -> int:
@@ -95,7 +99,7 @@ class OnnxEmbedder:
                                    return_tensors="np"))
 
     def embed(self, features: dict[str, Any]) -> np.ndarray:
-        hidden = torch.from_numpy(self.trunk(features))
+        hidden = torch.from_numpy(self.session(features))
         with torch.inference_mode():
             pooled = self.pooling({"token_embeddings": hidden,
                                    "attention_mask": torch.from_numpy(features["attention_mask"])})
@@ -105,7 +109,7 @@ class OnnxEmbedder:
     def load(cls, directory: Path, max_tokens: int, backend: str) -> OnnxEmbedder:
         """An export directory: model.onnx, the tokenizer, and pooling.json (the source's pooling config)."""
         pooling = Pooling(**json.loads((directory / POOLING_FILE).read_text()))
-        return cls(OnnxSession.open(directory / ONNX_FILE), load_tokenizer(directory), pooling, max_tokens, backend)
+        return cls.open(directory, backend, tokenizer=load_tokenizer(directory), pooling=pooling, max_tokens=max_tokens)
 
 
 def export_embedder(model: SentenceTransformer, directory: Path, backend: str) -> None:

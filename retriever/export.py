@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edurank.backends.base import warm_up
 from edurank.backends.export import ExportConfig, Source, publish_export, refuse, side_by_side
 from edurank.retriever.backends import OnnxEmbedder, export_embedder
 from edurank.retriever.catalog import Catalog
@@ -25,7 +26,7 @@ def check_slice(catalog: Catalog, encoder: BiEncoder, count: int) -> list[str]:
 
 def agreement(source: BiEncoder, exported: BiEncoder, texts: list[str]) -> dict[str, Any]:
     """Cosine between the two backends' vectors of the same texts, and their throughputs side by side."""
-    source.encode(texts[:8]), exported.encode(texts[:8])  # warm-up: first-call allocations are not throughput
+    warm_up(source, exported)  # first-call allocations are not throughput
     reference, vectors, speed = side_by_side(lambda: source.encode(texts), lambda: exported.encode(texts),
                                              len(texts))
     cosine = np.einsum("ij,ij->i", reference, vectors)

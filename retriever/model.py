@@ -18,14 +18,14 @@ from sentence_transformers import SentenceTransformer
 from tqdm.auto import tqdm
 
 from edurank.artifacts import MANIFEST, Manifest
+from edurank.backends.base import load_runner
 from edurank.backends.onnx import TORCH
-from edurank.encoders import fingerprint, load_sentence_encoder, model_path
+from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from edurank.retriever.backends import Embedder, OnnxEmbedder, TorchEmbedder
 from edurank.retriever.catalog import Catalog
+from edurank.retriever.config import DEFAULT_MAX_TOKENS
 from edurank.retriever.texts import TextBuilder, content_texts, topic_texts
-
-DEFAULT_MAX_TOKENS = 128
 
 
 @dataclass
@@ -47,13 +47,16 @@ class BiEncoder:
         stored = manifest.params if manifest is not None and manifest.kind == cls.KIND else {}
         tokens = max_tokens or int(stored.get("max_tokens", DEFAULT_MAX_TOKENS))
         backend = stored.get("backend", TORCH)
-        embedder: Embedder = TorchEmbedder(load_sentence_encoder(resolved, max_seq_length=tokens, device=device)) \
-            if backend == TORCH else OnnxEmbedder.load(resolved, tokens, backend)
+        embedder: Embedder = load_runner(resolved, backend, lambda source: TorchEmbedder.load(source, tokens, device),
+                                         lambda export, name: OnnxEmbedder.load(export, tokens, name))
         return cls(embedder, resolved, fingerprint(resolved), tokens, manifest)
 
     @property
     def backend(self) -> str:
         return self.embedder.backend
+
+    def warmup(self) -> None:
+        self.embedder.warmup()
 
     @property
     def model(self) -> SentenceTransformer:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from edurank.artifacts import MANIFEST, Manifest
+from edurank.backends.base import Backend, backend_of, warm_up
+from edurank.backends.config import TORCH
 from edurank.backends.export import EXPORTS, find_export
-from edurank.backends.onnx import TORCH
 from edurank.classifier.predictor import MisconceptionClassifier, Response
 from edurank.encoders import fingerprint, model_path, portable_name, set_threads
 from edurank.errors import InputError
@@ -81,6 +82,7 @@ class Registry:
                                               companion)
         reranker, essays, classifier = optional[Reranker.KIND], optional[EssayScorer.KIND], \
             optional[MisconceptionClassifier.KIND]
+        warm_up(encoder, companion)  # the optional models were warmed up as they loaded
         versions = {"retriever": version_of(encoder.path), "index": version_of_index(index),
                     **{kind: model.manifest.version if model and model.manifest else None
                        for kind, model in optional.items()}}
@@ -144,7 +146,7 @@ def on_backend(settings: Settings, kind: str, path: str | Path | None) -> Path:
     under <artifacts>/exports (found by the source's fingerprint, without loading the source). Refused when
     there is none, or when the model given is an export for another backend."""
     path = model_path(path)
-    backend = Manifest.read(path).params.get("backend", TORCH) if (path / MANIFEST).is_file() else TORCH
+    backend = backend_of(Manifest.read(path) if (path / MANIFEST).is_file() else None)
     if backend == settings.backend:
         return path
     setting = f"EDURANK_{kind.upper()}"
@@ -170,7 +172,10 @@ def load_optional(settings: Settings, kind: str, problems: dict[str, str]) -> An
         log.warning("no %s under %s/%s and none configured: %s", kind, settings.artifacts, kind, without)
         return None
     try:
-        return load(on_backend(settings, kind, path) if kind in EXPORTABLE else path)
+        model = load(on_backend(settings, kind, path) if kind in EXPORTABLE else path)
+        if isinstance(model, Backend):
+            warm_up(model)  # one that cannot run a batch is off like one that cannot load
+        return model
     except Exception as err:  # noqa: BLE001 - any failure of one optional model leaves the rest serving
         log.exception("the %s at %s failed to load: %s", kind, path, without)
         problems[kind] = public_message(f"{type(err).__name__}: {err}", settings.named_paths())

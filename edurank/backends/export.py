@@ -22,29 +22,14 @@ import polars as pl
 
 import edurank
 from edurank.artifacts import Manifest, fresh_dir, hash_json, model_ref, publish_artifact, staging_dir
-from edurank.backends.onnx import EXPORTED, ONNX_INT8, TORCH
+from edurank.backends.base import backend_of
+from edurank.backends.config import TORCH, ExportConfig
 from edurank.encoders import portable_name
 from edurank.errors import InputError
-from edurank.options import option
 
 log = logging.getLogger(__name__)
 EXPORTS = "exports"  # <artifacts>/exports: where the service looks for exports of the models it serves
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """`edurank export`'s options; each family's check reads the threshold that applies to it."""
-
-    backend: str = option(ONNX_INT8, "onnx: fp32 ONNX Runtime, fused graph; onnx-int8: also int8 weights "
-                                     "(dynamic quantisation, per channel)", choices=EXPORTED)
-    check_items: int = option(512, "items of --data both backends run to check agreement: texts (retriever), "
-                                   "pairs (reranker), essays, responses (classifier)", minimum=1)
-    min_cosine: float = option(0.99, "retriever: refuse below this mean cosine to torch's vectors")
-    min_rank_agreement: float = option(0.95, "reranker: refuse below this mean Spearman correlation per topic "
-                                             "between torch's and the export's scores of the same candidates")
-    max_metric_delta: float = option(0.005, "essays, classifier: refuse when MCRMSE rises (MAP@3 falls) by more "
-                                            "than this against torch on the slice")
 
 
 @dataclass(frozen=True)
@@ -57,7 +42,7 @@ class Source:
     manifest: Manifest | None
 
     def refuse_export(self) -> None:
-        backend = self.manifest.params.get("backend", TORCH) if self.manifest is not None else TORCH
+        backend = backend_of(self.manifest)
         if backend != TORCH:
             source = self.manifest.base_model.path if self.manifest and self.manifest.base_model else "see its manifest"
             raise InputError(f"--model {self.path}: already an {backend} export; give the model it was exported "

@@ -23,10 +23,11 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from edurank.backends.config import EXPORTED as EXPORTED  # the backend names live with ExportConfig (light)
+from edurank.backends.config import ONNX, ONNX_INT8
+from edurank.backends.config import TORCH as TORCH
 from edurank.layers import module_config
 
-TORCH, ONNX, ONNX_INT8 = "torch", "onnx", "onnx-int8"
-EXPORTED = (ONNX, ONNX_INT8)  # the backends `edurank export` writes
 ONNX_FILE = "model.onnx"
 OPSET = 17
 

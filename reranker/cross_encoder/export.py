@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
+from edurank.backends.base import warm_up
 from edurank.backends.export import ExportConfig, Source, publish_export, refuse, side_by_side
 from edurank.backends.onnx import ONNX_FILE, export_graph, sample_features
 from edurank.reranker.cross_encoder.model import Parts, Reranker
@@ -40,7 +41,7 @@ def agreement(source: Reranker, exported: Reranker, lists: list[list[tuple[Parts
     """Per topic, the Spearman correlation of the two backends' logits over its candidates and whether their
     best candidate is the same; the largest logit difference; pairs per second of each (`items_per_s`)."""
     items = [item for candidates in lists for item in candidates]
-    source.scores(items[:8]), exported.scores(items[:8])  # warm-up
+    warm_up(source, exported)
     reference, logits, speed = side_by_side(lambda: source.scores(items), lambda: exported.scores(items), len(items))
     bounds = np.cumsum([len(c) for c in lists])[:-1]
     pairs = list(zip(np.split(reference, bounds), np.split(logits, bounds), strict=True))

@@ -25,11 +25,13 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from edurank.artifacts import MANIFEST, Manifest, atomic_write_text
-from edurank.backends.onnx import ONNX_FILE, TORCH, OnnxSession
-from edurank.encoders import fingerprint, load_hf_encoder, load_tokenizer, model_path
+from edurank.backends.base import backend_of, load_runner
+from edurank.backends.config import TORCH
+from edurank.encoders import fingerprint, load_hf_model, load_tokenizer, model_path
 from edurank.errors import InputError
 from edurank.layers import encoder_layers, layer_mask, within_segments
 from edurank.reranker.calibration import Calibration
+from edurank.reranker.cross_encoder.backends import OnnxPairRunner, PairRunner, TorchPairRunner
 from edurank.reranker.decision import DecisionRule
 from edurank.retriever.texts import TextBuilder
 
@@ -103,7 +105,7 @@ class Reranker:
     """A pair scorer with its tokenizer, pair format, calibration and decision rule: the served second stage."""
 
     KIND = "reranker"
-    runner: PairScorer | OnnxSession  # the torch scorer, or an export's graph of it
+    runner: PairRunner  # the torch scorer, or an export's graph of it
     tokenizer: PreTrainedTokenizerBase
     path: Path
     fingerprint: str
@@ -111,7 +113,6 @@ class Reranker:
     calibration: Calibration = field(default_factory=Calibration)
     rule: DecisionRule = field(default_factory=DecisionRule)
     manifest: Manifest | None = None  # None for a fresh model
-    backend: str = TORCH
 
     @classmethod
     def load(cls, path: str | Path | None, pair_format: PairFormat | None = None,
@@ -124,16 +125,21 @@ class Reranker:
         if (resolved / RERANKER_FILE).is_file():
             settings = json.loads((resolved / RERANKER_FILE).read_text())
         fmt = pair_format or PairFormat(**settings.get("format", {}))
-        backend = backend or (manifest.params.get("backend", TORCH) if manifest is not None else TORCH)
-        runner: PairScorer | OnnxSession
-        if backend != TORCH:
-            runner, tokenizer = OnnxSession.open(resolved / ONNX_FILE), load_tokenizer(resolved, "reranker")
-        else:
-            encoder, tokenizer = load_hf_encoder(resolved, "reranker")
-            runner = PairScorer(encoder, **settings.get("head", {})).eval()
+        tokenizer = load_tokenizer(resolved, "reranker")  # both backends': an export keeps its source's
+        runner: PairRunner = load_runner(
+            resolved, backend_of(manifest, backend),
+            lambda directory: TorchPairRunner(PairScorer(load_hf_model(directory, "reranker"),
+                                                         **settings.get("head", {})).eval()),
+            OnnxPairRunner.open)
         return cls(runner, tokenizer, resolved, fingerprint(resolved), fmt,
-                   Calibration(**settings.get("calibration", {})), DecisionRule(**settings.get("rule", {})), manifest,
-                   backend)
+                   Calibration(**settings.get("calibration", {})), DecisionRule(**settings.get("rule", {})), manifest)
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
+
+    def warmup(self) -> None:
+        self.runner.warmup()
 
     @property
     def source_fingerprint(self) -> str:
@@ -144,10 +150,10 @@ class Reranker:
     @property
     def model(self) -> PairScorer:
         """The torch scorer, for training, saving and exporting; an export has none."""
-        if not isinstance(self.runner, PairScorer):
+        if not isinstance(self.runner, TorchPairRunner):
             raise InputError(f"reranker '{self.path}': an {self.backend} export cannot be trained or re-saved; "
                              "give the model it was exported from (its manifest's base_model)")
-        return self.runner
+        return self.runner.scorer
 
     def save(self, directory: Path) -> None:
         """Encoder weights and tokenizer, plus reranker.json (format, head, calibration, rule)."""
@@ -191,25 +197,16 @@ class Reranker:
         return {k: tokens[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 
     def logits_of(self, features: dict[str, torch.Tensor]) -> np.ndarray:
-        """Logits for already tokenised pairs, without gradients (training calls `model` itself)."""
-        if isinstance(self.runner, OnnxSession):
-            return self.runner(features).astype(np.float32)
-        device = next(self.runner.parameters()).device
-        with torch.inference_mode():
-            return self.runner(**{k: v.to(device) for k, v in features.items()}).float().cpu().numpy()
+        """Logits for already tokenised pairs, in eval mode without gradients (training calls `model` itself)."""
+        return self.runner.logits(features)
 
     def logits(self, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
         """Logits in length-sorted batches (little padding), returned in the input order."""
         order = np.argsort([len(a) + len(b) for a, b in pairs], kind="stable")
         result = np.empty(len(pairs), dtype=np.float32)
-        was_training = self.runner.training if isinstance(self.runner, PairScorer) else False
-        if isinstance(self.runner, PairScorer):
-            self.runner.eval()
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             result[rows] = self.logits_of(self.tokenize([pairs[i] for i in rows]))
-        if was_training:
-            self.model.train()
         return result
 
     def probabilities(self, items: Sequence[tuple[Parts, Parts, int]], batch_size: int = 64) -> np.ndarray:

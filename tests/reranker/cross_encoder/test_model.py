@@ -8,6 +8,7 @@ import torch
 
 from edurank.layers import Trunk
 from edurank.reranker.calibration import Calibration
+from edurank.reranker.cross_encoder.backends import TorchPairRunner
 from edurank.reranker.cross_encoder.model import PairFormat, Reranker
 from edurank.reranker.decision import DecisionRule
 from edurank.training.trunk_cache import TrunkCache
@@ -43,7 +44,8 @@ def test_pairs_fit_the_token_budget(fresh: Reranker) -> None:
 
 
 def test_rank_feature_needs_ranks(fresh: Reranker) -> None:
-    ranked = Reranker(fresh.model, fresh.tokenizer, fresh.path, fresh.fingerprint, PairFormat(8, 8, rank_feature=True))
+    ranked = Reranker(TorchPairRunner(fresh.model), fresh.tokenizer, fresh.path, fresh.fingerprint,
+                      PairFormat(8, 8, rank_feature=True))
     assert ranked.pairs([("a",)], [("b",)], [3])[0][1] == "rank 3 | b"
     with pytest.raises(ValueError, match="ranks"):
         ranked.pairs([("a",)], [("b",)])
