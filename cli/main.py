@@ -2,21 +2,38 @@
 
 Bad input exits with code 2 and one line saying what is wrong and where; usage errors do the same
 (argparse's convention).
+
+The parser is built from light modules only: every job's config dataclass lives in a `config` module that
+imports nothing heavy (and serve's flags come from the service's pydantic Settings), so `edurank --help` and
+every command's `-h` answer at once; a command's handler imports torch and the rest when it runs.
+tests/cli/test_main.py checks that building the parser loads none of them.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edurank import SAMPLE_CATALOG
+from edurank import SAMPLE_CATALOG, __version__
+from edurank.backends.config import ExportConfig
 from edurank.errors import InputError
 from edurank.options import add_options, from_args
+from edurank.retriever.config import IndexConfig
+from edurank.training.config import (
+    ClassifierConfig,
+    EssayConfig,
+    QuickstartConfig,
+    RankerConfig,
+    RerankerConfig,
+    RetrieverConfig,
+)
+from edurank.training.distil import DistilConfig
 
 DEMO_QUERIES = (
     ("Adding fractions with different denominators", None),
@@ -25,35 +42,40 @@ DEMO_QUERIES = (
 )
 
 
-def config_class(module: str, name: str) -> Callable[[], type]:
-    """A train job's config class, imported only when the parser is built (its trainer pulls in torch)."""
-    return lambda: getattr(importlib.import_module(module), name)
+DESCRIPTION = """\
+edurank: retrieve-and-rank for education content (curriculum recommendations, essay scoring,
+misconception classification). Train, index, export, evaluate and serve, all from here."""
+FIRST_STEPS = """\
+first steps:
+  edurank demo                              index the bundled sample catalog and answer a few queries
+  edurank quickstart --data ../shared/data  every model's CPU fast path on a data folder, then the service
+  edurank COMMAND -h                        a command's options (train and evaluate: JOB -h)
 
-
+Bad input exits with code 2 and one line saying what is wrong and where."""
+BUNDLED = "bundled all-MiniLM-L6-v2"
 CATALOG = ("--catalog", {"type": Path, "required": True, "help": "catalog dir (topics, content, correlations)"})
 # job -> (help, its input arguments, its config class): every other flag comes from the config dataclass
-TRAIN_JOBS: dict[str, tuple[str, list[tuple[str, dict[str, Any]]], Callable[[], type]]] = {
-    "retriever": ("bi-encoder with in-batch and mined hard negatives", [CATALOG],
-                  config_class("edurank.training.retriever", "RetrieverConfig")),
+TRAIN_JOBS: dict[str, tuple[str, list[tuple[str, dict[str, Any]]], type]] = {
+    "retriever": ("bi-encoder with in-batch and mined hard negatives", [CATALOG], RetrieverConfig),
     "reranker": ("cross-encoder over stage 1's candidates, cross-fitted", [CATALOG, (
         "--retriever", {"action": "append", "required": True, "metavar": "DIR",
                         "help": "retriever(s) to mine candidates with; each topic is mined by one that never "
                                 "trained on it (fold models from `train retriever --fold I`, or 'bundled')"})],
-                 config_class("edurank.training.reranker", "RerankerConfig")),
+                 RerankerConfig),
     "ranker": ("LightGBM over hybrid candidates' features, cross-fitted; tunes the decision rule", [CATALOG, (
         "--retriever", {"action": "append", "required": True, "metavar": "DIR",
                         "help": "retriever(s) giving candidates and dense features; each topic goes to one that "
                                 "never trained on it (fold models, or 'bundled')"})],
-               config_class("edurank.training.ranker", "RankerConfig")),
+               RankerConfig),
     "essays": ("six-trait essay scorer: fast path, fine-tuned path, OOF blend", [(
         "--data", {"type": Path, "required": True, "help": "CSV: text_id, full_text and the six traits"})],
-               config_class("edurank.training.essays", "EssayConfig")),
+               EssayConfig),
     "classifier": ("misconception classifier: k-fold members bagged over folds and seeds, OOF MAP@3, likely "
                    "label errors", [(
                        "--data", {"type": Path, "required": True,
                                   "help": "CSV: row_id, QuestionId, QuestionText, MC_Answer, StudentExplanation, "
                                           "Category, Misconception"})],
-                   config_class("edurank.training.classifier", "ClassifierConfig")),
+                   ClassifierConfig),
 }
 
 
@@ -71,9 +93,11 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 
 def add_folds(parser: argparse.ArgumentParser, fold_help: str) -> None:
     """--folds/--fold/--seed/--group-by/--hold-out-items, as training takes them, so both cut the same folds."""
-    parser.add_argument("--folds", type=positive_int, default=5)
+    parser.add_argument("--folds", type=positive_int, default=5, help="topic folds, as the model was trained "
+                        "with (default: 5)")
     parser.add_argument("--fold", type=int, default=None, help=fold_help)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="seed of the folds, as the model was trained with "
+                        "(default: 42)")
     parser.add_argument("--group-by", default=None, help="topics column whose equal values share a fold")
     parser.add_argument("--hold-out-items", type=float, default=0.0,
                         help="share of the fold's items held out with it (as the model was trained)")
@@ -82,9 +106,10 @@ def add_folds(parser: argparse.ArgumentParser, fold_help: str) -> None:
 def add_evaluation_set(parser: argparse.ArgumentParser, out: str) -> None:
     """--topics/--correlations/--fold/--out/--threads: which topics an evaluation scores, and where."""
     parser.add_argument("--topics", type=Path, default=None, help="evaluation topics (default: catalog's)")
-    parser.add_argument("--correlations", type=Path, default=None)
+    parser.add_argument("--correlations", type=Path, default=None,
+                        help="evaluation correlations (default: catalog's)")
     add_folds(parser, "evaluate only this held-out fold (default: every topic with content)")
-    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--out", type=Path, default=Path(out), help=f"report dir (default: {out})")
     add_threads(parser)
 
 
@@ -92,48 +117,59 @@ def add_stored_evaluation(parser: argparse.ArgumentParser, what: str, out: str) 
     """--model/--data/--out/--oof/--threads of evaluations that can read an artifact's stored OOF predictions."""
     parser.add_argument("--model", required=True, help=f"{what} artifact (a version dir or its root)")
     parser.add_argument("--data", type=Path, required=True, help="labelled CSV")
-    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--out", type=Path, default=Path(out), help=f"report dir (default: {out})")
     parser.add_argument("--oof", action="store_true",
                         help="report the artifact's stored out-of-fold predictions instead of predicting --data "
                              "(the figure for data it trained on)")
     add_threads(parser)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edurank", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True)
+def subcommands(parser: argparse.ArgumentParser, dest: str, metavar: str) -> argparse._SubParsersAction:
+    return parser.add_subparsers(dest=dest, required=True, metavar=metavar, title=f"{metavar.lower()}s",
+                                 help=f"one of these; `{parser.prog} {metavar} -h` lists its options")
 
-    demo = commands.add_parser("demo", help="index the bundled sample catalog and answer a few queries")
-    demo.add_argument("--catalog", type=Path, default=SAMPLE_CATALOG)
-    demo.add_argument("--model", default=None, help="encoder dir (default: bundled all-MiniLM-L6-v2)")
-    demo.add_argument("--out", type=Path, default=Path("artifacts/index/sample"))
-    demo.add_argument("-k", type=positive_int, default=5)
+
+def command(group: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand whose own -h starts with the line its parent lists it by."""
+    return group.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edurank", description=DESCRIPTION, epilog=FIRST_STEPS,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"edurank {__version__}")
+    commands = subcommands(parser, "command", "COMMAND")
+
+    demo = command(commands, "demo", "index the bundled sample catalog and answer a few queries")
+    demo.add_argument("--catalog", type=Path, default=SAMPLE_CATALOG,
+                      help="catalog dir (default: the bundled sample catalog)")
+    demo.add_argument("--model", default=None, help=f"encoder dir (default: {BUNDLED})")
+    demo.add_argument("--out", type=Path, default=Path("artifacts/index/sample"),
+                      help="index root, built when missing or stale (default: artifacts/index/sample)")
+    demo.add_argument("-k", type=positive_int, default=5, help="results per query (default: 5)")
     add_threads(demo)
 
-    train = commands.add_parser("train", help="train a model").add_subparsers(dest="job", required=True)
+    train = subcommands(command(commands, "train", "train a model"), "job", "JOB")
     for job, (help_text, inputs, config) in TRAIN_JOBS.items():
-        parser_ = train.add_parser(job, help=help_text)
+        parser_ = command(train, job, help_text)
         for flag, kwargs in inputs:
             parser_.add_argument(flag, **kwargs)
         parser_.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
-        add_options(parser_.add_argument_group(f"{job} options"), config())
+        add_options(parser_.add_argument_group(f"{job} options"), config)
         add_threads(parser_)
 
-    from edurank.retriever.index_job import IndexConfig
-
-    index = commands.add_parser("index", help="batch offline indexing job")
-    index.add_argument("--catalog", type=Path, required=True)
-    index.add_argument("--model", default=None, help="encoder dir (default: bundled all-MiniLM-L6-v2)")
+    index = command(commands, "index", "batch offline indexing job: embed a catalog's content, build its FAISS "
+                                       "(and lexical) index, publish a version")
+    index.add_argument("--catalog", type=Path, required=True, help="catalog dir (topics, content, correlations)")
+    index.add_argument("--model", default=None, help=f"encoder dir (default: {BUNDLED})")
     index.add_argument("--out", type=Path, required=True, help="index root; the version goes below it")
     add_options(index.add_argument_group("index options"), IndexConfig)
     add_threads(index)
 
-    from edurank.backends.export import ExportConfig
-
-    export = commands.add_parser("export", help="a retriever, reranker, essay scorer or classifier as an ONNX "
-                                                "Runtime artifact (fp32 or int8), checked against torch on a slice "
-                                                "of --data before it is published")
+    export = command(commands, "export", "a retriever, reranker, essay scorer or classifier as an ONNX Runtime "
+                                         "artifact (fp32 or int8), checked against torch on a slice of --data "
+                                         "before it is published")
     export.add_argument("--model", default=None, help="a trained artifact (its kind picks the export), or any "
                                                       "encoder dir as a retriever (default: bundled MiniLM)")
     export.add_argument("--data", "--catalog", type=Path, default=SAMPLE_CATALOG,
@@ -143,43 +179,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(export.add_argument_group("export options"), ExportConfig)
     add_threads(export)
 
-    from edurank.training.distil import DistilConfig
-
-    distil = commands.add_parser("distil", help="one student model in place of a classifier's or essay scorer's "
-                                                "ensemble, kept only when its out-of-fold figure stays within "
-                                                "--max-delta")
+    distil = command(commands, "distil", "one student model in place of a classifier's or essay scorer's "
+                                         "ensemble, kept only when its out-of-fold figure stays within --max-delta")
     distil.add_argument("--teacher", required=True, help="the trained classifier or essay scorer artifact")
     distil.add_argument("--data", type=Path, required=True, help="the CSV the teacher was trained on")
     distil.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
     add_options(distil.add_argument_group("distil options"), DistilConfig)
     add_threads(distil)
 
-    from edurank.training.quickstart import QuickstartConfig
-
-    quickstart = commands.add_parser("quickstart", help="every job's CPU fast path on a data folder laid out like "
-                                                        "../shared/data, then the service with every endpoint")
+    quickstart = command(commands, "quickstart", "every job's CPU fast path on a data folder laid out like "
+                                                 "../shared/data, then the service with every endpoint")
     quickstart.add_argument("--data", type=Path, required=True, help="holds curriculum/ (LECR catalog), "
                             "fb3/train.csv (essays), map/train.csv (responses)")
     quickstart.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts root to publish into")
     add_options(quickstart.add_argument_group("quickstart options"), QuickstartConfig)
     add_threads(quickstart)
 
-    search = commands.add_parser("search", help="query an index with free text")
-    search.add_argument("--index", type=Path, required=True)
-    search.add_argument("--model", default=None)
-    search.add_argument("--language", action="append", default=None)
-    search.add_argument("--kind", action="append", default=None)
-    search.add_argument("-k", type=positive_int, default=10)
-    search.add_argument("query", nargs="+")
+    search = command(commands, "search", "query an index with free text")
+    search.add_argument("--index", type=Path, required=True, help="index root or version dir (`edurank index`)")
+    search.add_argument("--model", default=None, help=f"the encoder the index was built with (default: {BUNDLED})")
+    search.add_argument("--language", action="append", default=None,
+                        help="only items in this language (repeat for several; default: all)")
+    search.add_argument("--kind", action="append", default=None,
+                        help="only items of this kind (repeat for several; default: all)")
+    search.add_argument("-k", type=positive_int, default=10, help="results per query (default: 10)")
+    search.add_argument("query", nargs="+", help="one or more queries, each answered on its own (quote a query of "
+                                                 "several words)")
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a model").add_subparsers(dest="job", required=True)
-    retrieval = evaluate.add_parser("retrieval", help="recall@k and MAP@25 over the whole catalog")
-    retrieval.add_argument("--catalog", type=Path, required=True)
-    retrieval.add_argument("--model", default=None)
+    evaluate = subcommands(command(commands, "evaluate", "evaluate a model"), "job", "JOB")
+    retrieval = command(evaluate, "retrieval", "recall@k and MAP@25 over the whole catalog")
+    retrieval.add_argument("--catalog", type=Path, required=True, help="catalog dir (topics, content, correlations)")
+    retrieval.add_argument("--model", default=None, help=f"retriever dir (default: {BUNDLED})")
     add_evaluation_set(retrieval, "artifacts/reports/retrieval")
 
-    recommend = evaluate.add_parser("recommend", help="mean F2 / precision / recall of retrieve -> rerank -> rule")
-    recommend.add_argument("--catalog", type=Path, required=True)
+    recommend = command(evaluate, "recommend", "mean F2 / precision / recall of retrieve -> rerank -> rule")
+    recommend.add_argument("--catalog", type=Path, required=True, help="catalog dir (topics, content, correlations)")
     recommend.add_argument("--retriever", default=None, help="retriever dir (default: bundled)")
     recommend.add_argument("--ranker", default=None, help="LightGBM ranker (hybrid candidates, its tuned rule)")
     recommend.add_argument("--reranker", default=None, help="cross-encoder (dense candidates, its tuned rule); with "
@@ -188,16 +222,36 @@ def build_parser() -> argparse.ArgumentParser:
                            help="top-N to rerank (default: what the reranker was trained on)")
     add_evaluation_set(recommend, "artifacts/reports/recommend")
 
-    essays = evaluate.add_parser("essays", help="MCRMSE and per-trait RMSE of an essay scorer on a scored CSV")
+    essays = command(evaluate, "essays", "MCRMSE and per-trait RMSE of an essay scorer on a scored CSV")
     add_stored_evaluation(essays, "essay scorer", "artifacts/reports/essays")
-    classifier = evaluate.add_parser("classifier", help="MAP@3, accuracy@1, per-category figures, confusion matrix "
-                                                        "and likely label errors of a classifier on a labelled CSV")
+    classifier = command(evaluate, "classifier", "MAP@3, accuracy@1, per-category figures, confusion matrix and "
+                                                 "likely label errors of a classifier on a labelled CSV")
     add_stored_evaluation(classifier, "classifier", "artifacts/reports/classifier")
 
-    serve = commands.add_parser("serve", help="start the HTTP service (settings: EDURANK_* variables, see README)")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
+    add_serve(commands)
     return parser
+
+
+def add_serve(commands: argparse._SubParsersAction) -> None:
+    """`serve`: its flags and the settings listed under them come from the service's Settings (pydantic, no
+    FastAPI or torch), where each is declared once; a flag overrides its EDURANK_* variable."""
+    from edurank.service.settings import Settings
+
+    def described(name: str) -> str:
+        field = Settings.model_fields[name]
+        default = field.get_default(call_default_factory=True)
+        shown = "the bundled sample" if default == SAMPLE_CATALOG else default
+        return (field.description or "") + ("" if default in (None, "", []) else f" (default: {shown})")
+
+    width = min(shutil.get_terminal_size().columns - 2, 118)  # as argparse wraps the rest
+    settings = "\n".join(textwrap.fill(described(name), width, initial_indent=f"  EDURANK_{name.upper():<22}  ",
+                                       subsequent_indent=" " * 34) for name in Settings.model_fields)
+    serve = commands.add_parser("serve", help="start the HTTP service (settings: EDURANK_* variables)",
+                                description="Start the HTTP service; its settings come from EDURANK_* variables.",
+                                epilog=f"settings (environment variables):\n{settings}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--host", default=None, help=described("host") + "; overrides EDURANK_HOST")
+    serve.add_argument("--port", type=int, default=None, help=described("port") + "; overrides EDURANK_PORT")
 
 
 def run_demo(args: argparse.Namespace) -> None:
@@ -238,7 +292,7 @@ def run_demo(args: argparse.Namespace) -> None:
 
 def run_train(args: argparse.Namespace) -> None:
     """Build the job's config from its flags and train; prints the published version's path."""
-    config = from_args(TRAIN_JOBS[args.job][2](), args)
+    config = from_args(TRAIN_JOBS[args.job][2], args)
     if args.job == "retriever":
         from edurank.retriever.catalog import load_catalog
         from edurank.training.retriever import train_retriever
@@ -288,7 +342,7 @@ def run_evaluate_classifier(args: argparse.Namespace) -> None:
 
 def run_index(args: argparse.Namespace) -> None:
     from edurank.retriever.catalog import load_catalog
-    from edurank.retriever.index_job import IndexConfig, build_index
+    from edurank.retriever.index_job import build_index
     from edurank.retriever.model import BiEncoder
 
     catalog = load_catalog(args.catalog)
@@ -297,7 +351,6 @@ def run_index(args: argparse.Namespace) -> None:
 
 def run_export(args: argparse.Namespace) -> None:
     from edurank.artifacts import MANIFEST, Manifest
-    from edurank.backends.export import ExportConfig
     from edurank.classifier.export import export_classifier
     from edurank.encoders import model_path
     from edurank.essays.export import export_essays
@@ -321,7 +374,6 @@ def run_distil(args: argparse.Namespace) -> None:
     from edurank.artifacts import MANIFEST, Manifest
     from edurank.encoders import model_path
     from edurank.training.classifier import distil_classifier
-    from edurank.training.distil import DistilConfig
     from edurank.training.essays import distil_essays
 
     path = model_path(args.teacher)
@@ -413,7 +465,7 @@ def run_evaluate_recommend(args: argparse.Namespace) -> None:
 
 
 def run_quickstart(args: argparse.Namespace) -> None:
-    from edurank.training.quickstart import QuickstartConfig, quickstart, serving_settings
+    from edurank.training.quickstart import quickstart, serving_settings
 
     config = from_args(QuickstartConfig, args)
     quickstart(args.data, args.out, config)

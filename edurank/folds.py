@@ -1,17 +1,24 @@
 """Cross-validation folds over rows: stratified by one label, or by several columns at once. The essay
-scorer and the classifier train on these folds and their evaluations read them back."""
+scorer and the classifier train on these folds and their evaluations read them back.
+
+numpy and the splitters load inside the functions: the configs validate `--train-folds` with
+`check_train_folds`, and the CLI builds its parser from them without loading either."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from edurank.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def multilabel_folds(labels: np.ndarray, folds: int, seed: int = 42) -> np.ndarray:
     """Fold number per row, balancing every column's distribution of values across folds at once
     (iterative stratification, Sechidis et al. 2011, via `iterative-stratification`): each column's
     distinct values become one-hot labels, so every trait's score levels spread evenly."""
+    import numpy as np
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
     if folds < 2 or folds > len(labels):
@@ -28,6 +35,7 @@ def multilabel_folds(labels: np.ndarray, folds: int, seed: int = 42) -> np.ndarr
 def stratified_folds(labels: np.ndarray, folds: int, seed: int = 42) -> np.ndarray:
     """Fold number per row, each label's rows spread evenly over the folds (labels rarer than `folds`
     rows go wherever the splitter puts them)."""
+    import numpy as np
     from sklearn.model_selection import StratifiedKFold
 
     if folds < 2 or folds > len(labels):

@@ -8,6 +8,10 @@ is generated from it (as Infinity does), so a flag, its default and its mapping 
 Flags are the field names in kebab case unless `flag` says otherwise. Types come from the annotations:
 int, float, str, bool (`--x` / `--no-x`), `X | None` (absent: None), `tuple[int, ...]` and `tuple[str, ...]`
 (comma-separated), and nested config dataclasses, whose options join the same flat list.
+
+Building the flags never builds the config: defaults are read from the declarations, so a config module that
+imports nothing heavy gives a parser that imports nothing heavy (`edurank --help` answers at once), and a
+default that costs work to compute names its flag's text instead (`cli_default`), parsed when the command runs.
 """
 
 from __future__ import annotations
@@ -22,16 +26,19 @@ from edurank.errors import InputError
 
 Config = TypeVar("Config")
 PARSE, HELP, FLAG, CHOICES, MINIMUM, METAVAR = "parse", "help", "flag", "choices", "minimum", "metavar"
+CLI_DEFAULT = "cli_default"
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
            choices: tuple[str, ...] | None = None, minimum: float | None = None, metavar: str | None = None,
            parse: Callable[[str], Any] | None = None, factory: Callable[[], Any] | None = None,
-           cli: bool = True) -> Any:
+           cli: bool = True, cli_default: str | None = None) -> Any:
     """A config field with its CLI facts. `parse` turns the flag's text into the value (for types the
-    annotation alone cannot say); `cli=False` keeps a field out of the CLI (set by code, not by users)."""
+    annotation alone cannot say); `cli=False` keeps a field out of the CLI (set by code, not by users);
+    `cli_default` is the flag's default as a user would type it, for a `factory` that costs work (e.g. asks
+    torch for a GPU): help shows it, and argparse parses it only when the command runs."""
     metadata = {HELP: help, FLAG: flag, CHOICES: choices, MINIMUM: minimum, METAVAR: metavar, PARSE: parse,
-                "cli": cli}
+                "cli": cli, CLI_DEFAULT: cli_default}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -97,9 +104,9 @@ def shown(value: Any) -> str:
 
 def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config: type) -> None:
     """One flag per option of `config` (nested configs included), defaults and help from the dataclass."""
-    defaults = config()
+    defaults = cli_defaults(config)
     for item, kind in cli_fields(config):
-        default = find_value(defaults, item.name)
+        default = defaults[item.name]
         help_text = item.metadata.get(HELP, "")
         if kind is bool:
             parser.add_argument(flag_of(item), dest=item.name, action=argparse.BooleanOptionalAction,
@@ -111,6 +118,28 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, confi
                             metavar=item.metadata.get(METAVAR) or (None if item.metadata.get(CHOICES) else
                                                                    flag_of(item)[2:].upper().replace("-", "_")),
                             help=help_text + suffix)
+
+
+def declared(item: dataclasses.Field[Any]) -> Any:
+    return item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[misc]
+
+
+def cli_defaults(config: type) -> dict[str, Any]:
+    """Each CLI option's default (nested configs' included), as declared: `config` itself is not built, so
+    neither its validation nor a `cli_default` option's factory runs while the parser is."""
+    hints = typing.get_type_hints(config)
+    defaults: dict[str, Any] = {}
+    for item in dataclasses.fields(config):
+        if not item.metadata.get("cli", True):
+            continue
+        if item.metadata.get(CLI_DEFAULT) is not None:
+            defaults[item.name] = item.metadata[CLI_DEFAULT]
+        elif dataclasses.is_dataclass(hints[item.name]):
+            nested = declared(item)  # the parent's factory may set the nested defaults
+            defaults.update({inner.name: find_value(nested, inner.name) for inner, _ in cli_fields(type(nested))})
+        else:
+            defaults[item.name] = declared(item)
+    return defaults
 
 
 def find_value(config: Any, name: str) -> Any:

@@ -9,27 +9,12 @@ token counts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from edurank.options import option
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    max_tokens: int = option(256, "window length, special tokens included", minimum=8)
-    stride: int = option(192, "tokens between window starts", minimum=1)
-
-    def __post_init__(self) -> None:
-        if self.max_tokens < 8 or not 0 < self.stride <= self.max_tokens - 2:
-            raise ValueError(f"windows of {self.max_tokens} tokens need 0 < stride <= {self.max_tokens - 2}, "
-                             f"got {self.stride}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from edurank.essays.config import WindowSpec
 
 
 def split_ids(ids: Sequence[int], spec: WindowSpec) -> list[list[int]]:

@@ -17,6 +17,7 @@ import polars as pl
 
 from edurank.artifacts import Manifest, ModelRef
 from edurank.errors import ArtifactMismatchError, InputError
+from edurank.retriever.config import INDEX_TYPES
 from edurank.retriever.lexical import LexicalIndex
 from edurank.retriever.topic_bank import TopicBank
 
@@ -26,7 +27,6 @@ TOPICS_FILE = "topics.npy"  # the catalog's topic vectors, row i = topic_ids.par
 TOPIC_IDS_FILE = "topic_ids.parquet"
 COMPANION_FILE = "companion.npy"  # the companion encoder's vectors, row i = index row i
 COMPANION_MODEL_FILE = "companion.json"  # which encoder: its path and fingerprint
-INDEX_TYPES = ("flat", "ivf", "hnsw")
 
 
 def build_faiss(vectors: np.ndarray, index_type: str = "flat", nlist: int | None = None,

@@ -13,10 +13,9 @@ import numpy as np
 from edurank.artifacts import atomic_write_text
 from edurank.plots import save_line_plot
 from edurank.retriever.catalog import Catalog
+from edurank.retriever.config import DEFAULT_KS
 from edurank.retriever.content_index import build_faiss
 from edurank.retriever.model import BiEncoder
-
-DEFAULT_KS = (1, 5, 10, 20, 25, 50, 100)
 
 
 def recall_at_k(ranked: Sequence[Sequence[str]], gold: Sequence[set[str]], ks: Sequence[int]) -> dict[str, float]:

@@ -17,20 +17,11 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from edurank.options import option
+from edurank.retriever.config import CandidateConfig
 from edurank.retriever.content_index import ContentIndex
 
 CANDIDATE_SCHEMA = {"row": pl.Int64, "dense_score": pl.Float32, "dense_rank": pl.Int32,
                     "lexical_score": pl.Float32, "lexical_rank": pl.Int32}
-
-
-@dataclass(frozen=True)
-class CandidateConfig:
-    """How many candidates each source contributes per query."""
-
-    dense: int = option(64, "dense (bi-encoder) candidates per topic", flag="--dense-candidates", minimum=1)
-    lexical: int = option(32, "lexical (TF-IDF) candidates per topic, in the topic's language (0: none)",
-                          flag="--lexical-candidates", minimum=0)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from edurank.errors import InputError
+from edurank.retriever.config import ENGINES as ENGINES
 from edurank.retriever.model import BiEncoder
 
 log = logging.getLogger(__name__)
-ENGINES = ("local", "ray")
 
 
 class EncoderActor:

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,10 @@ import polars as pl
 from edurank.artifacts import ModelRef, hash_json, publish_artifact, resolve, staging_dir
 from edurank.encoders import model_path, portable_name
 from edurank.errors import InputError
-from edurank.options import option
 from edurank.retriever.catalog import Catalog
-from edurank.retriever.content_index import INDEX_TYPES, Companion, ContentIndex, build_faiss
-from edurank.retriever.index_engines import ENGINES, embed_with_ray
+from edurank.retriever.config import IndexConfig
+from edurank.retriever.content_index import Companion, ContentIndex, build_faiss
+from edurank.retriever.index_engines import embed_with_ray
 from edurank.retriever.lexical import LexicalIndex, lexical_text
 from edurank.retriever.model import BiEncoder
 from edurank.retriever.texts import content_parts, content_texts
@@ -33,28 +33,6 @@ RUN_OPTIONS = ("engine", "ray_address", "ray_actors", "incremental")  # recorded
 HASH_COLUMN = "text_sha1"  # ids.parquet: what each row's vector was embedded from, for incremental runs
 CHANGES_FILE = "changes.parquet"  # an incremental version's added, updated and deleted ids
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class IndexConfig:
-    """The indexing job's options; `edurank index` takes its flags from here."""
-
-    index_type: str = option("flat", "flat: exact; ivf, hnsw: approximate, for catalogs in the millions",
-                             choices=INDEX_TYPES)
-    nlist: int | None = option(None, "IVF lists (default ~4 sqrt(n))", minimum=1)
-    batch_size: int = option(32, "texts per encoder batch", minimum=1)
-    lexical: bool = option(True, "also build the character n-gram TF-IDF index (hybrid candidates)")
-    topics: bool = option(True, "also store the catalog's topic vectors (the ranker's reverse and neighbours "
-                                "features)")
-    companion: str | None = option(None, "also store a second encoder's vectors ('bundled' or a model "
-                                         "directory), for a ranker trained with --companion", metavar="MODEL")
-    engine: str = option("local", "where the content is embedded: local (this process) or ray (Ray Data "
-                                  "map_batches over encoder actors)", choices=ENGINES)
-    ray_address: str | None = option(None, "a Ray cluster to run on (default: start Ray on this machine); "
-                                           "its workers must see the model at the same path", metavar="ADDRESS")
-    ray_actors: int = option(2, "encoder actors on Ray, one model each", minimum=1)
-    incremental: bool = option(False, "embed only content added or changed since the latest version under --out "
-                                      "(same encoder); reuse the other vectors, drop deleted items")
 
 
 def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, config: IndexConfig = IndexConfig(),

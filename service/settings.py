@@ -46,9 +46,9 @@ class Settings(BaseSettings):
                                                         "in newly published versions (0: only on POST /admin/reload)")
 
     candidates: int = Field(32, ge=1, description="default number of retrieved candidates to rerank")
-    max_candidates: int = Field(100, ge=1)
-    default_top_k: int = Field(10, ge=1)
-    max_top_k: int = Field(50, ge=1)
+    max_candidates: int = Field(100, ge=1, description="most candidates a /recommend request may ask to rerank")
+    default_top_k: int = Field(10, ge=1, description="results of a /recommend request that gives no top_k")
+    max_top_k: int = Field(50, ge=1, description="most results a /recommend request may ask for")
     max_text_chars: int = Field(5000, ge=1, description="longest accepted text field")
     max_rerank_candidates: int = Field(64, ge=1, description="most candidate texts per /rerank call")
 
@@ -70,8 +70,9 @@ class Settings(BaseSettings):
 
     threads: int | None = Field(None, ge=1, description="threads of torch, FAISS and ONNX Runtime (default: one "
                                                         "per core)")
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface; see api_key "
+                                               "before exposing it)")
+    port: int = Field(8000, description="port to listen on")
 
     # access and limits: what makes the service safe to expose beyond loopback
     api_key: SecretStr | None = Field(None, description="key of the admin routes (off without one) and of any route "

@@ -19,39 +19,20 @@ import edurank
 from edurank.artifacts import atomic_path, hash_json
 from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
-from edurank.options import option
 from edurank.reranker.lightgbm.features import Graph
 from edurank.retriever.catalog import Catalog
-from edurank.retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
+from edurank.retriever.config import CandidateConfig
+from edurank.retriever.hybrid import Filters, hybrid_candidates
 from edurank.retriever.index_job import build_lexical, in_memory_index, topic_bank
 from edurank.retriever.lexical import lexical_text
 from edurank.retriever.model import BiEncoder
 from edurank.retriever.texts import topic_parts
 from edurank.retriever.topic_bank import NEIGHBOURS_SEARCHED
 from edurank.retriever.topic_folds import TRAIN_ONLY, seen_topics, topic_folds, training_topics
+from edurank.training.config import CrossFitOptions
 
 log = logging.getLogger(__name__)
 MINED_FORMAT = 2  # of the cached candidates' columns; bump when mining adds or changes one
-
-
-@dataclass
-class CrossFitOptions:
-    """Which candidates each topic gets and how topics are cut into folds for cross-fitting; the same values
-    give the same rows and folds in every job that takes them."""
-
-    candidates: CandidateConfig = option(factory=CandidateConfig)
-    folds: int = option(5, "topic folds for cross-fitting", minimum=2)
-    fold: int | None = option(None, "hold this fold out entirely, for `evaluate recommend --fold`")
-    group_by: str | None = option(None, "topics column whose equal values share a fold (e.g. title: a question's "
-                                        "wrong answers)")
-    hold_out_items: float = option(0.0, "share of each held-out fold's items no training topic may link",
-                                   minimum=0)
-    seed: int = option(42, "seed of folds, sampling and initialisation")
-
-    def cross_fit_params(self) -> dict[str, object]:
-        """What decides the rows and folds: equal between two jobs, their out-of-fold scores line up."""
-        return {"candidates": asdict(self.candidates), **{name: getattr(self, name) for name in (
-            "folds", "fold", "group_by", "hold_out_items", "seed")}}
 
 
 def assign_miners(catalog: Catalog, topics: Sequence[str], retrievers: Sequence[Path]) -> dict[Path, list[str]]:

@@ -23,23 +23,13 @@ import polars as pl
 from tqdm import tqdm
 
 from edurank.errors import InputError
-from edurank.options import option
+from edurank.training.config import QuickstartConfig
 
 log = logging.getLogger(__name__)
 CATALOG, ESSAYS, RESPONSES = "curriculum", "fb3/train.csv", "map/train.csv"
 # seconds per unit on a 2-core CPU (bench/README.md): content items indexed, linked topics ranked, essays
 # and responses trained on; what the bar's first estimate of the time left is made of
 SECONDS_PER = {"index": 0.022, "ranker": 0.10, "essays": 0.14, "classifier": 0.023}
-
-
-@dataclass(frozen=True)
-class QuickstartConfig:
-    """The quickstart's options; `edurank quickstart` takes its flags from here."""
-
-    essays: int = option(1000, "essays sampled for the essay scorer (0: all)", minimum=0)
-    responses: int = option(3000, "responses sampled for the classifier (0: all)", minimum=0)
-    seed: int = option(42, "seed of the samples")
-    serve: bool = option(True, "start the service when everything is trained")
 
 
 @dataclass(frozen=True)

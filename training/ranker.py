@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +42,12 @@ from edurank.artifacts import (
 )
 from edurank.encoders import fingerprint, model_path, portable_name
 from edurank.errors import InputError
-from edurank.options import option
 from edurank.reranker.calibration import Calibration
 from edurank.reranker.cross_encoder.model import Reranker
 from edurank.reranker.decision import DecisionRule, tune_rule
 from edurank.reranker.evaluation import oof_report, topic_score_list
 from edurank.reranker.lightgbm.features import (
     CATEGORICAL,
-    DEFAULT_GROUPS,
-    FEATURE_GROUPS,
-    MONOTONE_INCREASING,
     Context,
     build_features,
     content_context,
@@ -64,60 +60,11 @@ from edurank.retriever.catalog import Catalog
 from edurank.retriever.evaluation import mean_average_precision
 from edurank.retriever.model import BiEncoder
 from edurank.retriever.topic_folds import seen_topics
-from edurank.training.candidates import CrossFit, CrossFitOptions, Mined, candidates_for, ranked_rows
+from edurank.training.candidates import CrossFit, Mined, candidates_for, ranked_rows
+from edurank.training.config import RankerConfig
 
 log = logging.getLogger(__name__)
 OOF = "oof.parquet"
-OBJECTIVES = ("binary", "lambdarank")
-
-
-def parse_groups(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-@dataclass
-class RankerConfig(CrossFitOptions):
-    """Everything that changes the trained ranker; hashed (with the data and retrievers) to name the run."""
-
-    objective: str = option("lambdarank", "lambdarank: each topic's order (the default: it keeps items no training "
-                                          "topic links above retrieval alone); binary: a probability per pair",
-                            choices=OBJECTIVES)
-    groups: tuple[str, ...] = option(DEFAULT_GROUPS, f"feature groups ({', '.join(FEATURE_GROUPS)}; companion "
-                                                     "needs --companion, cross --cross-encoder)", parse=parse_groups)
-    companion: str | None = option(None, "a second encoder ('bundled' or a model directory) whose cosine is the "
-                                         "companion group; the served index must hold its vectors (`edurank index "
-                                         "--companion`)", metavar="MODEL")
-    cross_encoder: str | None = option(None, "a reranker cross-fitted on the same candidates and folds "
-                                             "(`train reranker`): its out-of-fold logits are the cross group",
-                                       metavar="RERANKER")
-    trees: int = option(300, "boosting rounds", minimum=1)
-    learning_rate: float = option(0.05, "shrinkage per round", flag="--lr")
-    leaves: int = option(7, "leaves per tree", minimum=2)
-    min_child_samples: int = option(50, "rows per leaf at least", minimum=1)
-
-    def __post_init__(self) -> None:
-        unknown = [g for g in self.groups if g not in FEATURE_GROUPS]
-        if unknown or not self.groups:
-            raise ValueError(f"--groups: unknown {unknown or 'none given'}; choose from {', '.join(FEATURE_GROUPS)}")
-        for group, model, flag in (("companion", self.companion, "--companion"),
-                                   ("cross", self.cross_encoder, "--cross-encoder")):
-            if model is not None and group not in self.groups:
-                self.groups = (*self.groups, group)
-            if group in self.groups and model is None:
-                raise ValueError(f"--groups {group}: give the model whose scores it reads ({flag})")
-
-    def params(self) -> dict[str, Any]:
-        names = feature_names(self.groups)
-        params: dict[str, Any] = {
-            "objective": self.objective, "learning_rate": self.learning_rate, "num_leaves": self.leaves,
-            "min_child_samples": self.min_child_samples, "feature_fraction": 0.9, "bagging_fraction": 0.9,
-            "bagging_freq": 1, "lambda_l2": 1.0, "seed": self.seed, "deterministic": True,
-            "num_threads": torch.get_num_threads(), "verbose": -1,
-            "monotone_constraints": [1 if n in MONOTONE_INCREASING else 0 for n in names],
-            "monotone_constraints_method": "advanced"}
-        if self.objective == "lambdarank":
-            params["lambdarank_truncation_level"] = 32
-        return params
 
 
 # -- candidates and features --------------------------------------------------------------------------------

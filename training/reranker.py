@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +38,16 @@ from edurank.artifacts import ModelRef, fresh_dir, hash_json, model_ref, publish
 from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from edurank.layers import Trunk, keep_lower_layers
-from edurank.options import option
 from edurank.reranker.calibration import Calibration
-from edurank.reranker.cross_encoder.model import PairFormat, Reranker
+from edurank.reranker.cross_encoder.model import Reranker
 from edurank.reranker.decision import DecisionRule
 from edurank.reranker.evaluation import calibrate_and_tune
 from edurank.retriever.catalog import Catalog
 from edurank.retriever.texts import content_parts, topic_parts
 from edurank.retriever.topic_folds import seen_topics
-from edurank.training.candidates import CrossFit, CrossFitOptions, candidates_for, ranked_rows
+from edurank.training.candidates import CrossFit, candidates_for, ranked_rows
+from edurank.training.config import RerankerConfig
 from edurank.training.loop import (
-    EngineOptions,
     Loop,
     adamw_with_warmup,
     freeze_lower_layers,
@@ -60,46 +59,8 @@ from edurank.training.trunk_cache import TrunkCache
 
 log = logging.getLogger(__name__)
 OOF = "oof.parquet"
-LOSSES = ("bce", "listwise")
 CACHE_FORMAT = 1  # of the cached pair states; bump when what the trunk computes changes
-INITS = ("model", "miners")
 Groups = list[list[int]]  # a batch: groups of rows (listwise: the positive first, then its negatives)
-
-
-@dataclass
-class RerankerConfig(CrossFitOptions, EngineOptions):
-    """Everything that changes the trained model; hashed (with the data and retrievers) to name the run."""
-
-    base_model: str | None = option(None, "start from this local HF/ST dir (default: bundled MiniLM)", flag="--model")
-    init: str = option("model", "fold models start from --model, or (miners) each from the fold retriever that "
-                                "mined its held-out fold", choices=INITS)
-    loss: str = option("bce", "bce: a probability per pair; listwise: each positive against its topic's hard "
-                              "negatives (softmax cross-entropy)", choices=LOSSES)
-    hard_negatives: int = option(16, "negatives a topic may train on: its H most similar candidates by dense "
-                                     "cosine (0: all)", minimum=0)
-    negatives: int = option(8, "negatives drawn each epoch from the hard ones, per topic (bce) or per positive "
-                               "(listwise); 0: all", minimum=0)
-    pos_weight: float | None = option(None, "BCE weight of positives (default: negatives / positives seen per epoch)")
-    epochs: int = option(2, "epochs over the sampled pairs", minimum=1)
-    batch_size: int = option(32, "pairs per batch", minimum=1)
-    learning_rate: float = option(1e-4, "peak learning rate", flag="--lr")
-    topic_tokens: int = option(32, "tokens of the topic side of a pair", minimum=1)
-    content_tokens: int = option(64, "tokens of the content side of a pair", minimum=1)
-    rank_feature: bool = option(False, "write the retrieval rank into the pair")
-    layers: int | None = option(None, "keep only the start model's lower N layers: a smaller, faster "
-                                      "cross-encoder (default: all)", minimum=1)
-    freeze_layers: int = option(4, "frozen embeddings + lower layers, their output cached (0: train every layer, "
-                                   "no cache)", minimum=0)
-    late_interaction: bool = option(False, "the frozen lower layers read each text alone (what the retriever "
-                                           "computes); only the trained layers attend across the pair")
-    cross_fit: bool = option(True, "train fold models for OOF scores (off: faster; calibration by prior "
-                                   "correction, rule untuned)")
-    train_folds: int | None = option(None, "cross-fit only the first N folds (exploring; figures cover those)",
-                                     minimum=2)
-
-    @property
-    def pair_format(self) -> PairFormat:
-        return PairFormat(self.topic_tokens, self.content_tokens, self.rank_feature)
 
 
 # -- rows ---------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import logging
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +25,15 @@ from sentence_transformers.util import batch_to_device
 
 import edurank
 from edurank.artifacts import ModelRef, fresh_dir, hash_json, publish_artifact, staging_dir
-from edurank.options import option
 from edurank.retriever.catalog import Catalog
-from edurank.retriever.evaluation import DEFAULT_KS, evaluate_retrieval
-from edurank.retriever.model import DEFAULT_MAX_TOKENS, BiEncoder
+from edurank.retriever.evaluation import evaluate_retrieval
+from edurank.retriever.model import BiEncoder
 from edurank.retriever.texts import content_texts, topic_texts
 from edurank.retriever.topic_folds import split_of, split_topics
+from edurank.training.config import RetrieverConfig
 from edurank.training.language_batches import Example, language_batches
 from edurank.training.loop import (
     CHECKPOINT,
-    EngineOptions,
     Loop,
     LoopState,
     adamw_with_warmup,
@@ -47,36 +46,6 @@ from edurank.training.loop import (
 from edurank.training.negatives import Pair, mine_hard_negatives, topic_clusters
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RetrieverConfig(EngineOptions):
-    """Everything that changes the trained model; hashed to name the run (and find its checkpoint)."""
-
-    base_model: str | None = option(None, "start from this local ST/HF dir (default: bundled MiniLM)", flag="--model")
-    rounds: int = option(2, "hard-negative rounds after the first", minimum=0)
-    epochs: int = option(3, "epochs of the in-batch round", minimum=1)
-    hard_negative_epochs: int = option(2, "epochs of each hard-negative round", minimum=1)
-    batch_size: int = option(64, "pairs per batch (one language each)", minimum=2)
-    learning_rate: float = option(5e-5, "peak learning rate", flag="--lr")
-    max_tokens: int = option(DEFAULT_MAX_TOKENS, "tokens per topic or item text", minimum=8)
-    scale: float = option(20.0, "inverse temperature of the contrastive softmax")
-    symmetric: bool = option(False, "add the item->topic direction to the loss")
-    cluster_size: int = option(0, "build batches from k-means clusters of about this many similar topics (0: off)",
-                               minimum=0)
-    top_n: int = option(50, "mine negatives from this top-N", minimum=1)
-    margin: float = option(0.95, "skip candidates scoring above margin x the gold item's score")
-    freeze_layers: int = option(0, "freeze embeddings + this many lower layers", minimum=0)
-    folds: int = option(5, "topic folds (grouped by topic, stratified by language)", minimum=2)
-    fold: int | None = option(None, "hold this fold out (default: train on every topic)")
-    group_by: str | None = option(None, "topics column whose equal values share a fold (e.g. title: a question's "
-                                        "wrong answers)")
-    hold_out_items: float = option(0.0, "share of the held-out fold's items no training topic may link", minimum=0)
-    seed: int = option(42, "seed of folds, batches and initialisation")
-    eval_ks: tuple[int, ...] = option(DEFAULT_KS, "k of the recall@k figures recorded at each evaluation")
-
-    def epochs_in(self, round_: int) -> int:
-        return self.epochs if round_ == 0 else self.hard_negative_epochs
 
 
 def examples_for(catalog: Catalog, topic_ids: list[str], negatives: dict[Pair, list[str]] | None,

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from edurank.cli.main import main
+from edurank.cli.main import build_parser, main
 from tests.conftest import TOPICS, topic, write_catalog
 
 
@@ -159,3 +160,47 @@ def test_classifier_commands_train_evaluate_and_refuse_bad_input(tmp_path: Path,
     assert "argument --seeds: give comma-separated int values, got '1,x'" in capsys.readouterr().err
     assert main(["evaluate", "classifier", "--model", str(tmp_path / "report0"), "--data", str(data)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+HEAVY = ("torch", "sentence_transformers", "transformers", "onnxruntime", "faiss", "lightgbm", "sklearn", "polars",
+         "fastapi")
+
+
+def test_building_the_parser_imports_nothing_heavy() -> None:
+    """`edurank --help` answers at once: the parser comes from light config modules, the handlers import the
+    libraries when a command runs. A fresh interpreter, so nothing a test imported earlier counts."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from edurank.cli.main import build_parser; build_parser(); "
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"building the parser imported {done.stdout.strip()}"
+
+
+def every_parser(parser: argparse.ArgumentParser, path: str = "edurank") -> list[tuple[str, argparse.ArgumentParser]]:
+    """The parser and every (sub)command's parser below it, with its command line."""
+    found = [(path, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += every_parser(child, f"{path} {name}")
+    return found
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    parsers = every_parser(build_parser())
+    assert {"edurank train ranker", "edurank evaluate recommend", "edurank search", "edurank serve"} <= \
+        {path for path, _ in parsers}
+    missing = [f"{path} {action.option_strings or action.dest}" for path, parser in parsers
+               for action in parser._actions if not (action.help or "").strip()]
+    assert missing == []
+
+
+def test_version(capsys: pytest.CaptureFixture) -> None:
+    from edurank import __version__
+
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.strip() == f"edurank {__version__}"

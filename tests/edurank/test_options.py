@@ -65,19 +65,38 @@ def test_the_config_validates_what_flags_cannot() -> None:
         from_args(Job, parser().parse_args(["--fold", "-1"]))
 
 
+def test_a_costly_default_waits_until_the_command_runs() -> None:
+    probed: list[str] = []
+
+    def probe(text: str) -> tuple[str, ...]:  # stands in for asking torch whether there is a GPU
+        probed.append(text)
+        return ("fast",) if text == "auto" else (text,)
+
+    @dataclass
+    class Paths:
+        paths: tuple[str, ...] = option(help="which paths", factory=lambda: probe("auto"), parse=probe,
+                                        cli_default="auto")
+
+    built = argparse.ArgumentParser(prog="job")
+    add_options(built, Paths)
+    assert probed == [] and "which paths (default: auto)" in built.format_help()
+    assert from_args(Paths, built.parse_args([])) == Paths() and probed == ["auto", "auto"]
+    assert from_args(Paths, built.parse_args(["--paths", "slow"])).paths == ("slow",)
+
+
 def test_every_train_job_has_its_config_options() -> None:
     from edurank.cli.main import TRAIN_JOBS, build_parser
 
     train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
                  if isinstance(a, argparse._SubParsersAction)).choices
-    from edurank.training.loop import EngineOptions
+    from edurank.training.config import EngineOptions
 
     for job, (_, _, config) in TRAIN_JOBS.items():
         text = train[job].format_help()
         assert "--seed" in text, job
-        if issubclass(config(), EngineOptions):  # the jobs that train a network on the shared loop
+        if issubclass(config, EngineOptions):  # the jobs that train a network on the shared loop
             assert "--device" in text and "--model" in text, job
-        assert from_args(config(), train[job].parse_args(["--out", "x", *required(job)])) == config()()
+        assert from_args(config, train[job].parse_args(["--out", "x", *required(job)])) == config()
 
 
 def required(job: str) -> list[str]:
