@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,17 @@ import numpy as np
 import polars as pl
 import torch
 
-from edurank.artifacts import ModelRef, fresh_dir, hash_files, hash_json, publish_artifact, resolve, staging_dir
-from edurank.backends.export import side_by_side, spread_rows
-from edurank.backends.onnx import TORCH
+from edurank.artifacts import (
+    ModelRef,
+    atomic_save_array,
+    fresh_dir,
+    hash_files,
+    hash_json,
+    publish_artifact,
+    resolve,
+    staging_dir,
+)
+from edurank.backends.export import spread_rows
 from edurank.classifier.data import ANSWER, EXPLANATION, LABEL, QUESTION, QUESTION_TEXT, ROW, load_responses
 from edurank.classifier.evaluation import classification_report, find_label_issues, ranked_labels, single_label_map
 from edurank.classifier.model import Ensemble, Member, MemberConfig, masked_log_softmax
@@ -41,13 +49,12 @@ from edurank.classifier.predictor import ISSUES, OOF, MisconceptionClassifier, R
 from edurank.classifier.prompts import QuestionBook, build_prompt
 from edurank.encoders import fingerprint, load_hf_encoder, model_path
 from edurank.errors import InputError
-from edurank.folds import check_train_folds, stratified_folds
+from edurank.folds import stratified_folds
 from edurank.layers import Trunk
-from edurank.options import option
 from edurank.training.adversarial import AWP
-from edurank.training.distil import DistilConfig, refuse_unkept
+from edurank.training.config import ClassifierConfig
+from edurank.training.distil import DistilConfig, Figure, Student, checked_teacher, distil, speed_against
 from edurank.training.loop import (
-    EngineOptions,
     Loop,
     adamw_with_warmup,
     layerwise_groups,
@@ -58,53 +65,7 @@ from edurank.training.loop import (
 from edurank.training.trunk_cache import TrunkCache, length_grouped_batches
 
 log = logging.getLogger(__name__)
-NOISY = ("none", "drop", "downweight")
 CACHE = ".cache"
-
-
-@dataclass
-class ClassifierConfig(EngineOptions):
-    base_model: str | None = option(None, "encoder: a local BERT-like HF dir (default: bundled MiniLM)",
-                                    flag="--model")
-    folds: int = option(5, "label-stratified folds", minimum=2)
-    train_folds: int | None = option(None, "train only the first N folds (exploring; OOF figures cover those "
-                                           "folds)", minimum=1)
-    seeds: tuple[int, ...] = option((42,), "comma-separated seeds: one member per fold and seed")
-    max_length: int = option(160, "prompt tokens kept")
-    freeze_layers: int = option(4, "frozen lower layers (their output is cached); the layers above train",
-                                minimum=0)
-    epochs: int = option(2, "epochs per member", minimum=1)
-    batch_size: int = option(32, "responses per batch", minimum=1)
-    learning_rate: float = option(1e-4, "learning rate of the trained encoder layers", flag="--lr")
-    head_learning_rate: float = option(1e-3, "learning rate of the label head", flag="--head-lr")
-    dropout: float = option(0.1, "dropout before the head")
-    layer_dropout: float = option(0.0, "dropout inside the trained encoder layers (0: off, 1.6x faster steps on "
-                                       "a CPU)")
-    awp_lr: float = option(0.0, "adversarial weight perturbation step (0: off; 1.0 is usual)", flag="--awp",
-                           metavar="LR")
-    awp_eps: float = option(1e-3, "AWP's bound, relative to each weight")
-    awp_from_epoch: int = option(1, "first epoch (0-based) with AWP: the first epoch learns the task first",
-                                 minimum=0)
-    noisy: str = option("none", "what training does with the rows --label-issues flags", choices=NOISY)
-    noisy_weight: float = option(0.3, "loss weight of flagged rows (--noisy downweight)")
-    label_issues: str | None = option(None, "a classifier artifact whose label_issues.parquet lists rows to "
-                                            "--noisy (or such a parquet file)")
-    evals_per_epoch: int = option(1, "held-out figures (and checkpoints) per epoch", minimum=1)
-    issue_filter: str = option("prune_by_noise_rate", "cleanlab's filter for likely label errors")
-
-    def __post_init__(self) -> None:
-        check_train_folds(self.train_folds, self.folds)
-        if self.noisy not in NOISY:
-            raise InputError(f"--noisy {self.noisy}: choose one of {', '.join(NOISY)}")
-        if self.noisy != "none" and not self.label_issues:
-            raise InputError(f"--noisy {self.noisy} needs --label-issues (a classifier artifact that listed them)")
-        if not self.seeds:
-            raise InputError("--seeds: give at least one seed")
-        if self.max_length < 16:
-            raise InputError(f"--max-length {self.max_length}: too short for a prompt (at least 16)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "seeds": list(self.seeds)}
 
 
 # -- one member ----------------------------------------------------------------------------------------------
@@ -372,9 +333,7 @@ def teacher_logits(teacher: MisconceptionClassifier, cache: TrunkCache, path: Pa
             hidden, mask = cache.batch(rows.tolist())
             for index, member in enumerate(members):
                 logits[index, rows] = member.eval()(hidden, mask).float().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path.with_name(f".{path.name}"), logits)
-    path.with_name(f".{path.name}").replace(path)
+    atomic_save_array(path, logits)
     return logits
 
 
@@ -385,74 +344,64 @@ def soft_targets(logits: np.ndarray, allowed: np.ndarray, config: DistilConfig) 
     return SoftTargets(tempered.mean(0), config.temperature, config.soft_weight)
 
 
+class MemberStudent(Student):
+    """One member learning the teacher members' tempered probabilities mixed with the labels."""
+
+    kind, name, items, log = MisconceptionClassifier.KIND, "classifier", "rows", log
+    figure = Figure("MAP@3", "map3", higher_is_better=True)
+
+    def __init__(self, config: ClassifierConfig, responses: Responses, logits: np.ndarray, stored: pl.DataFrame,
+                 distil_config: DistilConfig, teacher: MisconceptionClassifier) -> None:
+        self.config, self.responses, self.logits, self.stored = config, responses, logits, stored
+        self.distil_config, self.teacher = distil_config, teacher
+        self.weights = np.ones(len(responses.frame), dtype=np.float32)  # soft targets: every row weighs 1
+        self.metrics = {"teacher_members": len(logits)}
+
+    def train(self, directory: Path, train: np.ndarray, valid: np.ndarray, fold: int | None) \
+            -> tuple[np.ndarray, list[dict[str, Any]]]:
+        responses, allowed = self.responses, self.responses.allowed(train)
+        trainer = MemberTrainer(self.config, responses.encoder, responses.cache, responses.targets, allowed,
+                                self.weights, train, valid, self.config.seeds[0], fold, directory,
+                                soft_targets(self.logits, allowed, self.distil_config))
+        member, predicted, history = trainer.run()
+        member.save(directory)
+        return predicted, history
+
+    def scores(self, rows: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+        truth = self.responses.targets[rows]
+        stored = teacher_oof(self.responses.frame, self.stored, len(self.responses.labels))
+        return fold_map(truth, predicted), fold_map(truth, stored[rows])
+
+    def served(self, directory: Path) -> MisconceptionClassifier:
+        responses = self.responses
+        member = Member.load(directory, responses.encoder)
+        return MisconceptionClassifier(responses.book, responses.labels, Ensemble(
+            responses.encoder, responses.trunk, responses.tokenizer, [member], self.config.max_length))
+
+    def speed(self, distilled: MisconceptionClassifier) -> dict[str, float]:
+        return served_speed(self.teacher, distilled, self.responses.frame, self.distil_config.speed_items)
+
+    def params(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+
 def distil_classifier(teacher_path: str | Path, data: Path, out: Path, config: DistilConfig) -> Path:
     """One member in place of the teacher's ensemble: cross-fitted on its folds, compared on their rows with
     the teacher's stored out-of-fold figure, then (kept only) trained on every row and published."""
     teacher = MisconceptionClassifier.load(teacher_path)
     assert teacher.path is not None and teacher.manifest is not None
     manifest = teacher.manifest
-    if manifest.params.get("backend", TORCH) != TORCH:
-        raise InputError(f"--teacher {teacher.path}: an {manifest.params['backend']} export; give the model it "
-                         "was exported from")
-    stored = oof_probabilities(teacher.path)  # refused at once when the teacher stored none
-    if manifest.data.get("hash") != hash_files([data]):
-        raise InputError(f"--data {data}: not the data the teacher {manifest.version} was trained on (its folds "
-                         "and out-of-fold figures would not line up)")
+    # refused at once when the teacher stored none
+    stored = checked_teacher(teacher.path, manifest, data, oof_probabilities, "figures")
     params = {k: v for k, v in manifest.params.items() if k in ClassifierConfig.__dataclass_fields__}
     teacher_config = ClassifierConfig(**{**params, "seeds": tuple(params["seeds"])})
     student_config = dataclasses.replace(teacher_config, epochs=config.epochs or teacher_config.epochs,
                                          noisy="none", label_issues=None)  # soft targets: every row weighs 1
     responses = Responses.prepare(data, teacher.path.parent / CACHE, teacher_config)  # the teacher's trunk cache
-    run_hash = hash_json({"teacher": manifest.weights, "config": asdict(config), "data": responses.data_hash})
     logits = teacher_logits(teacher, responses.cache, out / CACHE / f"teacher-{manifest.weights[:16]}.npy")
-    covered_folds = sorted(set(responses.folds[stored_rows(responses.frame, stored)].tolist()))
-    folds = covered_folds[:config.train_folds] if config.train_folds else covered_folds
-    seed = teacher_config.seeds[0]
-    weights = np.ones(len(responses.frame), dtype=np.float32)
-    with staging_dir(out, f"distil-{run_hash[:12]}", keep_on_error=True) as work:
-
-        def student(directory: Path, train: np.ndarray, valid: np.ndarray, fold: int | None) \
-                -> tuple[np.ndarray, list[dict[str, Any]]]:
-            allowed = responses.allowed(train)
-            trainer = MemberTrainer(student_config, responses.encoder, responses.cache, responses.targets, allowed,
-                                    weights, train, valid, seed, fold, directory,
-                                    soft_targets(logits, allowed, config))
-            member, predicted, history = trainer.run()
-            member.save(directory)
-            return predicted, history
-
-        rows, student_oof = [], []
-        for fold in folds:
-            train, valid = np.flatnonzero(responses.folds != fold), np.flatnonzero(responses.folds == fold)
-            result = run_fold(work / "students" / f"fold{fold}", f"student fold {fold}",
-                              lambda d, t=train, v=valid, f=fold: student(d, t, v, f))
-            rows.append(valid)
-            student_oof.append(result.predictions)
-        held_out = np.concatenate(rows)
-        truth = responses.targets[held_out]
-        student_map = fold_map(truth, np.concatenate(student_oof))
-        teacher_map = fold_map(truth, teacher_oof(responses.frame, stored, len(responses.labels))[held_out])
-        figures = f"out-of-fold MAP@3 {student_map:.4f} against the teacher's {teacher_map:.4f} on {len(held_out)} rows"
-        log.info("distilled classifier: %s", figures)
-        refuse_unkept(student_map >= teacher_map - config.max_delta, f"--max-delta {config.max_delta}", figures)
-
-        everything = np.arange(len(responses.frame))
-        final = run_fold(work / "students" / "all", "student (all rows)",
-                         lambda d: student(d, everything, np.empty(0, dtype=np.int64), None))
-        member = Member.load(final.directory, responses.encoder)
-        distilled = MisconceptionClassifier(responses.book, responses.labels, Ensemble(
-            responses.encoder, responses.trunk, responses.tokenizer, [member], teacher_config.max_length))
-        speed = served_speed(teacher, distilled, responses.frame, config.speed_items)
-        artifact = fresh_dir(work / "artifact")
-        distilled.save(artifact)
-        ref = ModelRef(str(teacher.path), manifest.weights, MisconceptionClassifier.KIND, manifest.version)
-        return publish_artifact(
-            artifact, out, run_hash, kind=MisconceptionClassifier.KIND, base_model=manifest.base_model,
-            data=manifest.data, params={**student_config.to_dict(), "distil": asdict(config)},
-            metrics={"distilled_from": manifest.version, "oof_rows": len(held_out),
-                     "oof_map3": round(student_map, 5), "teacher_oof_map3": round(teacher_map, 5),
-                     "map3_delta": round(student_map - teacher_map, 5), "teacher_members": len(logits), **speed},
-            depends=[ref])
+    student = MemberStudent(student_config, responses, logits, stored, config, teacher)
+    return distil(student, teacher.path, manifest, out, config, responses.folds,
+                  stored_rows(responses.frame, stored))
 
 
 def stored_rows(frame: pl.DataFrame, stored: pl.DataFrame) -> np.ndarray:
@@ -476,8 +425,4 @@ def served_speed(teacher: MisconceptionClassifier, student: MisconceptionClassif
     """Responses per second of the teacher and the student on the same rows, as the service runs them."""
     rows = spread_rows(frame, count)
     responses = [Response(*row) for row in rows.select(QUESTION, QUESTION_TEXT, ANSWER, EXPLANATION).iter_rows()]
-    teacher.probabilities(responses[:8]), student.probabilities(responses[:8])  # warm-up
-    _, _, speed = side_by_side(lambda: teacher.probabilities(responses), lambda: student.probabilities(responses),
-                               len(responses))
-    return {"teacher_items_per_s": speed["torch_items_per_s"], "items_per_s": speed["items_per_s"],
-            "speedup": speed["speedup"]}
+    return speed_against(teacher.probabilities, student.probabilities, responses, 8)

@@ -21,7 +21,6 @@ import math
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +29,31 @@ import polars as pl
 import torch
 from transformers import AutoTokenizer
 
-from edurank.artifacts import ModelRef, fresh_dir, hash_files, hash_json, publish_artifact, staging_dir
-from edurank.backends.export import side_by_side, spread_rows
-from edurank.backends.onnx import TORCH
+from edurank.artifacts import (
+    ModelRef,
+    atomic_save_array,
+    fresh_dir,
+    hash_files,
+    hash_json,
+    publish_artifact,
+    staging_dir,
+)
+from edurank.backends.export import spread_rows
 from edurank.encoders import fingerprint, model_path
-from edurank.errors import InputError
 from edurank.essays.blend import Blend, fit_blend
 from edurank.essays.data import ID, TEXT, TRAITS, clip_scores, load_essays, scores
 from edurank.essays.evaluation import mcrmse, score_report
-from edurank.essays.fast import FastConfig, FastModel, FeatureExtractor, dense_estimator, tfidf_estimator
-from edurank.essays.model import POOLINGS, EssayModel
+from edurank.essays.fast import FastModel, FeatureExtractor, dense_estimator, tfidf_estimator
+from edurank.essays.model import EssayModel
 from edurank.essays.scorer import FINETUNED, OOF, EssayScorer, essay_artifact, oof_predictions
-from edurank.essays.windows import Windows, WindowSpec, make_windows
-from edurank.folds import check_train_folds, multilabel_folds
-from edurank.options import option
+from edurank.essays.windows import Windows, make_windows
+from edurank.folds import multilabel_folds
 from edurank.training.adversarial import FGM
-from edurank.training.distil import DistilConfig, refuse_unkept
+from edurank.training.config import EssayConfig
+from edurank.training.config import FineTuneConfig as FineTuneConfig  # re-exported: callers import it here
+from edurank.training.distil import DistilConfig, Figure, Student, checked_teacher, distil, speed_against
 from edurank.training.loop import (
-    EngineOptions,
+    FoldResult,
     Loop,
     adamw_with_warmup,
     encoder_stack,
@@ -60,76 +66,8 @@ from edurank.training.loop import (
 )
 
 log = logging.getLogger(__name__)
-PATHS = ("fast", "finetune")
-LOSSES = ("rmse", "smoothl1")
 BEST = "best"
 CACHE = ".cache"  # under the artifact root: features shared by runs that differ only in what they fit
-
-
-@dataclass
-class FineTuneConfig:
-    pooling: str = option("mean", "how a window's tokens become one vector", choices=POOLINGS)
-    loss: str = option("rmse", "training loss", choices=LOSSES)
-    epochs: int = option(3, "epochs per fold", minimum=1)
-    essays_per_batch: int = option(8, "essays per batch (all their windows)", flag="--batch-size", minimum=1)
-    accumulation: int = option(1, "batches per optimizer step", minimum=1)
-    learning_rate: float = option(5e-5, "learning rate of the top encoder layer", flag="--lr")
-    head_learning_rate: float = option(1e-3, "learning rate of pooling and head", flag="--head-lr")
-    layer_decay: float = option(0.9, "LLRD: each layer down trains at this x the one above")
-    dropout: float = option(0.0, "dropout before the head")
-    fgm_epsilon: float = option(0.0, "FGM adversarial training on the word embeddings (0: off; 1.0 is usual)",
-                                flag="--fgm", metavar="EPSILON")
-    freeze_layers: int = option(0, "freeze embeddings + this many lower layers", minimum=0)
-    evals_per_epoch: int = option(2, "held-out evaluations (and checkpoints) per epoch", minimum=1)
-    patience: int = option(2, "evaluations without gain before stopping", minimum=1)
-
-    def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise InputError(f"--pooling {self.pooling}: choose one of {', '.join(POOLINGS)}")
-        if self.loss not in LOSSES:
-            raise InputError(f"--loss {self.loss}: choose one of {', '.join(LOSSES)}")
-        if self.fgm_epsilon and self.freeze_layers:
-            raise InputError("--fgm perturbs the word embeddings, which --freeze-layers freezes: use one of them")
-
-
-def resolve_paths(choice: str) -> tuple[str, ...]:
-    """--paths auto|fast|finetune|both: `auto` fine-tunes only where a GPU can do it in reasonable time."""
-    if choice == "auto":
-        return PATHS if torch.cuda.is_available() else ("fast",)
-    return PATHS if choice == "both" else tuple(choice.split(","))
-
-
-@dataclass
-class EssayConfig(EngineOptions):
-    base_model: str | None = option(None, "encoder: a local HF/ST dir (default: bundled MiniLM)", flag="--model")
-    paths: tuple[str, ...] = option(
-        help="fast: frozen features -> ridge/SVR + TF-IDF ridge (CPU minutes); finetune: fold models; both; "
-             "auto: both on a GPU, fast on a CPU", factory=lambda: resolve_paths("auto"),
-        parse=resolve_paths, metavar="auto|fast|finetune|both")
-    folds: int = option(5, "multilabel-stratified folds", minimum=2)
-    train_folds: int | None = option(None, "fine-tune only the first N folds (exploring; the blend is fitted where "
-                                           "OOF exists)", minimum=1)
-    seed: int = option(42, "seed of folds, batches and initialisation")
-    windows: WindowSpec = option(factory=WindowSpec)
-    fast: FastConfig = option(factory=FastConfig)
-    finetune: FineTuneConfig = option(factory=FineTuneConfig)
-
-    def __post_init__(self) -> None:
-        if not self.paths or set(self.paths) - set(PATHS):
-            raise InputError(f"--paths {','.join(self.paths)}: choose from {', '.join(PATHS)}")
-        check_train_folds(self.train_folds, self.folds)
-        self.fast = dataclasses.replace(self.fast, windows=self.windows)  # one window layout for both paths
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "paths": list(self.paths), "windows": self.windows.to_dict(),
-                "fast": self.fast.to_dict()}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> EssayConfig:
-        """What `to_dict` wrote (an artifact's params), back as a config; unknown keys are ignored."""
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**{**known, "paths": tuple(known["paths"]), "windows": WindowSpec(**known["windows"]),
-                      "fast": FastConfig.from_dict(known["fast"]), "finetune": FineTuneConfig(**known["finetune"])})
 
 
 # -- fine-tuned path ----------------------------------------------------------------------------------------
@@ -260,9 +198,7 @@ def fast_oof(config: EssayConfig, texts: Sequence[str], targets: np.ndarray, fol
     else:
         log.info("fast path: encoding %d essays with the frozen encoder", len(texts))
         dense = extractor(texts)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache.with_name(f".{cache.name}"), dense)
-        cache.with_name(f".{cache.name}").replace(cache)
+        atomic_save_array(cache, dense)
     oof = {name: np.zeros_like(targets) for name in ("dense", "tfidf")}
     for fold in range(config.folds):
         train, valid = folds != fold, folds == fold
@@ -333,19 +269,51 @@ def write_oof(path: Path, frame: pl.DataFrame, folds: np.ndarray, covered: np.nd
 
 # -- distillation -------------------------------------------------------------------------------------------
 
+class EssayStudent(Student):
+    """One fine-tuned model learning the teacher's blended out-of-fold scores mixed with the labels."""
+
+    kind, name, items, log = EssayScorer.KIND, "essay scorer", "essays", log
+    figure = Figure("MCRMSE", "mcrmse", higher_is_better=False)
+    details = {"traits": list(TRAITS)}
+
+    def __init__(self, config: EssayConfig, windows: Windows, targets: np.ndarray, truth: np.ndarray,
+                 soft: np.ndarray, teacher: Path, sample: list[str]) -> None:
+        self.config, self.windows, self.targets, self.truth, self.soft = config, windows, targets, truth, soft
+        self.teacher, self.sample = teacher, sample
+
+    def train(self, directory: Path, train: np.ndarray, valid: np.ndarray, fold: int | None) \
+            -> tuple[np.ndarray, list[dict[str, Any]]]:
+        label = "student" if fold is None else f"student fold {fold}"
+        return FineTuneTrainer(self.config, self.windows, self.targets, train, valid, directory, label,
+                               self.truth).run()[1:]
+
+    def before_final(self, folds: Sequence[FoldResult]) -> None:
+        # the folds kept their best evaluation; the student on every essay, with none held out, trains as long
+        best_epochs = [min(fold.history, key=lambda entry: entry["mcrmse"])["epoch"] for fold in folds]
+        self.config = dataclasses.replace(self.config, finetune=dataclasses.replace(
+            self.config.finetune, epochs=max(1, math.ceil(float(np.median(best_epochs))))))
+
+    def scores(self, rows: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+        return mcrmse(self.truth[rows], clip_scores(predicted)), mcrmse(self.truth[rows], self.soft[rows])
+
+    def served(self, directory: Path) -> EssayScorer:
+        return EssayScorer(None, [EssayModel.load(directory / BEST)], Blend([FINETUNED], np.ones((len(TRAITS), 1))))
+
+    def speed(self, distilled: EssayScorer) -> dict[str, float]:
+        return speed_against(EssayScorer.load(self.teacher).score, distilled.score, self.sample, 2)
+
+    def params(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+
 def distil_essays(teacher_path: str | Path, data: Path, out: Path, config: DistilConfig) -> Path:
     """One fine-tuned model in place of the teacher's fast path, fold models and blend. It learns the teacher's
     blended out-of-fold scores mixed with the labels (`soft_weight`; MSE-like, the trainer's loss), is
     cross-fitted on the teacher's folds and compared on their essays with the teacher's blend, then (kept
     only) trained on every essay and published as a scorer of that one model."""
     path, manifest = essay_artifact(teacher_path)
-    if manifest.params.get("backend", TORCH) != TORCH:
-        raise InputError(f"--teacher {path}: an {manifest.params['backend']} export; give the model it was "
-                         "exported from")
-    stored = oof_predictions(path)  # the covered essays' blended scores; refused at once when there are none
-    if manifest.data.get("hash") != hash_files([data]):
-        raise InputError(f"--data {data}: not the data the teacher {manifest.version} was trained on (its folds "
-                         "and out-of-fold scores would not line up)")
+    # the covered essays' blended scores; refused at once when there are none
+    stored = checked_teacher(path, manifest, data, oof_predictions, "scores")
     teacher_config = EssayConfig.from_dict(manifest.params)
     student_config = dataclasses.replace(teacher_config, paths=("finetune",), finetune=dataclasses.replace(
         teacher_config.finetune, epochs=config.epochs or teacher_config.finetune.epochs))
@@ -357,55 +325,8 @@ def distil_essays(teacher_path: str | Path, data: Path, out: Path, config: Disti
     soft = truth.copy()
     soft[covered] = stored.select([f"blend_{trait}" for trait in TRAITS]).to_numpy()
     targets = (config.soft_weight * soft + (1 - config.soft_weight) * truth).astype(np.float32)
-    teacher_folds = sorted(set(folds[covered].tolist()))
-    chosen = teacher_folds[:config.train_folds] if config.train_folds else teacher_folds
     tokenizer = AutoTokenizer.from_pretrained(model_path(student_config.base_model), local_files_only=True)
     windows = make_windows(tokenizer, texts, student_config.windows)
-    run_hash = hash_json({"teacher": manifest.weights, "config": asdict(config), "data": manifest.data["hash"]})
-    with staging_dir(out, f"distil-{run_hash[:12]}", keep_on_error=True) as work:
-
-        def student(directory: Path, train: np.ndarray, valid: np.ndarray, label: str,
-                    config: EssayConfig = student_config) -> tuple[np.ndarray, list[dict[str, Any]]]:
-            trainer = FineTuneTrainer(config, windows, targets, train, valid, directory, label, truth)
-            return trainer.run()[1:]
-
-        held_out, predicted, best_epochs = [], [], []
-        for fold in chosen:
-            valid = np.flatnonzero(folds == fold)
-            result = run_fold(work / "students" / f"fold{fold}", f"student fold {fold}",
-                              lambda d, f=fold, v=valid: student(d, np.flatnonzero(folds != f), v, f"student fold {f}"))
-            held_out.append(valid)
-            predicted.append(result.predictions)
-            best_epochs.append(min(result.history, key=lambda entry: entry["mcrmse"])["epoch"])
-        rows = np.concatenate(held_out)
-        student_score = mcrmse(truth[rows], clip_scores(np.concatenate(predicted)))
-        teacher_score = mcrmse(truth[rows], soft[rows])
-        figures = (f"out-of-fold MCRMSE {student_score:.4f} against the teacher's {teacher_score:.4f} on "
-                   f"{len(rows)} essays")
-        log.info("distilled essay scorer: %s", figures)
-        refuse_unkept(student_score <= teacher_score + config.max_delta, f"--max-delta {config.max_delta}", figures)
-
-        # the folds kept their best evaluation; the student on every essay, with none held out, trains as long
-        final_config = dataclasses.replace(student_config, finetune=dataclasses.replace(
-            student_config.finetune, epochs=max(1, math.ceil(float(np.median(best_epochs))))))
-        final = run_fold(work / "students" / "all", "student (all essays)",
-                         lambda d: student(d, np.arange(len(texts)), np.empty(0, dtype=np.int64), "student",
-                                           final_config))
-        distilled = EssayScorer(None, [EssayModel.load(final.directory / BEST)],
-                                Blend([FINETUNED], np.ones((len(TRAITS), 1))))
-        teacher = EssayScorer.load(path)
-        sample = spread_rows(frame, config.speed_items)[TEXT].to_list()
-        teacher.score(sample[:2]), distilled.score(sample[:2])  # warm-up
-        _, _, speed = side_by_side(lambda: teacher.score(sample), lambda: distilled.score(sample), len(sample))
-        artifact = fresh_dir(work / "artifact")
-        distilled.save(artifact)
-        ref = ModelRef(str(path), manifest.weights, EssayScorer.KIND, manifest.version)
-        return publish_artifact(
-            artifact, out, run_hash, kind=EssayScorer.KIND, base_model=manifest.base_model, data=manifest.data,
-            params={**final_config.to_dict(), "distil": asdict(config)}, details={"traits": list(TRAITS)},
-            metrics={"distilled_from": manifest.version, "oof_essays": len(rows),
-                     "oof_mcrmse": round(student_score, 5), "teacher_oof_mcrmse": round(teacher_score, 5),
-                     "mcrmse_delta": round(student_score - teacher_score, 5),
-                     "teacher_items_per_s": speed["torch_items_per_s"], "items_per_s": speed["items_per_s"],
-                     "speedup": speed["speedup"]},
-            depends=[ref])
+    sample = spread_rows(frame, config.speed_items)[TEXT].to_list()
+    student = EssayStudent(student_config, windows, targets, truth, soft, path, sample)
+    return distil(student, path, manifest, out, config, folds, covered)

@@ -27,26 +27,14 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
-from edurank.artifacts import atomic_path
+from edurank.artifacts import atomic_path, atomic_save_array, atomic_write_text
 from edurank.errors import InputError
-from edurank.options import option
+from edurank.training.config import DEVICES
 
 log = logging.getLogger(__name__)
 Batch = TypeVar("Batch")
-DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT = "checkpoint.pt"
 PREDICTIONS, HISTORY = "predictions.npy", "history.json"
-
-
-@dataclass
-class EngineOptions:
-    """The loop's own options (where it runs, the optimiser's schedule); every trainer's config includes them."""
-
-    device: str = option("auto", "auto: CUDA when present, else the CPU; cpu or cuda to force one", choices=DEVICES)
-    mixed_precision: bool = option(True, "bf16 autocast on a GPU that has it, else fp16 with a grad scaler "
-                                         "(never on the CPU)")
-    weight_decay: float = option(0.01, "AdamW weight decay")
-    warmup_ratio: float = option(0.1, "share of the optimiser steps spent warming up (per round: retriever)")
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -326,8 +314,7 @@ def run_fold(directory: Path, label: str,
                           json.loads((directory / HISTORY).read_text()), 0.0)
     started = time.perf_counter()
     predictions, history = train(directory)
-    (directory / HISTORY).write_text(json.dumps(history))
-    np.save(directory / f".{PREDICTIONS}", predictions)
-    (directory / f".{PREDICTIONS}").replace(directory / PREDICTIONS)
+    atomic_write_text(directory / HISTORY, json.dumps(history))
+    atomic_save_array(directory / PREDICTIONS, predictions)  # last: the mark of a finished fold
     (directory / CHECKPOINT).unlink(missing_ok=True)
     return FoldResult(directory, predictions, history, round(time.perf_counter() - started, 1))

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from edurank.artifacts import atomic_path, atomic_save_array
+
 log = logging.getLogger(__name__)
 
 
@@ -51,30 +53,28 @@ class TrunkCache:
         lengths = np.array([len(ids) for ids in tokenize(range(len(prompts)))["input_ids"]])
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         segments = np.zeros(int(offsets[-1]), dtype=np.int8) if pairs else None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npy")
-        hidden = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
-                                           shape=(int(offsets[-1]), width))
-        order = np.argsort(lengths)
-        for start in tqdm(range(0, len(order), 64), desc="trunk cache", unit="batch"):
-            rows = order[start:start + 64]
-            features = tokenize(rows, padding=True, return_tensors="pt")
-            inputs = [features["input_ids"], features["attention_mask"]]
+        with atomic_path(path) as tmp:  # renamed into place last: a cache with its offsets (and segments)
+            hidden = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
+                                               shape=(int(offsets[-1]), width))
+            order = np.argsort(lengths)
+            for start in tqdm(range(0, len(order), 64), desc="trunk cache", unit="batch"):
+                rows = order[start:start + 64]
+                features = tokenize(rows, padding=True, return_tensors="pt")
+                inputs = [features["input_ids"], features["attention_mask"]]
+                if segments is not None:
+                    inputs.append(features["token_type_ids"])
+                    for row, types in zip(rows, features["token_type_ids"].numpy(), strict=True):
+                        segments[offsets[row]:offsets[row + 1]] = types[:lengths[row]]
+                with torch.inference_mode():
+                    states = trunk(*(tensor.to(device) for tensor in inputs))
+                states = states.float().cpu().numpy()
+                for row, state in zip(rows, states, strict=True):
+                    hidden[offsets[row]:offsets[row + 1]] = state[:lengths[row]]
+            hidden.flush()
+            del hidden
             if segments is not None:
-                inputs.append(features["token_type_ids"])
-                for row, types in zip(rows, features["token_type_ids"].numpy(), strict=True):
-                    segments[offsets[row]:offsets[row + 1]] = types[:lengths[row]]
-            with torch.inference_mode():
-                states = trunk(*(tensor.to(device) for tensor in inputs))
-            states = states.float().cpu().numpy()
-            for row, state in zip(rows, states, strict=True):
-                hidden[offsets[row]:offsets[row + 1]] = state[:lengths[row]]
-        hidden.flush()
-        del hidden
-        if segments is not None:
-            np.save(segments_path, segments)
-        np.save(path.with_suffix(".offsets.npy"), offsets)
-        tmp.replace(path)
+                atomic_save_array(segments_path, segments)
+            atomic_save_array(path.with_suffix(".offsets.npy"), offsets)
         return cls(np.load(path, mmap_mode="r"), offsets, segments)
 
     def lengths(self) -> np.ndarray:
