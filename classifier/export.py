@@ -52,7 +52,6 @@ def export_classifier(model: str | Path, data: Path, out: Path, config: ExportCo
     frame = load_responses(data_file(data, "a classifier export is checked on labelled responses; give their CSV "
                                            f"({', '.join(INPUT_COLUMNS)}, {CATEGORY}, {MISCONCEPTION})"))
     source = MisconceptionClassifier.load(model)
-    assert source.path is not None and source.manifest is not None  # loaded from an artifact
     ensemble = source.torch_ensemble
 
     def write(directory: Path) -> None:
@@ -72,5 +71,5 @@ def export_classifier(model: str | Path, data: Path, out: Path, config: ExportCo
                f"{config.max_metric_delta}")
         return metrics
 
-    return publish_export(Source(MisconceptionClassifier.KIND, source.path, source.manifest.weights, source.manifest),
+    return publish_export(Source.published(source),
                           out, config, hash_files([data]), write, check)

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from edurank.artifacts import Manifest, covered_oof, open_artifact
-from edurank.backends.base import backend_of, load_runner
+from edurank.backends.base import load_runner, open_served
 from edurank.classifier.model import Ensemble, Members, OnnxEnsemble
 from edurank.classifier.prompts import QuestionBook, build_prompt
 from edurank.errors import InputError
@@ -70,8 +70,7 @@ class MisconceptionClassifier:
     def load(cls, path: str | Path, backend: str | None = None) -> MisconceptionClassifier:
         """A classifier version or export (or artifact root); `backend` names an export whose manifest is not
         written yet."""
-        path, manifest = (Path(path), None) if backend else classifier_artifact(path)
-        backend = backend_of(manifest, backend)
+        path, manifest, backend = open_served(path, cls.KIND, backend)
         book = QuestionBook.from_dict(json.loads((path / BOOK).read_text()))
         meta = json.loads((path / LABELS).read_text())
         ensemble: Members = load_runner(path, backend, partial(load_members, max_length=meta["max_length"]),

@@ -35,7 +35,6 @@ def export_essays(model: str | Path, data: Path, out: Path, config: ExportConfig
     essays = load_essays(data_file(data, "an essay scorer export is checked on scored essays; give their CSV "
                                          f"({ID}, {TEXT}, {', '.join(TRAITS)})"))
     source = EssayScorer.load(model)
-    assert source.path is not None and source.manifest is not None  # loaded from an artifact
 
     def write(directory: Path) -> None:
         source.save(directory, config.backend)
@@ -48,5 +47,5 @@ def export_essays(model: str | Path, data: Path, out: Path, config: ExportConfig
                f"{config.max_metric_delta}")
         return metrics
 
-    return publish_export(Source(EssayScorer.KIND, source.path, source.manifest.weights, source.manifest), out,
+    return publish_export(Source.published(source), out,
                           config, hash_files([data]), write, check)

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from edurank.artifacts import Manifest, covered_oof, open_artifact
-from edurank.backends.base import Backend, backend_of
+from edurank.backends.base import Backend, backend_of, open_served
 from edurank.backends.config import TORCH
 from edurank.errors import InputError
 from edurank.essays.blend import Blend
@@ -54,8 +54,7 @@ class EssayScorer:
     def load(cls, path: str | Path, backend: str | None = None) -> EssayScorer:
         """A scorer version or export (or artifact root); `backend` names an export whose manifest is not
         written yet."""
-        path, manifest = (Path(path), None) if backend else essay_artifact(path)
-        backend = backend_of(manifest, backend)
+        path, manifest, backend = open_served(path, cls.KIND, backend)
         fast = FastModel.load(path / FAST_DIR, backend) if (path / FAST_DIR).is_dir() else None
         folds = [EssayModel.load(fold, backend) for fold in sorted((path / FOLDS_DIR).glob("fold*"))]
         blend = Blend.from_dict(json.loads((path / BLEND).read_text()))

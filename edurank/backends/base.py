@@ -14,13 +14,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from pathlib import Path
+from typing import Protocol, TypeVar, runtime_checkable
 
+from edurank.artifacts import Manifest, open_artifact
 from edurank.backends.config import ONNX, ONNX_INT8, TORCH
 from edurank.errors import InputError
-
-if TYPE_CHECKING:
-    from edurank.artifacts import Manifest
 
 BACKENDS = (TORCH, ONNX, ONNX_INT8)
 R, D = TypeVar("R"), TypeVar("D")  # a runner; where its model is (a directory, or a torch model argument)
@@ -45,6 +44,16 @@ def backend_of(manifest: Manifest | None, requested: str | None = None) -> str:
     if requested:
         return requested
     return manifest.params.get("backend", TORCH) if manifest is not None else TORCH
+
+
+def open_served(path: str | Path, kind: str, backend: str | None = None) -> tuple[Path, Manifest | None, str]:
+    """Where a served model of `kind` is and which backend runs it: a published version (or its root), checked
+    and of `kind`, on the backend its manifest records; or, with `backend` given, a directory an export is
+    still writing (no manifest yet) on that backend."""
+    if backend:
+        return Path(path), None, backend
+    directory, manifest = open_artifact(path, kind)
+    return directory, manifest, backend_of(manifest)
 
 
 def load_runner(directory: D, backend: str, torch: Callable[[D], R], onnx: Callable[[D, str], R]) -> R:

@@ -41,6 +41,13 @@ class Source:
     fingerprint: str
     manifest: Manifest | None
 
+    @classmethod
+    def published(cls, model: Any) -> Source:
+        """A served model loaded from a published artifact: its class's KIND, version directory and manifest."""
+        if model.path is None or model.manifest is None:
+            raise InputError(f"--model: not a published '{model.KIND}' artifact (no manifest)")
+        return cls(model.KIND, model.path, model.manifest.weights, model.manifest)
+
     def refuse_export(self) -> None:
         backend = backend_of(self.manifest)
         if backend != TORCH:
