@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from edurank.backends.config import EXPORTED
 from edurank.backends.export import find_export, spread_rows
-from edurank.backends.onnx import EXPORTED
 from edurank.classifier import export as classifier_export
 from edurank.classifier.data import load_responses
 from edurank.classifier.predictor import MisconceptionClassifier

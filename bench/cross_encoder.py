@@ -52,8 +52,9 @@ def probe(args: argparse.Namespace) -> None:
     """Train the fold's model as cross-fitting would and score the fold's candidates with it."""
     from edurank.retriever.catalog import load_catalog
     from edurank.training.candidates import candidates_for, ranked_rows
+    from edurank.training.config import RerankerConfig
     from edurank.training.ranker import seen_and_unseen
-    from edurank.training.reranker import RerankerConfig, fold_inits, fold_trainer, with_pair_texts
+    from edurank.training.reranker import fold_inits, fold_trainer, with_pair_texts
 
     config = from_args(RerankerConfig, args)
     catalog = load_catalog(args.catalog)
@@ -79,7 +80,7 @@ def probe(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    from edurank.training.reranker import RerankerConfig
+    from edurank.training.config import RerankerConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)

@@ -19,7 +19,8 @@ import faiss
 import numpy as np
 
 from edurank.retriever.catalog import load_catalog
-from edurank.retriever.content_index import INDEX_TYPES, build_faiss
+from edurank.retriever.config import INDEX_TYPES
+from edurank.retriever.content_index import build_faiss
 from edurank.retriever.model import BiEncoder
 
 

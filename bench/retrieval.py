@@ -15,7 +15,8 @@ from typing import Any
 
 from edurank.artifacts import MANIFEST, read_manifest
 from edurank.retriever.catalog import load_catalog
-from edurank.training.retriever import RetrieverConfig, train_retriever
+from edurank.training.config import RetrieverConfig
+from edurank.training.retriever import train_retriever
 
 COLUMNS = ("recall@1", "recall@5", "recall@10", "recall@20", "recall@25", "recall@50", "recall@100", "mean_recall@50",
            "map@25")

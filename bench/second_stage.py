@@ -37,7 +37,8 @@ def ablation(args: argparse.Namespace) -> None:
     from edurank.artifacts import Manifest, model_ref, resolve
     from edurank.encoders import fingerprint
     from edurank.retriever.catalog import load_catalog
-    from edurank.training.ranker import RankerConfig, candidates_for, evaluate_ranker, with_companion, with_cross_logits
+    from edurank.training.config import RankerConfig
+    from edurank.training.ranker import candidates_for, evaluate_ranker, with_companion, with_cross_logits
 
     catalog = load_catalog(args.catalog)
     base = from_args(RankerConfig, args)
@@ -125,7 +126,7 @@ def latency(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    from edurank.training.ranker import RankerConfig
+    from edurank.training.config import RankerConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)

@@ -23,13 +23,20 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edurank.artifacts import read_manifest  # noqa: E402
-from edurank.essays.windows import WindowSpec  # noqa: E402
+from edurank.essays.config import WindowSpec  # noqa: E402
 from edurank.retriever.catalog import load_catalog  # noqa: E402
-from edurank.retriever.hybrid import CandidateConfig
-from edurank.training.classifier import ClassifierConfig, train_classifier  # noqa: E402
-from edurank.training.essays import EssayConfig, FineTuneConfig, train_essays  # noqa: E402
-from edurank.training.reranker import RerankerConfig, train_reranker  # noqa: E402
-from edurank.training.retriever import RetrieverConfig, train_retriever  # noqa: E402
+from edurank.retriever.config import CandidateConfig
+from edurank.training.classifier import train_classifier  # noqa: E402
+from edurank.training.config import (  # noqa: E402
+    ClassifierConfig,  # noqa: E402
+    EssayConfig,
+    FineTuneConfig,
+    RerankerConfig,  # noqa: E402
+    RetrieverConfig,  # noqa: E402
+)
+from edurank.training.essays import train_essays  # noqa: E402
+from edurank.training.reranker import train_reranker  # noqa: E402
+from edurank.training.retriever import train_retriever  # noqa: E402
 from tests.conftest import SHARED_DATA  # noqa: E402
 from tests.integration.test_curriculum_training import slice_catalog  # noqa: E402
 

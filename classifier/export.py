@@ -13,7 +13,8 @@ import torch
 
 from edurank.artifacts import hash_files
 from edurank.backends.base import warm_up
-from edurank.backends.export import ExportConfig, Source, data_file, publish_export, refuse, side_by_side, spread_rows
+from edurank.backends.config import ExportConfig
+from edurank.backends.export import Source, data_file, publish_export, refuse, side_by_side, spread_rows
 from edurank.backends.onnx import ONNX_FILE, export_graph
 from edurank.classifier.data import (
     ANSWER,

@@ -27,13 +27,13 @@ from edurank.options import add_options, from_args
 from edurank.retriever.config import IndexConfig
 from edurank.training.config import (
     ClassifierConfig,
+    DistilConfig,
     EssayConfig,
     QuickstartConfig,
     RankerConfig,
     RerankerConfig,
     RetrieverConfig,
 )
-from edurank.training.distil import DistilConfig
 
 DEMO_QUERIES = (
     ("Adding fractions with different denominators", None),

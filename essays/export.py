@@ -12,7 +12,8 @@ import polars as pl
 
 from edurank.artifacts import hash_files
 from edurank.backends.base import warm_up
-from edurank.backends.export import ExportConfig, Source, data_file, publish_export, refuse, side_by_side, spread_rows
+from edurank.backends.config import ExportConfig
+from edurank.backends.export import Source, data_file, publish_export, refuse, side_by_side, spread_rows
 from edurank.essays.data import ID, TEXT, TRAITS, load_essays, scores
 from edurank.essays.evaluation import mcrmse
 from edurank.essays.scorer import EssayScorer

@@ -27,10 +27,10 @@ from edurank.backends.onnx import ONNX_FILE, TORCH, export_graph
 from edurank.encoders import load_hf_encoder, load_hf_model, load_tokenizer, model_path
 from edurank.errors import InputError
 from edurank.essays.backends import OnnxWindowScorer, TorchWindowScorer, WindowScorer
-from edurank.essays.config import POOLINGS
+from edurank.essays.config import POOLINGS, WindowSpec
 from edurank.essays.data import TRAITS
 from edurank.essays.features import masked_mean
-from edurank.essays.windows import Windows, WindowSpec, make_windows, pool_windows
+from edurank.essays.windows import Windows, make_windows, pool_windows
 
 CONFIG = "essay_model.json"
 HEAD = "essay_head.safetensors"

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from edurank.backends.base import warm_up
-from edurank.backends.export import ExportConfig, Source, publish_export, refuse, side_by_side
+from edurank.backends.config import ExportConfig
+from edurank.backends.export import Source, publish_export, refuse, side_by_side
 from edurank.retriever.backends import OnnxEmbedder, export_embedder
 from edurank.retriever.catalog import Catalog
 from edurank.retriever.model import BiEncoder

@@ -260,7 +260,8 @@ def usable_ranker(ranker: Ranker | None, index: ContentIndex, catalog: Catalog,
 def first_ranker(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Ranker | None:
     """Train a ranker on the served catalog's correlations (seconds: no network is trained), so a first start
     serves both stages; only when the served retriever never saw those topics, as cross-fitting requires."""
-    from edurank.training.ranker import RankerConfig, train_ranker
+    from edurank.training.config import RankerConfig
+    from edurank.training.ranker import train_ranker
 
     topics = catalog.correlations["topic_id"].n_unique()
     if topics < 10:

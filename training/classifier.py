@@ -52,8 +52,8 @@ from edurank.errors import InputError
 from edurank.folds import stratified_folds
 from edurank.layers import Trunk
 from edurank.training.adversarial import AWP
-from edurank.training.config import ClassifierConfig
-from edurank.training.distil import DistilConfig, Figure, Student, checked_teacher, distil, speed_against
+from edurank.training.config import ClassifierConfig, DistilConfig
+from edurank.training.distil import Figure, Student, checked_teacher, distil, speed_against
 from edurank.training.loop import (
     Loop,
     adamw_with_warmup,

@@ -4,7 +4,7 @@ quickstart` generate their flags from (edurank/options.py), the options they sha
 Nothing here imports torch, transformers, sentence-transformers, LightGBM, scikit-learn or polars (the nested
 configs come from each family's own light `config` module), so the CLI builds its parser, and answers `--help`,
 at once; each trainer imports its config from here. What needs a heavy library (asking torch for a GPU, the
-booster's parameters) imports it when called. `edurank distil`'s options: training/distil.py (light too).
+booster's parameters) imports it when called.
 """
 
 from __future__ import annotations
@@ -328,3 +328,22 @@ class QuickstartConfig:
     responses: int = option(3000, "responses sampled for the classifier (0: all)", minimum=0)
     seed: int = option(42, "seed of the samples")
     serve: bool = option(True, "start the service when everything is trained")
+
+
+@dataclass(frozen=True)
+class DistilConfig:
+    """`edurank distil`'s options."""
+
+    soft_weight: float = option(0.9, "weight of the teacher's soft predictions in the loss (the rest: the labels)")
+    temperature: float = option(5.0, "classifier: softmax temperature of teacher and student in the KL term")
+    epochs: int | None = option(None, "student epochs (default: the teacher's)", minimum=1)
+    train_folds: int | None = option(None, "cross-fit only the first N of the teacher's folds (exploring; the "
+                                           "figures cover those folds)", minimum=1)
+    max_delta: float = option(0.005, "keep the student only within this of the teacher's out-of-fold figure")
+    speed_items: int = option(256, "items both models score to measure the speed-up", minimum=1)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.soft_weight <= 1.0:
+            raise InputError(f"--soft-weight {self.soft_weight}: between 0 and 1")
+        if self.temperature <= 0:
+            raise InputError(f"--temperature {self.temperature}: must be positive")

@@ -11,8 +11,7 @@ row (as long as the fold students trained) and published, with the figures and i
 teacher in the manifest.
 
 `distil` takes those steps for every family; a family's `Student` says how its student trains, is scored
-and is served. Light to import (the CLI reads `DistilConfig`): what needs numpy, polars or torch is imported
-when `distil` runs.
+and is served. Its options, `DistilConfig`, are in training/config.py with every job's.
 """
 
 from __future__ import annotations
@@ -22,38 +21,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import numpy as np
+
+from edurank.artifacts import Manifest, ModelRef, fresh_dir, hash_files, hash_json, publish_artifact, staging_dir
 from edurank.backends.config import TORCH
+from edurank.backends.export import side_by_side
 from edurank.errors import InputError
-from edurank.options import option
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from edurank.artifacts import Manifest
-    from edurank.training.loop import FoldResult
+from edurank.training.config import DistilConfig
+from edurank.training.loop import FoldResult, run_fold
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class DistilConfig:
-    """`edurank distil`'s options."""
-
-    soft_weight: float = option(0.9, "weight of the teacher's soft predictions in the loss (the rest: the labels)")
-    temperature: float = option(5.0, "classifier: softmax temperature of teacher and student in the KL term")
-    epochs: int | None = option(None, "student epochs (default: the teacher's)", minimum=1)
-    train_folds: int | None = option(None, "cross-fit only the first N of the teacher's folds (exploring; the "
-                                           "figures cover those folds)", minimum=1)
-    max_delta: float = option(0.005, "keep the student only within this of the teacher's out-of-fold figure")
-    speed_items: int = option(256, "items both models score to measure the speed-up", minimum=1)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.soft_weight <= 1.0:
-            raise InputError(f"--soft-weight {self.soft_weight}: between 0 and 1")
-        if self.temperature <= 0:
-            raise InputError(f"--temperature {self.temperature}: must be positive")
 
 
 def refuse_unkept(kept: bool, what: str, figures: str) -> None:
@@ -65,8 +44,6 @@ def refuse_unkept(kept: bool, what: str, figures: str) -> None:
 def checked_teacher(path: Path, manifest: Manifest, data: Path, read_oof: Callable[[Path], T], figures: str) -> T:
     """The teacher's stored out-of-fold predictions (`read_oof` refuses a teacher without any), once it is known
     to be a torch model trained on `data`; an export or other data is refused with what to give instead."""
-    from edurank.artifacts import hash_files
-
     if manifest.params.get("backend", TORCH) != TORCH:
         raise InputError(f"--teacher {path}: an {manifest.params['backend']} export; give the model it was "
                          "exported from")
@@ -138,8 +115,6 @@ def speed_against(teacher: Callable[[list[T]], object], student: Callable[[list[
                   warm: int) -> dict[str, float]:
     """Items per second of the teacher and the student on the same `sample` (after a warm-up on its first
     `warm`), and the speed-up, as the manifest records them."""
-    from edurank.backends.export import side_by_side
-
     teacher(sample[:warm]), student(sample[:warm])  # warm-up
     _, _, speed = side_by_side(lambda: teacher(sample), lambda: student(sample), len(sample))
     return {"teacher_items_per_s": speed["torch_items_per_s"], "items_per_s": speed["items_per_s"],
@@ -152,11 +127,6 @@ def distil(student: Student, teacher: Path, manifest: Manifest, out: Path, confi
     the first `train_folds` of them), compare their figure with the teacher's on the same rows, refuse one past
     `max_delta`; else train the student on every row, time both and publish it (a resumable run: finished
     students are kept in the staging directory)."""
-    import numpy as np
-
-    from edurank.artifacts import ModelRef, fresh_dir, hash_json, publish_artifact, staging_dir
-    from edurank.training.loop import run_fold
-
     chosen = sorted(set(folds[covered].tolist()))
     chosen = chosen[:config.train_folds] if config.train_folds else chosen
     run_hash = hash_json({"teacher": manifest.weights, "config": asdict(config), "data": manifest.data["hash"]})

@@ -49,9 +49,8 @@ from edurank.essays.scorer import FINETUNED, OOF, EssayScorer, essay_artifact, o
 from edurank.essays.windows import Windows, make_windows
 from edurank.folds import multilabel_folds
 from edurank.training.adversarial import FGM
-from edurank.training.config import EssayConfig
-from edurank.training.config import FineTuneConfig as FineTuneConfig  # re-exported: callers import it here
-from edurank.training.distil import DistilConfig, Figure, Student, checked_teacher, distil, speed_against
+from edurank.training.config import DistilConfig, EssayConfig
+from edurank.training.distil import Figure, Student, checked_teacher, distil, speed_against
 from edurank.training.loop import (
     FoldResult,
     Loop,

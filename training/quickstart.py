@@ -54,9 +54,10 @@ def plan(data: Path, out: Path, config: QuickstartConfig, scratch: Path) -> list
     from edurank.retriever.catalog import load_catalog
     from edurank.retriever.index_job import build_index
     from edurank.retriever.model import BiEncoder
-    from edurank.training.classifier import ClassifierConfig, train_classifier
-    from edurank.training.essays import EssayConfig, train_essays
-    from edurank.training.ranker import RankerConfig, train_ranker
+    from edurank.training.classifier import train_classifier
+    from edurank.training.config import ClassifierConfig, EssayConfig, RankerConfig
+    from edurank.training.essays import train_essays
+    from edurank.training.ranker import train_ranker
 
     if not (data / CATALOG).is_dir():
         raise InputError(f"{data}: no {CATALOG}/ folder (a catalog in the LECR layout: topics.csv, content.csv, "

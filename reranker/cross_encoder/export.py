@@ -11,7 +11,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from edurank.backends.base import warm_up
-from edurank.backends.export import ExportConfig, Source, publish_export, refuse, side_by_side
+from edurank.backends.config import ExportConfig
+from edurank.backends.export import Source, publish_export, refuse, side_by_side
 from edurank.backends.onnx import ONNX_FILE, export_graph, sample_features
 from edurank.reranker.cross_encoder.model import Parts, Reranker
 from edurank.retriever.catalog import Catalog

@@ -23,8 +23,9 @@ from edurank.artifacts import Manifest, atomic_write_text, open_artifact
 from edurank.errors import ArtifactMismatchError
 from edurank.reranker.calibration import Calibration
 from edurank.reranker.decision import DecisionRule
-from edurank.reranker.lightgbm.features import FEATURE_GROUPS, Context, Graph, build_features, feature_names
-from edurank.retriever.hybrid import CandidateConfig
+from edurank.reranker.lightgbm.config import FEATURE_GROUPS
+from edurank.reranker.lightgbm.features import Context, Graph, build_features, feature_names
+from edurank.retriever.config import CandidateConfig
 
 MODEL_FILE = "model.lgbm"
 SETTINGS_FILE = "ranker.json"

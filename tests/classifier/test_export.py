@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from edurank.artifacts import LATEST, Manifest
-from edurank.backends.export import ExportConfig
+from edurank.backends.config import ExportConfig
 from edurank.classifier.export import export_classifier
 from edurank.classifier.predictor import MisconceptionClassifier, Response
 from edurank.cli.main import main
 from edurank.errors import InputError
-from edurank.training.classifier import ClassifierConfig, train_classifier
+from edurank.training.classifier import train_classifier
+from edurank.training.config import ClassifierConfig
 from tests.conftest import response_rows, write_responses
 from tests.training.test_classifier import SMALL
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from edurank.artifacts import LATEST, Manifest
-from edurank.backends.export import ExportConfig
+from edurank.backends.config import ExportConfig
 from edurank.cli.main import main
+from edurank.essays.config import WindowSpec
 from edurank.essays.export import export_essays
 from edurank.essays.scorer import EssayScorer
-from edurank.essays.windows import WindowSpec
-from edurank.training.essays import EssayConfig, FineTuneConfig, train_essays
+from edurank.training.config import EssayConfig, FineTuneConfig
+from edurank.training.essays import train_essays
 from tests.conftest import essay_rows, write_essays
 
 TEXTS = ["I think school should start later because students are tired. " * 6, "Short essay, with a misteak."]

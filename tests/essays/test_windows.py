@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from edurank.encoders import bundled_model_path
-from edurank.essays.windows import WindowSpec, make_windows, pool_windows, split_ids
+from edurank.essays.config import WindowSpec
+from edurank.essays.windows import make_windows, pool_windows, split_ids
 
 
 def test_windows_cover_every_token_and_end_aligned() -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from edurank.artifacts import read_manifest
 from edurank.classifier.predictor import MisconceptionClassifier, Response
-from edurank.training.classifier import ClassifierConfig, train_classifier
+from edurank.training.classifier import train_classifier
+from edurank.training.config import ClassifierConfig
 from tests.conftest import report_figures, shared_dataset
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from edurank.retriever.catalog import load_catalog
-from edurank.training.retriever import RetrieverConfig, train_retriever
+from edurank.training.config import RetrieverConfig
+from edurank.training.retriever import train_retriever
 from tests.conftest import report_figures, shared_dataset
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 
 from edurank.artifacts import read_manifest
+from edurank.essays.config import WindowSpec
 from edurank.essays.scorer import EssayScorer
-from edurank.essays.windows import WindowSpec
-from edurank.training.essays import EssayConfig, FineTuneConfig, train_essays
+from edurank.training.config import EssayConfig, FineTuneConfig
+from edurank.training.essays import train_essays
 from tests.conftest import report_figures, shared_dataset
 
 pytestmark = pytest.mark.integration

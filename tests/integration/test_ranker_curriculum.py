@@ -11,7 +11,8 @@ import pytest
 from edurank.artifacts import read_manifest
 from edurank.reranker.lightgbm.model import Ranker
 from edurank.retriever.catalog import load_catalog
-from edurank.training.ranker import RankerConfig, train_ranker
+from edurank.training.config import RankerConfig
+from edurank.training.ranker import train_ranker
 from tests.conftest import report_figures, shared_dataset
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,9 @@ import pytest
 from edurank.artifacts import read_manifest
 from edurank.reranker.cross_encoder.model import Reranker
 from edurank.retriever.catalog import load_catalog
-from edurank.retriever.hybrid import CandidateConfig
-from edurank.training.reranker import RerankerConfig, train_reranker
+from edurank.retriever.config import CandidateConfig
+from edurank.training.config import RerankerConfig
+from edurank.training.reranker import train_reranker
 from tests.conftest import report_figures, shared_dataset
 from tests.integration.test_curriculum_training import slice_catalog
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edurank.artifacts import LATEST, Manifest, ModelRef, publish_artifact, staging_dir
-from edurank.backends.export import ExportConfig
+from edurank.backends.config import ExportConfig
 from edurank.cli.main import main
 from edurank.errors import InputError
 from edurank.retriever.catalog import load_catalog

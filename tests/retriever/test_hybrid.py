@@ -4,8 +4,9 @@ import numpy as np
 
 from edurank.artifacts import ModelRef
 from edurank.retriever.catalog import load_catalog
+from edurank.retriever.config import CandidateConfig
 from edurank.retriever.content_index import Companion, ContentIndex, build_faiss
-from edurank.retriever.hybrid import CandidateConfig, Filters, hybrid_candidates
+from edurank.retriever.hybrid import Filters, hybrid_candidates
 from edurank.retriever.index_job import build_lexical
 from tests.conftest import write_catalog
 

@@ -10,7 +10,8 @@ import pytest
 from edurank.artifacts import LATEST, Manifest
 from edurank.retriever import index_job as indexing
 from edurank.retriever.catalog import load_catalog
-from edurank.retriever.index_job import IndexConfig, build_index, load_index, search_text
+from edurank.retriever.config import IndexConfig
+from edurank.retriever.index_job import build_index, load_index, search_text
 from edurank.retriever.model import BiEncoder
 from edurank.retriever.texts import content_texts
 

@@ -13,7 +13,8 @@ from edurank.backends.export import EXPORTS
 from edurank.cli.main import main
 from edurank.service.app import create_app
 from edurank.service.settings import Settings
-from edurank.training.classifier import ClassifierConfig, train_classifier
+from edurank.training.classifier import train_classifier
+from edurank.training.config import ClassifierConfig
 from tests.conftest import response_rows, write_catalog, write_responses
 from tests.reranker.cross_encoder.test_export import publish_reranker
 

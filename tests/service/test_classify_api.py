@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from edurank.service.app import create_app
 from edurank.service.settings import Settings
-from edurank.training.classifier import ClassifierConfig, train_classifier
+from edurank.training.classifier import train_classifier
+from edurank.training.config import ClassifierConfig
 from tests.conftest import response_rows, write_catalog, write_responses
 from tests.service import assert_names_the_field, post_untrained
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from edurank.essays.windows import WindowSpec
+from edurank.essays.config import WindowSpec
 from edurank.service.app import create_app
 from edurank.service.settings import Settings
-from edurank.training.essays import EssayConfig, train_essays
+from edurank.training.config import EssayConfig
+from edurank.training.essays import train_essays
 from tests.conftest import essay_rows, write_catalog, write_essays
 from tests.service import assert_names_the_field, post_untrained
 

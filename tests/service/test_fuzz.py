@@ -21,13 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.testclient import TestClient
 
-from edurank.essays.windows import WindowSpec
+from edurank.essays.config import WindowSpec
 from edurank.reranker.cross_encoder.model import PairFormat, Reranker
 from edurank.reranker.decision import DecisionRule
 from edurank.service.app import create_app
 from edurank.service.settings import Settings
-from edurank.training.classifier import ClassifierConfig, train_classifier
-from edurank.training.essays import EssayConfig, train_essays
+from edurank.training.classifier import train_classifier
+from edurank.training.config import ClassifierConfig, EssayConfig
+from edurank.training.essays import train_essays
 from tests.conftest import essay_rows, response_rows, write_catalog, write_essays, write_responses
 
 EXAMPLES = int(os.environ.get("EDURANK_FUZZ_EXAMPLES", "25"))

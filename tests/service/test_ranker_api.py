@@ -68,8 +68,8 @@ def test_a_ranker_is_not_served_over_an_index_missing_what_its_features_read() -
     import polars as pl
 
     from edurank.reranker.lightgbm.model import Ranker
+    from edurank.retriever.config import CandidateConfig
     from edurank.retriever.content_index import ContentIndex
-    from edurank.retriever.hybrid import CandidateConfig
     from edurank.service.registry import usable_ranker
 
     index = ContentIndex(faiss.IndexFlatIP(4), pl.DataFrame({"id": []}))  # no lexical index, no topic vectors

@@ -19,7 +19,8 @@ from edurank.encoders import load_hf_encoder
 from edurank.errors import InputError
 from edurank.layers import Trunk
 from edurank.training.adversarial import AWP
-from edurank.training.classifier import ClassifierConfig, MemberTrainer, train_classifier
+from edurank.training.classifier import MemberTrainer, train_classifier
+from edurank.training.config import ClassifierConfig
 from edurank.training.trunk_cache import TrunkCache, length_grouped_batches
 from tests.conftest import response_rows, write_responses
 

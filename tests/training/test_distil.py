@@ -12,10 +12,11 @@ from edurank.artifacts import LATEST, Manifest
 from edurank.classifier.model import masked_log_softmax
 from edurank.classifier.predictor import MisconceptionClassifier, Response
 from edurank.cli.main import main
+from edurank.essays.config import WindowSpec
 from edurank.essays.scorer import EssayScorer
-from edurank.essays.windows import WindowSpec
-from edurank.training.classifier import ClassifierConfig, SoftTargets, train_classifier
-from edurank.training.essays import EssayConfig, FineTuneConfig, train_essays
+from edurank.training.classifier import SoftTargets, train_classifier
+from edurank.training.config import ClassifierConfig, EssayConfig, FineTuneConfig
+from edurank.training.essays import train_essays
 from tests.conftest import essay_rows, response_rows, write_essays, write_responses
 from tests.training.test_classifier import SMALL
 

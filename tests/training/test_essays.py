@@ -14,13 +14,13 @@ import torch
 import edurank.training.loop as loop_module
 from edurank.artifacts import read_manifest
 from edurank.errors import InputError
+from edurank.essays.config import FastConfig, WindowSpec
 from edurank.essays.data import load_essays, scores
-from edurank.essays.fast import FastConfig
 from edurank.essays.model import EssayModel
 from edurank.essays.scorer import EssayScorer
-from edurank.essays.windows import WindowSpec
 from edurank.training.adversarial import FGM
-from edurank.training.essays import EssayConfig, FineTuneConfig, FineTuneTrainer, train_essays
+from edurank.training.config import EssayConfig, FineTuneConfig
+from edurank.training.essays import FineTuneTrainer, train_essays
 from edurank.training.loop import encoder_stack, layerwise_groups
 from tests.conftest import essay_rows, write_essays
 

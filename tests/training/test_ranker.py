@@ -12,7 +12,8 @@ from edurank.pipelines.recommend import Query, Recommender
 from edurank.reranker.cross_encoder.model import Reranker
 from edurank.reranker.lightgbm.model import Ranker
 from edurank.retriever.catalog import load_catalog
-from edurank.retriever.hybrid import CandidateConfig, hybrid_candidates
+from edurank.retriever.config import CandidateConfig
+from edurank.retriever.hybrid import hybrid_candidates
 from edurank.retriever.index_job import build_lexical, in_memory_index
 from edurank.retriever.lexical import lexical_text
 from edurank.retriever.model import BiEncoder
@@ -22,6 +23,7 @@ from edurank.retriever.topic_folds import TRAIN_ONLY
 from edurank.service.registry import usable_ranker
 from edurank.timing import StageTimes
 from edurank.training.candidates import mine_neighbours
+from edurank.training.config import RerankerConfig
 from edurank.training.ranker import (
     RankerConfig,
     candidates_for,
@@ -30,7 +32,7 @@ from edurank.training.ranker import (
     train_ranker,
     with_companion,
 )
-from edurank.training.reranker import RerankerConfig, train_reranker
+from edurank.training.reranker import train_reranker
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,12 @@ from edurank.errors import InputError
 from edurank.reranker.calibration import Calibration
 from edurank.reranker.cross_encoder.model import Reranker
 from edurank.retriever.catalog import load_catalog
-from edurank.retriever.hybrid import CandidateConfig
+from edurank.retriever.config import CandidateConfig
 from edurank.retriever.topic_folds import topic_folds
 from edurank.training import reranker as module
 from edurank.training.candidates import CrossFit, assign_miners
-from edurank.training.reranker import RerankerConfig, fold_inits, train_reranker, training_rows
+from edurank.training.config import RerankerConfig
+from edurank.training.reranker import fold_inits, train_reranker, training_rows
 
 FAST = {"candidates": CandidateConfig(6, 2), "hard_negatives": 4, "negatives": 3, "epochs": 1, "batch_size": 16,
         "topic_tokens": 16, "content_tokens": 24, "freeze_layers": 5, "folds": 2}

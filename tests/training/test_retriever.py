@@ -9,7 +9,8 @@ from edurank.artifacts import Manifest, read_manifest
 from edurank.retriever.catalog import load_catalog
 from edurank.retriever.model import BiEncoder
 from edurank.training import retriever as trainer_module
-from edurank.training.retriever import RetrieverConfig, RetrieverTrainer, train_retriever
+from edurank.training.config import RetrieverConfig
+from edurank.training.retriever import RetrieverTrainer, train_retriever
 
 FAST = {"epochs": 1, "hard_negative_epochs": 1, "batch_size": 8, "max_tokens": 48, "top_n": 8,
         "freeze_layers": 5, "eval_ks": (1, 5, 10)}

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from edurank.reranker.lightgbm.features import DEFAULT_GROUPS, Context, Graph, build_features, query_facts
+from edurank.reranker.lightgbm.config import DEFAULT_GROUPS
+from edurank.reranker.lightgbm.features import Context, Graph, build_features, query_facts
 
 TOPICS = pl.DataFrame({"id": ["P", "A", "B", "C"], "parent": [None, "P", "P", "P"],
                        "channel": ["ch", "ch", "ch", "other"], "title": ["p", "a", "b", "c"],
