@@ -12,6 +12,7 @@ tests/cli/test_main.py checks that building the parser loads none of them.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -319,8 +320,6 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_evaluate_essays(args: argparse.Namespace) -> None:
-    import json
-
     from edurank.essays.evaluation import evaluate_essays, write_report
 
     report, truth, predicted = evaluate_essays(args.model, args.data, args.oof)
@@ -330,8 +329,6 @@ def run_evaluate_essays(args: argparse.Namespace) -> None:
 
 
 def run_evaluate_classifier(args: argparse.Namespace) -> None:
-    import json
-
     from edurank.classifier.evaluation import evaluate_classifier, write_report
 
     report, frame, probabilities, labels = evaluate_classifier(args.model, args.data, args.oof)
@@ -398,8 +395,6 @@ def run_search(args: argparse.Namespace) -> None:
 
 
 def run_evaluate_retrieval(args: argparse.Namespace) -> None:
-    import json
-
     from edurank.retriever.catalog import load_catalog
     from edurank.retriever.evaluation import evaluate_retrieval, write_report
     from edurank.retriever.model import BiEncoder
@@ -415,8 +410,6 @@ def run_evaluate_retrieval(args: argparse.Namespace) -> None:
 
 
 def run_evaluate_recommend(args: argparse.Namespace) -> None:
-    import json
-
     from edurank.artifacts import resolve
     from edurank.pipelines.evaluation import evaluate_recommend, write_report
     from edurank.pipelines.recommend import Recommender, ranker_companion

@@ -6,9 +6,9 @@ import hashlib
 import json
 import multiprocessing
 import re
-import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,15 +98,24 @@ def test_the_same_run_published_again_within_a_second_gets_a_new_version(tmp_pat
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging or temp file left
 
 
-def publish_in_a_process(root: str, worker: int, start_at: float) -> list[str]:
-    time.sleep(max(0.0, start_at - time.time()))  # every process starts publishing at the same moment
+BARRIER: Any = None  # each worker's handle on the barrier all of them wait at
+
+
+def join_barrier(barrier: Any) -> None:
+    global BARRIER
+    BARRIER = barrier
+
+
+def publish_in_a_process(root: str, worker: int) -> list[str]:
+    BARRIER.wait()  # every process starts publishing at the same moment
     return [publish_run(Path(root), f"weights {worker} {i}".encode(), f"worker{worker}").name for i in range(5)]
 
 
 def test_publishes_from_several_processes_at_once_all_land(tmp_path: Path) -> None:
-    start_at = time.time() + 5  # after the processes have started
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        runs = pool.starmap(publish_in_a_process, [(str(tmp_path), worker, start_at) for worker in range(4)])
+    context = multiprocessing.get_context("fork")  # quick to start; the workers only write files
+    barrier = context.Barrier(4)
+    with context.Pool(4, initializer=join_barrier, initargs=(barrier,)) as pool:
+        runs = pool.starmap(publish_in_a_process, [(str(tmp_path), worker) for worker in range(4)])
     published = [name for names in runs for name in names]
     assert len(set(published)) == 20  # none refused, none overwritten
     on_disk = sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith("."))
