@@ -11,6 +11,9 @@ reports where the time went.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -45,10 +48,36 @@ class Query:
     kinds: list[str] | None = None
     topic_id: str | None = None
     language: str | None = None
+    channels: list[str] | None = None  # only content of these channels
+    exclude_channels: list[str] | None = None  # no content of these
 
     @property
     def filters(self) -> Filters:
-        return Filters(self.languages, self.kinds, self.language)
+        return Filters(self.languages, self.kinds, self.language, self.channels, self.exclude_channels)
+
+
+class VectorCache:
+    """The retriever's vectors of the most recent topic texts (least recently used go first): a topic embedded
+    ahead of time (Studio's /embed-topics) is not embedded again by /recommend."""
+
+    def __init__(self, size: int = 4096):
+        self.size, self.lock, self.stored = size, threading.Lock(), OrderedDict[str, np.ndarray]()
+
+    def vectors(self, texts: list[str], embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        """The texts' vectors: cached ones reused, the others embedded (`embed`) and kept."""
+        with self.lock:
+            found = {t: self.stored[t] for t in texts if t in self.stored}
+            for text in found:
+                self.stored.move_to_end(text)
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            found.update(zip(missing, embed(missing), strict=True))
+            with self.lock:
+                for text in missing:
+                    self.stored[text] = found[text]
+                while len(self.stored) > self.size:
+                    self.stored.popitem(last=False)
+        return np.stack([found[t] for t in texts]) if texts else np.empty((0, 0), dtype=np.float32)
 
 
 @dataclass
@@ -65,10 +94,22 @@ class Recommender:
     companion: BiEncoder | None = None  # the encoder of the index's companion vectors (the companion group)
     batched_embed: Callable[[list[str]], np.ndarray] | None = None  # the encoder's texts -> vectors, batched
     batched_pairs: Callable[[list[tuple[Parts, Parts, int]]], np.ndarray] | None = None  # the reranker's, batched
+    content_facts: pl.DataFrame | None = None  # the ranker's per-row content metadata (default: from `content`)
+    cache: VectorCache | None = None  # the retriever's vectors of recent topic texts
 
     def __post_init__(self) -> None:
-        self.content_facts = content_context(self.content)
+        if self.content_facts is None:
+            self.content_facts = content_context(self.content)
         self.topic_row = {t: i for i, t in enumerate(self.topics["id"])} if self.topics is not None else {}
+
+    def with_index(self, index: ContentIndex, first_new: int) -> Recommender:
+        """The same models over another snapshot of the catalog (the live catalog's, retriever/live.py), whose
+        `items` hold every row's texts; rows before `first_new` are those this one already holds."""
+        assert self.content_facts is not None
+        kept = self.content_facts.slice(0, first_new)
+        added = content_context(index.items.slice(first_new), first_row=first_new)
+        return dataclasses.replace(self, index=index, content=index.items,
+                                   content_facts=pl.concat([kept, added]) if len(added) else kept)
 
     @property
     def stage(self) -> SecondStage | None:
@@ -82,9 +123,12 @@ class Recommender:
         return self.stage.rule if self.stage is not None else DecisionRule()
 
     def encode(self, queries: Sequence[Query], timer: Timer = no_timer, encoder: BiEncoder | None = None) -> np.ndarray:
-        """The queries' L2-normalised vectors by the retriever (or the given encoder)."""
+        """The queries' L2-normalised vectors by the retriever (or the given encoder); the retriever's come
+        from the cache where a topic was embedded ahead."""
         encoder = encoder or self.encoder
         texts = encoder.builder.build([q.parts for q in queries])
+        if encoder is self.encoder and self.cache is not None:
+            return self.cache.vectors(texts, lambda missing: self.embed_texts(missing, timer))
         if encoder is self.encoder and self.batched_embed is not None:
             return self.embed_texts(texts, timer)
         with timer("tokenise"):
@@ -187,7 +231,7 @@ class Recommender:
         frames = []
         for i in range(len(queries)):
             own = by_query.get((i,), frame.clear())
-            items = self.index.items[own["row"].to_list()].select("id", "title", "kind", "language")
+            items = shown(self.index.items[own["row"].to_list()])
             frames.append(pl.concat([items, own.drop("query", "row")], how="horizontal")
                           .sort("probability", descending=True, maintain_order=True))
         return frames
@@ -215,7 +259,7 @@ class Recommender:
                          else None)
         frames = []
         for i, (scores, rows) in enumerate(found):
-            frame = self.index.items[rows.tolist()].select("id", "title", "kind", "language").with_columns(
+            frame = shown(self.index.items[rows.tolist()]).with_columns(
                 pl.Series("retrieval_rank", np.arange(1, len(rows) + 1), dtype=pl.Int32),
                 pl.Series("retrieval_score", scores, dtype=pl.Float32),
                 pl.Series("probability", probabilities[i] if probabilities is not None else [None] * len(rows),
@@ -235,6 +279,13 @@ class Recommender:
             count = rule.count(frame["probability"].to_numpy()) if reranked else len(frame)
             results.append(frame.head(min(count, top_k)))
         return results
+
+
+def shown(items: pl.DataFrame) -> pl.DataFrame:
+    """What a recommended item shows: id, title, kind, language, and, where the index holds them (the live
+    catalog's), its channel and description."""
+    return items.select("id", "title", "kind", "language",
+                        *[pl.col(c) for c in ("channel_id", "description") if c in items.columns])
 
 
 def ranker_companion(ranker: Ranker) -> BiEncoder | None:

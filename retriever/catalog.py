@@ -178,7 +178,12 @@ def breadcrumbs(table: Table) -> list[str]:
             chains[ancestor] = prefix
             prefix = prefix + [titles[ancestor]]
         chains[topic] = prefix
-    return [BREADCRUMB_SEPARATOR.join(t for t in chains[topic] if t) for topic in ids]
+    return [breadcrumb_path(chains[topic]) for topic in ids]
+
+
+def breadcrumb_path(titles: Sequence[str | None]) -> str:
+    """A topic's breadcrumbs from its ancestors' titles, root first: how every topic text names its place."""
+    return BREADCRUMB_SEPARATOR.join(t for t in titles if t)
 
 
 def parse_flags(table: Table, column: str) -> pl.Series:

@@ -83,9 +83,27 @@ class Companion:
                                         f"items, or {COMPANION_MODEL_FILE} is missing; rebuild it with `edurank index`")
         return cls(vectors, ModelRef(**json.loads((directory / COMPANION_MODEL_FILE).read_text())))
 
+    tail: np.ndarray | None = None  # the live catalog's rows, after `vectors`' (retriever/live.py)
+
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of the given rows, of `vectors` or the tail."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.tail is None:
+            return self.vectors[rows]
+        found = np.empty((len(rows), self.vectors.shape[1]), dtype=np.float32)
+        base = rows < len(self.vectors)
+        found[base] = self.vectors[rows[base]]
+        found[~base] = self.tail[rows[~base] - len(self.vectors)]
+        return found
+
+    def with_rows(self, vectors: np.ndarray) -> Companion:
+        """A copy that also holds these rows' vectors, after the existing ones."""
+        tail = vectors if self.tail is None else np.concatenate([self.tail, vectors])
+        return Companion(self.vectors, self.model, tail.astype(np.float32))
+
     def scores(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         """The companion cosine of one query's vector with the given rows."""
-        return (self.vectors[rows] @ query).astype(np.float32)
+        return (self.rows(rows) @ query).astype(np.float32)
 
 
 @dataclass
@@ -136,8 +154,8 @@ class ContentIndex:
             raise ArtifactMismatchError(f"{directory}: the vector index has {index.ntotal} rows, the id map "
                                         f"{len(items)}; rebuild it with `edurank index`")
         lexical = LexicalIndex.load(directory)
-        if lexical is not None and lexical.matrix.shape[0] != len(items):
-            raise ArtifactMismatchError(f"{directory}: the lexical index has {lexical.matrix.shape[0]} rows, the id "
+        if lexical is not None and lexical.rows != len(items):
+            raise ArtifactMismatchError(f"{directory}: the lexical index has {lexical.rows} rows, the id "
                                         f"map {len(items)}; rebuild it with `edurank index`")
         return cls(index, items, manifest, lexical, load_topic_bank(directory, index.d),
                    Companion.load(directory, len(items)))
@@ -150,22 +168,41 @@ class ContentIndex:
             return np.empty((0, self.index.d), dtype=np.float32)
         return self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
 
-    def allowed_rows(self, languages: list[str] | None = None, kinds: list[str] | None = None) -> np.ndarray | None:
-        """Row numbers passing the filters, or None when nothing is filtered."""
-        if not languages and not kinds:
+    def excluded(self) -> np.ndarray | None:
+        """Rows no search may return (the live catalog's replaced and deleted ones), as a mask; None: none."""
+        return None
+
+    def allowed_rows(self, languages: list[str] | None = None, kinds: list[str] | None = None,
+                     channels: list[str] | None = None, exclude_channels: list[str] | None = None) \
+            -> np.ndarray | None:
+        """Row numbers passing the filters, or None when every row does. Rows without a channel pass an
+        exclusion and fail a restriction."""
+        excluded = self.excluded()
+        if not (languages or kinds or channels or exclude_channels) and excluded is None:
             return None
-        mask = np.ones(len(self.items), dtype=bool)
+        mask = np.ones(len(self.items), dtype=bool) if excluded is None else ~excluded
         if languages:
             mask &= self.items["language"].is_in(languages).to_numpy()
         if kinds:
             mask &= self.items["kind"].is_in(kinds).fill_null(False).to_numpy()
+        if channels or exclude_channels:
+            channel = (self.items["channel_id"] if "channel_id" in self.items.columns
+                       else pl.Series([None] * len(self.items), dtype=pl.String))
+            if channels:
+                mask &= channel.is_in(channels).fill_null(False).to_numpy()
+            if exclude_channels:
+                mask &= ~channel.is_in(exclude_channels).fill_null(False).to_numpy()
         return np.flatnonzero(mask).astype(np.int64)
 
     def search(self, queries: np.ndarray, k: int, languages: list[str] | None = None,
-               kinds: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               kinds: list[str] | None = None, channels: list[str] | None = None,
+               exclude_channels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, rows) per query; rows are -1 where fewer than k items pass the filters."""
-        k = min(k, len(self.items))
-        allowed = self.allowed_rows(languages, kinds)
+        return self.search_rows(queries, min(k, len(self.items)),
+                                self.allowed_rows(languages, kinds, channels, exclude_channels))
+
+    def search_rows(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The FAISS index's top-k among `allowed` rows (None: all)."""
         if allowed is None:
             return self.index.search(queries, k)
         selector = faiss.IDSelectorBatch(allowed)

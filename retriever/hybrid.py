@@ -26,30 +26,38 @@ CANDIDATE_SCHEMA = {"row": pl.Int64, "dense_score": pl.Float32, "dense_rank": pl
 
 @dataclass(frozen=True)
 class Filters:
-    """One query's restrictions: languages and kinds for every source; `language` (the topic's own) narrows
-    the lexical search only, since character n-grams do not match across languages."""
+    """One query's restrictions: languages, kinds and channels (only these, or all but these) for every
+    source; `language` (the topic's own) narrows the lexical search only, since character n-grams do not
+    match across languages."""
 
     languages: list[str] | None = None
     kinds: list[str] | None = None
     language: str | None = None
+    channels: list[str] | None = None
+    exclude_channels: list[str] | None = None
+
+    @property
+    def restricts(self) -> bool:
+        return bool(self.languages or self.kinds or self.channels or self.exclude_channels)
 
 
 def dense_search(index: ContentIndex, vectors: np.ndarray, k: int, filters: Sequence[Filters]) \
         -> list[tuple[np.ndarray, np.ndarray]]:
     """Per query, (cosines, rows) of its dense top-k, best first."""
-    if not any(f.languages or f.kinds for f in filters):  # one FAISS call for the whole batch
+    if not any(f.restricts for f in filters):  # one search for the whole batch
         scores, rows = index.search(vectors, k)
         return [(s[r >= 0], r[r >= 0]) for s, r in zip(scores, rows, strict=True)]
     found = []
     for i, f in enumerate(filters):
-        scores, rows = index.search(vectors[i:i + 1], k, f.languages, f.kinds)
+        scores, rows = index.search(vectors[i:i + 1], k, f.languages, f.kinds, f.channels, f.exclude_channels)
         found.append((scores[0][rows[0] >= 0], rows[0][rows[0] >= 0]))
     return found
 
 
 def lexical_allowed(index: ContentIndex, f: Filters) -> np.ndarray | None:
     """The rows the lexical search may return: the requested languages, else the topic's own."""
-    return index.allowed_rows(f.languages or ([f.language] if f.language else None), f.kinds)
+    return index.allowed_rows(f.languages or ([f.language] if f.language else None), f.kinds, f.channels,
+                              f.exclude_channels)
 
 
 def hybrid_candidates(index: ContentIndex, vectors: np.ndarray, lexical_texts: Sequence[str] | None,

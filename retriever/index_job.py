@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from edurank.artifacts import ModelRef, hash_json, publish_artifact, resolve, staging_dir
+from edurank.artifacts import Manifest, ModelRef, hash_json, publish_artifact, resolve, staging_dir
 from edurank.encoders import model_path, portable_name
 from edurank.errors import InputError
 from edurank.retriever.catalog import Catalog
@@ -152,6 +152,22 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
                 "dimension": int(vectors.shape[1]), "count": int(vectors.shape[0]),
                 "languages": catalog.content["language"].value_counts().sort("language").rows(),
                 "items_per_second": round(len(vectors) / max(embed_seconds, 1e-9), 1) if embed_seconds else None})
+
+
+def publish_compacted(index: ContentIndex, previous: Manifest, out: Path, changes: pl.DataFrame, seq: int) -> Path:
+    """Publish the live catalog's rows (retriever/live.py) as the next version after `previous`: its rows'
+    texts in ids.parquet (they come from no catalog file), the changes since it in changes.parquet and the
+    manifest, and `data.live_seq`, the last journal record it holds, so a restart replays only later ones."""
+    run_hash = hash_json({"previous": previous.version, "live_seq": seq})
+    with staging_dir(out, f"index-{run_hash[:12]}") as work:
+        index.save(work)
+        changes.write_parquet(work / CHANGES_FILE)
+        return publish_artifact(
+            work, out, run_hash, kind=ContentIndex.KIND, base_model=previous.base_model,
+            data={**previous.data, "live_seq": seq}, params=previous.params,
+            details={"ran_on": {"engine": "live"}, **changed(changes, previous.version),
+                     "dimension": int(index.index.d), "count": int(index.index.ntotal),
+                     "languages": index.items["language"].value_counts().sort("language").rows()})
 
 
 def changed(changes: pl.DataFrame | None, since: str | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ artifact runs no code from it. The indexing job builds it next to the FAISS inde
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,11 +34,14 @@ def lexical_text(parts: Sequence[str | None]) -> str:
 
 @dataclass
 class LexicalIndex:
-    """Row i of `matrix` is content row i (the FAISS index's row i); `languages[i]` its language."""
+    """Row i of `matrix` is content row i (the FAISS index's row i); `languages[i]` its language. Rows added
+    while the service runs (the live catalog) are kept in `tail`, after the matrix's, in the same fitted
+    vocabulary, so adding one never copies the matrix; compaction folds them in (`select`)."""
 
     vectorizer: TfidfVectorizer
     matrix: sp.csr_matrix
     languages: np.ndarray
+    tail: sp.csr_matrix | None = None
 
     @classmethod
     def build(cls, texts: Sequence[str], languages: Sequence[str], ngrams: tuple[int, int] = (3, 5),
@@ -50,16 +54,42 @@ class LexicalIndex:
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self.vectorizer.transform(list(texts)).tocsr()
 
+    @property
+    def rows(self) -> int:
+        return self.matrix.shape[0] + (self.tail.shape[0] if self.tail is not None else 0)
+
+    def with_rows(self, texts: Sequence[str], languages: Sequence[str]) -> LexicalIndex:
+        """A copy that also holds these rows, after the existing ones (the vocabulary and idf stay fixed)."""
+        added = self.transform(texts)
+        tail = added if self.tail is None else sp.vstack([self.tail, added]).tocsr()
+        return dataclasses.replace(self, tail=tail, languages=np.concatenate(
+            [self.languages, np.asarray(languages, dtype=object)]))
+
+    def select(self, rows: np.ndarray) -> LexicalIndex:
+        """The given rows only, in that order, in one matrix (compaction)."""
+        whole = self.matrix if self.tail is None else sp.vstack([self.matrix, self.tail]).tocsr()
+        return LexicalIndex(self.vectorizer, whole[rows], self.languages[rows])
+
     def similarities(self, queries: sp.csr_matrix, rows: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per query, the cosine to each of its given content rows."""
-        return [np.asarray(self.matrix[r].dot(queries[i].T).toarray()).ravel().astype(np.float32)
-                if len(r) else np.empty(0, dtype=np.float32) for i, r in enumerate(rows)]
+        return [self.cosines(queries[i], np.asarray(r, dtype=np.int64)) for i, r in enumerate(rows)]
+
+    def cosines(self, query: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+        """One query's cosine to each given row, of the matrix or the tail."""
+        found = np.zeros(len(rows), dtype=np.float32)
+        size = self.matrix.shape[0]
+        for part, offset, select in ((self.matrix, 0, rows < size), (self.tail, size, rows >= size)):
+            if part is not None and select.any():
+                found[select] = np.asarray(part[rows[select] - offset].dot(query.T).toarray()).ravel()
+        return found
 
     def search(self, queries: sp.csr_matrix, k: int, allowed: Sequence[np.ndarray | None]) \
             -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, (cosines, rows) of its top-k content rows among `allowed` (None: all), best first;
         rows with no n-gram in common are left out."""
         scores = (queries @ self.matrix.T).tocsr()
+        if self.tail is not None:
+            scores = sp.hstack([scores, queries @ self.tail.T]).tocsr()
         found = []
         for i in range(queries.shape[0]):
             row = scores.getrow(i)
@@ -74,6 +104,8 @@ class LexicalIndex:
         return found
 
     def save(self, directory: Path) -> None:
+        if self.tail is not None:
+            raise ValueError("a lexical index with live rows is saved once compacted (select)")
         target = directory / LEXICAL_DIR
         target.mkdir(parents=True, exist_ok=True)
         vocabulary = {term: int(column) for term, column in self.vectorizer.vocabulary_.items()}

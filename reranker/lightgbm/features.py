@@ -212,10 +212,12 @@ def vocabularies(content: pl.DataFrame, topics: pl.DataFrame) -> dict[str, list[
             "category": sorted(topics["category"].drop_nulls().cast(pl.String).unique().to_list())}
 
 
-def content_context(content: pl.DataFrame) -> pl.DataFrame:
-    """Content metadata by index row: row i of the catalog's content is index row i."""
+def content_context(content: pl.DataFrame, first_row: int = 0) -> pl.DataFrame:
+    """Content metadata by index row: row i of the catalog's content is index row i (`first_row` + i for rows
+    appended to an index that has `first_row` already)."""
     text_chars = pl.sum_horizontal(pl.col(c).fill_null("").str.len_chars() for c in ("title", "description", "text"))
-    return content.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), pl.col("id").alias("content_id"),
+    return content.select((pl.int_range(pl.len(), dtype=pl.Int64) + first_row).alias("row"),
+                          pl.col("id").alias("content_id"),
                           pl.col("kind").alias("item_kind"), pl.col("language").alias("item_language"),
                           text_chars.alias("item_chars"))
 
