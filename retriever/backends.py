@@ -30,10 +30,16 @@ POOLING_FILE = "pooling.json"
 
 
 class Embedder(Backend, Protocol):
-    """One backend of a bi-encoder: `features` tokenises (the service times it apart), `embed` runs the model."""
+    """One backend of a bi-encoder: `features` tokenises (the service times it apart), `embed` runs the model;
+    `max_tokens` is where `features` cuts a text (special tokens included)."""
+
+    max_tokens: int
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase: ...
+
+    @property
+    def pooling(self) -> Pooling: ...
 
     @property
     def dimension(self) -> int: ...
@@ -59,12 +65,25 @@ class TorchEmbedder:
     backend: str = TORCH
 
     @classmethod
-    def load(cls, path: Path, max_tokens: int, device: str = "cpu") -> TorchEmbedder:
+    def load(cls, path: Path, max_tokens: int | None, device: str = "cpu") -> TorchEmbedder:
+        """The model at `path`, cutting texts at `max_tokens` (None: its own max_seq_length)."""
         return cls(load_sentence_encoder(path, max_seq_length=max_tokens, device=device))
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    @max_tokens.setter
+    def max_tokens(self, value: int) -> None:
+        self.model.max_seq_length = value
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
         return self.model.tokenizer
+
+    @property
+    def pooling(self) -> Pooling:
+        return next(module for module in self.model if isinstance(module, Pooling))
 
     @property
     def dimension(self) -> int:
@@ -106,10 +125,13 @@ class OnnxEmbedder(OnnxRunner):
         return normalised(pooled["sentence_embedding"])
 
     @classmethod
-    def load(cls, directory: Path, max_tokens: int, backend: str) -> OnnxEmbedder:
-        """An export directory: model.onnx, the tokenizer, and pooling.json (the source's pooling config)."""
+    def load(cls, directory: Path, max_tokens: int | None, backend: str) -> OnnxEmbedder:
+        """An export directory: model.onnx, the tokenizer, and pooling.json (the source's pooling config).
+        `max_tokens` None: the saved tokenizer's model_max_length, which is the source's max_seq_length."""
         pooling = Pooling(**json.loads((directory / POOLING_FILE).read_text()))
-        return cls.open(directory, backend, tokenizer=load_tokenizer(directory), pooling=pooling, max_tokens=max_tokens)
+        tokenizer = load_tokenizer(directory)
+        return cls.open(directory, backend, tokenizer=tokenizer, pooling=pooling,
+                        max_tokens=max_tokens or int(tokenizer.model_max_length))
 
 
 def export_embedder(model: SentenceTransformer, directory: Path, backend: str) -> None:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from edurank.options import option
 
-DEFAULT_MAX_TOKENS = 128  # of a topic or item text, as the bi-encoder reads it
 DEFAULT_KS = (1, 5, 10, 20, 25, 50, 100)  # of the recall@k figures
 INDEX_TYPES = ("flat", "ivf", "hnsw")  # FAISS indexes a ContentIndex builds
 ENGINES = ("local", "ray")  # where the indexing job embeds the catalog (retriever/index_engines.py)

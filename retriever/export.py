@@ -40,8 +40,7 @@ def export_retriever(model: str | Path | None, catalog: Catalog, out: Path, conf
     source = BiEncoder.load(model)
 
     def check(directory: Path) -> dict[str, Any]:
-        exported = BiEncoder(OnnxEmbedder.load(directory, source.max_tokens, config.backend), directory, "",
-                             source.max_tokens)
+        exported = BiEncoder(OnnxEmbedder.load(directory, source.max_tokens, config.backend), directory, "")
         metrics = agreement(source, exported, check_slice(catalog, source, config.check_items))
         refuse(not metrics["cosine_mean"] >= config.min_cosine, f"--backend {config.backend}: mean cosine to torch "
                f"{metrics['cosine_mean']} is below --min-cosine {config.min_cosine}")

@@ -24,7 +24,6 @@ from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from edurank.retriever.backends import Embedder, OnnxEmbedder, TorchEmbedder
 from edurank.retriever.catalog import Catalog
-from edurank.retriever.config import DEFAULT_MAX_TOKENS
 from edurank.retriever.texts import TextBuilder, content_texts, topic_texts
 
 
@@ -36,20 +35,36 @@ class BiEncoder:
     embedder: Embedder
     path: Path
     fingerprint: str
-    max_tokens: int = DEFAULT_MAX_TOKENS
     manifest: Manifest | None = None
 
     @classmethod
     def load(cls, path: str | Path | None, max_tokens: int | None = None, device: str = "cpu") -> BiEncoder:
-        """Load the bundled MiniLM (None), a trained version or export, an artifact root or any local ST/HF dir."""
+        """Load the bundled MiniLM (None), a trained version or export, an artifact root or any local ST/HF dir.
+
+        Texts are cut at the model's own token limit, so every path (service, index job, the directory loaded
+        by sentence-transformers itself) gives the same vector: a trained retriever's or export's recorded
+        `max_tokens`, else its configuration's (sentence-transformers' max_seq_length: 256 for the bundled
+        MiniLM; for a plain HF dir, the tokenizer's model_max_length capped by max_position_embeddings).
+        `max_tokens` lowers that limit; one above it is refused."""
         resolved = model_path(path)
         manifest = Manifest.verified(resolved) if (resolved / MANIFEST).is_file() else None
         stored = manifest.params if manifest is not None and manifest.kind == cls.KIND else {}
-        tokens = max_tokens or int(stored.get("max_tokens", DEFAULT_MAX_TOKENS))
+        recorded = stored.get("max_tokens")
         backend = stored.get("backend", TORCH)
-        embedder: Embedder = load_runner(resolved, backend, lambda source: TorchEmbedder.load(source, tokens, device),
-                                         lambda export, name: OnnxEmbedder.load(export, tokens, name))
-        return cls(embedder, resolved, fingerprint(resolved), tokens, manifest)
+        embedder: Embedder = load_runner(resolved, backend,
+                                         lambda source: TorchEmbedder.load(source, recorded, device),
+                                         lambda export, name: OnnxEmbedder.load(export, recorded, name))
+        if max_tokens is not None:
+            if max_tokens > embedder.max_tokens:
+                raise InputError(f"model '{resolved}' reads at most {embedder.max_tokens} tokens per text (its own "
+                                 f"limit); {max_tokens} can only lower it")
+            embedder.max_tokens = max_tokens
+        return cls(embedder, resolved, fingerprint(resolved), manifest)
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens per text the encoder reads, special tokens included; longer texts are cut."""
+        return self.embedder.max_tokens
 
     @property
     def backend(self) -> str:

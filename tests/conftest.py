@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +95,29 @@ def bundled_encoder():
     from edurank.retriever.model import BiEncoder
 
     return BiEncoder.load(None, max_tokens=64)
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """`app` under uvicorn on a free loopback port, for the tests that drive a real client over HTTP; yields
+    its base URL and stops the server afterwards."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def report_figures(label: str, figures: object) -> None:

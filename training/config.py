@@ -18,7 +18,7 @@ from edurank.essays.config import POOLINGS, FastConfig, WindowSpec
 from edurank.folds import check_train_folds
 from edurank.options import option
 from edurank.reranker.lightgbm.config import DEFAULT_GROUPS, FEATURE_GROUPS
-from edurank.retriever.config import DEFAULT_KS, DEFAULT_MAX_TOKENS, CandidateConfig
+from edurank.retriever.config import DEFAULT_KS, CandidateConfig
 
 if TYPE_CHECKING:
     from edurank.reranker.cross_encoder.model import PairFormat
@@ -71,7 +71,8 @@ class RetrieverConfig(EngineOptions):
     hard_negative_epochs: int = option(2, "epochs of each hard-negative round", minimum=1)
     batch_size: int = option(64, "pairs per batch (one language each)", minimum=2)
     learning_rate: float = option(5e-5, "peak learning rate", flag="--lr")
-    max_tokens: int = option(DEFAULT_MAX_TOKENS, "tokens per topic or item text", minimum=8)
+    max_tokens: int = option(128, "tokens per topic or item text while training, and as the trained retriever "
+                                  "serves them (at most the base model's own limit: 256 for MiniLM)", minimum=8)
     scale: float = option(20.0, "inverse temperature of the contrastive softmax")
     symmetric: bool = option(False, "add the item->topic direction to the loss")
     cluster_size: int = option(0, "build batches from k-means clusters of about this many similar topics (0: off)",

@@ -11,9 +11,15 @@ from edurank.service.schemas.request import RequestModel
 
 
 class EmbeddingsRequest(RequestModel):
-    """OpenAI's embeddings request. Token-id inputs are not accepted: send text."""
+    """OpenAI's embeddings request: texts, or token ids in the served retriever's vocabulary (one list, or a list
+    per input), which are decoded with its tokenizer and embedded as that text. LangChain's OpenAIEmbeddings
+    sends tiktoken ids by default, which are another vocabulary: give it check_embedding_ctx_length=False to
+    send text."""
 
-    input: StrictStr | list[StrictStr] = Field(examples=[["Adding fractions with unlike denominators"]])
+    input: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(
+        examples=[["Adding fractions with unlike denominators"]],
+        description="a text, a list of texts, or token ids of the served retriever's tokenizer (a list, or a list "
+                    "of lists)")
     model: StrictStr = Field("edurank", description="any name: the served retriever answers (its id is returned)")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: StrictInt | None = Field(None, ge=1, description="must equal the model's dimension if given")

@@ -61,7 +61,7 @@ def test_the_index_job_stores_a_companions_vectors_and_names_it(tiny_catalog: Pa
     index = load_index(path, bundled_encoder)
     assert index.companion is not None and index.companion.model.path == "bundled"  # valid on any install
     assert index.companion.model.fingerprint == bundled_encoder.fingerprint
-    expected = BiEncoder.load("bundled").encode_content(catalog)  # the companion's own settings (128 tokens)
+    expected = BiEncoder.load("bundled").encode_content(catalog)  # the companion at its own limit (256 tokens)
     assert np.allclose(index.companion.vectors, expected, atol=1e-5)
     assert load_index(build_index(bundled_encoder, catalog, tmp_path / "plain", progress=False),
                       bundled_encoder).companion is None

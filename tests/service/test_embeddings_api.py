@@ -3,9 +3,6 @@ name the field, and 503 + Retry-After when the model's queue is full."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,16 +10,16 @@ import httpx
 import numpy as np
 import openai
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from edurank.retriever.model import BiEncoder
 from edurank.service.app import create_app
 from edurank.service.batcher import Overloaded
 from edurank.service.settings import Settings
-from tests.conftest import write_catalog
+from tests.conftest import served, write_catalog
 
 TEXTS = ["Adding fractions with unlike denominators", "La fotosíntesis de las plantas"]
+OVER_LIMIT = "." * 300  # 302 tokens (each full stop is one) in 300 characters: over MiniLM's 256
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +31,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def base_url(settings: Settings) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(settings)) as url:
+        yield url
 
 
 def test_the_openai_client_gets_the_retrievers_vectors(base_url: str) -> None:
@@ -78,11 +64,13 @@ def test_tei_embed_returns_one_list_per_input(base_url: str) -> None:
 @pytest.mark.parametrize(("path", "body", "loc"), [
     ("/v1/embeddings", {"input": []}, ["body", "input"]),
     ("/v1/embeddings", {"input": ["fine", " "]}, ["body", "input", 1]),
-    ("/v1/embeddings", {"input": [[101, 2023]]}, ["body", "input"]),  # token ids: send text
+    ("/v1/embeddings", {"input": [[101, 2023], [101, 30522]]}, ["body", "input", 1, 1]),  # past the vocabulary
+    ("/v1/embeddings", {"input": [[101, 2023], []]}, ["body", "input", 1]),
+    ("/v1/embeddings", {"input": [101, 102]}, ["body", "input"]),  # special tokens only: no text
     ("/v1/embeddings", {"input": ["a"] * 5}, ["body", "input"]),
     ("/v1/embeddings", {"input": "x" * 401}, ["body", "input"]),
     ("/v1/embeddings", {"input": "a", "encoding_format": "int8"}, ["body", "encoding_format"]),
-    ("/embed", {"inputs": ["fine", "a " * 190]}, ["body", "inputs", 1]),  # 192 tokens > 128, truncate false
+    ("/embed", {"inputs": ["fine", OVER_LIMIT]}, ["body", "inputs", 1]),  # truncate false
     ("/embed", {"inputs": "a", "normalize": False}, ["body", "normalize"]),
 ])
 def test_bad_embedding_requests_name_the_field(base_url: str, path: str, body: dict, loc: list) -> None:
@@ -91,7 +79,7 @@ def test_bad_embedding_requests_name_the_field(base_url: str, path: str, body: d
 
 
 def test_long_texts_are_cut_when_truncate_is_asked(base_url: str) -> None:
-    response = httpx.post(f"{base_url}/embed", json={"inputs": ["a " * 190], "truncate": True})
+    response = httpx.post(f"{base_url}/embed", json={"inputs": [OVER_LIMIT], "truncate": True})
     assert response.status_code == 200 and len(response.json()[0]) == 384
 
 
