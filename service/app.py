@@ -30,7 +30,7 @@ from edurank.service.metrics import Metrics
 from edurank.service.middleware import Guard, Observe
 from edurank.service.registry import Registry
 from edurank.service.reload import watch_latest
-from edurank.service.routes import admin, classify, embeddings, essays, ops, recommend
+from edurank.service.routes import admin, catalog, classify, embeddings, essays, models, ops, recommend, studio
 from edurank.service.routes.docs import mount_docs
 from edurank.service.schemas.errors import ERROR_RESPONSES
 from edurank.service.settings import Settings
@@ -76,8 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, http_error_handler)
     app.include_router(ops.router)
     app.include_router(admin.router, responses=ERROR_RESPONSES)
-    for area in (recommend, embeddings, essays, classify):
+    for area in (recommend, studio, catalog, embeddings, essays, classify, models):
         app.include_router(area.router, responses=ERROR_RESPONSES)
+    app.include_router(studio.stable)
     if settings.docs_access != "off":
         mount_docs(app)
     # outermost last: Observe sees every response, Guard's refusals and 500s included

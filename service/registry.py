@@ -26,6 +26,7 @@ from edurank.reranker.lightgbm.model import Ranker
 from edurank.retriever.catalog import Catalog, load_catalog
 from edurank.retriever.content_index import ContentIndex
 from edurank.retriever.index_job import build_index, load_index
+from edurank.retriever.live import LiveCatalog, LiveIndex, embedder, served_rows
 from edurank.retriever.model import BiEncoder
 from edurank.service.batcher import Batcher, BatchMetrics
 from edurank.service.errors import public_message
@@ -64,6 +65,7 @@ class Registry:
     classify: Batcher[Response] | None = field(default=None, repr=False)  # responses -> their predictions
     problems: dict[str, str] = field(default_factory=dict)  # optional kind -> why it is not served (client-safe)
     batchers: list[Batcher[Any]] = field(default_factory=list, repr=False)  # closed when swapped out
+    live: LiveCatalog | None = field(default=None, repr=False)  # the writer of the catalog's live part
     loaded_seconds: float = 0.0
 
     @classmethod
@@ -77,12 +79,16 @@ class Registry:
         optional = {kind: load_optional(settings, kind, problems) for kind in OPTIONAL}
         if optional[Ranker.KIND] is None and settings.train_ranker and Ranker.KIND not in problems:
             optional[Ranker.KIND] = first_ranker(settings, encoder, catalog)
-        companion = companion_encoder(settings, index, optional[Ranker.KIND])
+        companion = companion_encoder(settings, index)
         optional[Ranker.KIND] = usable_ranker(optional[Ranker.KIND], index, catalog, optional[Reranker.KIND],
                                               companion)
         reranker, essays, classifier = optional[Reranker.KIND], optional[EssayScorer.KIND], \
             optional[MisconceptionClassifier.KIND]
         warm_up(encoder, companion)  # the optional models were warmed up as they loaded
+        live = LiveCatalog(settings.live_root, LiveIndex.over(index, served_rows(index, catalog.content)),
+                           encoder.fingerprint, settings.index_root, settings.compact_rows,
+                           embed=embedder(encoder, companion))
+        index = live.index
         versions = {"retriever": version_of(encoder.path), "index": version_of_index(index),
                     **{kind: model.manifest.version if model and model.manifest else None
                        for kind, model in optional.items()}}
@@ -91,7 +97,7 @@ class Registry:
         pairs = None if reranker is None else Batcher(
             "reranker", reranker.scores, settings.batch_max_pairs, settings.batch_max_wait_ms, settings.max_queue,
             batch_metrics)
-        recommender = Recommender(encoder, index, catalog.content, reranker, ranker=optional[Ranker.KIND],
+        recommender = Recommender(encoder, index, index.items, reranker, ranker=optional[Ranker.KIND],
                                   topics=catalog.topics, companion=companion, batched_embed=embed,
                                   batched_pairs=pairs)
         stage = batch_metrics.stage if batch_metrics is not None else no_timer  # their stages, timed per batch
@@ -103,17 +109,27 @@ class Registry:
             settings.batch_max_wait_ms, settings.max_queue, batch_metrics)
         registry = cls(settings, catalog, recommender, versions,
                        {t: i for i, t in enumerate(catalog.topics["id"])},
-                       frozenset(catalog.content["language"].unique().to_list()),
-                       frozenset(catalog.content["kind"].drop_nulls().unique().to_list()),
+                       frozenset(index.items["language"].unique().to_list()),
+                       frozenset(index.items["kind"].drop_nulls().unique().to_list()),
                        essays, classifier, score_essays, classify, problems,
-                       [batcher for batcher in (embed, pairs, score_essays, classify) if batcher is not None])
+                       [batcher for batcher in (embed, pairs, score_essays, classify) if batcher is not None], live)
+        live.listener = registry.serve_snapshot
         registry.loaded_seconds = round(time.perf_counter() - started, 2)
         log.info("registry loaded in %.1f s: %s", registry.loaded_seconds, versions)
         return registry
 
+    def serve_snapshot(self, index: LiveIndex, first_new: int) -> None:
+        """The live catalog changed: requests from now on see `index` (those running keep theirs)."""
+        self.recommender = self.recommender.with_index(index, first_new)
+        added = index.items.slice(first_new)
+        self.languages = self.languages | frozenset(added["language"].drop_nulls().unique().to_list())
+        self.kinds = self.kinds | frozenset(added["kind"].drop_nulls().unique().to_list())
+        self.versions = {**self.versions, "index": version_of_index(index)}
+
     def describe(self) -> dict[str, Any]:
         return {"versions": self.versions, "backend": self.settings.backend,
-                "catalog_items": len(self.catalog.content),
+                "catalog_items": self.live.index.alive if self.live else len(self.catalog.content),
+                "live": self.live.describe() if self.live else None,
                 "catalog_topics": len(self.catalog.topics), "reranker": self.recommender.reranker is not None,
                 "ranker": self.recommender.ranker is not None,
                 "essays": self.essays is not None, "classifier": self.classifier is not None,
@@ -129,6 +145,8 @@ class Registry:
         """Swapped out: each batcher answers what it holds, then stops (late callers run alone)."""
         for batcher in self.batchers:
             batcher.close()
+        if self.live is not None:
+            self.live.close()
 
     def missing(self, kind: str, untrained: str) -> str:
         """Why a route's optional model is not there: its load failure, else how to train one."""
@@ -138,7 +156,8 @@ class Registry:
 
 def served_encoder(settings: Settings) -> BiEncoder:
     """The configured (or trained, or bundled) retriever, on the configured backend."""
-    return BiEncoder.load(on_backend(settings, BiEncoder.KIND, settings.artifact(settings.retriever, "retriever")))
+    return BiEncoder.load(on_backend(settings, BiEncoder.KIND, settings.artifact(settings.retriever, "retriever")),
+                          settings.max_tokens)
 
 
 def on_backend(settings: Settings, kind: str, path: str | Path | None) -> Path:
@@ -200,6 +219,9 @@ def open_index(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Cont
         index = load_index(root, encoder)
         if index.manifest is None or index.manifest.data.get("hash") != catalog.data_hash:
             problem = f"index {root} was built from another version of the catalog"
+        elif index.manifest.params.get("max_tokens") != encoder.max_tokens:  # its vectors would not match /embed's
+            problem = (f"index {root} cut texts at {index.manifest.params.get('max_tokens')} tokens; the retriever "
+                       f"reads {encoder.max_tokens}")
         elif (index.lexical is None or index.topics is None) and settings.build_index:
             problem = f"index {root} has no lexical index or topic vectors (built by an older edurank)"
         else:
@@ -215,10 +237,11 @@ def open_index(settings: Settings, encoder: BiEncoder, catalog: Catalog) -> Cont
     return load_index(build_index(encoder, catalog, root), encoder)
 
 
-def companion_encoder(settings: Settings, index: ContentIndex, ranker: Ranker | None) -> BiEncoder | None:
-    """The encoder of the index's companion vectors, when the ranker reads their cosine: the configured one,
-    else the one the index names; None where there is nothing to load (usable_ranker then says why)."""
-    if ranker is None or ranker.companion is None or index.companion is None:
+def companion_encoder(settings: Settings, index: ContentIndex) -> BiEncoder | None:
+    """The encoder of the index's companion vectors (for a ranker that reads their cosine, and to embed live
+    rows beside them): the configured one, else the one the index names; None where there is nothing to
+    load (usable_ranker then says why)."""
+    if index.companion is None:
         return None
     path = settings.companion or index.companion.model.path
     try:

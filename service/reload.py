@@ -34,10 +34,14 @@ def reload_registry(state: State, settings: Settings, wait: bool = False) -> dic
     try:
         old: Registry | None = state.registry
         started = time.perf_counter()
+        # the old live catalog finishes any compaction first: the new one replays the journal that leaves
+        compacting_into = old.live.stop_compacting() if old is not None and old.live is not None else None
         try:
             new = Registry.load(settings.model_copy(update={"build_index": False, "train_ranker": False}),
                                 state.metrics.batching)
         except Exception as err:  # any failure refuses the new set; the old one keeps serving
+            if old is not None and old.live is not None:
+                old.live.out = compacting_into
             log.exception("reload refused")
             state.metrics.reloads.labels("refused").inc()
             raise RequestError((), "reload refused, the previous versions keep serving: "
@@ -47,6 +51,8 @@ def reload_registry(state: State, settings: Settings, wait: bool = False) -> dic
                 for kind in OPTIONAL if old is not None and old.serves(kind) and not new.serves(kind)}
         if lost:
             new.close()
+            if old is not None and old.live is not None:
+                old.live.out = compacting_into
             state.metrics.reloads.labels("refused").inc()
             raise RequestError((), "reload refused, the previous versions keep serving: "
                                + "; ".join(f"{kind}: {why}" for kind, why in lost.items()), 409)
@@ -83,7 +89,10 @@ def watch_latest(state: State, settings: Settings, stop: threading.Event) -> Non
         now = published(settings)
         if now == seen or (state.registry is None and state.load_error is None):  # unchanged, or first load running
             continue
-        seen = now
+        moved, seen = set(now) - set(seen), now
+        served = state.registry.versions if state.registry is not None else {}
+        if all(served.get(kind) == version for kind, version in moved):
+            continue  # what moved is already served (the live catalog's compaction publishes the index it serves)
         try:
             reload_registry(state, settings, wait=True)  # after an admin reload that is running, if any
         except RequestError as err:

@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     max_response_chars: int = Field(2000, ge=1, description="longest accepted answer or explanation (/classify)")
     max_responses: int = Field(64, ge=1, description="most responses per /classify call")
 
+    live_dir: Path | None = Field(None, description="journal of the live catalog (content added through /embed-content "
+                                                     "or /catalog/items); default: <index>-live beside the index")
+    compact_rows: int = Field(5000, ge=1, description="live rows (added, replaced or deleted since the published index "
+                                                      "version) past which they are compacted into a new version")
+    max_upsert_items: int = Field(256, ge=1, description="most items per /embed-content or /catalog/items call")
+    max_topics: int = Field(32, ge=1, description="most topics per Studio /recommend or /embed-topics call")
+    studio_max_items: int = Field(50, ge=1, description="most recommendations per topic on Studio's /recommend with "
+                                                        "override_threshold=True (kept ones first, then those below "
+                                                        "the tuned cut)")
+
     batch_max_items: int = Field(32, ge=1, description="most texts per forward pass of a batched model")
     batch_max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits after its first request "
                                                              "for others to join (0: take what is queued)")
@@ -67,6 +77,10 @@ class Settings(BaseSettings):
     max_queue: int = Field(1024, ge=1, description="items (texts, pairs) queued per model before requests get "
                                                          "503 + Retry-After")
     max_embed_inputs: int = Field(256, ge=1, description="most texts per /v1/embeddings or /embed call")
+    max_tokens: int | None = Field(None, ge=8, description="lower the retriever's token limit below the model's own "
+                                                         "(a trained retriever's recorded limit, else its "
+                                                         "configuration's: 256 for the bundled MiniLM); texts are "
+                                                         "cut there by /embed, /v1/embeddings and the index alike")
 
     threads: int | None = Field(None, ge=1, description="threads of torch, FAISS and ONNX Runtime (default: one "
                                                         "per core)")
@@ -118,12 +132,18 @@ class Settings(BaseSettings):
             return self.index
         return self.artifacts / ("index" if self.backend == "torch" else f"index-{self.backend}")
 
+    @property
+    def live_root(self) -> Path:
+        """The live catalog's journal: the configured one, else `<index>-live` (one per index lineage)."""
+        return self.live_dir or self.index_root.with_name(self.index_root.name + "-live")
+
     def named_paths(self) -> list[tuple[Path | str, str]]:
         """Each configured path with the setting that names it, so messages shown to clients can say
         `$EDURANK_ARTIFACTS/index` instead of a server path."""
         paths = {"artifacts": self.artifacts, "catalog": self.catalog, "retriever": self.retriever,
                  "index": self.index, "reranker": self.reranker, "ranker": self.ranker, "essays": self.essays,
-                 "classifier": self.classifier, "companion": self.companion}
+                 "classifier": self.classifier, "companion": self.companion,
+                 "live_dir": self.live_dir}
         return [(path, f"$EDURANK_{name.upper()}") for name, path in paths.items() if path]
 
     def artifact(self, explicit: str | Path | None, kind: str) -> Path | None:

@@ -4,6 +4,7 @@ only wire them up. Limits that depend on settings are checked here and raise Req
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,14 +12,21 @@ import numpy as np
 from edurank.pipelines.recommend import Query
 from edurank.service.errors import RequestError, safe_text
 from edurank.service.handlers.checks import check_text
+from edurank.service.handlers.embeddings import token_counts
+from edurank.service.handlers.models import model_id
 from edurank.service.registry import Registry
 from edurank.service.schemas.recommend import (
+    CohereRerankRequest,
+    CohereRerankResponse,
+    CohereRerankResult,
     RecommendedItem,
     RecommendRequest,
     RecommendResponse,
+    RerankedDocument,
     RerankRequest,
     RerankResponse,
     RerankScore,
+    RerankUsage,
     Rule,
     TeiRank,
     TeiRerankRequest,
@@ -54,7 +62,8 @@ def query_for(registry: Registry, request: RecommendRequest) -> tuple[Query, str
         check_known(("languages", i), "language", language, registry.languages)
     for i, kind in enumerate(request.kinds or []):
         check_known(("kinds", i), "kind", kind, registry.kinds)
-    return Query(parts, request.languages, request.kinds, request.topic_id, language), request.topic_id
+    return Query(parts, request.languages, request.kinds, request.topic_id, language, request.channels,
+                 request.exclude_channels), request.topic_id
 
 
 def recommend(registry: Registry, request: RecommendRequest, timer: Timer = no_timer) -> RecommendResponse:
@@ -88,7 +97,8 @@ def rerank_texts(registry: Registry, query: str, texts: Sequence[str], field: st
         raise RequestError((), "no reranker is loaded (train one with `edurank train reranker`)", 503)
     check_text(("query",), query, settings.max_text_chars)
     if len(texts) > settings.max_rerank_candidates:
-        raise RequestError((field,), f"{len(texts)} texts; the limit is {settings.max_rerank_candidates}")
+        raise RequestError((field,), f"{len(texts)} texts; the limit is {settings.max_rerank_candidates} per call "
+                                     "(EDURANK_MAX_RERANK_CANDIDATES): send them in batches of at most that")
     for i, text in enumerate(texts):
         check_text((field, i), text, settings.max_text_chars)
     items = [((query,), (text,), rank) for rank, text in enumerate(texts, start=1)]
@@ -109,3 +119,23 @@ def rerank_tei(registry: Registry, request: TeiRerankRequest, timer: Timer = no_
     scores = logits if request.raw_scores else probabilities
     return [TeiRank(index=int(i), score=float(scores[i]), text=request.texts[i] if request.return_text else None)
             for i in order]
+
+
+def rerank_cohere(registry: Registry, request: CohereRerankRequest, timer: Timer = no_timer) -> CohereRerankResponse:
+    """Cohere's /v1/rerank and /v2/rerank, Jina's and vLLM's too: calibrated probabilities as relevance scores,
+    best first, cut to `top_n`. Usage counts each pair's query and document within the pair format's budgets
+    (with the retriever's tokenizer: the reranker's own when it was trained from it, as the bundled one is)."""
+    texts = [document if isinstance(document, str) else document.text for document in request.documents]
+    order, probabilities, _ = rerank_texts(registry, request.query, texts, "documents", timer)
+    kept = order[:request.top_n] if request.top_n else order
+    results = [CohereRerankResult(index=int(i), relevance_score=float(probabilities[i]),
+                                  document=RerankedDocument(text=texts[i]) if request.return_documents else None)
+               for i in kept]
+    reranker = registry.recommender.reranker
+    assert reranker is not None  # rerank_texts refused the request otherwise
+    query, *documents = (count - 2 for count in token_counts(registry, [request.query, *texts]))  # no specials
+    budgets = reranker.format.topic_tokens - 1, reranker.format.content_tokens - 1  # as `Reranker.pairs` cuts
+    tokens = sum(min(query, budgets[0]) + min(count, budgets[1]) + 3 for count in documents)  # [CLS] q [SEP] d [SEP]
+    return CohereRerankResponse(id=f"rerank-{uuid.uuid4().hex}", results=results,
+                                model=model_id("reranker", registry.versions["reranker"]),
+                                usage=RerankUsage(prompt_tokens=tokens, total_tokens=tokens))

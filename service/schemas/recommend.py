@@ -32,6 +32,9 @@ class RecommendRequest(RequestModel):
     explain: StrictBool = Field(False, description="name each item's top feature contributions (ranker only)")
     languages: list[StrictStr] | None = Field(None, description="only content in these languages")
     kinds: list[StrictStr] | None = Field(None, description="only content of these kinds")
+    channels: list[StrictStr] | None = Field(None, description="only content of these channels (items added with a "
+                                                               "channel_id)")
+    exclude_channels: list[StrictStr] | None = Field(None, description="no content of these channels")
     rerank: StrictBool = True
 
     @model_validator(mode="after")
@@ -49,6 +52,7 @@ class Contribution(BaseModel):
 
 class RecommendedItem(BaseModel):
     id: str
+    channel_id: str | None = Field(None, description="its channel (null: an item of the catalog files)")
     title: str
     kind: str | None
     language: str
@@ -109,3 +113,52 @@ class TeiRank(BaseModel):
     index: int = Field(description="position in the request's texts")
     score: float
     text: str | None = None
+
+
+class RerankDocument(RequestModel):
+    """A document as an object (Cohere's and Jina's other form of a text)."""
+
+    text: StrictStr
+
+
+class CohereRerankRequest(RequestModel):
+    """Cohere's rerank body (/v1/rerank, /v2/rerank), which Jina's and vLLM's share: what LangChain, LlamaIndex
+    and the `cohere` SDK with a base URL send."""
+
+    query: StrictStr = Field(min_length=1, examples=["Area of a triangle"])
+    documents: list[StrictStr | RerankDocument] = Field(
+        min_length=1, examples=[["Half of base times height.", {"text": "Photosynthesis"}]],
+        description="texts, or objects with a `text`; up to EDURANK_MAX_RERANK_CANDIDATES (64) per call")
+    model: StrictStr | None = Field(None, description="any name: the served reranker answers (its id is returned)")
+    top_n: StrictInt | None = Field(None, ge=0, description="the best N results only (0 or absent: all)")
+    return_documents: StrictBool = Field(True, description="echo each document as `document.text` (Jina's and "
+                                                           "vLLM's default; Cohere's is false)")
+    rank_fields: list[Literal["text"]] | None = Field(None, description="Cohere v1: only `text` is ranked")
+    max_chunks_per_doc: StrictInt | None = Field(None, ge=1, description="Cohere v1, accepted: documents are not "
+                                                                         "chunked but cut to the reranker's pair "
+                                                                         "format")
+    max_tokens_per_doc: StrictInt | None = Field(None, ge=1, description="Cohere v2, accepted: documents are cut "
+                                                                         "to the reranker's pair format")
+
+
+class RerankedDocument(BaseModel):
+    text: str
+
+
+class CohereRerankResult(BaseModel):
+    index: int = Field(description="position in the request's documents")
+    relevance_score: float = Field(description="calibrated probability of relevance (as /rerank's `probability`)")
+    document: RerankedDocument | None = Field(None, description="with `return_documents`")
+
+
+class RerankUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int = Field(description="tokens of the (query, document) pairs the reranker read, within its "
+                                          "pair format's budgets")
+
+
+class CohereRerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[CohereRerankResult] = Field(description="best first, cut to `top_n`")
+    usage: RerankUsage

@@ -1,0 +1,57 @@
+"""Changing the served catalog while the service runs, for Studio's /embed-content and edurank's /catalog
+routes alike: embed the new rows in the retriever's shared batches (outside any lock), then hand them to the
+live catalog's one writer, which journals them durably before the route answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+from starlette.datastructures import State
+
+from edurank.retriever.live import KEY_SEPARATOR, LiveCatalog, Outcome, prepared
+from edurank.retriever.texts import content_parts
+from edurank.service.errors import RequestError
+from edurank.service.registry import Registry
+from edurank.timing import Timer, no_timer
+
+
+def check_count(field: str, count: int, limit: int) -> None:
+    if count > limit:
+        raise RequestError((field,), f"{count} items; the limit is {limit} per call (EDURANK_MAX_UPSERT_ITEMS)")
+
+
+def upsert(state: State, registry: Registry, rows: pl.DataFrame, timer: Timer = no_timer) -> Outcome:
+    """Add or update `rows` (id, channel_id, channel_version, title, description, text, language, kind...):
+    embedded here, written by the registry serving when the write happens (a reload may have swapped it)."""
+    recommender = registry.recommender
+    rows, texts, lexical = prepared(rows, recommender.encoder.builder)
+    vectors = recommender.embed_texts(texts, timer)
+    companion = recommender.companion
+    companion_vectors = None
+    if recommender.index.companion is not None and companion is not None:
+        with timer("encode"):
+            companion_vectors = companion.encode(companion.builder.build(content_parts(rows)))
+    with timer("journal"), state.reload_lock:
+        live = writer(state)
+        return live.upsert(rows, vectors, lexical, companion_vectors, recommender.encoder.fingerprint)
+
+
+def delete(state: State, keys: Sequence[tuple[str | None, str]], versions: Sequence[int | None],
+           timer: Timer = no_timer) -> Outcome:
+    with timer("journal"), state.reload_lock:
+        return writer(state).delete(keys, versions)
+
+
+def writer(state: State) -> LiveCatalog:
+    """The live catalog of the registry serving now."""
+    registry: Registry | None = state.registry
+    if registry is None or registry.live is None:
+        raise RequestError((), "not ready: the catalog is still loading", 503)
+    return registry.live
+
+
+def shown(key: str) -> str:
+    """A key as clients read it: `channel_id/id`, or the id alone for an item without a channel."""
+    channel, item = key.split(KEY_SEPARATOR)
+    return f"{channel}/{item}" if channel else item

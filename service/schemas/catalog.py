@@ -1,0 +1,53 @@
+"""Schemas of the catalog area: edurank's own routes to add, update and delete content while the service runs
+(POST /catalog/items, POST /catalog/items/delete) and to see the live catalog (GET /catalog)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, StrictInt, StrictStr
+
+from edurank.service.schemas.request import RequestModel
+
+
+class ItemKey(RequestModel):
+    id: StrictStr = Field(min_length=1)
+    channel_id: StrictStr | None = Field(None, min_length=1, description="items are keyed by (channel_id, id)")
+    channel_version: StrictInt | None = Field(None, ge=-(2**63), lt=2**63,
+                                              description="an older version than the stored one is skipped")
+
+
+class CatalogItem(ItemKey):
+    title: StrictStr = Field(min_length=1, examples=["Adding fractions"])
+    description: StrictStr | None = None
+    text: StrictStr | None = None
+    language: StrictStr = Field(min_length=1, examples=["en"])
+    kind: StrictStr | None = Field(None, examples=["video"])
+
+
+class UpsertRequest(RequestModel):
+    items: list[CatalogItem] = Field(min_length=1)
+
+
+class DeleteRequest(RequestModel):
+    items: list[ItemKey] = Field(min_length=1)
+
+
+class ChangeResponse(BaseModel):
+    """What a change did, each item named as `channel_id/id` (or `id` alone without a channel)."""
+
+    written: list[str] = Field(default_factory=list, description="added or updated, durable before this answer")
+    deleted: list[str] = Field(default_factory=list)
+    stale: list[str] = Field(default_factory=list, description="skipped: a newer channel_version is stored")
+    missing: list[str] = Field(default_factory=list, description="not in the catalog")
+    seq: int | None = Field(None, description="the journal record holding the change")
+
+
+class CatalogState(BaseModel):
+    items: int = Field(description="items served")
+    live_rows: int = Field(description="rows changed since the published index version (compacted past "
+                                        "EDURANK_COMPACT_ROWS)")
+    journal_seq: int
+    compact_rows: int
+    compactions: list[dict[str, Any]]
+    index_version: str | None
