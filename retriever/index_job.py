@@ -154,10 +154,12 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
                 "items_per_second": round(len(vectors) / max(embed_seconds, 1e-9), 1) if embed_seconds else None})
 
 
-def publish_compacted(index: ContentIndex, previous: Manifest, out: Path, changes: pl.DataFrame, seq: int) -> Path:
+def publish_compacted(index: ContentIndex, previous: Manifest, out: Path, changes: pl.DataFrame, seq: int,
+                      tombstones: dict[str, int | None] | None = None) -> Path:
     """Publish the live catalog's rows (retriever/live.py) as the next version after `previous`: its rows'
     texts in ids.parquet (they come from no catalog file), the changes since it in changes.parquet and the
-    manifest, and `data.live_seq`, the last journal record it holds, so a restart replays only later ones."""
+    manifest, `data.live_seq`, the last journal record it holds, so a restart replays only later ones, and
+    the deleted keys' channel versions (`details.tombstones`), so no older copy of one comes back."""
     run_hash = hash_json({"previous": previous.version, "live_seq": seq})
     with staging_dir(out, f"index-{run_hash[:12]}") as work:
         index.save(work)
@@ -167,7 +169,8 @@ def publish_compacted(index: ContentIndex, previous: Manifest, out: Path, change
             data={**previous.data, "live_seq": seq}, params=previous.params,
             details={"ran_on": {"engine": "live"}, **changed(changes, previous.version),
                      "dimension": int(index.index.d), "count": int(index.index.ntotal),
-                     "languages": index.items["language"].value_counts().sort("language").rows()})
+                     "languages": index.items["language"].value_counts().sort("language").rows(),
+                     "tombstones": tombstones or {}})
 
 
 def changed(changes: pl.DataFrame | None, since: str | None) -> dict[str, Any]:

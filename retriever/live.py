@@ -272,7 +272,9 @@ class LiveCatalog:
         self.fingerprint, self.out, self.compact_rows = fingerprint, out, compact_rows
         self.listener, self.embed = listener, embed
         self.lock = threading.Lock()
-        self.tombstones: dict[str, int | None] = {}  # deleted keys -> their channel version, so none comes back older
+        # deleted keys -> their channel version, so none comes back older; a compacted version's manifest keeps them
+        self.tombstones: dict[str, int | None] = dict(index.manifest.details.get("tombstones", {})) \
+            if index.manifest is not None else {}
         self.compacting: threading.Thread | None = None
         self.compactions: list[dict[str, Any]] = []
         self.index = index
@@ -402,8 +404,9 @@ class LiveCatalog:
         try:
             with self.lock:  # not while a writer appends: its half-written line would be cut as a torn tail
                 folded = [r for r in self.journal.read_and_repair() if r["seq"] <= snapshot.seq]
+                tombstones = dict(self.tombstones)
             published = publish_compacted(snapshot.compacted(), snapshot.manifest, self.out, changes(snapshot, folded),
-                                          snapshot.seq)
+                                          snapshot.seq, tombstones)
             base = ContentIndex.load(published, self.fingerprint)
         except Exception:  # the previous version and the journal keep serving; the next growth retries
             log.exception("live catalog: compaction failed; the previous index version and the journal serve on")

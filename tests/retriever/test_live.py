@@ -429,9 +429,6 @@ def test_a_compaction_reading_the_journal_waits_for_an_append_in_progress(publis
     assert alive_ids(open_live(published.parent / latest, tmp_path / "live")) == alive_ids(live)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: a compacted version keeps no tombstones (changes.parquet names "
-                                       "deleted ids without their channel_version), so after a restart an older "
-                                       "upsert of a deleted item brings it back")
 def test_a_tombstone_outlives_a_compaction_and_a_restart(published: Path, tmp_path: Path) -> None:
     live = open_live(published, tmp_path / "live", out=published.parent)
     rng = np.random.default_rng(14)
