@@ -34,8 +34,9 @@ import faiss
 import numpy as np
 import polars as pl
 
-from edurank.artifacts import Manifest, atomic_path
-from edurank.retriever.content_index import Companion, ContentIndex, build_faiss
+from edurank.artifacts import Manifest, atomic_path, resolve
+from edurank.errors import InputError
+from edurank.retriever.content_index import IDS_FILE, Companion, ContentIndex, build_faiss
 from edurank.retriever.index_job import HASH_COLUMN, publish_compacted, text_hashes
 from edurank.retriever.lexical import lexical_text
 from edurank.retriever.model import BiEncoder
@@ -267,7 +268,8 @@ class LiveCatalog:
 
     def __init__(self, directory: Path, index: LiveIndex, fingerprint: str, out: Path | None = None,
                  compact_rows: int = 5000, listener: Listener | None = None,
-                 embed: Callable[[pl.DataFrame], tuple[np.ndarray, np.ndarray | None]] | None = None):
+                 embed: Callable[[pl.DataFrame], tuple[np.ndarray, np.ndarray | None]] | None = None,
+                 carried: Carried | None = None):
         self.journal = Journal(directory)
         self.fingerprint, self.out, self.compact_rows = fingerprint, out, compact_rows
         self.listener, self.embed = listener, embed
@@ -279,6 +281,8 @@ class LiveCatalog:
         self.compactions: list[dict[str, Any]] = []
         self.index = index
         self.reindex()
+        if carried is not None and carried.version != (index.manifest.version if index.manifest else None):
+            self.carry(carried)
         replayed = 0
         for record in self.journal.records:
             if record["seq"] > self.index.seq:
@@ -287,6 +291,19 @@ class LiveCatalog:
         self.next_seq = max([self.index.seq, *(r["seq"] for r in self.journal.records)]) + 1
         if replayed:
             log.info("live catalog: %d journal records replayed (%d live rows)", replayed, self.index.live_rows)
+
+    def carry(self, carried: Carried) -> None:
+        """Add again the live part of the version a rebuild replaced (embedded by this encoder), as of the
+        journal line it reached; the journal's later lines follow."""
+        self.tombstones.update(carried.tombstones)
+        self.versions.update(carried.tombstones)
+        rows = carried.rows.filter(pl.Series([self.newer(k, v) for k, v in zip(
+            keys_of(carried.rows), carried.rows["channel_version"], strict=True)], dtype=pl.Boolean))
+        if len(rows):
+            self.replay({"seq": carried.seq, "op": "upsert", "model": None, "rows": rows.to_dicts(), "vectors": None,
+                         "lexical": [lexical_text(p) for p in content_parts(rows)]})
+        log.info("live catalog: %d live rows of index version %s carried into the rebuilt one", len(rows),
+                 carried.version)
 
     def reindex(self) -> None:
         """The key -> row and key -> channel_version maps of the current snapshot's alive rows."""
@@ -482,6 +499,33 @@ def embedder(encoder: BiEncoder, companion: BiEncoder | None) -> Callable[[pl.Da
         return (encoder.encode(encoder.builder.build(parts)),
                 companion.encode(companion.builder.build(parts)) if companion is not None else None)
     return embed
+
+
+@dataclass(frozen=True)
+class Carried:
+    """The live part of the index version a rebuild replaces (changed catalog files, another retriever or
+    token limit): the rows that came through the live path, the journal line they reach, the tombstones."""
+
+    version: str
+    rows: pl.DataFrame
+    seq: int
+    tombstones: dict[str, int | None]
+
+
+def live_part(root: Path) -> Carried | None:
+    """What the latest version under `root` holds of the live catalog (None: nothing, or no readable version),
+    read before a rebuild so the new version's writer adds it again: the journal no longer holds what a
+    compaction folded in."""
+    try:
+        directory = resolve(root)
+        manifest = Manifest.read(directory)
+        items = pl.read_parquet(directory / IDS_FILE)
+    except (InputError, OSError, pl.exceptions.PolarsError):
+        return None
+    if SEQ_COLUMN not in items.columns:
+        return None
+    return Carried(manifest.version, as_rows(items.filter(pl.col(SEQ_COLUMN).is_not_null())), manifest_seq(manifest),
+                   dict(manifest.details.get("tombstones", {})))
 
 
 def served_rows(index: ContentIndex, content: pl.DataFrame) -> pl.DataFrame:

@@ -1,0 +1,46 @@
+"""edurank's catalog routes and what outlives a rebuild: items added through the live path stay served when
+the index is rebuilt from changed catalog files (the journal no longer holds what a compaction folded in),
+and a deleted item stays deleted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from edurank.service.app import create_app
+from edurank.service.settings import Settings
+from tests.conftest import CONTENT, item, write_catalog
+
+
+def served_ids(client: TestClient, title: str, channel: str) -> list[str]:
+    found = client.post("/recommend", json={"topic": {"title": title}, "rerank": False, "channels": [channel]})
+    assert found.status_code == 200, found.text
+    return [entry["id"] for entry in found.json()["items"]]
+
+
+def test_live_items_survive_a_rebuild_from_changed_catalog_files(tmp_path: Path) -> None:
+    catalog = write_catalog(tmp_path / "catalog")
+    settings = Settings(artifacts=tmp_path / "artifacts", catalog=catalog, train_ranker=False, background_load=False,
+                        compact_rows=2)
+    kept = {"id": "penguins", "channel_id": "science", "channel_version": 2, "title": "Counting emperor penguins",
+            "language": "en"}
+    gone = {"id": "volcanoes", "channel_id": "science", "channel_version": 2, "title": "Why volcanoes erupt",
+            "language": "en"}
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/catalog/items", json={"items": [kept, gone]}).status_code == 200
+        assert client.post("/catalog/items/delete", json={"items": [{"id": "volcanoes", "channel_id": "science",
+                                                                     "channel_version": 3}]}).json()["deleted"]
+        client.app.state.registry.live.compact()  # folds both changes into a version; the journal drops them
+        state = client.get("/catalog/").json()
+        assert state["compactions"] and state["live_rows"] == 0
+        version = state["index_version"]
+
+    write_catalog(catalog, content=[*CONTENT, item("c_new", "A new item in the files")])  # the files change
+    with TestClient(create_app(settings)) as client:
+        state = client.get("/catalog/").json()
+        assert state["index_version"] != version  # rebuilt from the changed files
+        assert served_ids(client, "Counting emperor penguins", "science") == ["penguins"]
+        late = client.post("/catalog/items", json={"items": [{**gone, "title": "An old copy"}]}).json()
+        assert late["stale"] == ["science/volcanoes"]  # the delete's channel version outlived the rebuild
+        assert served_ids(client, "Why volcanoes erupt", "science") == ["penguins"]
