@@ -62,6 +62,37 @@ def load_topic_bank(directory: Path, dimension: int) -> TopicBank | None:
     return TopicBank(vectors, ids)
 
 
+@dataclass(frozen=True)
+class Appended:
+    """Rows appended over time, each snapshot seeing its own prefix `buffer[:count]`: appending writes past
+    every earlier snapshot's prefix (into spare capacity, or a buffer twice as large), so the writer adds k
+    rows in O(k) amortised and readers of older snapshots never see them. One writer appends, always to the
+    newest snapshot."""
+
+    buffer: np.ndarray
+    count: int = 0
+
+    @classmethod
+    def empty(cls, dimension: int) -> Appended:
+        return cls(np.empty((0, dimension), dtype=np.float32))
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.buffer[:self.count]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def plus(self, rows: np.ndarray) -> Appended:
+        need = self.count + len(rows)
+        buffer = self.buffer
+        if need > len(buffer):
+            buffer = np.empty((max(need, 2 * len(buffer), 64), self.buffer.shape[1]), dtype=np.float32)
+            buffer[:self.count] = self.buffer[:self.count]
+        buffer[self.count:need] = rows
+        return Appended(buffer, need)
+
+
 @dataclass
 class Companion:
     """A second encoder's vectors of the index's rows, scored exactly for the candidates the index found."""
@@ -83,7 +114,7 @@ class Companion:
                                         f"items, or {COMPANION_MODEL_FILE} is missing; rebuild it with `edurank index`")
         return cls(vectors, ModelRef(**json.loads((directory / COMPANION_MODEL_FILE).read_text())))
 
-    tail: np.ndarray | None = None  # the live catalog's rows, after `vectors`' (retriever/live.py)
+    tail: Appended | None = None  # the live catalog's rows, after `vectors`' (retriever/live.py)
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
         """The stored vectors of the given rows, of `vectors` or the tail."""
@@ -93,13 +124,13 @@ class Companion:
         found = np.empty((len(rows), self.vectors.shape[1]), dtype=np.float32)
         base = rows < len(self.vectors)
         found[base] = self.vectors[rows[base]]
-        found[~base] = self.tail[rows[~base] - len(self.vectors)]
+        found[~base] = self.tail.rows[rows[~base] - len(self.vectors)]
         return found
 
     def with_rows(self, vectors: np.ndarray) -> Companion:
         """A copy that also holds these rows' vectors, after the existing ones."""
-        tail = vectors if self.tail is None else np.concatenate([self.tail, vectors])
-        return Companion(self.vectors, self.model, tail.astype(np.float32))
+        tail = self.tail or Appended.empty(self.vectors.shape[1])
+        return Companion(self.vectors, self.model, tail.plus(vectors))
 
     def scores(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         """The companion cosine of one query's vector with the given rows."""
@@ -149,6 +180,8 @@ class ContentIndex:
                 f"{built_with.fingerprint[:12]}), not the given model (fingerprint {model_fingerprint[:12]}); "
                 "rebuild it with `edurank index`")
         index = faiss.read_index(str(directory / INDEX_FILE))
+        if isinstance(index, faiss.IndexIVF):
+            index.make_direct_map()  # now, not lazily in vectors_of while other threads search
         items = pl.read_parquet(directory / IDS_FILE)
         if index.ntotal != len(items):
             raise ArtifactMismatchError(f"{directory}: the vector index has {index.ntotal} rows, the id map "

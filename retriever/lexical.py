@@ -13,6 +13,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,12 @@ class LexicalIndex:
     vectorizer: TfidfVectorizer
     matrix: sp.csr_matrix
     languages: np.ndarray
-    tail: sp.csr_matrix | None = None
+    blocks: tuple[sp.csr_matrix, ...] = ()  # the tail as added, combined on first use (replaying a journal
+    block_languages: tuple[np.ndarray, ...] = ()  # adds thousands of blocks and searches none of them)
+
+    @cached_property
+    def tail(self) -> sp.csr_matrix | None:
+        return (self.blocks[0] if len(self.blocks) == 1 else sp.vstack(self.blocks).tocsr()) if self.blocks else None
 
     @classmethod
     def build(cls, texts: Sequence[str], languages: Sequence[str], ngrams: tuple[int, int] = (3, 5),
@@ -56,19 +62,21 @@ class LexicalIndex:
 
     @property
     def rows(self) -> int:
-        return self.matrix.shape[0] + (self.tail.shape[0] if self.tail is not None else 0)
+        return self.matrix.shape[0] + sum(block.shape[0] for block in self.blocks)
 
     def with_rows(self, texts: Sequence[str], languages: Sequence[str]) -> LexicalIndex:
-        """A copy that also holds these rows, after the existing ones (the vocabulary and idf stay fixed)."""
-        added = self.transform(texts)
-        tail = added if self.tail is None else sp.vstack([self.tail, added]).tocsr()
-        return dataclasses.replace(self, tail=tail, languages=np.concatenate(
-            [self.languages, np.asarray(languages, dtype=object)]))
+        """A copy that also holds these rows, after the existing ones (the vocabulary and idf stay fixed); a
+        tail this copy already combined is reused as one block."""
+        combined = self.__dict__.get("tail")
+        blocks = (combined,) if combined is not None else self.blocks
+        return dataclasses.replace(self, blocks=(*blocks, self.transform(texts)),
+                                   block_languages=(*self.block_languages, np.asarray(languages, dtype=object)))
 
     def select(self, rows: np.ndarray) -> LexicalIndex:
         """The given rows only, in that order, in one matrix (compaction)."""
         whole = self.matrix if self.tail is None else sp.vstack([self.matrix, self.tail]).tocsr()
-        return LexicalIndex(self.vectorizer, whole[rows], self.languages[rows])
+        languages = np.concatenate([self.languages, *self.block_languages])
+        return LexicalIndex(self.vectorizer, whole[rows], languages[rows])
 
     def similarities(self, queries: sp.csr_matrix, rows: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per query, the cosine to each of its given content rows."""
@@ -95,7 +103,9 @@ class LexicalIndex:
             row = scores.getrow(i)
             columns, values = row.indices, row.data
             if allowed[i] is not None:
-                keep = np.isin(columns, allowed[i])
+                mask = np.zeros(scores.shape[1], dtype=bool)  # O(rows), where isin would sort both
+                mask[allowed[i]] = True
+                keep = mask[columns]
                 columns, values = columns[keep], values[keep]
             top = np.argsort(-values, kind="stable")[:k] if len(values) <= 4 * k else \
                 np.argpartition(-values, k)[:k]
@@ -104,7 +114,7 @@ class LexicalIndex:
         return found
 
     def save(self, directory: Path) -> None:
-        if self.tail is not None:
+        if self.blocks:
             raise ValueError("a lexical index with live rows is saved once compacted (select)")
         target = directory / LEXICAL_DIR
         target.mkdir(parents=True, exist_ok=True)

@@ -34,9 +34,9 @@ import faiss
 import numpy as np
 import polars as pl
 
-from edurank.artifacts import Manifest, atomic_path, resolve
+from edurank.artifacts import LATEST, Manifest, atomic_path, resolve
 from edurank.errors import InputError
-from edurank.retriever.content_index import IDS_FILE, Companion, ContentIndex, build_faiss
+from edurank.retriever.content_index import IDS_FILE, Appended, Companion, ContentIndex, build_faiss
 from edurank.retriever.index_job import HASH_COLUMN, publish_compacted, text_hashes
 from edurank.retriever.lexical import lexical_text
 from edurank.retriever.model import BiEncoder
@@ -48,7 +48,8 @@ SEQ_COLUMN = "live_seq"  # the journal line that last wrote a row; null for rows
 ROW_SCHEMA = {"id": pl.String, "channel_id": pl.String, "channel_version": pl.Int64, "content_id": pl.String,
               "title": pl.String, "description": pl.String, "text": pl.String, "language": pl.String,
               "kind": pl.String, HASH_COLUMN: pl.String, SEQ_COLUMN: pl.Int64}
-KEY_SEPARATOR = "\x1f"
+KEY_SEPARATOR = "\x1f"  # ids and channels with control characters are refused at the routes
+MAX_CHUNKS = 64  # of the rows frame before its live part is rechunked
 
 
 def as_rows(content: pl.DataFrame) -> pl.DataFrame:
@@ -124,9 +125,14 @@ class Journal:
         body = json.dumps(record, separators=(",", ":")).encode()
         new = not self.path.exists()
         with open(self.path, "ab") as handle:
-            handle.write(b"%08x %s\n" % (zlib.crc32(body), body))
-            handle.flush()
-            os.fsync(handle.fileno())
+            size = handle.tell()
+            try:
+                handle.write(b"%08x %s\n" % (zlib.crc32(body), body))
+                handle.flush()
+                os.fsync(handle.fileno())
+            except BaseException:  # a part-written line would cut every later record off at the next repair
+                handle.truncate(size)
+                raise
         if new:
             sync_directory(self.path.parent)
 
@@ -140,6 +146,20 @@ class Journal:
             handle.flush()
             os.fsync(handle.fileno())
         sync_directory(self.path.parent)
+
+
+def sync_tree(version: Path) -> None:
+    """fsync a published version's files, its directory, its root (the rename) and the root's LATEST."""
+    for path in version.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    for directory in [*(p for p in version.rglob("*") if p.is_dir()), version, version.parent]:
+        sync_directory(directory)
+    latest = version.parent / LATEST
+    if latest.is_file():
+        with open(latest, "rb") as handle:
+            os.fsync(handle.fileno())
 
 
 def sync_directory(directory: Path) -> None:
@@ -158,7 +178,7 @@ class LiveIndex(ContentIndex):
     `items` holds every row's ROW_SCHEMA columns; `dead` masks rows replaced or deleted since."""
 
     base_rows: int = 0
-    tail: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
+    tail: Appended = field(default_factory=lambda: Appended.empty(0))
     dead: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     seq: int = 0  # the last journal record applied
 
@@ -167,7 +187,7 @@ class LiveIndex(ContentIndex):
         """The published index with no live rows; `rows` are its rows' ROW_SCHEMA columns."""
         seq = manifest_seq(base.manifest)
         return cls(base.index, as_rows(rows), base.manifest, base.lexical, base.topics, base.companion,
-                   base_rows=len(rows), tail=np.empty((0, base.index.d), np.float32),
+                   base_rows=len(rows), tail=Appended.empty(base.index.d),
                    dead=np.zeros(len(rows), dtype=bool), seq=seq)
 
     @property
@@ -186,7 +206,7 @@ class LiveIndex(ContentIndex):
         if base.any():
             vectors[base] = super().vectors_of(rows[base])
         if (~base).any():
-            vectors[~base] = self.tail[rows[~base] - self.base_rows]
+            vectors[~base] = self.tail.rows[rows[~base] - self.base_rows]
         return vectors
 
     def excluded(self) -> np.ndarray | None:
@@ -195,23 +215,33 @@ class LiveIndex(ContentIndex):
     def search(self, queries: np.ndarray, k: int, languages: list[str] | None = None,
                kinds: list[str] | None = None, channels: list[str] | None = None,
                exclude_channels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, rows) per query over the published and the live rows; -1 rows pad."""
-        allowed = self.allowed_rows(languages, kinds, channels, exclude_channels)
+        """Top-k (scores, rows) per query over the published and the live rows; -1 rows pad. Unfiltered, the
+        published index is searched for k plus its masked rows, which are then dropped (no selector over
+        every alive row)."""
+        filtered = bool(languages or kinds or channels or exclude_channels)
+        allowed = self.allowed_rows(languages, kinds, channels, exclude_channels) if filtered else None
         k = max(1, min(k, len(self.items)))
         base_allowed = None if allowed is None else allowed[allowed < self.base_rows]
-        if base_allowed is not None and len(base_allowed) == self.base_rows:
-            base_allowed = None
+        masked = int(self.dead[:self.base_rows].sum())
         if self.base_rows and (base_allowed is None or len(base_allowed)):
-            scores, rows = self.search_rows(queries, min(k, self.base_rows), base_allowed)
+            wanted = min(k + (masked if base_allowed is None else 0), self.base_rows)
+            scores, rows = self.search_rows(queries, wanted, base_allowed)
         else:
             scores = np.full((len(queries), 0), -np.inf, np.float32)
             rows = np.full((len(queries), 0), -1, np.int64)
-        tail_rows = (np.arange(self.base_rows, len(self.items)) if allowed is None
-                     else allowed[allowed >= self.base_rows])
+        if allowed is None:
+            tail_rows = np.flatnonzero(~self.dead[self.base_rows:]) + self.base_rows
+            vectors = self.tail.rows if len(tail_rows) == len(self.tail) else \
+                self.tail.rows[tail_rows - self.base_rows]
+        else:
+            tail_rows = allowed[allowed >= self.base_rows]
+            vectors = self.tail.rows[tail_rows - self.base_rows]
         if len(tail_rows):
-            scores = np.concatenate([scores, queries @ self.tail[tail_rows - self.base_rows].T], axis=1)
+            scores = np.concatenate([scores, queries @ vectors.T], axis=1)
             rows = np.concatenate([rows, np.broadcast_to(tail_rows, (len(queries), len(tail_rows)))], axis=1)
-        scores = np.where(rows >= 0, scores, -np.inf)
+        valid = rows >= 0
+        valid[valid] = ~self.dead[rows[valid]]
+        scores = np.where(valid, scores, -np.inf)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         scores, rows = np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
         pad = k - scores.shape[1]
@@ -225,16 +255,21 @@ class LiveIndex(ContentIndex):
         """A new snapshot: `rows` (ROW_SCHEMA) appended with their vectors, the `replaced` rows masked."""
         dead = np.concatenate([self.dead, np.zeros(len(rows), dtype=bool)])
         dead[list(replaced)] = True
-        items = pl.concat([self.items.slice(0, self.base_rows),
-                           pl.concat([self.items.slice(self.base_rows), rows]).rechunk()])
+        if not len(rows):
+            return dataclasses.replace(self, dead=dead, seq=seq)
+        items = pl.concat([self.items, rows])  # a chunk more: rechunked now and then, not copied per change
+        if items.n_chunks() > MAX_CHUNKS:
+            items = pl.concat([items.slice(0, self.base_rows), items.slice(self.base_rows).rechunk()])
         lexical = (self.lexical.with_rows(lexical_texts, rows["language"].to_list())
-                   if self.lexical is not None and len(rows) else self.lexical)
+                   if self.lexical is not None else None)
         partner = self.companion
-        if partner is not None and companion is not None and len(rows):
+        if partner is not None:
+            if companion is None:  # never leave the companion's rows out of line with the index's
+                log.warning("live rows without companion vectors: their companion cosine is 0")
+                companion = np.zeros((len(rows), partner.vectors.shape[1]), dtype=np.float32)
             partner = partner.with_rows(companion)
         return dataclasses.replace(self, items=items, lexical=lexical, companion=partner,
-                                   tail=np.concatenate([self.tail, vectors.astype(np.float32)]) if len(rows)
-                                   else self.tail, dead=dead, seq=seq)
+                                   tail=self.tail.plus(vectors.astype(np.float32)), dead=dead, seq=seq)
 
     def compacted(self) -> ContentIndex:
         """Every alive row in one plain index (the published version's index type), to publish."""
@@ -277,18 +312,23 @@ class LiveCatalog:
         # deleted keys -> their channel version, so none comes back older; a compacted version's manifest keeps them
         self.tombstones: dict[str, int | None] = dict(index.manifest.details.get("tombstones", {})) \
             if index.manifest is not None else {}
-        self.compacting: threading.Thread | None = None
+        self.compacting: threading.Thread | None = None  # the background compaction, if one was started
+        self.compaction = threading.Lock()  # held by the compaction running, background or called
         self.compactions: list[dict[str, Any]] = []
         self.index = index
         self.reindex()
-        if carried is not None and carried.version != (index.manifest.version if index.manifest else None):
+        carrying = carried is not None and carried.version != (index.manifest.version if index.manifest else None)
+        if carrying:
+            assert carried is not None
             self.carry(carried)
         replayed = 0
         for record in self.journal.records:
             if record["seq"] > self.index.seq:
-                self.replay(record)
+                self.replay(record)  # one that cannot be applied stops the load (/ready says why): never skipped
                 replayed += 1
         self.next_seq = max([self.index.seq, *(r["seq"] for r in self.journal.records)]) + 1
+        if carrying and self.out is not None:
+            self.compact()  # the carried rows are in no journal line: a version holds them before any request
         if replayed:
             log.info("live catalog: %d journal records replayed (%d live rows)", replayed, self.index.live_rows)
 
@@ -302,6 +342,10 @@ class LiveCatalog:
         if len(rows):
             self.replay({"seq": carried.seq, "op": "upsert", "model": None, "rows": rows.to_dicts(), "vectors": None,
                          "lexical": [lexical_text(p) for p in content_parts(rows)]})
+        deleted = [key for key in carried.tombstones if key in self.rows]  # rows of the files deleted live
+        if deleted:
+            self.apply({"seq": carried.seq, "op": "delete", "keys": deleted,
+                        "versions": [carried.tombstones[key] for key in deleted]})
         log.info("live catalog: %d live rows of index version %s carried into the rebuilt one", len(rows),
                  carried.version)
 
@@ -347,16 +391,15 @@ class LiveCatalog:
 
     def delete(self, keys: Sequence[tuple[str | None, str]], versions: Sequence[int | None]) -> Outcome:
         """Remove these (channel_id, id) items, unless a newer channel version of one is stored."""
+        asked = dict(zip((key_of(c, i) for c, i in keys), versions, strict=True))  # a key sent twice: the later
         with self.lock:
-            named = [key_of(c, i) for c, i in keys]
-            found = [k for k, v in zip(named, versions, strict=True) if k in self.rows and self.newer(k, v)]
-            stale = [k for k, v in zip(named, versions, strict=True) if k in self.rows and not self.newer(k, v)]
-            missing = [k for k in named if k not in self.rows]
+            found = [k for k, v in asked.items() if k in self.rows and self.newer(k, v)]
+            stale = [k for k, v in asked.items() if k in self.rows and not self.newer(k, v)]
+            missing = [k for k in asked if k not in self.rows]
             if not found:
                 return Outcome(stale=stale, missing=missing)
             seq = self.next_seq
-            record = {"seq": seq, "op": "delete", "keys": found,
-                      "versions": [v for k, v in zip(named, versions, strict=True) if k in set(found)]}
+            record = {"seq": seq, "op": "delete", "keys": found, "versions": [asked[k] for k in found]}
             self.journal.append(record)
             self.next_seq += 1
             self.apply(record)
@@ -413,7 +456,13 @@ class LiveCatalog:
         """Publish the current rows as a new index version, then drop the journal lines it holds; the
         changes journalled meanwhile are applied again on top of it. Any failure leaves the previous
         version and the journal serving (logged)."""
-        assert self.out is not None
+        with self.compaction:  # one at a time: a second one over an older snapshot would drop newer journal lines
+            return self.compact_now()
+
+    def compact_now(self) -> Path | None:
+        """`compact`'s work, under its lock."""
+        if self.out is None:
+            return None
         started = time.perf_counter()
         snapshot = self.index
         if snapshot.manifest is None or snapshot.seq == manifest_seq(snapshot.manifest):
@@ -424,6 +473,7 @@ class LiveCatalog:
                 tombstones = dict(self.tombstones)
             published = publish_compacted(snapshot.compacted(), snapshot.manifest, self.out, changes(snapshot, folded),
                                           snapshot.seq, tombstones)
+            sync_tree(published)  # on disk before the journal lines it replaces are dropped
             base = ContentIndex.load(published, self.fingerprint)
         except Exception:  # the previous version and the journal keep serving; the next growth retries
             log.exception("live catalog: compaction failed; the previous index version and the journal serve on")
@@ -447,11 +497,8 @@ class LiveCatalog:
         """No compaction starts any more, and a running one finishes first (a reload's new writer then reads
         the journal it left); returns where compactions went, to resume (`out`) if the reload is refused."""
         out, self.out = self.out, None
-        with self.lock:
-            running = self.compacting
-        if running is not None and running is not threading.current_thread():
-            running.join()
-        return out
+        with self.compaction:  # waits for the running one, background or called
+            return out
 
     def close(self) -> None:
         self.stop_compacting()
@@ -472,8 +519,8 @@ def changes(snapshot: LiveIndex, records: Sequence[dict[str, Any]]) -> pl.DataFr
         for key in keys:
             last[key] = ("updated" if key in published else "added") if record["op"] == "upsert" else "deleted"
     kept = {k: v for k, v in last.items() if not (v == "deleted" and k not in published)}
-    return pl.DataFrame({"channel_id": [k.split(KEY_SEPARATOR)[0] or None for k in kept],
-                         "id": [k.split(KEY_SEPARATOR)[1] for k in kept], "change": list(kept.values())},
+    return pl.DataFrame({"channel_id": [k.split(KEY_SEPARATOR, 1)[0] or None for k in kept],
+                         "id": [k.split(KEY_SEPARATOR, 1)[1] for k in kept], "change": list(kept.values())},
                         schema={"channel_id": pl.String, "id": pl.String, "change": pl.String})
 
 

@@ -20,7 +20,7 @@ from edurank.classifier.predictor import MisconceptionClassifier, Response
 from edurank.encoders import fingerprint, model_path, portable_name, set_threads
 from edurank.errors import InputError
 from edurank.essays.scorer import EssayScorer
-from edurank.pipelines.recommend import Recommender
+from edurank.pipelines.recommend import Recommender, VectorCache
 from edurank.reranker.cross_encoder.model import Reranker
 from edurank.reranker.lightgbm.model import Ranker
 from edurank.retriever.catalog import Catalog, load_catalog
@@ -100,7 +100,7 @@ class Registry:
             batch_metrics)
         recommender = Recommender(encoder, index, index.items, reranker, ranker=optional[Ranker.KIND],
                                   topics=catalog.topics, companion=companion, batched_embed=embed,
-                                  batched_pairs=pairs)
+                                  batched_pairs=pairs, cache=VectorCache())
         stage = batch_metrics.stage if batch_metrics is not None else no_timer  # their stages, timed per batch
         score_essays = None if essays is None else Batcher(
             "essays", lambda texts: essays.score(texts, stage), settings.batch_max_essays,

@@ -18,6 +18,8 @@ from typing import Any
 
 from starlette.datastructures import State
 
+from edurank.artifacts import Manifest
+from edurank.errors import InputError
 from edurank.service.errors import RequestError, public_message
 from edurank.service.registry import OPTIONAL, Registry
 from edurank.service.settings import Settings
@@ -81,6 +83,16 @@ def published(settings: Settings) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+def compacted_here(settings: Settings, kind: str, version: str) -> bool:
+    """Whether `version` of the index is one the live catalog published (retriever/live.py)."""
+    if kind != "index":
+        return False
+    try:
+        return Manifest.read(settings.index_root / version).details.get("ran_on", {}).get("engine") == "live"
+    except InputError:
+        return False
+
+
 def watch_latest(state: State, settings: Settings, stop: threading.Event) -> None:
     """Every `settings.watch_seconds`, reload when a LATEST file moved; a refused set is not retried until
     something moves again."""
@@ -91,8 +103,8 @@ def watch_latest(state: State, settings: Settings, stop: threading.Event) -> Non
             continue
         moved, seen = set(now) - set(seen), now
         served = state.registry.versions if state.registry is not None else {}
-        if all(served.get(kind) == version for kind, version in moved):
-            continue  # what moved is already served (the live catalog's compaction publishes the index it serves)
+        if all(served.get(kind) == version or compacted_here(settings, kind, version) for kind, version in moved):
+            continue  # already served, or the live catalog's own compaction (it swaps that version in itself)
         try:
             reload_registry(state, settings, wait=True)  # after an admin reload that is running, if any
         except RequestError as err:

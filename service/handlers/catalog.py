@@ -25,6 +25,9 @@ def upsert(state: State, registry: Registry, rows: pl.DataFrame, timer: Timer = 
     """Add or update `rows` (id, channel_id, channel_version, title, description, text, language, kind...):
     embedded here, written by the registry serving when the write happens (a reload may have swapped it)."""
     recommender = registry.recommender
+    if recommender.index.companion is not None and recommender.companion is None:
+        raise RequestError((), "the index stores a companion encoder's vectors but that encoder is not loaded "
+                               "(EDURANK_COMPANION), so live writes are off", 503)
     rows, texts, lexical = prepared(rows, recommender.encoder.builder)
     vectors = recommender.embed_texts(texts, timer)
     companion = recommender.companion
@@ -53,5 +56,5 @@ def writer(state: State) -> LiveCatalog:
 
 def shown(key: str) -> str:
     """A key as clients read it: `channel_id/id`, or the id alone for an item without a channel."""
-    channel, item = key.split(KEY_SEPARATOR)
+    channel, item = key.split(KEY_SEPARATOR, 1)
     return f"{channel}/{item}" if channel else item

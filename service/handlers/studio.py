@@ -130,7 +130,7 @@ def embed_content(state: State, registry: Registry, request: ContentRequest,
         return EmbedContentResponse(written=0, stale=[], skipped=skipped)
     rows = pl.DataFrame([{
         "id": r.id, "channel_id": r.channel_id, "channel_version": r.channel_version, "content_id": r.content_id,
-        "title": r.title or None, "description": r.description or None, "text": r.text or None,
+        "title": r.title, "description": r.description or None, "text": r.text or None,
         "language": r.language or UNKNOWN_LANGUAGE, "kind": resource_kind(r)} for r in embedded],
         schema_overrides={"channel_version": pl.Int64})
     outcome = catalog.upsert(state, registry, rows, timer)

@@ -9,10 +9,13 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from edurank.service.schemas.request import RequestModel
 
+NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"  # an id is shown and logged as is
+
 
 class ItemKey(RequestModel):
-    id: StrictStr = Field(min_length=1)
-    channel_id: StrictStr | None = Field(None, min_length=1, description="items are keyed by (channel_id, id)")
+    id: StrictStr = Field(min_length=1, pattern=NO_CONTROL)
+    channel_id: StrictStr | None = Field(None, min_length=1, pattern=NO_CONTROL,
+                                         description="items are keyed by (channel_id, id)")
     channel_version: StrictInt | None = Field(None, ge=-(2**63), lt=2**63,
                                               description="an older version than the stored one is skipped")
 

@@ -273,7 +273,7 @@ def test_reopening_replays_every_acknowledged_change(live: LiveCatalog, publishe
     assert alive_ids(reopened) == alive_ids(live) == ["b1", "b2", "b4", "n1", "n2"]
     assert after.seq == before.seq == 4 and reopened.next_seq == 5
     assert after.items.drop(SEQ_COLUMN).equals(before.items.drop(SEQ_COLUMN)) and (after.dead == before.dead).all()
-    assert np.allclose(after.tail, before.tail)
+    assert np.allclose(after.tail.rows, before.tail.rows)
     assert dense_ids(after, vectors[2], k=1) == ["n1"] and lexical_ids(after, PERCENTAGES)[0] == "n2"
     assert reopened.rows == live.rows and reopened.versions == live.versions
     assert upsert(reopened, unit(rng, 1), ("n3", "ch1", "Proportions", 1)).seq == 5
@@ -286,7 +286,7 @@ def test_a_journal_written_by_another_encoder_is_embedded_again_on_replay(live: 
     base = ContentIndex.load(published, FINGERPRINT)
     reopened = LiveCatalog(tmp_path / "live", LiveIndex.over(base, served_rows(base, base.items)), "other",
                            embed=lambda frame: (np.repeat(replacement, len(frame), axis=0), None))
-    assert np.allclose(reopened.index.tail, replacement)
+    assert np.allclose(reopened.index.tail.rows, replacement)
     with pytest.raises(ValueError, match="another encoder"):
         LiveCatalog(tmp_path / "live", LiveIndex.over(base, served_rows(base, base.items)), "other")
 
@@ -439,3 +439,23 @@ def test_a_tombstone_outlives_a_compaction_and_a_restart(published: Path, tmp_pa
     reopened = open_live(version, tmp_path / "live")
     assert upsert(reopened, unit(rng, 1), ("n1", "ch1", "Version five, delivered late", 5)).stale \
         == [key_of("ch1", "n1")]
+
+
+def test_a_key_sent_twice_in_one_delete_is_one_delete_and_replays(published: Path, tmp_path: Path) -> None:
+    """The later of two copies counts, as in an upsert; the journalled record replays on reopening."""
+    live = open_live(published, tmp_path / "live")
+    upsert(live, unit(np.random.default_rng(21), 1), ("n1", "ch1", "Ratios", 3))
+    outcome = live.delete([("ch1", "n1"), ("ch1", "n1")], [5, 1])
+    assert outcome.stale == [key_of("ch1", "n1")] and not outcome.deleted  # the later copy is older than stored
+    outcome = live.delete([("ch1", "n1"), ("ch1", "n1")], [1, 5])
+    assert outcome.deleted == [key_of("ch1", "n1")]
+    assert "n1" not in alive_ids(open_live(published, tmp_path / "live"))
+
+
+def test_an_unfiltered_search_never_returns_a_masked_row(live: LiveCatalog) -> None:
+    """Without filters the published index is searched for k plus its masked rows; those are dropped."""
+    first = live.index.items["id"][0]
+    query = live.index.vectors_of(np.array([0]))
+    live.delete([(live.index.items["channel_id"][0], first)], [None])
+    _, found = live.index.search(query, 3)
+    assert 0 not in found[0] and (found[0] >= 0).sum() == 3

@@ -44,3 +44,23 @@ def test_live_items_survive_a_rebuild_from_changed_catalog_files(tmp_path: Path)
         late = client.post("/catalog/items", json={"items": [{**gone, "title": "An old copy"}]}).json()
         assert late["stale"] == ["science/volcanoes"]  # the delete's channel version outlived the rebuild
         assert served_ids(client, "Why volcanoes erupt", "science") == ["penguins"]
+    with TestClient(create_app(settings)) as client:  # the carried rows were published again: one more restart
+        assert served_ids(client, "Counting emperor penguins", "science") == ["penguins"]
+
+
+def test_ids_with_control_characters_are_refused_by_name(tmp_path: Path) -> None:
+    settings = Settings(artifacts=tmp_path / "artifacts", catalog=write_catalog(tmp_path / "catalog"),
+                        train_ranker=False, background_load=False)
+    with TestClient(create_app(settings)) as client:
+        for route, body in (("/catalog/items", {"items": [{"id": "a\u001fb", "title": "x", "language": "en"}]}),
+                            ("/catalog/items/delete", {"items": [{"id": "a", "channel_id": "c\u0000"}]})):
+            response = client.post(route, json=body)
+            assert response.status_code == 422
+            assert response.json()["detail"][0]["loc"][-1] in ("id", "channel_id")
+        titled = {"id": "8e0c0b3c-5f1e-4a59-9a1e-2c1c7d0e8a10", "channel_id": "0b7a2f7e-1c2d-4e3f-8a9b-0c1d2e3f4a5b",
+                  "content_id": "5d6e7f80-9a0b-4c1d-8e2f-3a4b5c6d7e8f", "channel_version": 1, "title": "",
+                  "description": "Estimating penguin colonies from photographs", "language": "en"}
+        assert client.post("/embed-content", json={"resources": [titled]}).json()["written"] == 1
+        found = client.post("/recommend", json={"topic": {"title": "penguin colonies"}, "rerank": False})
+        assert found.status_code == 200 and found.json()["items"][0]["title"] == ""  # a resource without a title
+
