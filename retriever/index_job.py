@@ -26,11 +26,11 @@ from edurank.retriever.content_index import Companion, ContentIndex, build_faiss
 from edurank.retriever.index_engines import embed_with_ray
 from edurank.retriever.lexical import LexicalIndex, lexical_text
 from edurank.retriever.model import BiEncoder
+from edurank.retriever.rows import HASH_COLUMN, SEQ_COLUMN, LivePart, as_rows, live_part, with_live_part
 from edurank.retriever.texts import content_parts, content_texts
 from edurank.retriever.topic_bank import TopicBank
 
 RUN_OPTIONS = ("engine", "ray_address", "ray_actors", "incremental")  # recorded apart, outside the run's hash
-HASH_COLUMN = "text_sha1"  # ids.parquet: what each row's vector was embedded from, for incremental runs
 CHANGES_FILE = "changes.parquet"  # an incremental version's added, updated and deleted ids
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, config: IndexCo
     started = time.time()
     if config.companion is not None:
         model_path(config.companion)  # a wrong path fails now, not after the catalog is embedded
+    live = live_part(out)  # content the service added: in no catalog file, and its journal lines are gone
+    if live is not None:
+        catalog = with_live_part(catalog, live)
+        log.info("keeping %d items added through the service (index version %s)", len(live.rows), live.version)
     texts = content_texts(catalog, encoder.builder)
     hashes = text_hashes(texts)
 
@@ -58,7 +62,8 @@ def build_index(encoder: BiEncoder, catalog: Catalog, out: Path, config: IndexCo
         companion = reuse_companion(previous, config, catalog, ids, hashes)
     return publish_index(vectors, encoder, catalog, out, config, embed_seconds=time.time() - started,
                          hashes=hashes, changes=changes, companion=companion,
-                         since=previous.manifest.version if previous is not None and previous.manifest else None)
+                         since=previous.manifest.version if previous is not None and previous.manifest else None,
+                         live=live)
 
 
 def text_hashes(texts: list[str]) -> list[str]:
@@ -122,7 +127,7 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
                   config: IndexConfig = IndexConfig(), params: dict[str, Any] | None = None,
                   embed_seconds: float | None = None, hashes: list[str] | None = None,
                   changes: pl.DataFrame | None = None, companion: Companion | None = None,
-                  since: str | None = None) -> Path:
+                  since: str | None = None, live: LivePart | None = None) -> Path:
     """Build the FAISS index over the catalog's content vectors (row i = content row i) and publish it with
     a manifest naming the encoder and the catalog (and, for an incremental run, what changed since the
     version it started from: counts in the manifest, the ids in changes.parquet)."""
@@ -133,10 +138,15 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
     if companion is None and config.companion:
         companion = companion_of(BiEncoder.load(config.companion), catalog)
     items = catalog.content.select("id", "language", "kind", "title")
+    if SEQ_COLUMN in catalog.content.columns:  # rows added through the service: their texts are in no file
+        items = as_rows(catalog.content)
     if hashes is not None:
         items = items.with_columns(pl.Series(HASH_COLUMN, hashes))
     run_hash = hash_json({"model": encoder.fingerprint, "catalog": catalog.data_hash, "params": params,
-                          "companion": companion.model.fingerprint if companion else None})
+                          "companion": companion.model.fingerprint if companion else None,
+                          "live": [live.version, live.seq] if live else None})
+    data = {"hash": catalog.data_hash, "files": [str(p) for p in catalog.files],
+            **({"live_seq": live.seq} if live else {})}
     with staging_dir(out, f"index-{run_hash[:12]}") as work:
         index = ContentIndex(build_faiss(vectors, config.index_type, config.nlist), items,
                              lexical=build_lexical(catalog) if config.lexical else None,
@@ -147,8 +157,8 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
         seconds = {"build": time.time() - started, **({"embed": embed_seconds} if embed_seconds is not None else {})}
         return publish_artifact(
             work, out, run_hash, kind=ContentIndex.KIND, base_model=ModelRef(str(encoder.path), encoder.fingerprint),
-            data={"hash": catalog.data_hash, "files": [str(p) for p in catalog.files]}, params=params,
-            seconds=seconds, details={"ran_on": ran_on, **changed(changes, since),
+            data=data, params=params, seconds=seconds, details={
+                "ran_on": ran_on, **changed(changes, since), **({"tombstones": live.tombstones} if live else {}),
                 "dimension": int(vectors.shape[1]), "count": int(vectors.shape[0]),
                 "languages": catalog.content["language"].value_counts().sort("language").rows(),
                 "items_per_second": round(len(vectors) / max(embed_seconds, 1e-9), 1) if embed_seconds else None})

@@ -34,36 +34,26 @@ import faiss
 import numpy as np
 import polars as pl
 
-from edurank.artifacts import LATEST, Manifest, atomic_path, resolve
-from edurank.errors import InputError
-from edurank.retriever.content_index import IDS_FILE, Appended, Companion, ContentIndex, build_faiss
-from edurank.retriever.index_job import HASH_COLUMN, publish_compacted, text_hashes
+from edurank.artifacts import LATEST, atomic_path
+from edurank.retriever.content_index import Appended, Companion, ContentIndex, build_faiss
+from edurank.retriever.index_job import publish_compacted, text_hashes
 from edurank.retriever.lexical import lexical_text
 from edurank.retriever.model import BiEncoder
+from edurank.retriever.rows import (
+    HASH_COLUMN,
+    KEY_SEPARATOR,
+    ROW_SCHEMA,
+    SEQ_COLUMN,
+    as_rows,
+    key_of,
+    keys_of,
+    manifest_seq,
+)
 from edurank.retriever.texts import TextBuilder, content_parts
 
 log = logging.getLogger(__name__)
 JOURNAL_FILE = "journal.log"
-SEQ_COLUMN = "live_seq"  # the journal line that last wrote a row; null for rows from the catalog files
-ROW_SCHEMA = {"id": pl.String, "channel_id": pl.String, "channel_version": pl.Int64, "content_id": pl.String,
-              "title": pl.String, "description": pl.String, "text": pl.String, "language": pl.String,
-              "kind": pl.String, HASH_COLUMN: pl.String, SEQ_COLUMN: pl.Int64}
-KEY_SEPARATOR = "\x1f"  # ids and channels with control characters are refused at the routes
 MAX_CHUNKS = 64  # of the rows frame before its live part is rechunked
-
-
-def as_rows(content: pl.DataFrame) -> pl.DataFrame:
-    """Content in ROW_SCHEMA: the columns it lacks as nulls, the others cast, any more left out."""
-    return content.select([pl.col(name).cast(kind, strict=False) if name in content.columns
-                           else pl.lit(None, kind).alias(name) for name, kind in ROW_SCHEMA.items()])
-
-
-def key_of(channel_id: str | None, item_id: str) -> str:
-    return f"{channel_id or ''}{KEY_SEPARATOR}{item_id}"
-
-
-def keys_of(rows: pl.DataFrame) -> list[str]:
-    return [key_of(c, i) for c, i in rows.select("channel_id", "id").iter_rows()]
 
 
 def encode_array(array: np.ndarray | None) -> dict[str, Any] | None:
@@ -303,8 +293,7 @@ class LiveCatalog:
 
     def __init__(self, directory: Path, index: LiveIndex, fingerprint: str, out: Path | None = None,
                  compact_rows: int = 5000, listener: Listener | None = None,
-                 embed: Callable[[pl.DataFrame], tuple[np.ndarray, np.ndarray | None]] | None = None,
-                 carried: Carried | None = None):
+                 embed: Callable[[pl.DataFrame], tuple[np.ndarray, np.ndarray | None]] | None = None):
         self.journal = Journal(directory)
         self.fingerprint, self.out, self.compact_rows = fingerprint, out, compact_rows
         self.listener, self.embed = listener, embed
@@ -317,37 +306,14 @@ class LiveCatalog:
         self.compactions: list[dict[str, Any]] = []
         self.index = index
         self.reindex()
-        carrying = carried is not None and carried.version != (index.manifest.version if index.manifest else None)
-        if carrying:
-            assert carried is not None
-            self.carry(carried)
         replayed = 0
         for record in self.journal.records:
             if record["seq"] > self.index.seq:
                 self.replay(record)  # one that cannot be applied stops the load (/ready says why): never skipped
                 replayed += 1
         self.next_seq = max([self.index.seq, *(r["seq"] for r in self.journal.records)]) + 1
-        if carrying and self.out is not None:
-            self.compact()  # the carried rows are in no journal line: a version holds them before any request
         if replayed:
             log.info("live catalog: %d journal records replayed (%d live rows)", replayed, self.index.live_rows)
-
-    def carry(self, carried: Carried) -> None:
-        """Add again the live part of the version a rebuild replaced (embedded by this encoder), as of the
-        journal line it reached; the journal's later lines follow."""
-        self.tombstones.update(carried.tombstones)
-        self.versions.update(carried.tombstones)
-        rows = carried.rows.filter(pl.Series([self.newer(k, v) for k, v in zip(
-            keys_of(carried.rows), carried.rows["channel_version"], strict=True)], dtype=pl.Boolean))
-        if len(rows):
-            self.replay({"seq": carried.seq, "op": "upsert", "model": None, "rows": rows.to_dicts(), "vectors": None,
-                         "lexical": [lexical_text(p) for p in content_parts(rows)]})
-        deleted = [key for key in carried.tombstones if key in self.rows]  # rows of the files deleted live
-        if deleted:
-            self.apply({"seq": carried.seq, "op": "delete", "keys": deleted,
-                        "versions": [carried.tombstones[key] for key in deleted]})
-        log.info("live catalog: %d live rows of index version %s carried into the rebuilt one", len(rows),
-                 carried.version)
 
     def reindex(self) -> None:
         """The key -> row and key -> channel_version maps of the current snapshot's alive rows."""
@@ -524,10 +490,6 @@ def changes(snapshot: LiveIndex, records: Sequence[dict[str, Any]]) -> pl.DataFr
                         schema={"channel_id": pl.String, "id": pl.String, "change": pl.String})
 
 
-def manifest_seq(manifest: Manifest | None) -> int:
-    return int((manifest.data.get("live_seq") if manifest else None) or 0)
-
-
 def prepared(rows: pl.DataFrame, builder: TextBuilder) -> tuple[pl.DataFrame, list[str], list[str]]:
     """Rows to write (ROW_SCHEMA, with the digest of the text each vector is embedded from, as the indexing
     job records it), the texts the encoder reads and the texts the lexical index reads."""
@@ -546,33 +508,6 @@ def embedder(encoder: BiEncoder, companion: BiEncoder | None) -> Callable[[pl.Da
         return (encoder.encode(encoder.builder.build(parts)),
                 companion.encode(companion.builder.build(parts)) if companion is not None else None)
     return embed
-
-
-@dataclass(frozen=True)
-class Carried:
-    """The live part of the index version a rebuild replaces (changed catalog files, another retriever or
-    token limit): the rows that came through the live path, the journal line they reach, the tombstones."""
-
-    version: str
-    rows: pl.DataFrame
-    seq: int
-    tombstones: dict[str, int | None]
-
-
-def live_part(root: Path) -> Carried | None:
-    """What the latest version under `root` holds of the live catalog (None: nothing, or no readable version),
-    read before a rebuild so the new version's writer adds it again: the journal no longer holds what a
-    compaction folded in."""
-    try:
-        directory = resolve(root)
-        manifest = Manifest.read(directory)
-        items = pl.read_parquet(directory / IDS_FILE)
-    except (InputError, OSError, pl.exceptions.PolarsError):
-        return None
-    if SEQ_COLUMN not in items.columns:
-        return None
-    return Carried(manifest.version, as_rows(items.filter(pl.col(SEQ_COLUMN).is_not_null())), manifest_seq(manifest),
-                   dict(manifest.details.get("tombstones", {})))
 
 
 def served_rows(index: ContentIndex, content: pl.DataFrame) -> pl.DataFrame:

@@ -26,7 +26,7 @@ from edurank.reranker.lightgbm.model import Ranker
 from edurank.retriever.catalog import Catalog, load_catalog
 from edurank.retriever.content_index import ContentIndex
 from edurank.retriever.index_job import build_index, load_index
-from edurank.retriever.live import LiveCatalog, LiveIndex, embedder, live_part, served_rows
+from edurank.retriever.live import LiveCatalog, LiveIndex, embedder, served_rows
 from edurank.retriever.model import BiEncoder
 from edurank.service.batcher import Batcher, BatchMetrics
 from edurank.service.errors import public_message
@@ -74,7 +74,6 @@ class Registry:
         set_threads(settings.threads)
         catalog = load_catalog(settings.catalog)
         encoder = served_encoder(settings)
-        carried = live_part(settings.index_root)  # before a rebuild replaces the version holding it
         index = open_index(settings, encoder, catalog)
         problems: dict[str, str] = {}
         optional = {kind: load_optional(settings, kind, problems) for kind in OPTIONAL}
@@ -88,7 +87,7 @@ class Registry:
         warm_up(encoder, companion)  # the optional models were warmed up as they loaded
         live = LiveCatalog(settings.live_root, LiveIndex.over(index, served_rows(index, catalog.content)),
                            encoder.fingerprint, settings.index_root, settings.compact_rows,
-                           embed=embedder(encoder, companion), carried=carried)
+                           embed=embedder(encoder, companion))
         index = live.index
         versions = {"retriever": version_of(encoder.path), "index": version_of_index(index),
                     **{kind: model.manifest.version if model and model.manifest else None

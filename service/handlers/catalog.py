@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import polars as pl
 from starlette.datastructures import State
 
-from edurank.retriever.live import KEY_SEPARATOR, LiveCatalog, Outcome, prepared
+from edurank.retriever.live import LiveCatalog, Outcome, prepared
+from edurank.retriever.rows import KEY_SEPARATOR
 from edurank.retriever.texts import content_parts
 from edurank.service.errors import RequestError
 from edurank.service.registry import Registry

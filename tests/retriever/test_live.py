@@ -19,18 +19,10 @@ import pytest
 from edurank.artifacts import LATEST, Manifest, ModelRef, publish_artifact, staging_dir
 from edurank.retriever import live as live_module
 from edurank.retriever.content_index import ContentIndex, build_faiss
-from edurank.retriever.index_job import CHANGES_FILE, HASH_COLUMN
+from edurank.retriever.index_job import CHANGES_FILE
 from edurank.retriever.lexical import LexicalIndex
-from edurank.retriever.live import (
-    JOURNAL_FILE,
-    SEQ_COLUMN,
-    Journal,
-    LiveCatalog,
-    LiveIndex,
-    as_rows,
-    key_of,
-    served_rows,
-)
+from edurank.retriever.live import JOURNAL_FILE, Journal, LiveCatalog, LiveIndex, served_rows
+from edurank.retriever.rows import HASH_COLUMN, SEQ_COLUMN, as_rows, key_of
 
 DIMENSION = 8
 FINGERPRINT = "f" * 40

@@ -8,6 +8,11 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from edurank.artifacts import Manifest
+from edurank.retriever.catalog import load_catalog
+from edurank.retriever.config import IndexConfig
+from edurank.retriever.index_job import build_index
+from edurank.retriever.model import BiEncoder
 from edurank.service.app import create_app
 from edurank.service.settings import Settings
 from tests.conftest import CONTENT, item, write_catalog
@@ -64,3 +69,22 @@ def test_ids_with_control_characters_are_refused_by_name(tmp_path: Path) -> None
         found = client.post("/recommend", json={"topic": {"title": "penguin colonies"}, "rerank": False})
         assert found.status_code == 200 and found.json()["items"][0]["title"] == ""  # a resource without a title
 
+
+
+def test_an_operators_index_run_keeps_the_live_items(tmp_path: Path) -> None:
+    """`edurank index --incremental` over the same files, after the service compacted live items into the index:
+    the new version keeps them (reusing their vectors), and the restarted service serves them."""
+    catalog = write_catalog(tmp_path / "catalog")
+    settings = Settings(artifacts=tmp_path / "artifacts", catalog=catalog, train_ranker=False, background_load=False)
+    item_body = {"id": "penguins", "channel_id": "science", "title": "Counting emperor penguins", "language": "en"}
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/catalog/items", json={"items": [item_body]}).status_code == 200
+        client.app.state.registry.live.compact()
+    published = build_index(BiEncoder.load(None), load_catalog(catalog), settings.index_root,
+                            IndexConfig(incremental=True))
+    manifest = Manifest.read(published)
+    assert manifest.details["changes"] == {"since": manifest.details["changes"]["since"], "added": 0, "updated": 0,
+                                           "deleted": 0}  # the live item is kept, its vector reused
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/catalog/").json()["index_version"] == published.name
+        assert served_ids(client, "Counting emperor penguins", "science") == ["penguins"]
