@@ -304,6 +304,7 @@ class LiveCatalog:
         self.compacting: threading.Thread | None = None  # the background compaction, if one was started
         self.compaction = threading.Lock()  # held by the compaction running, background or called
         self.compactions: list[dict[str, Any]] = []
+        self.retry_at = 0  # after a failed compaction: the live rows at which to try again (not on every write)
         self.index = index
         self.reindex()
         replayed = 0
@@ -410,7 +411,7 @@ class LiveCatalog:
 
     def maybe_compact(self) -> None:
         """Start a background compaction when the live part has grown past `compact_rows`."""
-        if self.out is None or self.index.live_rows < self.compact_rows:
+        if self.out is None or self.index.live_rows < max(self.compact_rows, self.retry_at):
             return
         with self.lock:
             if self.compacting is not None and self.compacting.is_alive():
@@ -443,6 +444,7 @@ class LiveCatalog:
             base = ContentIndex.load(published, self.fingerprint)
         except Exception:  # the previous version and the journal keep serving; the next growth retries
             log.exception("live catalog: compaction failed; the previous index version and the journal serve on")
+            self.retry_at = snapshot.live_rows + max(1, self.compact_rows // 4)
             return None
         with self.lock:
             later = [r for r in self.journal.read_and_repair() if r["seq"] > snapshot.seq]
