@@ -44,6 +44,11 @@ class LexicalIndex:
     languages: np.ndarray
     blocks: tuple[sp.csr_matrix, ...] = ()  # the tail as added, combined on first use (replaying a journal
     block_languages: tuple[np.ndarray, ...] = ()  # adds thousands of blocks and searches none of them)
+    inverted: sp.csr_matrix | None = None  # n-gram -> rows: `matrix` transposed once, kept by copies
+
+    def __post_init__(self) -> None:
+        if self.inverted is None:  # a query's product then reads its own n-grams' rows, not the whole matrix
+            self.inverted = self.matrix.T.tocsr()
 
     @cached_property
     def tail(self) -> sp.csr_matrix | None:
@@ -95,7 +100,7 @@ class LexicalIndex:
             -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, (cosines, rows) of its top-k content rows among `allowed` (None: all), best first;
         rows with no n-gram in common are left out."""
-        scores = (queries @ self.matrix.T).tocsr()
+        scores = (queries @ self.inverted).tocsr()
         if self.tail is not None:
             scores = sp.hstack([scores, queries @ self.tail.T]).tocsr()
         found = []
