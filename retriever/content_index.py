@@ -8,6 +8,7 @@ one: what fine-tuning forgot, it may still know)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,6 +84,18 @@ class Appended:
     def __len__(self) -> int:
         return self.count
 
+    def gather(self, rows: np.ndarray, published: int, take: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """The vectors of the given rows: those below `published` read by `take`, the others from this tail
+        (row `published` + i is its row i)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        found = np.empty((len(rows), self.buffer.shape[1]), dtype=np.float32)
+        base = rows < published
+        if base.any():
+            found[base] = take(rows[base])
+        if (~base).any():
+            found[~base] = self.rows[rows[~base] - published]
+        return found
+
     def plus(self, rows: np.ndarray) -> Appended:
         need = self.count + len(rows)
         buffer = self.buffer
@@ -121,11 +134,7 @@ class Companion:
         rows = np.asarray(rows, dtype=np.int64)
         if self.tail is None:
             return self.vectors[rows]
-        found = np.empty((len(rows), self.vectors.shape[1]), dtype=np.float32)
-        base = rows < len(self.vectors)
-        found[base] = self.vectors[rows[base]]
-        found[~base] = self.tail.rows[rows[~base] - len(self.vectors)]
-        return found
+        return self.tail.gather(rows, len(self.vectors), lambda base: self.vectors[base])
 
     def with_rows(self, vectors: np.ndarray) -> Companion:
         """A copy that also holds these rows' vectors, after the existing ones."""

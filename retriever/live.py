@@ -110,14 +110,18 @@ class Journal:
             return None
         return record
 
+    @staticmethod
+    def line(record: dict[str, Any]) -> bytes:
+        body = json.dumps(record, separators=(",", ":")).encode()
+        return b"%08x %s\n" % (zlib.crc32(body), body)
+
     def append(self, record: dict[str, Any]) -> None:
         """Durable on return: written, flushed and fsynced (the directory too, when the file is new)."""
-        body = json.dumps(record, separators=(",", ":")).encode()
         new = not self.path.exists()
         with open(self.path, "ab") as handle:
             size = handle.tell()
             try:
-                handle.write(b"%08x %s\n" % (zlib.crc32(body), body))
+                handle.write(self.line(record))
                 handle.flush()
                 os.fsync(handle.fileno())
             except BaseException:  # a part-written line would cut every later record off at the next repair
@@ -126,13 +130,10 @@ class Journal:
         if new:
             sync_directory(self.path.parent)
 
-    def drop_through(self, seq: int) -> None:
-        """Keep only the records after `seq` (those a compaction did not fold in), replacing the file atomically."""
-        kept = [r for r in self.read_and_repair() if r["seq"] > seq]
+    def keep(self, records: list[dict[str, Any]]) -> None:
+        """Replace the file by these records (those a compaction did not fold in), atomically."""
         with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
-            for record in kept:
-                body = json.dumps(record, separators=(",", ":")).encode()
-                handle.write(b"%08x %s\n" % (zlib.crc32(body), body))
+            handle.writelines(self.line(record) for record in records)
             handle.flush()
             os.fsync(handle.fileno())
         sync_directory(self.path.parent)
@@ -190,14 +191,7 @@ class LiveIndex(ContentIndex):
         return len(self.items) - int(self.dead.sum())
 
     def vectors_of(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        vectors = np.empty((len(rows), self.index.d), dtype=np.float32)
-        base = rows < self.base_rows
-        if base.any():
-            vectors[base] = super().vectors_of(rows[base])
-        if (~base).any():
-            vectors[~base] = self.tail.rows[rows[~base] - self.base_rows]
-        return vectors
+        return self.tail.gather(rows, self.base_rows, super().vectors_of)
 
     def excluded(self) -> np.ndarray | None:
         return self.dead if self.dead.any() else None
@@ -454,7 +448,7 @@ class LiveCatalog:
                 self.listener(self.index, 0)
             for record in later:
                 self.apply(record)
-            self.journal.drop_through(snapshot.seq)
+            self.journal.keep(later)
         seconds = round(time.perf_counter() - started, 2)
         self.compactions.append({"version": published.name, "rows": len(base.items), "seconds": seconds})
         log.info("live catalog: compacted %d rows into index version %s in %.1f s", len(base.items),

@@ -123,10 +123,10 @@ def embed_content(state: State, registry: Registry, request: ContentRequest,
             if len(getattr(resource, name)) > limit:
                 raise RequestError(("resources", i, name), f"is {len(getattr(resource, name))} characters long; the "
                                                            f"limit is {limit}")
-    embedded = [r for r in request.resources
-                if any((part or "").strip() for part in (r.title, r.description, r.text))]
-    skipped = [r.id for r in request.resources if r not in embedded]  # nothing to embed: title, description,
-    if not embedded:                                                  # text all blank
+    has_text = [any((part or "").strip() for part in (r.title, r.description, r.text)) for r in request.resources]
+    embedded = [r for r, text in zip(request.resources, has_text, strict=True) if text]
+    skipped = [r.id for r, text in zip(request.resources, has_text, strict=True) if not text]  # nothing to embed
+    if not embedded:
         return EmbedContentResponse(written=0, stale=[], skipped=skipped)
     rows = pl.DataFrame([{
         "id": r.id, "channel_id": r.channel_id, "channel_version": r.channel_version, "content_id": r.content_id,
