@@ -229,6 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "likely label errors of a classifier on a labelled CSV")
     add_stored_evaluation(classifier, "classifier", "artifacts/reports/classifier")
 
+    feedback = subcommands(command(commands, "feedback", "reviewers' and platforms' decisions on recommended items"),
+                           "job", "ACTION")
+    export_feedback = command(feedback, "export", "write the decisions as LECR correlations (accepted and imported "
+                                                  "items), rejected pairs and an audit file of every decision")
+    export_feedback.add_argument("--db", default=None, help="the feedback database: a SQLite file or a "
+                                 "postgresql:// URL (default: EDURANK_FEEDBACK_DB, else "
+                                 "$EDURANK_ARTIFACTS/feedback.sqlite, where `edurank serve` records them)")
+    export_feedback.add_argument("--out", type=Path, required=True,
+                                 help="folder to write correlations.csv, rejected.csv and decisions.csv into")
+
     add_serve(commands)
     return parser
 
@@ -468,6 +478,16 @@ def run_quickstart(args: argparse.Namespace) -> None:
         serve_with(**serving_settings(args.data, args.out))
 
 
+def run_feedback_export(args: argparse.Namespace) -> None:
+    from edurank.feedback import FeedbackStore, export_feedback
+    from edurank.service.settings import load_settings
+
+    with FeedbackStore.open(args.db or load_settings().feedback_target, create=False) as store:
+        counts = export_feedback(store, args.out)
+    print(f"wrote {args.out}: {counts['accepted']} accepted items over {counts['topics']} topics, "
+          f"{counts['rejected']} rejected pairs, {counts['decisions']} current decisions")
+
+
 def run_serve(args: argparse.Namespace) -> None:
     from edurank.service.server import serve
 
@@ -475,7 +495,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
 
 HANDLERS = {"demo": run_demo, "index": run_index, "export": run_export, "distil": run_distil, "search": run_search,
-            "serve": run_serve, "quickstart": run_quickstart,
+            "serve": run_serve, "quickstart": run_quickstart, ("feedback", "export"): run_feedback_export,
             **{("train", job): run_train for job in TRAIN_JOBS},
             ("evaluate", "essays"): run_evaluate_essays, ("evaluate", "classifier"): run_evaluate_classifier,
             ("evaluate", "retrieval"): run_evaluate_retrieval, ("evaluate", "recommend"): run_evaluate_recommend}

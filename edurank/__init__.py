@@ -1,10 +1,11 @@
 """edurank: retrieve-and-rank for education content.
 
 The package root and its ground layer, what every other part may import and which imports none of them:
-versioned artifacts, options, errors, timing, row folds, encoder loading and cutting, plots, and the torch /
-ONNX Runtime backends. The model families (edurank.retriever, .reranker, .essays, .classifier), the recommend
-pipeline (.pipelines), the jobs (.training) and the entry points (.cli, .service) are mapped in from the
-repository's top-level folders (pyproject's package-dir); docs/architecture.md draws the layers.
+versioned artifacts, options, errors, timing, row folds, encoder loading and cutting, plots, the torch /
+ONNX Runtime backends, the feedback store. The model families (edurank.retriever, .reranker, .essays,
+.classifier), the recommend pipeline (.pipelines), the jobs (.training) and the entry points (.cli, .service)
+are mapped in from the repository's top-level folders (pyproject's package-dir); docs/architecture.md draws the
+layers.
 """
 
 from __future__ import annotations

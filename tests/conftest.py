@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,9 +111,7 @@ def served(app: Any) -> Iterator[str]:
     its base URL and stops the server afterwards."""
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -118,6 +124,49 @@ def served(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.is_file() else "(no log)"
+
+
+@contextmanager
+def edurank_server(env: dict[str, str], log: Path, ready: str = "/ready",
+                   start_seconds: float = 120) -> Iterator[tuple[subprocess.Popen[bytes], Any]]:
+    """`python -m edurank.cli serve` as its own process on a free loopback port, `env` over this one's, its output
+    appended to `log`; yields (process, an httpx client on it) once `ready` answers 200, and SIGKILLs it (if still
+    running) on the way out. For the tests that kill the real server."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "EDURANK_PORT": str(port), "EDURANK_HOST": "127.0.0.1", "EDURANK_THREADS": "1",
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **env}
+    with open(log, "ab") as output:
+        process = subprocess.Popen([sys.executable, "-m", "edurank.cli", "serve"], env=env, stdout=output,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            deadline = time.monotonic() + start_seconds
+            while True:
+                assert process.poll() is None, f"the server exited ({process.returncode}):\n{tail(log)}"
+                assert time.monotonic() < deadline, f"the server was not ready in time:\n{tail(log)}"
+                try:
+                    if client.get(ready, timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+            yield process, client
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
 
 
 def report_figures(label: str, figures: object) -> None:
@@ -201,3 +250,58 @@ def write_responses(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pl.DataFrame(rows).write_csv(path)
     return path
+
+
+# -- databases -----------------------------------------------------------------------------------------------
+
+POSTGRES_BINARIES = Path("/usr/lib/postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server (Debian's binaries, the newest installed) on a free loopback port, trusting
+    local connections; yields its URL without a database, and stops and removes it after the session."""
+    found = sorted(POSTGRES_BINARIES.glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]) if
+                   p.parts[-3].isdigit() else 0)
+    if not found:
+        pytest.skip("Debian's postgresql is not installed (apt-get install postgresql)")
+    binaries, as_owner = found[-1].parent, []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: its own user runs it
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root, and no `postgres` user to run PostgreSQL as")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    root = Path(tempfile.mkdtemp(prefix="edurank-pg-"))  # not under pytest's tmp dir, which only root may enter
+    if as_owner:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", free_port()
+
+    def run(*command: object) -> None:
+        done = subprocess.run([*as_owner, *map(str, command)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{command[0]} failed:\n{done.stdout}{done.stderr}{tail(root / 'server.log')}"
+
+    try:
+        run(binaries / "initdb", "-D", data, "-U", "edurank", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
+            "--no-sync")
+        run(binaries / "pg_ctl", "-D", data, "-l", root / "server.log", "-w", "-t", "60", "-o",
+            f"-k {root} -p {port} -c listen_addresses=127.0.0.1", "start")
+        try:
+            yield f"postgresql://edurank@127.0.0.1:{port}"
+        finally:
+            run(binaries / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")  # thrown away: no checkpoint
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def feedback_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty feedback database: a SQLite file path, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "feedback.sqlite")
+    import psycopg
+
+    server, name = request.getfixturevalue("postgres"), f"feedback_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"

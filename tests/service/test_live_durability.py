@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +24,8 @@ import pytest
 from edurank.artifacts import LATEST, MANIFEST, Manifest
 from edurank.retriever.content_index import ContentIndex
 from edurank.retriever.live import JOURNAL_FILE, Journal
-from tests.conftest import CONTENT, write_catalog
+from tests.conftest import CONTENT, edurank_server, tail, write_catalog
 
-START_SECONDS = 120
 # titles far from each other and from the catalog's: each is its own item's best match by meaning alone
 DISTINCT = ["Volcanic eruptions and magma chambers", "Baroque counterpoint in Bach's fugues",
             "Medieval siege engines and trebuchets", "Honeybee waggle dance communication",
@@ -58,45 +54,11 @@ def workspace(tmp_path: Path) -> Workspace:
     return Workspace(write_catalog(tmp_path / "catalog"), tmp_path / "artifacts", tmp_path / "server.log")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def server(space: Workspace) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
-    """`python -m edurank.cli serve` on a free loopback port over the workspace, once /ready answers 200;
-    killed (if still running) on the way out."""
-    port = free_port()
-    env = {**os.environ, "EDURANK_ARTIFACTS": str(space.artifacts), "EDURANK_CATALOG": str(space.catalog),
-           "EDURANK_PORT": str(port), "EDURANK_HOST": "127.0.0.1", "EDURANK_BACKGROUND_LOAD": "false",
-           "EDURANK_TRAIN_RANKER": "false", "EDURANK_COMPACT_ROWS": "7", "EDURANK_THREADS": "1",
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with open(space.log, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "edurank.cli", "serve"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            deadline = time.monotonic() + START_SECONDS
-            while True:
-                assert process.poll() is None, f"the server exited ({process.returncode}):\n{tail(space.log)}"
-                assert time.monotonic() < deadline, f"the server was not ready in time:\n{tail(space.log)}"
-                try:
-                    if client.get("/ready", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-            yield process, client
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait(30)
-
-
-def tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.is_file() else "(no log)"
+def server(space: Workspace) -> AbstractContextManager[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """`edurank serve` over the workspace, models loaded before it answers (so /ready means ready)."""
+    return edurank_server({"EDURANK_ARTIFACTS": str(space.artifacts), "EDURANK_CATALOG": str(space.catalog),
+                           "EDURANK_BACKGROUND_LOAD": "false", "EDURANK_TRAIN_RANKER": "false",
+                           "EDURANK_COMPACT_ROWS": "7"}, space.log)
 
 
 def new_item(number: int) -> dict[str, Any]:

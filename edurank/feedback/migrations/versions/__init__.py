@@ -1,0 +1,1 @@
+"""The feedback store's schema revisions, oldest first (Alembic skips this file)."""
