@@ -25,16 +25,19 @@ from edurank.reranker.cross_encoder.model import Parts, Reranker
 from edurank.reranker.decision import DecisionRule
 from edurank.reranker.lightgbm.features import content_context, query_facts
 from edurank.reranker.lightgbm.model import Ranker
+from edurank.reranker.lightgbm.reasons import reasons
 from edurank.reranker.stage import SecondStage
 from edurank.retriever.content_index import ContentIndex
 from edurank.retriever.hybrid import Filters, dense_search, hybrid_candidates
 from edurank.retriever.lexical import lexical_text
 from edurank.retriever.model import BiEncoder
+from edurank.retriever.readable import readable_title, shared_words, snippet
 from edurank.retriever.texts import content_parts
 from edurank.retriever.topic_bank import NEIGHBOURS_SEARCHED
 from edurank.timing import Timer, no_timer
 
-EXPLAINED = 3  # features named per item by `explain`
+REASON = pl.Struct({"group": pl.String, "features": pl.List(pl.String), "contribution": pl.Float64, "text": pl.String})
+CONTRIBUTION = pl.Struct({"feature": pl.String, "value": pl.Float64, "contribution": pl.Float64})
 STAGE_TWO = ("neighbours", "rerank", "features", "rank")  # the stages the second stage adds to retrieval
 
 
@@ -194,7 +197,8 @@ class Recommender:
     def rank_with_ranker(self, queries: Sequence[Query], timer: Timer = no_timer,
                          explain: bool = False) -> list[pl.DataFrame]:
         """The ranker's path: hybrid candidates, features, calibrated probabilities (and, with `explain`, each
-        item's top feature contributions); per query, its candidates sorted by probability."""
+        item's reasons and feature contributions, see `explained`); per query, its candidates sorted by
+        probability."""
         ranker = self.ranker
         assert ranker is not None
         vectors = self.encode(queries, timer)
@@ -220,37 +224,46 @@ class Recommender:
             features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts, neighbours)
         with timer("rank"):
             probabilities = ranker.probabilities(features)
-            explanations = self.explanations(features) if explain and len(features) else None
+            explained = self.explained(features, queries) if explain and len(features) else []
         frame = features.select(
             "query", pl.col("row"), pl.col("dense_rank").alias("retrieval_rank"),
             pl.col("dense_score").alias("retrieval_score"), pl.col("lexical_score")).with_columns(
-            pl.Series("probability", probabilities, dtype=pl.Float64))
-        if explanations is not None:
-            frame = frame.with_columns(pl.Series("explanation", explanations))
+            pl.Series("probability", probabilities, dtype=pl.Float64), *explained)
         by_query = frame.partition_by("query", as_dict=True, maintain_order=True)
         frames = []
         for i in range(len(queries)):
             own = by_query.get((i,), frame.clear())
             items = shown(self.index.items[own["row"].to_list()])
-            frames.append(pl.concat([items, own.drop("query", "row")], how="horizontal")
+            frames.append(pl.concat([items, own.drop("query")], how="horizontal")
                           .sort("probability", descending=True, maintain_order=True))
         return frames
 
-    def explanations(self, features: pl.DataFrame) -> list[list[dict[str, float | str]]]:
-        """Per row, the EXPLAINED features that moved its score most (LightGBM's SHAP contributions)."""
+    def explained(self, features: pl.DataFrame, queries: Sequence[Query]) -> list[pl.Series]:
+        """Per feature row, `reasons`: why the ranker scored it so, in plain words (reranker/lightgbm/reasons.py,
+        the words the topic and the item share included), and `contributions`: every feature's SHAP
+        contribution with its value (null: missing), largest first."""
         assert self.ranker is not None
         names = self.ranker.features
-        contributions = self.ranker.contributions(features)[:, :len(names)]
+        shap = self.ranker.contributions(features)[:, :len(names)]
         values = self.ranker.matrix(features)
-        top = np.argsort(-np.abs(contributions), axis=1)[:, :EXPLAINED]
-        return [[{"feature": names[j], "value": None if np.isnan(values[i, j]) else float(values[i, j]),
-                  "contribution": round(float(contributions[i, j]), 4)} for j in row] for i, row in enumerate(top)]
+        topics = [lexical_text(q.parts) for q in queries]
+        items = [lexical_text(parts) for parts in content_parts(self.content[features["row"].to_list()])]
+        said, raw = [], []
+        for i, row in enumerate(features.iter_rows(named=True)):
+            found = reasons(row, dict(zip(names, shap[i].tolist(), strict=True)),
+                            shared_words(topics[row["query"]], items[i]))
+            said.append([{**dataclasses.asdict(r), "features": list(r.features)} for r in found])
+            raw.append([{"feature": names[j], "value": None if np.isnan(values[i, j]) else float(values[i, j]),
+                         "contribution": round(float(shap[i, j]), 4)}
+                        for j in np.argsort(-np.abs(shap[i]), kind="stable")])
+        return [pl.Series("reasons", said, dtype=pl.List(REASON)),
+                pl.Series("contributions", raw, dtype=pl.List(CONTRIBUTION))]
 
     def scored_candidates(self, queries: Sequence[Query], candidates: int = 32, rerank: bool = True,
               timer: Timer = no_timer, explain: bool = False) -> list[pl.DataFrame]:
-        """Per query, all its candidates: id, title, kind, language, retrieval rank and score, and the
-        second stage's probability (null without one); sorted by probability when reranked. With a ranker,
-        the candidates are its hybrid ones and `candidates` is not used."""
+        """Per query, all its candidates: id, title (as stored), kind, language, index row, retrieval rank and
+        score, and the second stage's probability (null without one); sorted by probability when reranked.
+        With a ranker, the candidates are its hybrid ones and `candidates` is not used."""
         if rerank and self.ranker is not None:
             return self.rank_with_ranker(queries, timer, explain)
         found = self.search(queries, candidates, timer)
@@ -260,6 +273,7 @@ class Recommender:
         frames = []
         for i, (scores, rows) in enumerate(found):
             frame = shown(self.index.items[rows.tolist()]).with_columns(
+                pl.Series("row", rows, dtype=pl.Int64),
                 pl.Series("retrieval_rank", np.arange(1, len(rows) + 1), dtype=pl.Int32),
                 pl.Series("retrieval_score", scores, dtype=pl.Float32),
                 pl.Series("probability", probabilities[i] if probabilities is not None else [None] * len(rows),
@@ -271,14 +285,22 @@ class Recommender:
                   rule: DecisionRule | None = None, top_k: int = 10,
                   timer: Timer = no_timer, explain: bool = False) -> list[pl.DataFrame]:
         """What is returned: reranked candidates cut by the decision rule (and capped at `top_k`), or
-        without reranking the `top_k` nearest items."""
+        without reranking the `top_k` nearest items; each with a readable title and a snippet (`for_curators`)."""
         rule = rule or self.rule
         results = []
         for frame in self.scored_candidates(queries, candidates, rerank, timer, explain):
             reranked = frame["probability"].null_count() == 0 and len(frame) > 0
             count = rule.count(frame["probability"].to_numpy()) if reranked else len(frame)
-            results.append(frame.head(min(count, top_k)))
+            results.append(self.for_curators(frame.head(min(count, top_k))))
         return results
+
+    def for_curators(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The items as a curator reads them: the title in plain text (the description's or text's first words
+        where the stored one is no text, e.g. a LaTeX fragment) and a snippet (retriever/readable.py)."""
+        texts = list(self.content[frame["row"].to_list()].select("title", "description", "text").iter_rows())
+        titles = [readable_title(*t) for t in texts]
+        return frame.with_columns(pl.Series("title", titles, dtype=pl.String), pl.Series(
+            "snippet", [snippet(shown, *t[1:]) for shown, t in zip(titles, texts, strict=True)], dtype=pl.String))
 
 
 def shown(items: pl.DataFrame) -> pl.DataFrame:

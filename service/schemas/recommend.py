@@ -29,7 +29,8 @@ class RecommendRequest(RequestModel):
     threshold: StrictFloat | None = Field(None, ge=0.0, le=1.0, description="override the tuned threshold")
     margin: StrictFloat | None = Field(None, ge=0.0, lt=1.0, description="override the tuned margin: also keep items "
                                                                    "with probability >= best x (1 - margin); 0: off")
-    explain: StrictBool = Field(False, description="name each item's top feature contributions (ranker only)")
+    explain: StrictBool = Field(False, description="give each item up to three reasons in plain words and its raw "
+                                                   "feature contributions (ranker only)")
     languages: list[StrictStr] | None = Field(None, description="only content in these languages")
     kinds: list[StrictStr] | None = Field(None, description="only content of these kinds")
     channels: list[StrictStr] | None = Field(None, description="only content of these channels (items added with a "
@@ -53,7 +54,11 @@ class Contribution(BaseModel):
 class RecommendedItem(BaseModel):
     id: str
     channel_id: str | None = Field(None, description="its channel (null: an item of the catalog files)")
-    title: str
+    title: str = Field(description="its title in plain text (LaTeX rendered); a stored title that is no text, "
+                                   "such as the LaTeX fragment `\\[`, is replaced by the first words of its "
+                                   "description or text")
+    snippet: str | None = Field(None, description="up to 160 characters of its description (else its text) in "
+                                                  "plain text, after what the title says (null: nothing more)")
     kind: str | None
     language: str
     probability: float | None = Field(description="calibrated probability of relevance (null: not reranked)")
@@ -61,8 +66,11 @@ class RecommendedItem(BaseModel):
                                                    "search only)")
     retrieval_score: float = Field(description="bi-encoder cosine")
     lexical_score: float | None = Field(None, description="character n-gram TF-IDF cosine (ranker only)")
-    explanation: list[Contribution] | None = Field(None, description="with `explain`: the features that moved "
-                                                                     "this item's score most")
+    reasons: list[str] | None = Field(None, description="with `explain`: up to three reasons for its score in "
+                                                        "plain words, the strongest first; one that lowered the "
+                                                        "score starts with 'against: '")
+    contributions: list[Contribution] | None = Field(None, description="with `explain`, for developers: every "
+                                                                       "feature's SHAP contribution, largest first")
 
 
 class Rule(BaseModel):

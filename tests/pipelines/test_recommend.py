@@ -70,3 +70,19 @@ def test_evaluate_recommend_writes_a_report(recommender: Recommender, tmp_path: 
     assert len(report["curve"]["threshold"]) == len(report["curve"]["f"])
     json_path, png_path = write_report(report, tmp_path / "report")
     assert json_path.is_file() and png_path.stat().st_size > 0
+
+
+def test_items_show_a_readable_title_and_a_snippet(tmp_path: Path, bundled_encoder) -> None:
+    from tests.conftest import CONTENT, item, write_catalog
+
+    latex = item("c8", "\\[", "\\[\n\\frac{1}{2}=\\frac{\\square}{8}\n\\]\nWhich number makes these fractions "
+                 "equivalent?\nOptions: (A) 4 (B) 2", kind="exercise")
+    catalog = load_catalog(write_catalog(tmp_path / "catalog", content=[*CONTENT, latex]))
+    index = ContentIndex(build_faiss(bundled_encoder.encode_content(catalog)),
+                         catalog.content.select("id", "language", "kind", "title"))
+    recommender = Recommender(bundled_encoder, index, catalog.content)
+    frame = recommender.recommend([Query(("Equivalent fractions",))], rerank=False, top_k=8)[0]
+    shown = dict(zip(frame["id"], frame.select("title", "snippet").iter_rows(), strict=True))
+    assert shown["c8"] == ("Which number makes these fractions equivalent?",
+                           "1/2=□/8 Which number makes these fractions equivalent? Options: (A) 4 (B) 2")
+    assert shown["c3"] == ("Multiplying fractions", "Multiply numerators, multiply denominators: 2/3 × 3/4 = 1/2.")

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from edurank.pipelines.recommend import Query
+from edurank.reranker.decision import DecisionRule
+from edurank.reranker.lightgbm.reasons import AGAINST
+from edurank.retriever.readable import readable
+from edurank.retriever.texts import topic_parts
 from edurank.service.app import create_app
 from edurank.service.settings import Settings
 
@@ -26,19 +33,48 @@ def test_a_first_start_trains_a_ranker_and_serves_both_stages(client: TestClient
     assert body["reranked"] is True and body["rule"]["tuned"] is True and "margin" in body["rule"]
     probabilities = [item["probability"] for item in body["items"]]
     assert probabilities == sorted(probabilities, reverse=True) and all(0 <= p <= 1 for p in probabilities)
-    assert all(item["explanation"] is None for item in body["items"])
+    assert all(item["reasons"] is None and item["contributions"] is None for item in body["items"])
     stages = client.get("/metrics").text
     for stage in ("candidates", "neighbours", "features", "rank"):
         assert f'edurank_stage_seconds_count{{stage="{stage}"}}' in stages
 
 
-def test_explain_names_the_features_behind_each_item(client: TestClient) -> None:
+def test_explain_gives_reasons_in_plain_words_and_the_raw_contributions(client: TestClient) -> None:
     body = client.post("/recommend", json={"topic": {"title": "Equivalent fractions", "language": "en"},
                                            "explain": True, "top_k": 3}).json()
     assert body["items"]
+    ranker = client.app.state.registry.recommender.ranker  # type: ignore[attr-defined]
     for item in body["items"]:
-        assert len(item["explanation"]) == 3 and item["lexical_score"] is not None
-        assert {"feature", "value", "contribution"} == set(item["explanation"][0])
+        assert 1 <= len(item["reasons"]) <= 3 and all(isinstance(r, str) for r in item["reasons"])
+        sizes = [abs(c["contribution"]) for c in item["contributions"]]  # every feature's, largest first
+        assert sorted(c["feature"] for c in item["contributions"]) == sorted(ranker.features)
+        assert sizes == sorted(sizes, reverse=True) and item["lexical_score"] is not None
+        assert readable(item["title"]) and item["snippet"] != item["title"]
+
+
+def test_every_reason_moved_the_score_the_way_it_says(client: TestClient) -> None:
+    """On the ranker trained at first start, for every candidate of several topics (catalog topics and a free-text
+    one), each reason's features moved the score the stated way: their summed SHAP contribution is positive for
+    a reason that supports the item, negative for one marked 'against'; and the titles read as text."""
+    registry = client.app.state.registry  # type: ignore[attr-defined]
+    topics = registry.catalog.topics.filter(pl.col("has_content")).gather_every(6)
+    queries = [Query(topic_parts(topics[i:i + 1])[0], topic_id=topics["id"][i], language=topics["language"][i])
+               for i in range(len(topics))] + [Query(("Simplifying fractions",), language="en")]
+    frames = registry.recommender.scored_candidates(queries, explain=True)
+    checked = set()
+    for frame in frames:
+        assert len(frame)
+        for item in frame.iter_rows(named=True):
+            assert len(item["reasons"]) <= 3
+            contributions = {c["feature"]: c["contribution"] for c in item["contributions"]}
+            for reason in item["reasons"]:
+                moved = sum(contributions[f] for f in reason["features"])
+                assert np.sign(moved) == np.sign(reason["contribution"]) != 0
+                assert reason["text"].startswith(AGAINST) == (moved < 0)
+                checked.add((reason["group"], moved > 0))
+    assert len(checked) >= 6 and {True, False} == {supports for _, supports in checked}
+    shown = registry.recommender.recommend(queries, rule=DecisionRule(threshold=0.0, max_items=10))
+    assert all(readable(title) for frame in shown for title in frame["title"])
 
 
 def test_the_rule_can_be_overridden_per_request(client: TestClient) -> None:
