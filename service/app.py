@@ -26,12 +26,26 @@ from edurank.service.errors import (
     request_error_handler,
     validation_error_handler,
 )
+from edurank.service.handlers.feedback import close_store, open_store
 from edurank.service.metrics import Metrics
 from edurank.service.middleware import Guard, Observe
 from edurank.service.registry import Registry
 from edurank.service.reload import watch_latest
-from edurank.service.routes import admin, catalog, classify, embeddings, essays, models, ops, recommend, studio
+from edurank.service.routes import (
+    admin,
+    catalog,
+    classify,
+    embeddings,
+    essays,
+    feedback,
+    models,
+    ops,
+    recommend,
+    review,
+    studio,
+)
 from edurank.service.routes.docs import mount_docs
+from edurank.service.routes.review import mount_review
 from edurank.service.schemas.errors import ERROR_RESPONSES
 from edurank.service.settings import Settings
 
@@ -52,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        open_store(app.state, settings)  # apart from the models: feedback is taken while they load or failed
         if settings.background_load:
             threading.Thread(target=load_registry, args=(app, settings), name="load-models", daemon=True).start()
         else:
@@ -62,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                              daemon=True).start()
         yield
         stop.set()
+        close_store(app.state)
 
     app = FastAPI(title="edurank", version=edurank.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None if settings.docs_access == "off" else "/openapi.json",
@@ -76,9 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, http_error_handler)
     app.include_router(ops.router)
     app.include_router(admin.router, responses=ERROR_RESPONSES)
-    for area in (recommend, studio, catalog, embeddings, essays, classify, models):
+    for area in (recommend, studio, catalog, embeddings, essays, classify, models, review, feedback):
         app.include_router(area.router, responses=ERROR_RESPONSES)
     app.include_router(studio.stable)
+    mount_review(app)  # the review page: HTML, its script and style sheet
     if settings.docs_access != "off":
         mount_docs(app)
     # outermost last: Observe sees every response, Guard's refusals and 500s included

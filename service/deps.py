@@ -1,4 +1,5 @@
-"""Dependencies as `Annotated` aliases: the loaded registry (503 until it is ready) and the metrics."""
+"""Dependencies as `Annotated` aliases: the loaded registry (503 until it is ready), the metrics and the feedback
+store (503 while its database is unavailable)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from edurank.feedback import FeedbackStore
 from edurank.service.errors import RequestError
+from edurank.service.handlers.feedback import store_of
 from edurank.service.metrics import Metrics
 from edurank.service.registry import Registry
 
@@ -23,5 +26,10 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+def get_feedback(request: Request) -> FeedbackStore:
+    return store_of(request.app.state)
+
+
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+FeedbackDep = Annotated[FeedbackStore, Depends(get_feedback)]

@@ -4,6 +4,9 @@
   took becomes a 500 in the one error shape (logged here, never shown to the client).
 - `Guard` applies the access settings before anything is read: API keys, per-client rate limits, the
   body-size limit (413 from Content-Length, or once a streamed body passes it) and the body timeout (408).
+  The review pages (/review) need the key when one is set, from the header or, since a browser cannot send
+  one when it navigates, from the cookie /review/login sets; a page asked for without either redirects there.
+  The feedback routes (/feedback) need the key whenever one is set: they write, and name who decided.
 
 Pure ASGI rather than `BaseHTTPMiddleware`: no extra task per request, and the body can be limited as it
 streams.
@@ -12,13 +15,17 @@ streams.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import math
 import time
 from collections import OrderedDict
+from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
+from starlette.requests import cookie_parser
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edurank.service.errors import error_response
@@ -30,6 +37,9 @@ OPS = ("/health", "/ready")  # probes: never behind a key or a rate limit
 DOCS = ("/docs", "/openapi.json")
 STATIC = "/static/"  # Swagger UI's own files: public, so the page loads in a browser whatever docs_access says
 ADMIN = "/admin"
+REVIEW, REVIEW_LOGIN = "/review", "/review/login"
+FEEDBACK = "/feedback"
+REVIEW_COOKIE = "edurank_review"
 
 
 class Observe:
@@ -116,6 +126,10 @@ class Guard:
             need = self.settings.docs_access
         elif path == "/metrics":
             need = self.settings.metrics_access
+        elif path == FEEDBACK or path.startswith(FEEDBACK + "/"):
+            need = "key" if self.key is not None or self.settings.require_key else "on"
+        elif path == REVIEW or path.startswith(REVIEW + "/"):
+            need = "on" if self.key is None or path == REVIEW_LOGIN else "review"
         else:
             need = "key" if self.settings.require_key else "on"
         if need == "off":
@@ -126,7 +140,10 @@ class Guard:
             return error_response(429, ["header"], f"over {self.settings.rate_limit:g} requests per second; "
                                   f"retry in {math.ceil(wait)} s", "rate_limited",
                                   {"Retry-After": str(math.ceil(wait))})
-        if need == "key" and not self.authorised(scope):
+        if need in ("key", "review") and not self.authorised(scope, cookie=need == "review"):
+            browsing = scope["method"] in ("GET", "HEAD") and "text/html" in (header(scope, b"accept") or "")
+            if need == "review" and browsing:  # a browser opening a page; scripts and clients get the 401
+                return login_redirect(scope, path)
             return error_response(401, ["header", "authorization"], "a valid API key is required: send "
                                   "`Authorization: Bearer KEY` or `X-API-Key: KEY`", "unauthorised",
                                   {"WWW-Authenticate": "Bearer"})
@@ -135,14 +152,18 @@ class Guard:
             return error_response(413, ["body"], BodyTooLarge(self.settings.max_body_bytes).detail, "body_too_large")
         return None
 
-    def authorised(self, scope: Scope) -> bool:
+    def authorised(self, scope: Scope, cookie: bool = False) -> bool:
+        """Whether the request carries the key (or, with `cookie`, the review cookie made from it)."""
         if self.key is None:  # a route set to need a key with no key configured: nobody gets in
             return False
         sent = header(scope, b"x-api-key")
         bearer = header(scope, b"authorization")
         if sent is None and bearer is not None and bearer[:7].lower() == "bearer ":
             sent = bearer[7:].strip()
-        return sent is not None and hmac.compare_digest(sent.encode("latin-1"), self.key)
+        if sent is not None and hmac.compare_digest(sent.encode("latin-1"), self.key):
+            return True
+        token = cookie_parser(header(scope, b"cookie") or "").get(REVIEW_COOKIE) if cookie else None
+        return token is not None and hmac.compare_digest(token.encode("latin-1"), review_token(self.key).encode())
 
     def limited(self, receive: Receive) -> Receive:
         """`receive` with the body-size limit applied to what actually arrives (a chunked body has no
@@ -168,6 +189,19 @@ class Guard:
             return message
 
         return receive_limited
+
+
+def review_token(key: bytes) -> str:
+    """The review cookie's value: an HMAC of the key, never the key itself (a leaked cookie does not give the key
+    away, and a new key signs every browser out)."""
+    return hmac.new(key, b"edurank review page", hashlib.sha256).hexdigest()
+
+
+def login_redirect(scope: Scope, path: str) -> ASGIApp:
+    """A review page asked for without the key: to the login form, which comes back here afterwards."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    back = quote(path + (f"?{query}" if query else ""), safe="")
+    return RedirectResponse(f"{scope.get('root_path', '')}{REVIEW_LOGIN}?next={back}", status_code=303)
 
 
 def route_path(scope: Scope) -> str:

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
                                                         "override_threshold=True (kept ones first, then those below "
                                                         "the tuned cut)")
 
+    feedback_db: str | None = Field(None, description="where decisions on recommended items are recorded (POST "
+                                                      "/feedback, the review page): a SQLite file or a "
+                                                      "postgresql://USER:PASSWORD@HOST/DB URL; default: "
+                                                      "<artifacts>/feedback.sqlite")
+    max_feedback_items: int = Field(256, ge=1, description="most decisions per POST /feedback call")
+
     batch_max_items: int = Field(32, ge=1, description="most texts per forward pass of a batched model")
     batch_max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits after its first request "
                                                              "for others to join (0: take what is queued)")
@@ -137,13 +143,18 @@ class Settings(BaseSettings):
         """The live catalog's journal: the configured one, else `<index>-live` (one per index lineage)."""
         return self.live_dir or self.index_root.with_name(self.index_root.name + "-live")
 
+    @property
+    def feedback_target(self) -> str:
+        """The feedback database: the configured file or URL, else `<artifacts>/feedback.sqlite`."""
+        return self.feedback_db or str(self.artifacts / "feedback.sqlite")
+
     def named_paths(self) -> list[tuple[Path | str, str]]:
         """Each configured path with the setting that names it, so messages shown to clients can say
         `$EDURANK_ARTIFACTS/index` instead of a server path."""
         paths = {"artifacts": self.artifacts, "catalog": self.catalog, "retriever": self.retriever,
                  "index": self.index, "reranker": self.reranker, "ranker": self.ranker, "essays": self.essays,
                  "classifier": self.classifier, "companion": self.companion,
-                 "live_dir": self.live_dir}
+                 "live_dir": self.live_dir, "feedback_db": self.feedback_db}
         return [(path, f"$EDURANK_{name.upper()}") for name, path in paths.items() if path]
 
     def artifact(self, explicit: str | Path | None, kind: str) -> Path | None:

@@ -118,6 +118,9 @@ def test_the_wheel_holds_every_module_of_the_mapped_folders(wheel: Path) -> None
     assert sorted(shipped - in_wheel) == [], "modules the wheel leaves out"
     assert sorted(in_wheel - shipped) == [], "modules in the wheel that the build context lacks"
     assert any(name.startswith("edurank/sample_catalog/") for name in archive.namelist())
+    pages = {f"edurank/{relative}" for relative in context_files()
+             if relative.startswith(("service/templates/", "service/static/"))}  # the review page's files
+    assert pages and sorted(pages - set(archive.namelist())) == [], "page files the wheel leaves out"
 
 
 def test_pyproject_lists_every_package_folder() -> None:

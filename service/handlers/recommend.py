@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,10 @@ def query_for(registry: Registry, request: RecommendRequest) -> tuple[Query, str
                  request.exclude_channels), request.topic_id
 
 
-def recommend(registry: Registry, request: RecommendRequest, timer: Timer = no_timer) -> RecommendResponse:
+def recommend(registry: Registry, request: RecommendRequest, timer: Timer = no_timer,
+              cut: bool = True) -> RecommendResponse:
+    """The topic's items the rule keeps; with `cut` off (the review page), its best `top_k` candidates whether the
+    rule keeps them or not (`rule` still names the rule, for the caller to mark the cut)."""
     settings = registry.settings
     top_k = request.top_k or settings.default_top_k
     if top_k > settings.max_top_k:
@@ -80,11 +84,19 @@ def recommend(registry: Registry, request: RecommendRequest, timer: Timer = no_t
     overrides = {k: v for k, v in (("threshold", request.threshold), ("margin", request.margin)) if v is not None}
     rule = dataclasses.replace(recommender.rule, **overrides)
     # no inference slot: the retriever and the cross-encoder batch this request with the others running
-    frame = recommender.recommend([query], candidates if reranked else top_k, request.rerank, rule, top_k,
+    kept = rule if cut else dataclasses.replace(rule, threshold=0.0, max_items=top_k)
+    frame = recommender.recommend([query], candidates if reranked else top_k, request.rerank, kept, top_k,
                                   timer, explain=request.explain and recommender.ranker is not None)[0]
     return RecommendResponse(
-        topic_id=topic_id, items=[RecommendedItem(**row) for row in frame.iter_rows(named=True)],
+        topic_id=topic_id, items=[recommended(row) for row in frame.iter_rows(named=True)],
         reranked=reranked, rule=Rule(**rule.to_dict()) if rule and reranked else None, versions=registry.versions)
+
+
+def recommended(row: dict[str, Any]) -> RecommendedItem:
+    """An answer's item from the pipeline's row: its reasons' texts (the pipeline keeps which features each
+    names and how they moved the score)."""
+    reasons = row.pop("reasons", None)
+    return RecommendedItem(**row, reasons=None if reasons is None else [r["text"] for r in reasons])
 
 
 def rerank_texts(registry: Registry, query: str, texts: Sequence[str], field: str,

@@ -1,0 +1,76 @@
+"""Schemas of the feedback area: POST /feedback (decisions on recommended items, from a platform such as Kolibri
+Studio or any client), GET /feedback and /feedback/current (what was decided) and POST /feedback/{id}/undo."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, StrictInt, StrictStr
+
+from edurank.feedback import INTERACTIONS
+from edurank.service.schemas.catalog import NO_CONTROL
+from edurank.service.schemas.request import RequestModel
+
+MAX_ID_CHARS = 512
+Interaction = Literal[INTERACTIONS]  # type: ignore[valid-type]
+
+
+def name_field(description: str | None = None, required: bool = False) -> Any:
+    """An id or a name: printable, at most MAX_ID_CHARS."""
+    return Field(... if required else None, min_length=1, max_length=MAX_ID_CHARS, pattern=NO_CONTROL,
+                 description=description)
+
+
+class FeedbackDecision(RequestModel):
+    topic_id: StrictStr = name_field(required=True)
+    content_id: StrictStr = name_field(required=True)
+    channel_id: StrictStr | None = name_field()
+    decision: Interaction = Field(description="accepted, rejected, flagged (the review page's) or Studio's "
+                                              "interaction types: imported, rejected, previewed, ignored, flagged; "
+                                              "accepted and imported train as positives, rejected as negatives")
+    who: StrictStr | None = name_field("who decided this one (default: the body's `who`)")
+    rank: StrictInt | None = Field(None, ge=1, lt=2**31, description="the item's rank as shown (1-based)")
+    probability: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="the probability shown")
+    versions: dict[StrictStr, StrictStr | None] | None = Field(
+        None, max_length=16, description="model versions that produced the list, as /recommend reports them "
+                                         "(default: the versions served now)")
+
+
+class FeedbackRequest(RequestModel):
+    decisions: list[FeedbackDecision] = Field(min_length=1, description="at most EDURANK_MAX_FEEDBACK_ITEMS")
+    who: StrictStr | None = name_field("who decided (a user name or id)")
+
+
+class UndoRequest(RequestModel):
+    who: StrictStr | None = name_field("who undid it")
+
+
+class Recorded(BaseModel):
+    ids: list[int] = Field(description="the decisions' ids, in the order sent; committed before this answer")
+    recorded: int
+
+
+class StoredFeedback(BaseModel):
+    id: int
+    topic_id: str
+    content_id: str
+    channel_id: str | None
+    decision: str
+    who: str | None
+    rank: int | None
+    probability: float | None
+    versions: dict[str, str | None]
+    source: str = Field(description="`api` (POST /feedback) or `review` (the review page)")
+    at: datetime = Field(description="when it was recorded (UTC)")
+    undone_at: datetime | None
+    undone_by: str | None
+
+
+class FeedbackList(BaseModel):
+    decisions: list[StoredFeedback] = Field(description="newest first")
+
+
+class Undone(BaseModel):
+    id: int
+    undone: bool

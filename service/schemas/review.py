@@ -1,0 +1,32 @@
+"""Schemas of the review area: the decision the review page's script sends, and the topic's decisions it reads back
+to redraw itself (stored decisions, undo and its answer are the feedback area's shapes)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
+
+from edurank.service.schemas.feedback import StoredFeedback, name_field
+from edurank.service.schemas.request import RequestModel
+
+
+class DecisionRequest(RequestModel):
+    """A curator's verdict on an item as the page showed it."""
+
+    topic_id: StrictStr = name_field("a catalog topic, or the `text:` id the page gives a typed topic", required=True)
+    content_id: StrictStr = name_field(required=True)
+    channel_id: StrictStr | None = name_field()
+    decision: Literal["accepted", "rejected", "flagged"] = Field(
+        description="accepted trains as a positive, rejected as a negative, flagged (a second look) never trains")
+    rank: StrictInt = Field(ge=1, lt=2**31, description="the item's rank as shown (1-based)")
+    probability: StrictFloat | StrictInt | None = Field(None, ge=0, le=1, description="the probability shown")
+    who: StrictStr | None = name_field("the reviewer (blank: none)")
+    versions: dict[StrictStr, StrictStr | None] | None = Field(
+        None, description="the model versions that produced the list as shown (default: those served now)")
+
+
+class TopicDecisions(BaseModel):
+    topic_id: str
+    current: list[StoredFeedback] = Field(description="per item, its latest decision not undone")
+    history: list[StoredFeedback] = Field(description="the latest 100 decisions, undone ones included, newest first")
