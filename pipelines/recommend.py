@@ -31,7 +31,7 @@ from edurank.retriever.content_index import ContentIndex
 from edurank.retriever.hybrid import Filters, dense_search, hybrid_candidates
 from edurank.retriever.lexical import lexical_text
 from edurank.retriever.model import BiEncoder
-from edurank.retriever.readable import readable_title, shared_words, snippet
+from edurank.retriever.readable import content_words, readable_title, shared_words, snippet
 from edurank.retriever.texts import content_parts
 from edurank.retriever.topic_bank import NEIGHBOURS_SEARCHED
 from edurank.timing import Timer, no_timer
@@ -246,7 +246,7 @@ class Recommender:
         names = self.ranker.features
         shap = self.ranker.contributions(features)[:, :len(names)]
         values = self.ranker.matrix(features)
-        topics = [lexical_text(q.parts) for q in queries]
+        topics = [content_words(lexical_text(q.parts)) for q in queries]  # once per query, not per item
         items = [lexical_text(parts) for parts in content_parts(self.content[features["row"].to_list()])]
         said, raw = [], []
         for i, row in enumerate(features.iter_rows(named=True)):

@@ -4,20 +4,31 @@ share (the ranker's reasons name them).
 Catalog texts carry LaTeX (`\\( \\frac{2}{x} \\)`) and Markdown pictures, and some titles are bare LaTeX
 fragments (`\\[`): such a title is replaced by the first readable words of the description or text, and every
 shown text has its LaTeX turned into plain text (`\\frac{a}{b}` -> a/b, `\\times` -> ×). Light on purpose (no
-tokenizer), so the answer path and the ranker's reasons import it cheaply.
+tokenizer), so the answer path and the ranker's reasons import it cheaply. Spans that open and must close (math,
+pictures, environments) are found by a scan over the closers' positions, linear in the text: a regex with a lazy
+`.*?` retries each unclosed opener up to the end, quadratic time on a text of many (`$___...`, `\\(\\(...`).
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 
 TITLE_WORDS = 12  # of a description or text, when the stored title is not readable
 SNIPPET_CHARS = 160
 SHARED_WORDS = 3  # content words named per shared-words reason
 PICTURED = "(picture)"  # what a picture's Markdown reads as
+UNTITLED = "(untitled)"  # the title of an item whose title and texts hold no readable words
 
-MATH = re.compile(r"\\\((.*?)\\\)|\\\[(.*?)\\\]|\$\$(.*?)\$\$|(?<![\\$])\$([^$\n]*[\\^_{][^$\n]*)\$", re.S)
-PICTURE = re.compile(r"!\[[^\]]*\]\([^)]*\)|!\[[^\]]*$")  # a Markdown picture, or one a cut title left open
+# math: \( \), \[ \], $$ $$, and $ $ within a line around a LaTeX mark (\ ^ _ {), so that "$5 and $7" is none
+MATH_OPENER = re.compile(r"\\\(|\\\[|\$\$|(?<![\\$])\$")
+MATH_CLOSER = {"\\(": r"\\\)", "\\[": r"\\\]", "$$": r"\$\$", "$": r"[$\n]"}
+LATEX_MARK = re.compile(r"[\\^_{]")
+PICTURE_OPENER = re.compile(r"!\[")  # a Markdown picture ![...](...), or one a cut title left open to its end
+BEGIN = re.compile(r"\\begin\s*\{(\w+)\}")
+END = re.compile(r"\\end\s*\{(\w+)\}")
 MARKUP = re.compile(r"[\\$^{~]|!\[")  # what plain text lacks
 DELIMITER = re.compile(r"\\[()\[\]]|\${1,2}")
 COMMAND = re.compile(r"\\[a-zA-Z]+\*?")
@@ -58,7 +69,7 @@ def plain_text(text: str | None) -> str:
     if not MARKUP.search(text):
         return re.sub(r"\s+", " ", text).strip()
     text = whole_text(text)
-    text = MATH.sub(lambda m: " " + next(g for g in m.groups() if g is not None).replace("&", " ") + " ", text)
+    text = sub_spans(text, math_spans(text), lambda inside: f" {inside.replace('&', ' ')} ")
     text = re.sub(r"\^\s*\{?\s*\\(?:circ|degree)\s*\}?", "°", text)
     text = re.sub(r"\\(?:color|hspace|vspace)\s*\{[^{}]*\}", " ", text)
     text = re.sub(r"\\begin\s*\{(?:tabular|array)\}\s*\{[^{}]*\}", " ", text)  # and its column layout
@@ -85,9 +96,80 @@ def plain_text(text: str | None) -> str:
 def whole_text(text: str) -> str:
     """What spans lines read as a whole: pictures (their descriptions may span lines) and the column marks of
     tables and alignments."""
-    text = PICTURE.sub(f" {PICTURED} ", text)
-    return re.sub(r"\\begin\s*\{(\w+)\}.*?\\end\s*\{\1\}", lambda m: m.group().replace("&", " "), text,
-                  flags=re.S)
+    text = sub_spans(text, picture_spans(text), lambda _: f" {PICTURED} ")
+    return sub_spans(text, environment_spans(text), lambda inside: inside.replace("&", " "))
+
+
+Span = tuple[int, int, str]  # start, end, and what a replacement reads: the inside (math) or the whole span
+
+
+def positions(text: str, pattern: str) -> list[int]:
+    """Where `pattern` matches in `text`, overlapping matches included, in order."""
+    return [m.start() for m in re.finditer(f"(?={pattern})", text)]
+
+
+def first_from(found: list[int], at: int) -> int:
+    """The first of the sorted `found` at or after `at`; -1: none."""
+    i = bisect_left(found, at)
+    return found[i] if i < len(found) else -1
+
+
+def sub_spans(text: str, spans: Iterator[Span], replace: Callable[[str], str]) -> str:
+    """The text with each span (left to right, not overlapping) replaced by `replace` of its third part."""
+    parts, last = [], 0
+    for start, end, inside in spans:
+        parts += [text[last:start], replace(inside)]
+        last = end
+    return "".join([*parts, text[last:]])
+
+
+def math_spans(text: str) -> Iterator[Span]:
+    """Each math span, left to right, with its inside: the first closer after each opener (an opener with none
+    is text); $ ... $ only within a line and around a LaTeX mark."""
+    closers = {opener: positions(text, closer) for opener, closer in MATH_CLOSER.items()}
+    at = 0
+    while (opened := MATH_OPENER.search(text, at)) is not None:
+        kind, inside = opened.group(), opened.end()
+        close = first_from(closers[kind], inside)
+        if close >= 0 and (kind != "$" or text[close] == "$" and LATEX_MARK.search(text, inside, close)):
+            at = close + len(kind)
+            yield opened.start(), at, text[inside:close]
+        else:
+            at = opened.start() + 1
+
+
+def picture_spans(text: str) -> Iterator[Span]:
+    """Each Markdown picture `![description](address)`, and one left open to the text's end (no `]` after it)."""
+    brackets, parens = positions(text, r"\]"), positions(text, r"\)")
+    at = 0
+    while (opened := PICTURE_OPENER.search(text, at)) is not None:
+        bracket = first_from(brackets, opened.end())
+        if bracket < 0:
+            end = len(text)
+        else:
+            paren = first_from(parens, bracket + 2) if text[bracket + 1:bracket + 2] == "(" else -1
+            end = paren + 1 if paren >= 0 else -1
+        if end >= 0:
+            at = end
+            yield opened.start(), end, text[opened.start():end]
+        else:
+            at = opened.start() + 1
+
+
+def environment_spans(text: str) -> Iterator[Span]:
+    """Each LaTeX environment, `\\begin{name}` to the first `\\end{name}` after it, whole."""
+    ends: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)
+    for found in END.finditer(text):
+        ends[found.group(1)].append((found.start(), found.end()))
+    at = 0
+    while (opened := BEGIN.search(text, at)) is not None:
+        closers = ends[opened.group(1)]
+        i = bisect_left(closers, (opened.end(), -1))
+        if i < len(closers):
+            at = closers[i][1]
+            yield opened.start(), at, text[opened.start():at]
+        else:
+            at = opened.start() + 1
 
 
 def grouped(part: str) -> str:
@@ -108,21 +190,23 @@ def superscript(power: str) -> str:
 def readable(title: str | None) -> bool:
     """Whether a title reads as words: in plain text, outside its math and pictures, a run of three letters
     (or a CJK character); not only symbols, numbers or LaTeX fragments such as `\\[`."""
-    words = plain_text(PICTURE.sub(" ", MATH.sub(" ", title or ""))).replace(PICTURED, " ")
+    title = sub_spans(title or "", math_spans(title or ""), lambda _: " ")
+    words = plain_text(sub_spans(title, picture_spans(title), lambda _: " ")).replace(PICTURED, " ")
     return bool(LETTERS.search(words) or CJK.search(words))
 
 
 def formula(title: str | None) -> bool:
     """Whether a title is a whole formula (`\\( 6-(-8)= \\)`: in plain text, two letters or digits among three
     characters), which a curator reads, unlike a bare delimiter or a picture."""
-    shown = plain_text(PICTURE.sub(" ", title or ""))
+    shown = plain_text(sub_spans(title or "", picture_spans(title or ""), lambda _: " "))
     return len(re.findall(r"\w", shown)) >= 2 and len(shown.replace(" ", "")) >= 3
 
 
 def readable_title(title: str | None, description: str | None = None, text: str | None = None) -> str:
     """The title to show: the stored one in plain text (cut at a word where it was cut mid-word from the text),
     a title that is a whole formula in plain text, or else the first words of the description's or text's
-    first readable line."""
+    first readable line; when none of them holds any, what is left of the title in plain text, else UNTITLED
+    (never a raw LaTeX fragment, never empty)."""
     if readable(title):
         kept, cut = whole_words(title, text)  # type: ignore[arg-type]
         return plain_text(kept) + ("…" if cut else "")
@@ -135,7 +219,7 @@ def readable_title(title: str | None, description: str | None = None, text: str 
     for source in (description, text):
         if plain_text(source):
             return first_words(plain_text(source))
-    return plain_text(title) or (title or "").strip()
+    return plain_text(title) or UNTITLED
 
 
 def snippet(title: str, description: str | None = None, text: str | None = None,
@@ -201,7 +285,8 @@ def stem(word: str) -> str:
     return (word[:-1] if word.endswith("s") and len(word) > 4 else word)[:6]
 
 
-def shared_words(topic: str | None, item: str | None, limit: int = SHARED_WORDS) -> list[str]:
-    """Up to `limit` content words of the topic that the item also has (the topic's forms, in its order)."""
+def shared_words(topic_words: dict[str, str], item: str | None, limit: int = SHARED_WORDS) -> list[str]:
+    """Up to `limit` of the topic's content words (`content_words` of it, worked out once for all its items)
+    that the item also has, in the topic's forms and order."""
     theirs = content_words(item)
-    return [word for key, word in content_words(topic).items() if key in theirs][:limit]
+    return [word for key, word in topic_words.items() if key in theirs][:limit]

@@ -4,8 +4,11 @@
   took becomes a 500 in the one error shape (logged here, never shown to the client).
 - `Guard` applies the access settings before anything is read: API keys, per-client rate limits, the
   body-size limit (413 from Content-Length, or once a streamed body passes it) and the body timeout (408).
-  The review pages (/review) need the key when one is set, from the header or, since a browser cannot send
-  one when it navigates, from the cookie /review/login sets; a page asked for without either redirects there.
+  The review pages (/review) need the key when one is set (or EDURANK_REQUIRE_KEY is on), from the header
+  or, since a browser cannot send one when it navigates, from the cookie /review/login sets (valid for
+  REVIEW_SECONDS); a page asked for without either redirects there. A write that the cookie alone
+  authorises must come from the service's own pages (Origin or Sec-Fetch-Site says so): SameSite=Strict
+  still sends the cookie from another origin of the same site, such as another port.
   The feedback routes (/feedback) need the key whenever one is set: they write, and name who decided.
 
 Pure ASGI rather than `BaseHTTPMiddleware`: no extra task per request, and the body can be limited as it
@@ -26,6 +29,7 @@ from urllib.parse import quote
 from starlette.exceptions import HTTPException
 from starlette.requests import cookie_parser
 from starlette.responses import RedirectResponse
+from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edurank.service.errors import error_response
@@ -40,6 +44,9 @@ ADMIN = "/admin"
 REVIEW, REVIEW_LOGIN = "/review", "/review/login"
 FEEDBACK = "/feedback"
 REVIEW_COOKIE = "edurank_review"
+REVIEW_SECONDS = 12 * 3600  # how long a login lasts: the cookie's Max-Age, and the oldest one the guard accepts
+CLOCK_SKEW = 60  # seconds a cookie may seem issued in the future (several workers' clocks)
+SAFE_METHODS = ("GET", "HEAD")
 
 
 class Observe:
@@ -82,7 +89,7 @@ def route_name(scope: Scope) -> str:
     if app is None:
         return "unmatched"
     declared = {*app.openapi()["paths"], app.openapi_url, "/docs"}  # the schema is built once, then cached
-    path = route_path(scope)
+    path = get_route_path(scope)
     return path if path in declared else "unmatched"
 
 
@@ -113,8 +120,10 @@ class Guard:
         await self.app(scope, self.limited(receive), send)
 
     def refusal(self, scope: Scope) -> ASGIApp | None:
-        """The error response a request gets before its body is read, or None to let it through."""
-        path = route_path(scope)
+        """The error response a request gets before its body is read, or None to let it through. The path is the
+        one routing matches (without the `root_path` a proxy or a mount put in front, on a "/" boundary, as
+        Starlette's router strips it): the guard must see what routing sees."""
+        path = get_route_path(scope)
         if path in OPS or path.startswith(STATIC):
             return None
         if path == ADMIN or path.startswith(ADMIN + "/"):
@@ -129,7 +138,8 @@ class Guard:
         elif path == FEEDBACK or path.startswith(FEEDBACK + "/"):
             need = "key" if self.key is not None or self.settings.require_key else "on"
         elif path == REVIEW or path.startswith(REVIEW + "/"):
-            need = "on" if self.key is None or path == REVIEW_LOGIN else "review"
+            keyed = self.key is not None or self.settings.require_key
+            need = "review" if keyed and path != REVIEW_LOGIN else "on"
         else:
             need = "key" if self.settings.require_key else "on"
         if need == "off":
@@ -140,30 +150,44 @@ class Guard:
             return error_response(429, ["header"], f"over {self.settings.rate_limit:g} requests per second; "
                                   f"retry in {math.ceil(wait)} s", "rate_limited",
                                   {"Retry-After": str(math.ceil(wait))})
-        if need in ("key", "review") and not self.authorised(scope, cookie=need == "review"):
-            browsing = scope["method"] in ("GET", "HEAD") and "text/html" in (header(scope, b"accept") or "")
-            if need == "review" and browsing:  # a browser opening a page; scripts and clients get the 401
-                return login_redirect(scope, path)
-            return error_response(401, ["header", "authorization"], "a valid API key is required: send "
-                                  "`Authorization: Bearer KEY` or `X-API-Key: KEY`", "unauthorised",
-                                  {"WWW-Authenticate": "Bearer"})
+        if need in ("key", "review"):
+            refused = self.unauthorised(scope, path, cookie=need == "review")
+            if refused is not None:
+                return refused
         length = header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.settings.max_body_bytes:
             return error_response(413, ["body"], BodyTooLarge(self.settings.max_body_bytes).detail, "body_too_large")
         return None
 
-    def authorised(self, scope: Scope, cookie: bool = False) -> bool:
-        """Whether the request carries the key (or, with `cookie`, the review cookie made from it)."""
+    def unauthorised(self, scope: Scope, path: str, cookie: bool) -> ASGIApp | None:
+        """The refusal of a request that needs the key (or, with `cookie`, the review cookie), or None."""
+        credential = self.credential(scope, cookie)
+        if credential is None:
+            browsing = scope["method"] in SAFE_METHODS and "text/html" in (header(scope, b"accept") or "")
+            if cookie and browsing:  # a browser opening a review page; scripts and clients get the 401
+                return login_redirect(scope, path)
+            return error_response(401, ["header", "authorization"], "a valid API key is required: send "
+                                  "`Authorization: Bearer KEY` or `X-API-Key: KEY`", "unauthorised",
+                                  {"WWW-Authenticate": "Bearer"})
+        if credential == "cookie" and scope["method"] not in SAFE_METHODS and not same_origin(scope):
+            return error_response(403, ["header", "origin"], "a change made with the review page's cookie must "
+                                  "come from the review page itself (its Origin); send the API key instead",
+                                  "forbidden")
+        return None
+
+    def credential(self, scope: Scope, cookie: bool = False) -> str | None:
+        """What authorises the request: "key" (the API key in a header) or, with `cookie`, "cookie" (a review
+        cookie made from the key, issued less than REVIEW_SECONDS ago); None: nothing does."""
         if self.key is None:  # a route set to need a key with no key configured: nobody gets in
-            return False
+            return None
         sent = header(scope, b"x-api-key")
         bearer = header(scope, b"authorization")
         if sent is None and bearer is not None and bearer[:7].lower() == "bearer ":
             sent = bearer[7:].strip()
         if sent is not None and hmac.compare_digest(sent.encode("latin-1"), self.key):
-            return True
+            return "key"
         token = cookie_parser(header(scope, b"cookie") or "").get(REVIEW_COOKIE) if cookie else None
-        return token is not None and hmac.compare_digest(token.encode("latin-1"), review_token(self.key).encode())
+        return "cookie" if token is not None and valid_token(self.key, token) else None
 
     def limited(self, receive: Receive) -> Receive:
         """`receive` with the body-size limit applied to what actually arrives (a chunked body has no
@@ -191,10 +215,30 @@ class Guard:
         return receive_limited
 
 
-def review_token(key: bytes) -> str:
-    """The review cookie's value: an HMAC of the key, never the key itself (a leaked cookie does not give the key
-    away, and a new key signs every browser out)."""
-    return hmac.new(key, b"edurank review page", hashlib.sha256).hexdigest()
+def review_token(key: bytes, issued: int) -> str:
+    """The review cookie's value: when it was issued (Unix seconds) and an HMAC of that by the key, never the key
+    itself (a leaked cookie does not give the key away and expires, and a new key signs every browser out)."""
+    return f"{issued}.{hmac.new(key, f'edurank review page {issued}'.encode(), hashlib.sha256).hexdigest()}"
+
+
+def valid_token(key: bytes, token: str, now: float | None = None) -> bool:
+    """Whether `token` is a review cookie made from `key` and issued less than REVIEW_SECONDS ago."""
+    issued, _, _ = token.partition(".")
+    if not issued.isascii() or not issued.isdigit() or len(issued) > 12:
+        return False
+    age = (time.time() if now is None else now) - int(issued)
+    return -CLOCK_SKEW <= age < REVIEW_SECONDS and hmac.compare_digest(token.encode("latin-1"),
+                                                                         review_token(key, int(issued)).encode())
+
+
+def same_origin(scope: Scope) -> bool:
+    """Whether the browser says the request comes from this service's own pages: `Sec-Fetch-Site: same-origin`,
+    or an `Origin` that is the request's own scheme and Host (browsers send one with every POST; a page of
+    another origin cannot forge either header)."""
+    if header(scope, b"sec-fetch-site") == "same-origin":
+        return True
+    origin, host = header(scope, b"origin"), header(scope, b"host")
+    return origin is not None and host is not None and origin.lower() == f"{scope['scheme']}://{host}".lower()
 
 
 def login_redirect(scope: Scope, path: str) -> ASGIApp:
@@ -202,13 +246,6 @@ def login_redirect(scope: Scope, path: str) -> ASGIApp:
     query = scope.get("query_string", b"").decode("latin-1")
     back = quote(path + (f"?{query}" if query else ""), safe="")
     return RedirectResponse(f"{scope.get('root_path', '')}{REVIEW_LOGIN}?next={back}", status_code=303)
-
-
-def route_path(scope: Scope) -> str:
-    """The path the router matches: without the `root_path` a proxy or a mount put in front (the guard
-    must see what routing sees, or `/api/admin/...` would slip past it)."""
-    path, root = scope["path"], scope.get("root_path", "")
-    return path[len(root):] or "/" if root and path.startswith(root) else path
 
 
 def header(scope: Scope, name: bytes) -> str | None:

@@ -15,6 +15,8 @@ NEGATIVE = frozenset({"rejected"})
 PASSIVE = frozenset({"previewed", "ignored"})
 VERDICTS = tuple(kind for kind in INTERACTIONS if kind not in PASSIVE)
 SOURCES = ("api", "review")
+# longest text kept, in UTF-8 bytes: two ids stay well inside PostgreSQL's btree row limit (~2,700 bytes)
+MAX_TEXT_BYTES = 512
 
 
 class InvalidDecision(ValueError):
@@ -24,9 +26,17 @@ class InvalidDecision(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
 
+    @property
+    def loc(self) -> tuple[str, ...]:
+        """The field as a request's `loc` path: `versions.ranker` is ("versions", "ranker"), whatever the key
+        holds after its first dot."""
+        return tuple(self.field.split(".", 1))
 
-def check_text(name: str, value: object, optional: bool = False) -> None:
-    """A non-empty str that any database stores as given: valid UTF-8 (no lone surrogate), no NUL."""
+
+def check_text(name: str, value: object, optional: bool = False, identifier: bool = False) -> None:
+    """A non-empty str that any database stores as given: valid UTF-8 (no lone surrogate), no NUL, at most
+    MAX_TEXT_BYTES bytes. An `identifier` holds no whitespace at all: the export writes a topic's items
+    space-separated (LECR correlations), and LECR ids never hold any."""
     if value is None and optional:
         return
     if not isinstance(value, str) or not value.strip():
@@ -34,9 +44,13 @@ def check_text(name: str, value: object, optional: bool = False) -> None:
     if "\x00" in value:
         raise InvalidDecision(name, "must not hold a NUL character")
     try:
-        value.encode("utf-8")
+        size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         raise InvalidDecision(name, "is not valid Unicode: it holds a lone surrogate") from None
+    if size > MAX_TEXT_BYTES:
+        raise InvalidDecision(name, f"is {size} bytes in UTF-8; at most {MAX_TEXT_BYTES}")
+    if identifier and any(c.isspace() for c in value):
+        raise InvalidDecision(name, f"must not hold whitespace (an id), got {value!r:.60}")
 
 
 def utc_now() -> datetime:
@@ -58,9 +72,9 @@ class Decision:
     channel_id: str | None = None
 
     def __post_init__(self) -> None:
-        check_text("topic_id", self.topic_id)
-        check_text("content_id", self.content_id)
-        check_text("channel_id", self.channel_id, optional=True)
+        check_text("topic_id", self.topic_id, identifier=True)
+        check_text("content_id", self.content_id, identifier=True)
+        check_text("channel_id", self.channel_id, optional=True, identifier=True)
         check_text("who", self.who, optional=True)
         if self.decision not in INTERACTIONS:
             raise InvalidDecision("decision", f"{self.decision!r:.40} is not one of {', '.join(INTERACTIONS)}")

@@ -58,7 +58,8 @@ def read_export(folder: Path) -> pl.DataFrame:
 
 
 def read_labels(source: str | Path) -> pl.DataFrame:
-    """topic_id, content_id, label (Boolean) from an export folder, or from a database (a SQLite path or a URL)."""
+    """topic_id, content_id, label (Boolean) from an export folder, or from a database (a SQLite path or a URL),
+    read without writing to it: one at an older schema is refused, not migrated (FeedbackStore.open, create=False)."""
     if "://" not in str(source) and Path(source).is_dir():
         return read_export(Path(source))
     with FeedbackStore.open(source, create=False) as store:

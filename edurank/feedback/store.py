@@ -3,7 +3,7 @@ commit) or PostgreSQL when given a URL, through one SQLAlchemy Core code path. T
 Alembic when the store opens (migrations/versions/), under a lock, so several processes may open it at once.
 
 Rows are never deleted: an undo marks its decision undone, and reads take per (topic_id, content_id) the latest
-decision not undone, so undoing one brings back the one before it.
+decision not undone (a verdict before a later preview or ignore), so undoing one brings back the one before it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "edurank_feedback_version"
 MIGRATION_LOCK = int.from_bytes(b"edurank", "big")  # PostgreSQL advisory lock key of this store's migrations
 BUSY_SECONDS = 30  # how long a SQLite writer waits for another's lock before it fails
+CONNECT_SECONDS = 3  # how long a PostgreSQL connection may take: a down database answers soon, not after 10+ s
 WRITE = "edurank_write"  # execution option: a SQLite transaction that writes takes the write lock at BEGIN
 LABELS_SCHEMA = {"topic_id": pl.String, "content_id": pl.String, "label": pl.Boolean}
 # Alembic logs each open at INFO (its plugins, the dialect, every revision run): noise in the service's log
@@ -49,15 +50,19 @@ decisions = sa.Table(
     sa.Column("undone_at", sa.DateTime(timezone=True)),
     sa.Column("undone_by", sa.String),
 )
+VERDICT_ID = sa.case((decisions.c.decision.in_(VERDICTS), decisions.c.id))  # a verdict's id, else null
 
 
 class StoreError(InputError):
     """The feedback database cannot be opened or used: unreachable, not a database, a schema newer than this
-    edurank's. The message names the database (a URL without its password); `problem` alone does not."""
+    edurank's. The message names the database (a URL without its password) and the driver's reason; `public`
+    (what a service may tell its clients: `problem`, or what failed where the driver gave the reason) names
+    neither, as a driver's message may name the server's host, port and user. `refused`: the database refused
+    the values given (an integrity or data error), the caller's fault rather than the database's."""
 
-    def __init__(self, where: str, problem: str) -> None:
+    def __init__(self, where: str, problem: str, public: str | None = None, refused: bool = False) -> None:
         super().__init__(f"feedback database {where}: {problem}")
-        self.problem = problem
+        self.public, self.refused = public or problem, refused
 
 
 def database_url(target: str | Path) -> URL:
@@ -68,7 +73,7 @@ def database_url(target: str | Path) -> URL:
         return URL.create("sqlite", database=str(Path(text).expanduser().absolute()))
     try:
         url = make_url(text)
-    except sa.exc.ArgumentError as err:
+    except (sa.exc.ArgumentError, ValueError) as err:  # ValueError: a port that is not a number
         raise StoreError("URL", f"not a database URL ({err})") from None
     if url.get_backend_name() in ("postgresql", "postgres"):
         return url.set(drivername="postgresql+psycopg")
@@ -89,7 +94,7 @@ def make_engine(url: URL) -> Engine:
     transactions SQLAlchemy begins itself (pysqlite's own would leave DDL outside them and take the write
     lock only at the first write, where a waiting writer fails instead of queueing)."""
     if url.drivername != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_SECONDS})
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_SECONDS, "check_same_thread": False})
 
     @sa.event.listens_for(engine, "connect")
@@ -107,7 +112,8 @@ def make_engine(url: URL) -> Engine:
 
 @contextlib.contextmanager
 def failures(what: str, where: str) -> Iterator[None]:
-    """Database and migration errors as StoreError, saying what failed on which database."""
+    """Database and migration errors as StoreError, saying what failed on which database (the driver's reason in
+    the message, not in its `public` text)."""
     from alembic.util import CommandError
 
     try:
@@ -116,7 +122,9 @@ def failures(what: str, where: str) -> Iterator[None]:
         cause = getattr(err, "orig", None) or err  # the driver's own error, without SQLAlchemy's SQL echo
         lines = str(cause).strip().splitlines()
         reason = lines[0] if lines else type(cause).__name__
-        raise StoreError(where, f"{what} failed: {reason}") from err
+        refused = isinstance(err, sa.exc.IntegrityError | sa.exc.DataError)
+        public = "the database refused the values given" if refused else f"{what} failed"
+        raise StoreError(where, f"{what} failed: {reason}", public, refused) from err
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
@@ -132,6 +140,30 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
         config.attributes.update(connection=connection, version_table=VERSION_TABLE)
         command.upgrade(config, revision)
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The revision the database's schema is at (None: it has none), read without writing anything."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def check_revision(engine: Engine, where: str) -> None:
+    """Refuse a database whose schema is not this edurank's (older, newer or none), naming what to do."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    head, found = scripts.get_current_head(), schema_revision(engine)
+    if found == head:
+        return
+    if found is None:
+        raise StoreError(where, "it holds no feedback schema (not a feedback database, or never opened to write)")
+    if found in {script.revision for script in scripts.walk_revisions()}:
+        raise StoreError(where, f"its schema is at revision {found}, older than this edurank's {head}; a reader "
+                                "does not migrate it: open it once to write (`edurank serve` does) to migrate it")
+    raise StoreError(where, f"its schema revision {found} is newer than this edurank's {head}; upgrade edurank")
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -155,7 +187,11 @@ class FeedbackStore:
 
     @classmethod
     def open(cls, target: str | Path, create: bool = True) -> FeedbackStore:
-        """Open (and with `create`, create) the database at `target` and migrate its schema to this edurank's."""
+        """Open the database at `target`. With `create` (a writer: the service), create it if need be and
+        migrate its schema to this edurank's. Without (a reader: `read_labels`, the export), it must exist at
+        this edurank's schema already: its revision is only read, nothing is written and no write lock is
+        taken, so a read-only copy, or a database a writer holds busy, can be read; an older schema is refused
+        (StoreError names the revisions) rather than migrated from a reader."""
         url = database_url(target)
         where = shown(url)
         if url.drivername == "sqlite":
@@ -169,8 +205,12 @@ class FeedbackStore:
         try:
             with failures("connecting", where):
                 engine.connect().close()
-            with failures("migrating the schema", where):
-                migrate(engine)
+            if create:
+                with failures("migrating the schema", where):
+                    migrate(engine)
+            else:
+                with failures("reading the schema's revision", where):
+                    check_revision(engine, where)
         except BaseException:
             engine.dispose()
             raise
@@ -195,23 +235,27 @@ class FeedbackStore:
         with failures("undoing a decision", self.where), self.writer.begin() as connection:
             return connection.execute(update).rowcount == 1
 
-    def latest(self, topic_id: str | None, kinds: Sequence[str] | None = None) -> sa.Select[Any]:
-        """Per (topic_id, content_id), the latest decision not undone (of `kinds` only, when given)."""
-        newest = sa.select(sa.func.max(decisions.c.id)).where(decisions.c.undone_at.is_(None))
-        if kinds is not None:
-            newest = newest.where(decisions.c.decision.in_(kinds))
+    def latest(self, topic_id: str | None, chosen: sa.ColumnElement[Any],
+               limit: int | None = None) -> sa.Select[Any]:
+        """Per (topic_id, content_id), the decision not undone whose id `chosen` (an aggregate of the pair's
+        rows) gives, newest first; at most `limit`."""
+        picked = sa.select(chosen).where(decisions.c.undone_at.is_(None))
         if topic_id is not None:
-            newest = newest.where(decisions.c.topic_id == topic_id)
-        newest = newest.group_by(decisions.c.topic_id, decisions.c.content_id)
-        return sa.select(decisions).where(decisions.c.id.in_(newest)).order_by(decisions.c.id.desc())
+            picked = picked.where(decisions.c.topic_id == topic_id)
+        picked = picked.group_by(decisions.c.topic_id, decisions.c.content_id)
+        return sa.select(decisions).where(decisions.c.id.in_(picked)).order_by(decisions.c.id.desc()).limit(limit)
 
     def read(self, query: sa.Select[Any]) -> list[StoredDecision]:
         with failures("reading decisions", self.where), self.engine.connect() as connection:
             return [stored(row) for row in connection.execute(query)]
 
-    def current(self, topic_id: str | None = None) -> list[StoredDecision]:
-        """Per (topic_id, content_id) the latest decision not undone, newest first."""
-        return self.read(self.latest(topic_id))
+    def current(self, topic_id: str | None = None, limit: int | None = None) -> list[StoredDecision]:
+        """Per (topic_id, content_id) the latest verdict not undone (a preview or an ignore after it does not hide
+        it), else, for a pair with only those, the latest of them; newest first, at most `limit` (None: all)."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit: must be at least 1, got {limit}")
+        return self.read(self.latest(topic_id, sa.func.coalesce(sa.func.max(VERDICT_ID), sa.func.max(decisions.c.id)),
+                                     limit))
 
     def history(self, topic_id: str | None = None, limit: int = 100) -> list[StoredDecision]:
         """Every decision, undone ones included, newest first."""
@@ -226,7 +270,7 @@ class FeedbackStore:
         """topic_id, content_id, label: per pair the latest verdict not undone, True if POSITIVE, False if
         NEGATIVE (a flag after it means neither: no label); a preview or an ignore after it changes nothing."""
         rows = [(d.topic_id, d.content_id, d.decision in POSITIVE)
-                for d in self.read(self.latest(None, VERDICTS)) if d.decision in POSITIVE | NEGATIVE]
+                for d in self.read(self.latest(None, sa.func.max(VERDICT_ID))) if d.decision in POSITIVE | NEGATIVE]
         return pl.DataFrame(rows, schema=LABELS_SCHEMA, orient="row").sort("topic_id", "content_id")
 
     def close(self) -> None:

@@ -35,7 +35,6 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
     "kind": ("kind",),
     "length": ("item_chars",),
 }
-TOPIC_ONLY = ("dense_max", "lexical_max", "candidates", "category", "level", "topic_chars")
 KINDS = {"exercise": "an exercise", "video": "a video", "audio": "an audio recording", "document": "a document",
          "html5": "an interactive item", "slideshow": "a slideshow", "h5p": "an interactive item",
          "topic": "a topic"}
@@ -47,10 +46,6 @@ class Reason:
     features: tuple[str, ...]  # its features the ranker reads
     contribution: float  # their summed SHAP contribution (log-odds): its sign is the reason's direction
     text: str  # what a curator reads
-
-    @property
-    def direction(self) -> int:
-        return 1 if self.contribution > 0 else -1
 
 
 def reasons(row: Mapping[str, Any], contributions: Mapping[str, float], shared: Sequence[str] = (),

@@ -1,7 +1,10 @@
 """What the feedback routes do: decisions into the feedback store, committed before the answer; the store's
-history and current decisions out. The store opens at start-up, apart from the models (feedback is taken while
-they load or after they failed); one that cannot open is retried by a later request, at most every
-RETRY_SECONDS, so a database that comes back needs no restart. Database errors are 503s without server paths."""
+history and current decisions out; undo, for these routes and the review page's. The store opens at start-up,
+apart from the models (feedback is taken while they load or after they failed); one that cannot open is retried
+by a later request, at most every RETRY_SECONDS, so a database that comes back needs no restart. While one
+request opens it, the others are answered 503 at once rather than queueing behind a database that may be down.
+Database errors are 503s (values the database refuses, 422s) whose message names what failed, never the
+driver's text (it may name the server's host, port and user): that goes to the log."""
 
 from __future__ import annotations
 
@@ -16,51 +19,73 @@ from starlette.datastructures import State
 
 from edurank.feedback import Decision, FeedbackStore, InvalidDecision, StoredDecision, StoreError
 from edurank.service.errors import RequestError, public_message
-from edurank.service.schemas.feedback import FeedbackList, FeedbackRequest, Recorded, StoredFeedback
+from edurank.service.schemas.feedback import FeedbackList, FeedbackRequest, Recorded, StoredFeedback, Undone
 from edurank.service.settings import Settings
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 5.0
-OPENING = threading.Lock()  # one open at a time: requests arriving meanwhile wait for its outcome
+OPENING = threading.Lock()  # one open at a time; held, it tells other requests to answer 503 instead of waiting
 Result = TypeVar("Result")
 
 
 def open_store(state: State, settings: Settings) -> None:
     """Open the store at `settings.feedback_target` as `state.feedback`; on failure None, and the reason (without
-    server paths) in `state.feedback_error`."""
+    server paths or driver text) in `state.feedback_error`."""
     state.feedback_tried = time.monotonic()
     try:
         state.feedback, state.feedback_error = FeedbackStore.open(settings.feedback_target), None
     except StoreError as err:
         log.warning("feedback is unavailable: %s", err)
-        state.feedback, state.feedback_error = None, public_message(err.problem, settings.named_paths())
+        state.feedback, state.feedback_error = None, public_message(err.public, settings.named_paths())
 
 
 def close_store(state: State) -> None:
-    store, state.feedback = getattr(state, "feedback", None), None
+    """Close the store at shutdown; `store_of` does not open it again afterwards."""
+    store, state.feedback, state.feedback_closed = getattr(state, "feedback", None), None, True
     if store is not None:
         store.close()
 
 
 def store_of(state: State) -> FeedbackStore:
-    """The open store; one that failed to open is retried once RETRY_SECONDS have passed, else 503."""
-    with OPENING:
-        if getattr(state, "feedback", None) is None and \
-                time.monotonic() - getattr(state, "feedback_tried", -math.inf) >= RETRY_SECONDS:
-            open_store(state, state.settings)
-    if state.feedback is None:
+    """The open store; one that failed to open is retried once RETRY_SECONDS have passed (by one request: the
+    others meanwhile get a 503 at once), else 503."""
+    if getattr(state, "feedback_closed", False):
+        raise RequestError((), "feedback is unavailable: the service is shutting down", 503)
+    if getattr(state, "feedback", None) is None and due(state):
+        if not OPENING.acquire(blocking=False):
+            raise RequestError((), "feedback is unavailable: its database is being opened; retry shortly", 503)
+        try:
+            if getattr(state, "feedback", None) is None and due(state) and not getattr(state, "feedback_closed", False):
+                open_store(state, state.settings)
+        finally:
+            OPENING.release()
+    store = getattr(state, "feedback", None)
+    if store is None:
         raise RequestError((), f"feedback is unavailable: {state.feedback_error}", 503)
-    return state.feedback
+    return store
+
+
+def due(state: State) -> bool:
+    """Whether RETRY_SECONDS have passed since the store last failed to open."""
+    return time.monotonic() - getattr(state, "feedback_tried", -math.inf) >= RETRY_SECONDS
 
 
 def guarded(settings: Settings, call: Callable[[], Result]) -> Result:
-    """`call()`, a database failure answered 503 with the reason (its paths named by their settings)."""
+    """`call()`; a database failure answered 503 (values the database refused, 422) saying what failed, the
+    details logged."""
     try:
         return call()
     except StoreError as err:
         log.warning("feedback: %s", err)
-        raise RequestError((), f"feedback is unavailable: {public_message(err.problem, settings.named_paths())}",
-                           503) from None
+        if err.refused:
+            raise RequestError((), f"{err.public} (the server log has the details)") from None
+        raise RequestError((), f"feedback is unavailable: {public_message(err.public, settings.named_paths())} "
+                               "(the server log has the details)", 503) from None
+
+
+def blank_none(who: str | None) -> str | None:
+    """A name as given, or None for a blank one (the review page sends what its field holds)."""
+    return who.strip() or None if who is not None else None
 
 
 def record(state: State, store: FeedbackStore, request: FeedbackRequest) -> Recorded:
@@ -80,7 +105,7 @@ def record(state: State, store: FeedbackStore, request: FeedbackRequest) -> Reco
                                       versions=served if item.versions is None else item.versions, source="api",
                                       channel_id=item.channel_id))
         except InvalidDecision as err:  # what the schema lets through and a database would not keep
-            raise RequestError(("decisions", i, *err.field.split(".", 1)), str(err)) from None
+            raise RequestError(("decisions", i, *err.loc), str(err)) from None
     ids = guarded(settings, lambda: store.record(decisions))
     return Recorded(ids=ids, recorded=len(ids))
 
@@ -93,9 +118,13 @@ def history(state: State, store: FeedbackStore, topic_id: str | None, limit: int
     return listed(guarded(state.settings, lambda: store.history(topic_id, limit)))
 
 
-def current(state: State, store: FeedbackStore, topic_id: str | None) -> FeedbackList:
-    return listed(guarded(state.settings, lambda: store.current(topic_id)))
+def current(state: State, store: FeedbackStore, topic_id: str | None, limit: int) -> FeedbackList:
+    return listed(guarded(state.settings, lambda: store.current(topic_id, limit)))
 
 
-def undo(state: State, store: FeedbackStore, decision_id: int, who: str | None) -> bool:
-    return guarded(state.settings, lambda: store.undo(decision_id, who))
+def undo(state: State, store: FeedbackStore, decision_id: int, who: str | None) -> Undone:
+    """Mark a decision undone (POST /feedback/{id}/undo and the review page's); 404 when it is unknown or
+    undone already."""
+    if not guarded(state.settings, lambda: store.undo(decision_id, blank_none(who))):
+        raise RequestError(("decision_id",), f"no decision {decision_id} to undo: unknown or already undone", 404)
+    return Undone(id=decision_id, undone=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +19,14 @@ from starlette.datastructures import State
 
 from edurank.feedback import Decision, FeedbackStore, InvalidDecision, StoredDecision
 from edurank.reranker.decision import DecisionRule
+from edurank.retriever.readable import readable_title
 from edurank.service.errors import RequestError, safe_text
 from edurank.service.handlers import feedback as feedback_logic
 from edurank.service.handlers import recommend as recommend_logic
-from edurank.service.handlers.feedback import guarded
+from edurank.service.handlers.feedback import blank_none, guarded
 from edurank.service.middleware import review_token
 from edurank.service.registry import Registry
-from edurank.service.schemas.feedback import Undone
+from edurank.service.schemas.feedback import MAX_CURRENT
 from edurank.service.schemas.recommend import RecommendedItem, RecommendRequest, Rule, TopicText
 from edurank.service.schemas.review import DecisionRequest, TopicDecisions
 from edurank.service.settings import Settings
@@ -134,7 +136,7 @@ def review(registry: Registry, store: FeedbackStore, request: RecommendRequest, 
     kept = len(answer.items)
     if answer.rule is not None and None not in probabilities:
         kept = DecisionRule(**answer.rule.model_dump()).count(np.asarray(probabilities, dtype=np.float64))
-    current = {d.content_id: d for d in guarded(registry.settings, lambda: store.current(topic_id))}
+    current = {d.content_id: d for d in guarded(registry.settings, lambda: store.current(topic_id, MAX_CURRENT))}
     candidates = [Candidate(rank, item, rank <= kept, current.get(item.id))
                   for rank, item in enumerate(answer.items, start=1)]
     history = guarded(registry.settings, lambda: store.history(topic_id, HISTORY))
@@ -144,13 +146,14 @@ def review(registry: Registry, store: FeedbackStore, request: RecommendRequest, 
 
 
 def item_titles(registry: Registry, ids: set[str], shown: list[RecommendedItem]) -> dict[str, str]:
-    """Titles of the items a topic's history names: as shown in the list, else as the catalog stores them."""
+    """Titles of the items a topic's history names: as shown in the list, else the catalog's made readable as
+    the list's are (retriever/readable.py)."""
     titles = {item.id: item.title for item in shown}
     missing = sorted(ids - set(titles))
     if missing:
-        items = registry.recommender.index.items
-        found = items.filter(pl.col("id").is_in(missing)).unique("id", keep="last", maintain_order=True)
-        titles |= dict(zip(found["id"].to_list(), found["title"].to_list(), strict=True))
+        found = registry.recommender.content.filter(pl.col("id").is_in(missing)) \
+            .unique("id", keep="last", maintain_order=True).select("id", "title", "description", "text")
+        titles |= {row[0]: readable_title(*row[1:]) for row in found.iter_rows()}
     return titles
 
 
@@ -169,38 +172,28 @@ def record(registry: Registry, store: FeedbackStore, body: DecisionRequest) -> i
     probability = None if body.probability is None else float(body.probability)
     try:
         decision = Decision(topic_id=body.topic_id, content_id=body.content_id, decision=body.decision,
-                            who=reviewer(body.who), rank=body.rank, probability=probability,
+                            who=blank_none(body.who), rank=body.rank, probability=probability,
                             versions=dict(registry.versions if body.versions is None else body.versions),
                             source="review", channel_id=body.channel_id)
     except InvalidDecision as err:
-        raise RequestError(tuple(err.field.split(".")), str(err)) from None
+        raise RequestError(err.loc, str(err)) from None
     return guarded(registry.settings, lambda: store.record([decision]))[0]
-
-
-def reviewer(who: str | None) -> str | None:
-    """The reviewer's name as given, or None for a blank one (the page sends what its field holds)."""
-    return who.strip() or None if who is not None else None
-
-
-def undo(state: State, store: FeedbackStore, decision_id: int, who: str | None) -> Undone:
-    if not feedback_logic.undo(state, store, decision_id, reviewer(who)):
-        raise RequestError(("decision_id",), f"no decision {decision_id} to undo: unknown or already undone", 404)
-    return Undone(id=decision_id, undone=True)
 
 
 def decisions(state: State, registry: Registry, store: FeedbackStore, topic_id: str) -> TopicDecisions:
     """What the page redraws from: the topic's current decision per item and its history (as the page shows it)."""
     check_topic(registry, topic_id)
-    return TopicDecisions(topic_id=topic_id, current=feedback_logic.current(state, store, topic_id).decisions,
+    return TopicDecisions(topic_id=topic_id,
+                          current=feedback_logic.current(state, store, topic_id, MAX_CURRENT).decisions,
                           history=feedback_logic.history(state, store, topic_id, HISTORY).decisions)
 
 
 def login(settings: Settings, sent: str) -> str | None:
-    """The review cookie's value when `sent` is the API key (compared in constant time), else None."""
+    """The review cookie's value, issued now, when `sent` is the API key (compared in constant time), else None."""
     if settings.api_key is None:
         return None
     key = settings.api_key.get_secret_value().encode()
-    return review_token(key) if hmac.compare_digest(sent.encode("utf-8", "replace"), key) else None
+    return review_token(key, int(time.time())) if hmac.compare_digest(sent.encode("utf-8", "replace"), key) else None
 
 
 def next_page(value: str | None) -> str:

@@ -8,18 +8,25 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request
-from starlette.exceptions import HTTPException
 
 from edurank.service.deps import FeedbackDep
 from edurank.service.handlers import feedback as logic
-from edurank.service.schemas.catalog import NO_CONTROL
 from edurank.service.schemas.errors import error
-from edurank.service.schemas.feedback import MAX_ID_CHARS, FeedbackList, FeedbackRequest, Recorded, Undone, UndoRequest
+from edurank.service.schemas.feedback import (
+    MAX_CURRENT,
+    MAX_ID_CHARS,
+    NO_SPACE,
+    FeedbackList,
+    FeedbackRequest,
+    Recorded,
+    Undone,
+    UndoRequest,
+)
 
 router = APIRouter(prefix="/feedback", tags=["feedback"])
 ERRORS = {422: error("a field is invalid (`loc` names it) or there are more than EDURANK_MAX_FEEDBACK_ITEMS"),
           503: error("the feedback database is unavailable (the reason is given)")}
-TopicId = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS, pattern=NO_CONTROL,
+TopicId = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS, pattern=NO_SPACE,
                                       description="only this topic's decisions")]
 
 
@@ -39,9 +46,12 @@ def history(request: Request, store: FeedbackDep, topic_id: TopicId = None,
 
 
 @router.get("/current", response_model=FeedbackList, responses=ERRORS)  # type: ignore[arg-type]
-def current(request: Request, store: FeedbackDep, topic_id: TopicId = None) -> FeedbackList:
-    """Per (topic, item), the latest decision not undone, newest first."""
-    return logic.current(request.app.state, store, topic_id)
+def current(request: Request, store: FeedbackDep, topic_id: TopicId = None,
+            limit: Annotated[int, Query(ge=1, le=MAX_CURRENT, description="most decisions returned")] = 100,
+            ) -> FeedbackList:
+    """Per (topic, item), the latest verdict not undone (a later preview or ignore does not hide it; an item
+    only previewed or ignored shows the latest of those), newest first."""
+    return logic.current(request.app.state, store, topic_id, limit)
 
 
 @router.post("/{decision_id}/undo", response_model=Undone,  # type: ignore[arg-type]
@@ -50,6 +60,4 @@ def undo(request: Request, store: FeedbackDep, decision_id: Annotated[int, Path(
          body: Annotated[UndoRequest | None, Body()] = None) -> Undone:
     """Take a decision back: it stays in the history, marked undone, and the one before it (if any) is the
     current one again."""
-    if not logic.undo(request.app.state, store, decision_id, body.who if body else None):
-        raise HTTPException(404, f"no decision {decision_id} that is not undone already")
-    return Undone(id=decision_id, undone=True)
+    return logic.undo(request.app.state, store, decision_id, body.who if body else None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi import Path as PathParam
@@ -22,8 +22,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from edurank.service.deps import FeedbackDep, RegistryDep
 from edurank.service.errors import RequestError, safe_text
+from edurank.service.handlers import feedback as feedback_logic
 from edurank.service.handlers import review as logic
-from edurank.service.middleware import REVIEW_COOKIE
+from edurank.service.middleware import REVIEW_COOKIE, REVIEW_SECONDS
 from edurank.service.schemas.errors import error
 from edurank.service.schemas.feedback import MAX_ID_CHARS, Recorded, Undone, UndoRequest
 from edurank.service.schemas.review import DecisionRequest, TopicDecisions
@@ -32,6 +33,8 @@ HERE = Path(__file__).resolve().parents[1]
 STATIC = "/static/review"
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True,
                                             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True))
+# an id as one path segment: Jinja's urlencode keeps "/", and a browser would resolve an id's "." and ".." parts
+templates.env.filters["segment"] = lambda value: quote(str(value), safe="")
 ERRORS = {404: error("unknown topic, item or decision (`loc` names which)")}
 # the page runs its own script and styles only: an injected one would not run, and no other site may frame it
 POLICY = "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -43,8 +46,9 @@ def base(request: Request) -> str:
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    settings = request.app.state.settings
     shared = {"base": base(request), "static": base(request) + STATIC, "status": status,
-              "keyed": request.app.state.settings.api_key is not None}
+              "keyed": settings.api_key is not None, "locked": settings.api_key is None and settings.require_key}
     return templates.TemplateResponse(request, template, {**shared, **context}, status_code=status,
                                       headers={"Content-Security-Policy": POLICY})
 
@@ -99,17 +103,21 @@ def login_form(request: Request, back: Annotated[str | None, Query(alias="next")
 
 @pages.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    """The API key typed into the form, as a cookie the review pages accept (an HMAC of it): HttpOnly,
-    SameSite=Strict, scoped to /review."""
+    """The API key typed into the form, as a cookie the review pages accept for REVIEW_SECONDS (when it was
+    issued and an HMAC of that by the key, never the key): HttpOnly, SameSite=Strict, scoped to /review, and
+    Secure when the request came over https (`request.url.scheme`: behind a proxy that ends TLS, uvicorn's
+    --proxy-headers with --forwarded-allow-ips makes its X-Forwarded-Proto count)."""
+    settings = request.app.state.settings
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     sent, back = form.get("key", [""])[0], logic.next_page(form.get("next", [None])[0])
-    token = logic.login(request.app.state.settings, sent)
+    token = logic.login(settings, sent)
     if token is None:
-        problem = "that is not the key" if request.app.state.settings.api_key else "no key is set: the page is open"
+        problem = ("that is not the key" if settings.api_key else "no key is set and EDURANK_REQUIRE_KEY is on: "
+                   "nobody can log in" if settings.require_key else "no key is set: the page is open")
         return render(request, "review/login.html", 401, next=back, problem=problem)
     response = RedirectResponse(base(request) + back, status_code=303)
-    response.set_cookie(REVIEW_COOKIE, token, httponly=True, samesite="strict", path=base(request) + logic.HOME,
-                        secure=request.url.scheme == "https")
+    response.set_cookie(REVIEW_COOKIE, token, max_age=REVIEW_SECONDS, httponly=True, samesite="strict",
+                        path=base(request) + logic.HOME, secure=request.url.scheme == "https")
     return response
 
 
@@ -138,7 +146,7 @@ def record(body: DecisionRequest, registry: RegistryDep, store: FeedbackDep) -> 
 def undo(request: Request, decision_id: Annotated[int, PathParam(ge=1, lt=2**63)], store: FeedbackDep,
          body: UndoRequest | None = None) -> Undone:
     """Mark a decision undone (it stays in the history); the item's decision is then its previous one."""
-    return logic.undo(request.app.state, store, decision_id, body.who if body else None)
+    return feedback_logic.undo(request.app.state, store, decision_id, body.who if body else None)
 
 
 def mount_review(app: FastAPI) -> None:

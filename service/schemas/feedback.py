@@ -4,7 +4,7 @@ Studio or any client), GET /feedback and /feedback/current (what was decided) an
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
@@ -12,29 +12,42 @@ from edurank.feedback import INTERACTIONS
 from edurank.service.schemas.catalog import NO_CONTROL
 from edurank.service.schemas.request import RequestModel
 
-MAX_ID_CHARS = 512
+MAX_ID_CHARS = 512  # the store also caps them at 512 bytes in UTF-8 (edurank.feedback's MAX_TEXT_BYTES)
+MAX_VERSIONS = 16
+MAX_CURRENT = 10_000  # most current decisions GET /feedback/current returns
+NO_SPACE = r"^[^\s\x00-\x1f\x7f]+$"  # an id: the export writes a topic's items space-separated, as LECR does
 Interaction = Literal[INTERACTIONS]  # type: ignore[valid-type]
+# the probability and the model versions a list was shown with, alike on POST /feedback and the review page
+Probability = Annotated[Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)] | None,
+                        Field(description="the probability shown")]
+Versions = Annotated[dict[StrictStr, StrictStr | None] | None, Field(
+    max_length=MAX_VERSIONS, description="the model versions that produced the list, as /recommend reports them "
+                                         "(default: the versions served now)")]
 
 
 def name_field(description: str | None = None, required: bool = False) -> Any:
-    """An id or a name: printable, at most MAX_ID_CHARS."""
+    """A name: printable, at most MAX_ID_CHARS."""
     return Field(... if required else None, min_length=1, max_length=MAX_ID_CHARS, pattern=NO_CONTROL,
                  description=description)
 
 
+def id_field(description: str | None = None, required: bool = False) -> Any:
+    """An id: printable without whitespace, at most MAX_ID_CHARS."""
+    return Field(... if required else None, min_length=1, max_length=MAX_ID_CHARS, pattern=NO_SPACE,
+                 description=description)
+
+
 class FeedbackDecision(RequestModel):
-    topic_id: StrictStr = name_field(required=True)
-    content_id: StrictStr = name_field(required=True)
-    channel_id: StrictStr | None = name_field()
+    topic_id: StrictStr = id_field(required=True)
+    content_id: StrictStr = id_field(required=True)
+    channel_id: StrictStr | None = id_field()
     decision: Interaction = Field(description="accepted, rejected, flagged (the review page's) or Studio's "
                                               "interaction types: imported, rejected, previewed, ignored, flagged; "
                                               "accepted and imported train as positives, rejected as negatives")
     who: StrictStr | None = name_field("who decided this one (default: the body's `who`)")
     rank: StrictInt | None = Field(None, ge=1, lt=2**31, description="the item's rank as shown (1-based)")
-    probability: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="the probability shown")
-    versions: dict[StrictStr, StrictStr | None] | None = Field(
-        None, max_length=16, description="model versions that produced the list, as /recommend reports them "
-                                         "(default: the versions served now)")
+    probability: Probability = None
+    versions: Versions = None
 
 
 class FeedbackRequest(RequestModel):

@@ -5,28 +5,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 
-from edurank.service.schemas.feedback import StoredFeedback, name_field
+from edurank.service.schemas.feedback import Probability, StoredFeedback, Versions, id_field, name_field
 from edurank.service.schemas.request import RequestModel
 
 
 class DecisionRequest(RequestModel):
     """A curator's verdict on an item as the page showed it."""
 
-    topic_id: StrictStr = name_field("a catalog topic, or the `text:` id the page gives a typed topic", required=True)
-    content_id: StrictStr = name_field(required=True)
-    channel_id: StrictStr | None = name_field()
+    topic_id: StrictStr = id_field("a catalog topic, or the `text:` id the page gives a typed topic", required=True)
+    content_id: StrictStr = id_field(required=True)
+    channel_id: StrictStr | None = id_field()
     decision: Literal["accepted", "rejected", "flagged"] = Field(
         description="accepted trains as a positive, rejected as a negative, flagged (a second look) never trains")
     rank: StrictInt = Field(ge=1, lt=2**31, description="the item's rank as shown (1-based)")
-    probability: StrictFloat | StrictInt | None = Field(None, ge=0, le=1, description="the probability shown")
+    probability: Probability = None
     who: StrictStr | None = name_field("the reviewer (blank: none)")
-    versions: dict[StrictStr, StrictStr | None] | None = Field(
-        None, description="the model versions that produced the list as shown (default: those served now)")
+    versions: Versions = None
 
 
 class TopicDecisions(BaseModel):
     topic_id: str
-    current: list[StoredFeedback] = Field(description="per item, its latest decision not undone")
+    current: list[StoredFeedback] = Field(description="per item, its latest verdict not undone (else its latest "
+                                                      "preview or ignore)")
     history: list[StoredFeedback] = Field(description="the latest 100 decisions, undone ones included, newest first")

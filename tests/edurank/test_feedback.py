@@ -23,7 +23,8 @@ from edurank.feedback import (
     export_feedback,
     read_labels,
 )
-from edurank.feedback.store import VERSION_TABLE, database_url, decisions, make_engine, migrate
+from edurank.feedback.decisions import MAX_TEXT_BYTES
+from edurank.feedback.store import VERSION_TABLE, database_url, decisions, failures, make_engine, migrate
 
 
 @pytest.fixture
@@ -77,7 +78,25 @@ def test_labels_come_from_verdicts_alone(store: FeedbackStore) -> None:
                                 ("t", "seen-after"): True}
     assert store.labels().schema == pl.Schema({"topic_id": pl.String, "content_id": pl.String,
                                                "label": pl.Boolean})
-    assert {d.content_id: d.decision for d in store.current()}["seen-after"] == "ignored"  # current: the latest
+
+
+def test_current_is_the_latest_verdict_not_a_later_preview_or_ignore(store: FeedbackStore) -> None:
+    """What was only seen after a verdict hides it neither from the labels nor from `current` (the review page's
+    badge and undo target, the export's decisions.csv); a pair only seen shows its latest sighting."""
+    [accepted] = store.record([Decision("t", "seen-after", "accepted")])
+    store.record([Decision("t", "seen", "previewed"), Decision("t", "flag-after", "imported")])
+    [ignored, _, flagged] = store.record([Decision("t", "seen-after", "ignored"), Decision("t", "seen", "ignored"),
+                                          Decision("t", "flag-after", "flagged")])
+    current = {d.content_id: (d.id, d.decision) for d in store.current()}
+    assert current == {"seen-after": (accepted, "accepted"), "seen": (ignored + 1, "ignored"),
+                       "flag-after": (flagged, "flagged")}
+    assert [d.id for d in store.current()] == [flagged, ignored + 1, accepted]  # newest first
+    assert [d.id for d in store.history(limit=1000)][0] == flagged and len(store.history()) == 6  # all kept
+    assert store.undo(accepted)  # the verdict undone: its pair's latest sighting is current
+    assert {d.content_id: d.id for d in store.current("t")}["seen-after"] == ignored
+    assert [d.id for d in store.current(limit=1)] == [flagged]
+    with pytest.raises(ValueError, match="limit"):
+        store.current(limit=0)
 
 
 def test_an_empty_store_has_empty_frames(store: FeedbackStore) -> None:
@@ -96,12 +115,36 @@ def test_an_empty_store_has_empty_frames(store: FeedbackStore) -> None:
     ({"probability": float("nan")}, "probability"),
     ({"source": "email"}, "source"),
     ({"versions": {"ranker": 3}}, "versions.ranker"),
+    ({"content_id": "c 1"}, "content_id"),  # ids hold no whitespace: the export writes them space-separated
+    ({"topic_id": " t"}, "topic_id"),
+    ({"channel_id": "ch\t"}, "channel_id"),
+    ({"content_id": "\u00e9" * (MAX_TEXT_BYTES // 2 + 1)}, "content_id"),  # under 512 characters, over 512 bytes
+    ({"who": "w" * (MAX_TEXT_BYTES + 1)}, "who"),
 ])
 def test_a_bad_value_is_refused_naming_its_field(values: dict, field: str) -> None:
     with pytest.raises(InvalidDecision) as caught:
         Decision(**{"topic_id": "t", "content_id": "c", "decision": "accepted", **values})
     assert caught.value.field == field and str(caught.value).startswith(f"{field}: ")
-    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, ValueError) and caught.value.loc == tuple(field.split("."))
+
+
+def test_a_fields_loc_keeps_a_version_key_whole() -> None:
+    assert InvalidDecision("versions.ranker.v2", "bad").loc == ("versions", "ranker.v2")
+    assert Decision("t", "c", "accepted", who="Ana María", versions={"ranker.v2": None}).who == "Ana María"
+
+
+def test_values_the_database_refuses_are_refused_errors_without_the_drivers_text(store: FeedbackStore) -> None:
+    """An integrity or data error is the caller's (`refused`); its public text names no host or user."""
+    bad = Decision("t", "c", "accepted")
+    object.__setattr__(bad, "topic_id", None)  # past validation: the database's NOT NULL refuses it
+    with pytest.raises(StoreError) as caught:
+        store.record([bad])
+    assert caught.value.refused and caught.value.public == "the database refused the values given"
+    assert "recording decisions failed" in str(caught.value) and store.history() == []
+    with pytest.raises(StoreError) as caught, failures("reading decisions", "db"):
+        raise sa.exc.OperationalError("SELECT", {}, Exception('connection to "db.internal" port 5432 user "ed"'))
+    assert not caught.value.refused and caught.value.public == "reading decisions failed"
+    assert "db.internal" in str(caught.value) and "db.internal" not in caught.value.public
 
 
 def test_every_interaction_is_kept(store: FeedbackStore) -> None:
@@ -166,6 +209,54 @@ def test_a_database_from_a_newer_edurank_is_refused(feedback_url: str) -> None:
         connection.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
     with pytest.raises(StoreError, match="migrating the schema failed: .*9999"):
         FeedbackStore.open(feedback_url)
+
+
+def test_labels_round_trip_through_the_export_with_any_id_that_is_kept(store: FeedbackStore, feedback_url: str,
+                                                                         tmp_path: Path) -> None:
+    """Ids with commas, quotes, slashes and non-ASCII letters come back from the CSV files as they went in."""
+    ids = ["c,1", 'c"2', "ü/3", "c'4", "x" * 200, "a;b"]
+    store.record([Decision("t,1", ids[0], "accepted"), Decision("t,1", ids[1], "imported"),
+                  Decision('t"2', ids[2], "rejected"), Decision('t"2', ids[3], "accepted"),
+                  Decision("t/3", ids[4], "accepted"), Decision("t/3", ids[5], "rejected"),
+                  Decision("t/3", ids[0], "flagged"), Decision("t/3", ids[1], "previewed")])
+    export_feedback(store, tmp_path / "out")
+    expected = store.labels()
+    assert len(expected) == 6 and read_labels(tmp_path / "out").equals(expected)
+    assert read_labels(feedback_url).equals(expected)
+
+
+def test_a_reader_never_migrates_nor_waits_for_a_writer(feedback_url: str) -> None:
+    """read_labels (and the export) open a database without writing: an older schema is refused with the
+    revisions named, and left as it was."""
+    engine = make_engine(database_url(feedback_url))
+    migrate(engine, "0001")
+    with pytest.raises(StoreError, match="revision 0001, older than this edurank's 0002; a reader does not migrate"):
+        read_labels(feedback_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0001"]
+        assert "undone_at" not in {c["name"] for c in sa.inspect(connection).get_columns("decisions")}
+    engine.dispose()
+    with FeedbackStore.open(feedback_url) as opened:  # a writer migrates it
+        opened.record([Decision("t", "c", "accepted")])
+        with opened.engine.begin() as connection:
+            connection.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    with pytest.raises(StoreError, match="revision 9999 is newer than this edurank's 0002"):
+        read_labels(feedback_url)
+
+
+def test_a_reader_reads_while_a_writer_holds_the_sqlite_lock(tmp_path: Path) -> None:
+    target = tmp_path / "feedback.sqlite"
+    with FeedbackStore.open(target) as opened:
+        opened.record([Decision("t", "c", "accepted")])
+    writer = sqlite3.connect(target, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # what a migration would wait for (BUSY_SECONDS), then fail on
+        started = datetime.now(UTC)
+        assert read_labels(target)["label"].to_list() == [True]
+        assert datetime.now(UTC) - started < timedelta(seconds=5)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
 
 
 def test_export_and_read_labels_round_trip(store: FeedbackStore, feedback_url: str, tmp_path: Path) -> None:

@@ -10,10 +10,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from starlette.datastructures import State
 
 from edurank.feedback import FeedbackStore
+from edurank.feedback.store import failures
 from edurank.service.app import create_app
+from edurank.service.errors import RequestError
 from edurank.service.handlers import feedback as handlers
 from edurank.service.settings import Settings
 
@@ -55,8 +59,8 @@ def test_record_read_and_undo(client: TestClient, feedback_url: str) -> None:
 
     undone = client.post(f"/feedback/{third}/undo", json={"who": "ana"})
     assert undone.status_code == 200 and undone.json() == {"id": third, "undone": True}
-    again = client.post(f"/feedback/{third}/undo")
-    assert again.status_code == 404 and again.json()["detail"][0]["loc"] == ["path"]
+    again = client.post(f"/feedback/{third}/undo")  # the review page's undo answers alike
+    assert again.status_code == 404 and again.json()["detail"][0]["loc"] == ["body", "decision_id"]
     current = client.get("/feedback/current", params={"topic_id": "t1"}).json()["decisions"]
     assert [(d["id"], d["decision"]) for d in current] == [(second, "previewed"), (first, "imported")]
     with FeedbackStore.open(feedback_url) as store:  # what the answers said is what the database holds
@@ -83,6 +87,13 @@ def test_decisions_get_the_served_versions_when_they_give_none(client: TestClien
     ({"decisions": [decision(f"c{i}") for i in range(4)]}, ["body", "decisions"]),  # over max_feedback_items
     ({"decisions": []}, ["body", "decisions"]),
     ({"who": "x"}, ["body", "decisions"]),
+    ({"decisions": [decision("c 1")]}, ["body", "decisions", 0, "content_id"]),  # ids hold no whitespace
+    ({"decisions": [decision("c1", topic_id="t1 ")]}, ["body", "decisions", 0, "topic_id"]),
+    ({"decisions": [decision("c1", channel_id="\u3000ch")]}, ["body", "decisions", 0, "channel_id"]),
+    ({"decisions": [decision("\u00e9" * 300)]}, ["body", "decisions", 0, "content_id"]),  # 600 bytes in UTF-8
+    ({"decisions": [decision("c1", who="\u00e9" * 300)]}, ["body", "decisions", 0, "who"]),
+    ({"decisions": [decision("c1", versions={str(i): "v" for i in range(17)})]}, ["body", "decisions", 0, "versions"]),
+    ({"decisions": [decision("c1", probability=float("nan"))]}, ["body", "decisions", 0, "probability"]),
 ])
 def test_bad_input_is_a_422_naming_the_field(tmp_path: Path, body: dict[str, Any], loc: list[Any]) -> None:
     """Sent as JSON text with escapes, as a client may (a lone surrogate cannot be encoded otherwise)."""
@@ -98,6 +109,8 @@ def test_bad_query_and_path_values_are_422s(tmp_path: Path) -> None:
     with TestClient(create_app(settings_for(tmp_path))) as client:
         for answer, where in ((client.get("/feedback", params={"limit": 0}), "limit"),
                               (client.get("/feedback", params={"topic_id": "a\x00"}), "topic_id"),
+                              (client.get("/feedback/current", params={"limit": 0}), "limit"),
+                              (client.get("/feedback/current", params={"limit": 10_001}), "limit"),
                               (client.post(f"/feedback/{2**63}/undo"), "decision_id"),
                               (client.post("/feedback/x/undo"), "decision_id")):
             assert answer.status_code == 422 and answer.json()["detail"][0]["loc"][-1] == where
@@ -122,8 +135,8 @@ def test_an_unavailable_database_is_a_503_without_paths_and_is_retried(tmp_path:
     with TestClient(create_app(settings_for(tmp_path))) as client:
         assert client.get("/health").status_code == 200  # the app started all the same
         answer = client.post("/feedback", json={"decisions": [decision("c1")]})
-        assert answer.status_code == 503 and "not a database" in answer.json()["detail"][0]["msg"]
-        assert str(tmp_path) not in answer.text
+        assert answer.status_code == 503 and "connecting failed" in answer.json()["detail"][0]["msg"]
+        assert "not a database" not in answer.text and str(tmp_path) not in answer.text  # the driver's text: logged
         broken.unlink()  # repaired: a request after RETRY_SECONDS opens it
         monkeypatch.setattr(handlers, "RETRY_SECONDS", 0.0)
         assert client.post("/feedback", json={"decisions": [decision("c1")]}).status_code == 200
@@ -131,5 +144,56 @@ def test_an_unavailable_database_is_a_503_without_paths_and_is_retried(tmp_path:
         with client.app.state.feedback.engine.begin() as connection:  # the database breaks under a running app
             connection.exec_driver_sql("DROP TABLE decisions")
         failed = client.post("/feedback", json={"decisions": [decision("c1")]})
-        assert failed.status_code == 503 and "no such table" in failed.json()["detail"][0]["msg"]
-        assert str(tmp_path) not in failed.text
+        assert failed.status_code == 503 and "recording decisions failed" in failed.json()["detail"][0]["msg"]
+        assert "no such table" not in failed.text and str(tmp_path) not in failed.text
+
+
+def test_the_current_decisions_are_limited(client: TestClient) -> None:
+    ids = client.post("/feedback", json={"decisions": [decision("c1"), decision("c2"), decision("c3")]}).json()["ids"]
+    assert [d["id"] for d in client.get("/feedback/current", params={"limit": 2}).json()["decisions"]] == ids[:0:-1]
+    assert len(client.get("/feedback/current").json()["decisions"]) == 3  # default 100
+
+
+def test_an_unreachable_postgresql_is_a_503_naming_no_host_port_or_user(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    from tests.conftest import free_port
+
+    port = free_port()
+    url = f"postgresql://curator:pw@127.0.0.1:{port}/feedback"
+    with caplog.at_level("WARNING"), TestClient(create_app(settings_for(tmp_path, feedback_db=url))) as client:
+        answer = client.post("/feedback", json={"decisions": [decision("c1")]})
+    assert answer.status_code == 503 and "connecting failed" in answer.json()["detail"][0]["msg"]
+    assert not [word for word in ("127.0.0.1", str(port), "curator") if word in answer.text]
+    assert str(port) in caplog.text  # the details are in the log
+
+
+def test_values_the_database_refuses_are_a_422_without_the_drivers_text(client: TestClient,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(_: object) -> list[int]:
+        with failures("recording decisions", "db"):
+            raise sa.exc.DataError("INSERT", {}, Exception('value too long; server "db.internal", user "ed"'))
+        return []
+
+    monkeypatch.setattr(client.app.state.feedback, "record", refuse)
+    answer = client.post("/feedback", json={"decisions": [decision("c1")]})
+    assert answer.status_code == 422 and "refused the values" in answer.json()["detail"][0]["msg"]
+    assert "db.internal" not in answer.text
+
+
+def test_a_store_being_opened_or_closed_answers_503_at_once(tmp_path: Path) -> None:
+    """While one request opens the database (which may hang up to its connect timeout), others do not queue
+    behind it; after shutdown nothing opens it again."""
+    state = State({"settings": settings_for(tmp_path), "feedback": None, "feedback_error": "x"})
+    assert handlers.OPENING.acquire(blocking=False)
+    try:
+        with pytest.raises(RequestError) as caught:
+            handlers.store_of(state)
+        assert caught.value.status == 503 and "being opened" in caught.value.message
+    finally:
+        handlers.OPENING.release()
+    store = handlers.store_of(state)  # opened now
+    assert isinstance(store, FeedbackStore) and state.feedback is store
+    handlers.close_store(state)
+    with pytest.raises(RequestError) as caught:
+        handlers.store_of(state)
+    assert caught.value.status == 503 and "shutting down" in caught.value.message and state.feedback is None

@@ -5,6 +5,7 @@ request got through the guard."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edurank.service.app import create_app
-from edurank.service.middleware import RateLimiter
+from edurank.service.middleware import REVIEW_COOKIE, REVIEW_SECONDS, RateLimiter, review_token, valid_token
 from edurank.service.settings import Settings
 
 KEY = "s3cret-key-0123456789"
@@ -48,6 +49,11 @@ def test_the_guard_sees_paths_as_routing_does(tmp_path: Path) -> None:
         assert client.get("/api/health").status_code == 200
     with client_for(tmp_path) as client:
         assert client.post("/administrator").json()["detail"][0]["loc"] == ["path"]  # no such route, not 403
+    # a root path strips only on a "/" boundary, as routing does: "/adm" is no prefix of "/admin/reload"
+    with TestClient(client_for(tmp_path, api_key=KEY).app, root_path="/adm") as client:
+        assert client.post("/admin/reload").status_code == 401  # routing runs the reload: the guard sees admin
+    with TestClient(client_for(tmp_path, api_key=KEY).app, root_path="/re") as client:
+        assert client.get("/review", headers={"Accept": "text/html"}, follow_redirects=False).status_code == 303
 
 
 def test_inference_can_require_the_key_while_probes_stay_open(tmp_path: Path) -> None:
@@ -57,6 +63,57 @@ def test_inference_can_require_the_key_while_probes_stay_open(tmp_path: Path) ->
         assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 503
     with client_for(tmp_path, require_key=True) as client:  # required but none configured: nobody gets in
         assert client.post("/recommend", json=BODY, headers={"X-API-Key": ""}).status_code == 401
+
+
+def test_the_review_page_follows_require_key_even_without_a_key(tmp_path: Path) -> None:
+    """EDURANK_REQUIRE_KEY closes the review page as it closes /feedback, and the login says nobody gets in."""
+    with client_for(tmp_path, require_key=True) as client:
+        page = client.get("/review", headers={"Accept": "text/html"}, follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/review/login?next=%2Freview"
+        assert client.post("/review/decisions", json={}).status_code == 401
+        assert client.get("/review/decisions", params={"topic_id": "t"}).status_code == 401
+        assert "nobody can log in" in client.get("/review/login").text
+        assert "nobody can log in" in client.post("/review/login", data={"key": "x"}).text
+    with client_for(tmp_path) as client:  # no key, not required: open (503: the models are missing)
+        assert client.get("/review", headers={"Accept": "text/html"}).status_code == 503
+
+
+def test_a_write_with_the_review_cookie_must_come_from_the_page_itself(tmp_path: Path) -> None:
+    """SameSite=Strict sends the cookie from another origin of the same site (another port): the guard wants
+    the request's own origin (Origin or Sec-Fetch-Site) for a change the cookie alone authorises."""
+    cookie = {REVIEW_COOKIE: review_token(KEY.encode(), int(time.time()))}
+    with client_for(tmp_path, api_key=KEY) as client:
+        client.cookies.update(cookie)
+        undo = "/review/decisions/1/undo"
+        for headers in ({}, {"Origin": "http://testserver:8001"}, {"Origin": "null"},
+                        {"Origin": "https://testserver"}, {"Sec-Fetch-Site": "same-site"}):
+            refused = client.post(undo, content=b"", headers={"Content-Type": "text/plain", **headers})
+            assert refused.status_code == 403 and refused.json()["detail"][0]["loc"] == ["header", "origin"]
+        for headers in ({"Origin": "http://testserver"}, {"Origin": "HTTP://TestServer"},
+                        {"Sec-Fetch-Site": "same-origin"}, {"X-API-Key": KEY}):
+            assert client.post(undo, headers=headers).status_code == 404  # past the guard: no decision 1
+        assert client.get("/review/decisions", params={"topic_id": "t"}).status_code == 503  # reads need no origin
+        client.cookies.clear()
+        assert client.post(undo, headers={"Origin": "http://testserver"}).status_code == 401
+
+
+def test_a_review_cookie_expires_and_names_the_key(tmp_path: Path) -> None:
+    key, now = KEY.encode(), time.time()
+    fresh = review_token(key, int(now))
+    assert valid_token(key, fresh, now) and valid_token(key, fresh, now + REVIEW_SECONDS - 1)
+    assert not valid_token(key, fresh, now + REVIEW_SECONDS) and not valid_token(key, fresh, now - 3600)
+    assert not valid_token(b"another key", fresh, now) and KEY not in fresh
+    issued, mac = fresh.split(".")
+    for forged in (f"{int(issued) + 1}.{mac}", mac, "", ".", "1e9.x", f"{'9' * 40}.{mac}", f"-1.{mac}"):
+        assert not valid_token(key, forged, now), forged
+    with client_for(tmp_path, api_key=KEY) as client:
+        html = {"Accept": "text/html"}
+        old = review_token(key, int(now) - REVIEW_SECONDS - 1)
+        assert client.get("/review", headers=html, cookies={REVIEW_COOKIE: old}, follow_redirects=False) \
+            .status_code == 303
+        assert client.get("/review", headers=html, cookies={REVIEW_COOKIE: fresh}).status_code == 503  # let in
+        login = client.post("/review/login", data={"key": KEY}, follow_redirects=False)
+        assert login.status_code == 303 and f"Max-Age={REVIEW_SECONDS}" in login.headers["set-cookie"]
 
 
 def test_docs_and_metrics_can_be_turned_off_or_put_behind_the_key(tmp_path: Path) -> None:

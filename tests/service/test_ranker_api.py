@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from edurank.pipelines.recommend import Query
 from edurank.reranker.decision import DecisionRule
 from edurank.reranker.lightgbm.reasons import AGAINST
-from edurank.retriever.readable import readable
+from edurank.retriever.readable import content_words, readable
 from edurank.retriever.texts import topic_parts
 from edurank.service.app import create_app
 from edurank.service.settings import Settings
@@ -75,6 +75,22 @@ def test_every_reason_moved_the_score_the_way_it_says(client: TestClient) -> Non
     assert len(checked) >= 6 and {True, False} == {supports for _, supports in checked}
     shown = registry.recommender.recommend(queries, rule=DecisionRule(threshold=0.0, max_items=10))
     assert all(readable(title) for frame in shown for title in frame["title"])
+
+
+def test_explaining_reads_each_topics_words_once(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The words a topic shares with its items are worked out once per topic, not once per candidate."""
+    import edurank.pipelines.recommend as pipeline
+
+    read: list[str | None] = []
+
+    def counted(text: str | None) -> dict[str, str]:
+        read.append(text)
+        return content_words(text)
+
+    monkeypatch.setattr(pipeline, "content_words", counted)
+    queries = [Query(("Equivalent fractions",), language="en"), Query(("Adding fractions",), language="en")]
+    frames = client.app.state.registry.recommender.scored_candidates(queries, explain=True)  # type: ignore[attr-defined]
+    assert sum(len(frame) for frame in frames) > len(queries) and len(read) == len(queries)
 
 
 def test_the_rule_can_be_overridden_per_request(client: TestClient) -> None:

@@ -7,17 +7,22 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from edurank.retriever.readable import UNTITLED
 from edurank.service.app import create_app
-from edurank.service.handlers.review import text_topic_id
-from edurank.service.middleware import REVIEW_COOKIE
+from edurank.service.handlers.review import Channel, TreeNode, item_titles, text_topic_id
+from edurank.service.middleware import REVIEW_COOKIE, REVIEW_SECONDS
+from edurank.service.routes.review import templates
 from edurank.service.settings import Settings
 
 KEY = "review-key-0123456789abcdef"
 HTML = {"Accept": "text/html"}
+SAME_ORIGIN = {"Origin": "http://testserver"}  # what a browser sends with the page's own writes
 TOPIC = "t_en_004"  # Equivalent fractions
 
 
@@ -149,6 +154,10 @@ def test_a_typed_topics_decisions_are_kept_under_its_text_id(client: TestClient)
     ({"content_id": "no-such-item"}, 404, ["body", "content_id"]),
     ({"content_id": "bad\nid"}, 422, ["body", "content_id"]),
     ({"extra": 1}, 422, ["body", "extra"]),
+    ({"content_id": "c_en 0030"}, 422, ["body", "content_id"]),  # ids hold no whitespace
+    ({"topic_id": f"{TOPIC} "}, 422, ["body", "topic_id"]),
+    ({"versions": {str(i): "v" for i in range(17)}}, 422, ["body", "versions"]),  # as POST /feedback's
+    ({"probability": "0.5"}, 422, ["body", "probability"]),
 ])
 def test_a_bad_decision_is_refused_naming_the_field(client: TestClient, change: dict[str, object], status: int,
                                                      loc: list[str]) -> None:
@@ -172,7 +181,7 @@ def test_without_a_key_the_pages_are_open_and_the_login_says_so(client: TestClie
 def test_with_a_key_the_pages_need_the_login_cookie(keyed: TestClient) -> None:
     opened = keyed.get(f"/review/topic/{TOPIC}", headers=HTML, follow_redirects=False)
     assert opened.status_code == 303 and opened.headers["location"] == f"/review/login?next=%2Freview%2Ftopic%2F{TOPIC}"
-    refused = keyed.post("/review/decisions", json=decision("c_en_0030"))
+    refused = keyed.post("/review/decisions", json=decision("c_en_0030"), headers=SAME_ORIGIN)
     assert refused.status_code == 401 and refused.json()["detail"][0]["loc"] == ["header", "authorization"]
     assert keyed.get("/review/decisions", params={"topic_id": TOPIC}).status_code == 401  # a script: no redirect
     assert keyed.get("/static/review/review.js").status_code == 200  # the page's own files are public
@@ -186,11 +195,17 @@ def test_with_a_key_the_pages_need_the_login_cookie(keyed: TestClient) -> None:
     assert right.status_code == 303 and right.headers["location"] == f"/review/topic/{TOPIC}"
     cookie = right.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/review" in cookie and KEY not in cookie
+    assert f"Max-Age={REVIEW_SECONDS}" in cookie
 
     assert keyed.get(f"/review/topic/{TOPIC}", headers=HTML).status_code == 200  # the client keeps the cookie
-    assert keyed.post("/review/decisions", json=decision("c_en_0030")).status_code == 201
+    assert keyed.post("/review/decisions", json=decision("c_en_0030"), headers=SAME_ORIGIN).status_code == 201
+    [recorded] = keyed.get("/review/decisions", params={"topic_id": TOPIC}).json()["current"]
+    other_port = keyed.post(f"/review/decisions/{recorded['id']}/undo", content=b"",
+                            headers={"Origin": "http://testserver:8080", "Content-Type": "text/plain"})
+    assert other_port.status_code == 403 and other_port.json()["detail"][0]["loc"] == ["header", "origin"]
+    assert keyed.get("/review/decisions", params={"topic_id": TOPIC}).json()["current"] == [recorded]  # not undone
     assert keyed.post("/recommend", json={"topic_id": TOPIC}).status_code == 401  # the cookie is for /review only
-    out = keyed.post("/review/logout", follow_redirects=False)
+    out = keyed.post("/review/logout", headers=SAME_ORIGIN, follow_redirects=False)
     assert out.status_code == 303 and out.headers["location"] == "/review/login"
     assert keyed.get("/review", headers=HTML, follow_redirects=False).status_code == 303  # the cookie is gone
     assert keyed.get("/review/decisions", params={"topic_id": TOPIC},
@@ -204,6 +219,26 @@ def test_the_login_never_sends_a_browser_to_another_site(keyed: TestClient) -> N
         response = keyed.post("/review/login", data={"key": KEY, "next": target}, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == "/review"
     keyed.cookies.clear()
+
+
+def test_tree_links_keep_an_id_one_path_segment(client: TestClient) -> None:
+    """An id's "/" is encoded (%2F), so its "." and ".." parts are no path segments a browser would resolve, and
+    the page's `{topic_id:path}` route gets the id back whole."""
+    odd = "a/../b c/./d"
+    page = templates.get_template("review/index.html").render(
+        base="", static="", status=200, keyed=False, locked=False, languages=[],
+        channels=[Channel("ch", ["en"], [TreeNode(odd, "Odd", "en", True, [])])])
+    assert 'href="/review/topic/a%2F..%2Fb%20c%2F.%2Fd"' in page
+    answer = client.get("/review/topic/a%2F..%2Fb%20c%2F.%2Fd")
+    assert answer.status_code == 404 and "topic &#39;a/../b c/./d&#39; is not in the loaded catalog" in answer.text
+
+
+def test_history_rows_of_items_not_listed_get_readable_titles() -> None:
+    content = pl.DataFrame({"id": ["c1", "c2", "c3"], "title": ["\\[", "Fractions", "\\("],
+                            "description": [None, None, None], "text": ["\\[ x \\]\nWhat is half of 8?", None, None]})
+    registry = SimpleNamespace(recommender=SimpleNamespace(content=content))
+    assert item_titles(registry, {"c1", "c2", "c3"}, []) == {"c1": "What is half of 8?", "c2": "Fractions",
+                                                             "c3": UNTITLED}
 
 
 def test_before_the_models_load_a_page_says_why(tmp_path: Path) -> None:

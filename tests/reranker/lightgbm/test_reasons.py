@@ -5,7 +5,10 @@ from typing import Any
 import pytest
 
 from edurank.reranker.lightgbm.config import FEATURE_GROUPS
-from edurank.reranker.lightgbm.reasons import AGAINST, REASON_GROUPS, TOPIC_ONLY, ordinal, reasons
+from edurank.reranker.lightgbm.reasons import AGAINST, REASON_GROUPS, ordinal, reasons
+
+# the features that describe the topic alone: the same for every item of a list, they give no reason
+TOPIC_ONLY = ("dense_max", "lexical_max", "candidates", "category", "level", "topic_chars")
 
 ROW: dict[str, Any] = {  # a catalog topic's candidate, as the feature frame holds it
     "dense_score": 0.7, "dense_rank": 2, "dense_position": 2, "candidates": 40, "lexical_position": 5,
@@ -17,7 +20,7 @@ ROW: dict[str, Any] = {  # a catalog topic's candidate, as the feature frame hol
 def one(group: str, contribution: float, row: dict[str, Any] | None = None, shared: tuple[str, ...] = ()) -> str:
     """The text of the one reason a single group's contribution gives."""
     [reason] = reasons(ROW if row is None else row, dict.fromkeys(REASON_GROUPS[group][:1], contribution), shared)
-    assert reason.group == group and reason.direction == (1 if contribution > 0 else -1)
+    assert reason.group == group and reason.contribution == contribution
     return reason.text
 
 
