@@ -53,12 +53,18 @@ class Catalog:
     topics: pl.DataFrame
     content: pl.DataFrame
     correlations: pl.DataFrame
-    files: tuple[Path, ...] = field(default=())
+    files: tuple[Path, ...] = field(default=())  # topics, content, then correlations when read from a file
 
     @cached_property
     def data_hash(self) -> str:
         """sha256 of the files the catalog was read from: ties artifacts to the exact data."""
         return hash_files(self.files)
+
+    @cached_property
+    def texts_hash(self) -> str:
+        """sha256 of the topics and content files alone: what mining candidates reads (the links are not),
+        so mined candidates stay valid when only the links change."""
+        return hash_files(self.files[:2])
 
     @cached_property
     def gold(self) -> dict[str, set[str]]:

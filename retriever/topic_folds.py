@@ -9,6 +9,7 @@ link one of them are left out, so those items are never seen in training, as new
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,26 @@ def topic_folds(catalog: Catalog, folds: int, seed: int = 42, group_by: str | No
         for topic in np.unique(topics[held_out]):
             assignment[str(topic)] = fold
     return assignment
+
+
+def extend_folds(assignment: dict[str, int], catalog: Catalog, folds: int, seed: int = 42,
+                 group_by: str | None = None) -> dict[str, int]:
+    """Folds cut from a catalog's own links (`assignment`), carried over to `catalog`, whose links a curator's
+    feedback changed: topics with no link left drop out, the others keep their fold (so `--fold` holds out
+    what `evaluate recommend --fold` scores); a topic only feedback links joins the fold of the topics sharing
+    its group, else the fold a seeded hash of its group picks (`source` topics: TRAIN_ONLY)."""
+    linked = set(catalog.gold)
+    kept = {t: f for t, f in assignment.items() if t in linked}
+    new = catalog.topics.filter(pl.col("id").is_in(sorted(linked - set(kept))))
+    if not len(new):
+        return kept
+    group = pl.col(group_by).cast(pl.String).fill_null(pl.col("id")) if group_by else pl.col("id")
+    groups = catalog.topics.select("id", group.alias("group"))
+    fold_of_group = {g: kept[t] for t, g in groups.filter(pl.col("id").is_in(list(kept))).iter_rows()}
+    for topic, value, category in new.select("id", group.alias("group"), "category").iter_rows():
+        digest = int(hashlib.sha256(f"{seed}:{value}".encode()).hexdigest(), 16)
+        kept[topic] = TRAIN_ONLY if category == "source" else fold_of_group.get(value, digest % folds)
+    return kept
 
 
 def unseen_items(catalog: Catalog, assignment: dict[str, int], fold: int, share: float, seed: int = 42) -> set[str]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import torch
@@ -19,6 +20,7 @@ import edurank
 from edurank.artifacts import atomic_path, hash_json
 from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
+from edurank.feedback import read_labels
 from edurank.reranker.lightgbm.features import Graph
 from edurank.retriever.catalog import Catalog
 from edurank.retriever.config import CandidateConfig
@@ -28,11 +30,11 @@ from edurank.retriever.lexical import lexical_text
 from edurank.retriever.model import BiEncoder
 from edurank.retriever.texts import topic_parts
 from edurank.retriever.topic_bank import NEIGHBOURS_SEARCHED
-from edurank.retriever.topic_folds import TRAIN_ONLY, seen_topics, topic_folds, training_topics
+from edurank.retriever.topic_folds import TRAIN_ONLY, extend_folds, seen_topics, topic_folds, training_topics
 from edurank.training.config import CrossFitOptions
 
 log = logging.getLogger(__name__)
-MINED_FORMAT = 2  # of the cached candidates' columns; bump when mining adds or changes one
+MINED_FORMAT = 3  # of the cached candidates' columns; bump when mining adds or changes one
 
 
 def assign_miners(catalog: Catalog, topics: Sequence[str], retrievers: Sequence[Path]) -> dict[Path, list[str]]:
@@ -65,9 +67,13 @@ class CrossFit:
     training: dict[int, set[str]]
 
     @classmethod
-    def of(cls, catalog: Catalog, options: CrossFitOptions) -> CrossFit:
+    def of(cls, catalog: Catalog, options: CrossFitOptions, cut: Catalog | None = None) -> CrossFit:
+        """The folds of `catalog`'s linked topics; with `cut` (the catalog before a curator's feedback changed
+        its links), its folds carried over to `catalog` (`extend_folds`)."""
         split = {"share": options.hold_out_items, "seed": options.seed}
-        assignment = topic_folds(catalog, options.folds, options.seed, options.group_by)
+        assignment = topic_folds(cut or catalog, options.folds, options.seed, options.group_by)
+        if cut is not None:
+            assignment = extend_folds(assignment, catalog, options.folds, options.seed, options.group_by)
         if options.fold is not None:  # held out for good: its topics and those linking its held-out items
             kept = set(training_topics(catalog, assignment, options.fold, **split))
             assignment = {t: f for t, f in assignment.items() if t in kept}
@@ -88,7 +94,7 @@ class CrossFit:
 
 def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: CandidateConfig) -> pl.DataFrame:
     """Every planned topic's hybrid candidates from its blind retriever: (topic_id, content_id, row, the
-    hybrid scores, label) rows, grouped by topic."""
+    hybrid scores) rows, grouped by topic; no labels (`labelled` adds them from the catalog's links)."""
     lexical = build_lexical(catalog)
     ids = catalog.content["id"]
     parts = []
@@ -104,11 +110,69 @@ def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: Candidate
                                   [Filters(language=lang) for lang in topics["language"].to_list()], config,
                                   topic_ids)
         for topic, frame in zip(topic_ids, found, strict=True):
-            gold = catalog.gold[topic]
-            content = ids.gather(frame["row"])
-            parts.append(frame.with_columns(pl.lit(topic).alias("topic_id"), content.alias("content_id"),
-                                            content.is_in(list(gold)).alias("label")))
+            parts.append(frame.with_columns(pl.lit(topic).alias("topic_id"),
+                                            ids.gather(frame["row"]).alias("content_id")))
     return pl.concat(parts)
+
+
+PAIR = pl.concat_str("topic_id", "content_id", separator="\x1f")  # one string per (topic, item) pair
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A curator's decisions on pairs the catalog knows (`topic_id, content_id, label`: True accepted, False
+    rejected) and what the manifest records of them."""
+
+    labels: pl.DataFrame
+    summary: dict[str, Any]
+
+    def outside(self, candidates: pl.DataFrame) -> dict[str, int]:
+        """Accepted and rejected pairs of the taking-part topics that are not among their mined candidates: no
+        row has their features, so they train nothing (a served list comes from the same hybrid candidates,
+        so what a curator judged on it is among them when the served retriever is the one that mined)."""
+        taking_part = self.labels.filter(pl.col("topic_id").is_in(candidates["topic_id"].unique().implode()))
+        outside = taking_part.filter(~PAIR.is_in(candidates.select(PAIR.alias("pair"))["pair"].implode()))
+        return {"accepted_outside_candidates": int(outside["label"].sum()),
+                "rejected_outside_candidates": int((~outside["label"]).sum())}
+
+
+def with_feedback(catalog: Catalog, source: str) -> tuple[Catalog, Feedback]:
+    """The catalog with a curator's decisions (a feedback store or its export, `edurank.feedback.read_labels`)
+    applied to its links: an accepted pair becomes a link (a positive of its topic, and a link the graph
+    features of other topics read, cross-fitted like the catalog's own), a rejected one stops being one (the
+    curator overrides the catalog) and stays a negative; pairs naming a topic or item the catalog lacks are
+    skipped with a warning. A topic only feedback links takes part in training like any linked topic."""
+    try:
+        labels = read_labels(source)
+    except InputError as err:
+        raise InputError(f"--feedback {source}: {err}") from err
+    known = labels.filter(pl.col("topic_id").is_in(catalog.topics["id"].implode())
+                          & pl.col("content_id").is_in(catalog.content["id"].implode()))
+    skipped = len(labels) - len(known)
+    if skipped:
+        log.warning("--feedback %s: %d of %d decisions name a topic or item not in the catalog; skipped", source,
+                    skipped, len(labels))
+    before = catalog.correlations.select(PAIR.alias("pair"))["pair"].implode()
+    accepted = known.filter(pl.col("label")).select("topic_id", "content_id")
+    rejected = known.filter(~pl.col("label")).select(PAIR.alias("pair"))["pair"]
+    links = pl.concat([catalog.correlations, accepted]).unique(maintain_order=True) \
+        .filter(~PAIR.is_in(rejected.implode()))
+    changed = replace(catalog, correlations=links)
+    summary = {"source": source, "hash": hash_json(known.sort("topic_id", "content_id").rows()),
+               "accepted": len(accepted), "rejected": len(rejected), "skipped": skipped,
+               "links_added": int((~accepted.select(PAIR.is_in(before)).to_series()).sum()),
+               "links_removed": int(rejected.is_in(before).sum()),
+               "topics_added": len(set(changed.gold) - set(catalog.gold)),
+               "topics_dropped": len(set(catalog.gold) - set(changed.gold))}
+    log.info("--feedback %s: %s", source, summary)
+    return changed, Feedback(known, summary)
+
+
+def labelled(candidates: pl.DataFrame, catalog: Catalog) -> pl.DataFrame:
+    """The candidates with `label`: whether the catalog links the pair. Set on every load, never cached, so
+    cached candidates follow edited links and a curator's feedback."""
+    links = catalog.correlations.select(PAIR.alias("pair"))["pair"]
+    return candidates.with_columns(PAIR.is_in(links.implode()).alias("label"))
 
 
 def mine_neighbours(catalog: Catalog, plan: dict[Path, list[str]], k: int = NEIGHBOURS_SEARCHED) -> pl.DataFrame:
@@ -136,14 +200,21 @@ class Mined:
     plan: dict[Path, list[str]]  # retriever -> the topics it mined
 
 
-def cached(path: Path, make: Callable[[], pl.DataFrame]) -> pl.DataFrame:
-    """The frame at `path`, made and written there (atomically) when missing."""
-    if path.is_file():
-        return pl.read_parquet(path)
-    frame = make()
-    with atomic_path(path) as tmp:
-        frame.write_parquet(tmp)
-    return frame
+def cached_topics(path: Path, topic_ids: list[str], mine: Callable[[list[str]], pl.DataFrame]) -> pl.DataFrame:
+    """These topics' rows from the cache at `path`, in the order given; the topics it lacks are mined and added
+    (written atomically), so a run with more topics (feedback on new ones) mines only those."""
+    stored = pl.read_parquet(path) if path.is_file() else None
+    have = set() if stored is None else set(stored["topic_id"].unique().to_list())
+    missing = [t for t in topic_ids if t not in have]
+    if missing:
+        mined = mine(missing)
+        stored = mined if stored is None else pl.concat([stored, mined], how="vertical_relaxed")
+        with atomic_path(path) as tmp:
+            stored.write_parquet(tmp)
+    assert stored is not None
+    position = {t: i for i, t in enumerate(topic_ids)}
+    return stored.filter(pl.col("topic_id").is_in(topic_ids)).sort(
+        pl.col("topic_id").replace_strict(position, return_dtype=pl.Int64), maintain_order=True)
 
 
 def ranked_rows(candidates: pl.DataFrame, crossfit: CrossFit) -> pl.DataFrame:
@@ -154,16 +225,21 @@ def ranked_rows(candidates: pl.DataFrame, crossfit: CrossFit) -> pl.DataFrame:
 
 
 def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, options: CrossFitOptions,
-                   neighbours: bool = False) -> Mined:
-    """The run's folds, hybrid candidates and (with `neighbours`) topic neighbours, mined once per (catalog,
-    retrievers, topics, candidate counts) and cached under `<out>/.cache/`."""
-    crossfit = CrossFit.of(catalog, options)
+                   neighbours: bool = False, cut: Catalog | None = None) -> Mined:
+    """The run's folds (`cut`: see CrossFit.of), hybrid candidates labelled by the catalog's links and (with
+    `neighbours`) topic neighbours. Each topic is mined once per (topics and content files, retriever,
+    candidate counts) and cached under `<out>/.cache/`: mining reads no links."""
+    crossfit = CrossFit.of(catalog, options, cut)
     config = options.candidates
     plan = assign_miners(catalog, sorted(crossfit.assignment), [model_path(r) for r in retrievers])
-    key = hash_json({"data": catalog.data_hash, "candidates": asdict(config), "format": MINED_FORMAT,
-                     "edurank": edurank.__version__, "plan": {fingerprint(p): ids for p, ids in plan.items()}})
     cache = out / ".cache"
-    candidates = cached(cache / f"candidates-{key[:16]}.parquet", lambda: mine_hybrid(catalog, plan, config))
-    near = cached(cache / f"neighbours-{key[:16]}-{NEIGHBOURS_SEARCHED}.parquet",
-                  lambda: mine_neighbours(catalog, plan)) if neighbours else None
-    return Mined(candidates, near, crossfit, plan)
+    candidates, near = [], []
+    for path, ids in plan.items():
+        key = hash_json({"data": catalog.texts_hash, "candidates": asdict(config), "format": MINED_FORMAT,
+                         "edurank": edurank.__version__, "retriever": fingerprint(path)})[:16]
+        candidates.append(cached_topics(cache / f"candidates-{key}.parquet", ids,
+                                        lambda missing, path=path: mine_hybrid(catalog, {path: missing}, config)))
+        if neighbours:
+            near.append(cached_topics(cache / f"neighbours-{key}-{NEIGHBOURS_SEARCHED}.parquet", ids,
+                                      lambda missing, path=path: mine_neighbours(catalog, {path: missing})))
+    return Mined(labelled(pl.concat(candidates), catalog), pl.concat(near) if neighbours else None, crossfit, plan)

@@ -160,6 +160,10 @@ class RankerConfig(CrossFitOptions):
     cross_encoder: str | None = option(None, "a reranker cross-fitted on the same candidates and folds "
                                              "(`train reranker`): its out-of-fold logits are the cross group",
                                        metavar="RERANKER")
+    feedback: str | None = option(None, "a curator's decisions to train on: a feedback store (SQLite file or "
+                                        "SQLAlchemy URL) or an `edurank feedback export` folder; accepted pairs "
+                                        "become links (positives, and graph links for other topics), rejected ones "
+                                        "negatives (overriding the catalog's links)", metavar="DB_OR_EXPORT")
     trees: int = option(300, "boosting rounds", minimum=1)
     learning_rate: float = option(0.05, "shrinkage per round", flag="--lr")
     leaves: int = option(7, "leaves per tree", minimum=2)

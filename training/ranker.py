@@ -13,6 +13,9 @@ index, the correlations as a graph) differs from the cross-encoder's.
    OOF scores gives probabilities, and the decision rule (threshold, cap, margin) is tuned on them; each
    fold's figure uses a rule tuned on the others.
 4. The served booster is trained on every topic with the same settings and a monotone-increasing dense cosine.
+5. `--feedback`: a curator's accepted pairs join the links and rejected ones leave them before all of this
+   (training/candidates.py `with_feedback`), so decisions train like the catalog's own links; the version
+   publishes like any other, and a service watching the root hot-swaps it.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from edurank.retriever.catalog import Catalog
 from edurank.retriever.evaluation import mean_average_precision
 from edurank.retriever.model import BiEncoder
 from edurank.retriever.topic_folds import seen_topics
-from edurank.training.candidates import CrossFit, Mined, candidates_for, ranked_rows
+from edurank.training.candidates import CrossFit, Mined, candidates_for, ranked_rows, with_feedback
 from edurank.training.config import RankerConfig
 
 log = logging.getLogger(__name__)
@@ -240,11 +243,17 @@ def with_companion(mined: Mined, catalog: Catalog, model: str | None, cache: Pat
 
 
 def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config: RankerConfig) -> Path:
-    """Mine, featurise, cross-fit, calibrate, tune, train the served booster; publish `<out>/<version>/`."""
+    """Mine, featurise, cross-fit, calibrate, tune, train the served booster; publish `<out>/<version>/`.
+    With `config.feedback`, a curator's decisions change the catalog's links first (`with_feedback`); the
+    folds are still cut from the catalog's own links."""
     started = time.time()
     if config.companion is not None:
         model_path(config.companion)  # a wrong path fails now, not after minutes of mining
-    mined = candidates_for(catalog, retrievers, out, config, neighbours="neighbours" in config.groups)
+    cut, feedback = None, None
+    if config.feedback is not None:
+        cut = catalog
+        catalog, feedback = with_feedback(catalog, config.feedback)
+    mined = candidates_for(catalog, retrievers, out, config, neighbours="neighbours" in config.groups, cut=cut)
     crossfit, plan = mined.crossfit, mined.plan
     depends = [model_ref(path, fingerprint(path)) for path in plan]
     candidates, cross_encoder = with_cross_logits(mined.candidates, config, depends, catalog.data_hash)
@@ -258,7 +267,13 @@ def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config:
                     companion=companion.fingerprint if companion else None)
     depends += [ref for ref in (cross_encoder, companion) if ref is not None]
     run_hash = hash_json({"config": asdict(config), "data": catalog.data_hash, "edurank": edurank.__version__,
-                          "retrievers": [asdict(d) for d in depends]})
+                          "retrievers": [asdict(d) for d in depends],
+                          "feedback": feedback.summary["hash"] if feedback else None})
+    data: dict[str, Any] = {"hash": catalog.data_hash, "files": [str(p) for p in catalog.files],
+                            "train_topics": candidates["topic_id"].n_unique(), "rows": len(frame),
+                            "positives": int(frame["label"].sum())}
+    if feedback is not None:
+        data["feedback"] = {**feedback.summary, **feedback.outside(candidates)}
     with staging_dir(out, f"ranker-{run_hash[:12]}") as work:
         final = fresh_dir(work / "artifact")
         ranker.save(final)
@@ -267,10 +282,7 @@ def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config:
         importance = dict(zip(booster.feature_name(), booster.feature_importance("gain").round(1).tolist(),
                               strict=True))
         return publish_artifact(
-            final, out, run_hash, kind=Ranker.KIND, base_model=None,
-            data={"hash": catalog.data_hash, "files": [str(p) for p in catalog.files],
-                  "train_topics": candidates["topic_id"].n_unique(), "rows": len(frame),
-                  "positives": int(frame["label"].sum())},
-            params=asdict(config), metrics=metrics, seconds={"train": time.time() - started}, depends=depends,
+            final, out, run_hash, kind=Ranker.KIND, base_model=None, data=data, params=asdict(config),
+            metrics=metrics, seconds={"train": time.time() - started}, depends=depends,
             details={"calibration": asdict(calibration), "rule": rule.to_dict(), "importance": importance,
                      "topics_per_retriever": {str(p): len(ids) for p, ids in plan.items()}})

@@ -107,6 +107,9 @@ def test_ranker_commands_train_evaluate_and_refuse_bad_input(sample_catalog: Pat
     assert main(["train", "ranker", "--catalog", str(sample_catalog), "--retriever", "bundled", "--out", str(out),
                  "--groups", "dense,tea-leaves"]) == 2
     assert "--groups: unknown ['tea-leaves']" in capsys.readouterr().err
+    assert main(["train", "ranker", "--catalog", str(sample_catalog), "--retriever", "bundled", "--out", str(out),
+                 "--feedback", str(tmp_path / "no-such.sqlite")]) == 2
+    assert "--feedback" in capsys.readouterr().err
     assert main(["evaluate", "recommend", "--catalog", str(sample_catalog), "--out", str(report)]) == 2
 
 

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from edurank.errors import InputError
 from edurank.retriever.catalog import load_catalog
-from edurank.retriever.topic_folds import TRAIN_ONLY, split_topics, topic_folds
+from edurank.retriever.topic_folds import TRAIN_ONLY, extend_folds, split_topics, topic_folds
 from tests.conftest import item, topic, write_catalog
 
 
@@ -79,3 +81,20 @@ def test_held_out_items_are_never_linked_by_a_training_topic(tmp_path: Path) -> 
     unseen = held_out_items - linked_in_training
     assert len(unseen) == round(0.5 * len(held_out_items))
     assert split_topics(catalog, 5, 0, group_by="title", hold_out_items=0.5)[0] == train  # seeded
+
+
+def test_feedback_links_keep_the_catalogs_folds(tmp_path: Path) -> None:
+    """Topics the catalog links keep their folds when feedback changes the links; a topic only feedback links
+    joins its group's fold, else a seeded one; a topic that lost every link drops out."""
+    catalog = load_catalog(many_topics_catalog(tmp_path))
+    assignment = topic_folds(catalog, 4, seed=3)
+    topics = catalog.topics.with_columns(
+        pl.when(pl.col("id") == "root").then(pl.lit("t5")).otherwise(pl.col("id")).alias("group"))
+    links = pl.concat([catalog.correlations.filter(pl.col("topic_id") != "t6"),
+                       pl.DataFrame({"topic_id": ["root"], "content_id": ["c1"]})])
+    changed = replace(catalog, topics=topics, correlations=links)
+    extended = extend_folds(assignment, changed, 4, seed=3, group_by="group")
+    assert "t6" not in extended and extended["root"] == assignment["t5"]
+    assert all(extended[t] == f for t, f in assignment.items() if t != "t6")
+    alone = extend_folds(assignment, replace(catalog, correlations=links), 4, seed=3)
+    assert 0 <= alone["root"] < 4 and alone == extend_folds(assignment, replace(catalog, correlations=links), 4, seed=3)

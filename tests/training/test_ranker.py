@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,10 +10,11 @@ import pytest
 
 from edurank.artifacts import Manifest
 from edurank.errors import InputError
+from edurank.feedback import Decision, FeedbackStore
 from edurank.pipelines.recommend import Query, Recommender
 from edurank.reranker.cross_encoder.model import Reranker
 from edurank.reranker.lightgbm.model import Ranker
-from edurank.retriever.catalog import load_catalog
+from edurank.retriever.catalog import Catalog, load_catalog
 from edurank.retriever.config import CandidateConfig
 from edurank.retriever.hybrid import hybrid_candidates
 from edurank.retriever.index_job import build_lexical, in_memory_index
@@ -19,10 +22,10 @@ from edurank.retriever.lexical import lexical_text
 from edurank.retriever.model import BiEncoder
 from edurank.retriever.texts import topic_parts
 from edurank.retriever.topic_bank import NEIGHBOURS
-from edurank.retriever.topic_folds import TRAIN_ONLY
+from edurank.retriever.topic_folds import TRAIN_ONLY, topic_folds
 from edurank.service.registry import usable_ranker
 from edurank.timing import StageTimes
-from edurank.training.candidates import mine_neighbours
+from edurank.training.candidates import Mined, mine_neighbours, with_feedback
 from edurank.training.config import RerankerConfig
 from edurank.training.ranker import (
     RankerConfig,
@@ -204,3 +207,76 @@ def test_a_held_out_topics_neighbours_show_only_links_that_train_while_its_fold_
             assert votes == len(linkers.intersection(known)), (topic, content_id)
             checked += votes
     assert checked > 0  # some held-out topic's neighbours did vote
+
+
+def feedback_pairs(catalog: Catalog, mined: Mined) -> dict[str, tuple[str, str]]:
+    """Pairs a curator might decide on: a candidate the catalog does not link, a gold link among a topic's
+    candidates (whose topic keeps another link), and an item for a topic nothing links."""
+    rows = mined.candidates.filter(pl.col("topic_id").replace_strict(mined.crossfit.assignment, default=TRAIN_ONLY)
+                                   != TRAIN_ONLY)
+    new = rows.filter(~pl.col("label")).row(0, named=True)
+    gold = rows.filter(pl.col("label") & (pl.col("topic_id") != new["topic_id"])
+                       & pl.col("topic_id").map_elements(lambda t: len(catalog.gold[t]) > 1, return_dtype=pl.Boolean))
+    rejected = gold.row(0, named=True)
+    unlinked = catalog.topics.filter(~pl.col("id").is_in(list(catalog.gold)) & (pl.col("category") != "source"))
+    return {"accepted": (new["topic_id"], new["content_id"]),
+            "rejected": (rejected["topic_id"], rejected["content_id"]),
+            "new_topic": (unlinked["id"][0], catalog.content["id"][0])}
+
+
+def test_an_exported_feedback_folder_changes_the_links(sample_catalog: Path, tmp_path: Path) -> None:
+    catalog = load_catalog(sample_catalog)
+    topic_id, content_id = next(iter(catalog.correlations.iter_rows()))
+    unlinked = next(t for t in catalog.topics["id"] if t not in catalog.gold)
+    items = catalog.content["id"].to_list()
+    export = tmp_path / "export"  # as `edurank feedback export` writes it
+    export.mkdir()
+    (export / "correlations.csv").write_text(f"topic_id,content_ids\n{unlinked},{items[0]} {items[1]}\n"
+                                             f"no-such-topic,{items[2]}\n")
+    (export / "rejected.csv").write_text(f"topic_id,content_id\n{topic_id},{content_id}\n{topic_id},no-such-item\n")
+    changed, feedback = with_feedback(catalog, str(export))
+    assert changed.gold[unlinked] == {items[0], items[1]}
+    assert content_id not in changed.gold.get(topic_id, set())
+    assert {k: feedback.summary[k] for k in ("accepted", "rejected", "skipped", "links_added", "links_removed",
+                                             "topics_added")} == \
+        {"accepted": 2, "rejected": 1, "skipped": 2, "links_added": 2, "links_removed": 1, "topics_added": 1}
+    assert changed.data_hash == catalog.data_hash and len(changed.correlations) == len(catalog.correlations) + 2 - 1
+    for bad in (tmp_path / "no-such.sqlite", tmp_path):  # no database there; a folder that is not an export
+        with pytest.raises(InputError, match="--feedback"):
+            with_feedback(catalog, str(bad))
+
+
+def test_a_curators_decisions_train_the_ranker(trained: tuple[Path, Path], sample_catalog: Path,
+                                               tmp_path: Path) -> None:
+    """Accepted pairs become positives and links the graph reads, a rejected gold link becomes a negative, a
+    topic only feedback links trains; the catalog's topics keep their folds and the cached candidates serve
+    (only the new topic is mined)."""
+    _, out = trained
+    catalog = load_catalog(sample_catalog)
+    config = RankerConfig(folds=3)
+    pairs = feedback_pairs(catalog, candidates_for(catalog, ["bundled"], out, config, neighbours=True))
+    shutil.copytree(out / ".cache", tmp_path / "ranker" / ".cache")
+    store = FeedbackStore.open(tmp_path / "feedback.sqlite")
+    store.record([Decision(*pairs["accepted"], "accepted", rank=3, probability=0.4, source="review"),
+                  Decision(*pairs["new_topic"], "imported"), Decision(*pairs["rejected"], "rejected"),
+                  Decision("no-such-topic", pairs["accepted"][1], "accepted"),
+                  Decision(*pairs["accepted"][:1], catalog.content["id"][-1], "flagged")])
+    store.close()
+    path = train_ranker(catalog, ["bundled"], tmp_path / "ranker",
+                        replace(config, feedback=str(tmp_path / "feedback.sqlite")))
+    manifest = Manifest.read(path)
+    feedback = manifest.data["feedback"]
+    assert {k: feedback[k] for k in ("accepted", "rejected", "skipped", "links_added", "links_removed",
+                                     "topics_added", "rejected_outside_candidates")} == \
+        {"accepted": 2, "rejected": 1, "skipped": 1, "links_added": 2, "links_removed": 1, "topics_added": 1,
+         "rejected_outside_candidates": 0}
+    assert manifest.data["hash"] == catalog.data_hash and manifest.params["feedback"].endswith("feedback.sqlite")
+    oof = pl.read_parquet(path / "oof.parquet")
+    label = {(t, c): flag for t, c, flag in oof.select("topic_id", "content_id", "label").iter_rows()}
+    assert label[pairs["accepted"]] is True and label[pairs["rejected"]] is False
+    assert pairs["new_topic"][0] in set(oof["topic_id"])  # it takes part: feedback gave it gold
+    folds = topic_folds(catalog, 3)
+    assert all(folds[t] == f for t, f in oof.select("topic_id", "fold").unique().iter_rows() if t in folds)
+    links = set(Ranker.load(path).graph.links.select("topic_id", "content_id").iter_rows())
+    assert {pairs["accepted"], pairs["new_topic"]} <= links and pairs["rejected"] not in links
+    assert len(list((tmp_path / "ranker" / ".cache").glob("candidates-*.parquet"))) == 1
