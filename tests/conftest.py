@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -167,6 +167,24 @@ def edurank_server(env: dict[str, str], log: Path, ready: str = "/ready",
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
         process.wait(30)
+
+
+def kill_mid_stream(process: subprocess.Popen[bytes], writers: list[threading.Thread], stop: threading.Event,
+                    enough: Callable[[], bool], seconds: float, log: Path) -> None:
+    """Start `writers`, SIGKILL the server once `enough()` holds (or every writer ended), then stop and join them:
+    a kill with requests in flight, for the durability tests."""
+    for writer in writers:
+        writer.start()
+    deadline = time.monotonic() + seconds
+    while not enough() and any(w.is_alive() for w in writers):
+        assert time.monotonic() < deadline, f"the writes took too long:\n{tail(log)}"
+        time.sleep(0.002)
+    os.kill(process.pid, signal.SIGKILL)
+    stop.set()
+    process.wait(30)
+    for writer in writers:
+        writer.join(60)
+    assert process.returncode == -signal.SIGKILL
 
 
 def report_figures(label: str, figures: object) -> None:

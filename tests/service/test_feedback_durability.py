@@ -5,17 +5,14 @@ nothing appears that was not sent."""
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from edurank.feedback import FeedbackStore
-from tests.conftest import edurank_server, tail, write_catalog
+from tests.conftest import edurank_server, kill_mid_stream, tail, write_catalog
 
 WRITERS, KILL_AFTER = 3, 60  # concurrent clients; acknowledged requests before the kill
 KINDS = ("accepted", "rejected", "imported", "previewed", "flagged", "ignored")
@@ -62,18 +59,7 @@ def test_a_sigkill_mid_stream_loses_no_acknowledged_decision(feedback_url: str, 
     log, sent, stop = tmp_path / "server.log", Sent(), threading.Event()
     with edurank_server(env, log, ready="/feedback?limit=1") as (process, client):
         writers = [threading.Thread(target=write, args=(str(client.base_url), w, sent, stop)) for w in range(WRITERS)]
-        for writer in writers:
-            writer.start()
-        deadline = time.monotonic() + 120
-        while sent.requests < KILL_AFTER and any(w.is_alive() for w in writers):
-            assert time.monotonic() < deadline, f"the writes took too long:\n{tail(log)}"
-            time.sleep(0.002)
-        os.kill(process.pid, signal.SIGKILL)
-        stop.set()
-        process.wait(30)
-        for writer in writers:
-            writer.join(60)
-    assert process.returncode == -signal.SIGKILL
+        kill_mid_stream(process, writers, stop, lambda: sent.requests >= KILL_AFTER, 120, log)
     assert sent.requests >= KILL_AFTER
 
     with FeedbackStore.open(feedback_url) as store:

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from edurank.artifacts import LATEST, MANIFEST, Manifest
 from edurank.retriever.content_index import ContentIndex
 from edurank.retriever.live import JOURNAL_FILE, Journal
-from tests.conftest import CONTENT, edurank_server, tail, write_catalog
+from tests.conftest import CONTENT, edurank_server, kill_mid_stream, tail, write_catalog
 
 # titles far from each other and from the catalog's: each is its own item's best match by meaning alone
 DISTINCT = ["Volcanic eruptions and magma chambers", "Baroque counterpoint in Bach's fugues",
@@ -144,18 +143,7 @@ def test_a_sigkill_right_after_acknowledged_upserts_loses_none(workspace: Worksp
     with server(workspace) as (process, client):
         writers = [threading.Thread(target=write, args=(str(client.base_url), plan[i::3], sent, stop))
                    for i in range(3)]
-        for writer in writers:
-            writer.start()
-        deadline = time.monotonic() + 60
-        while sent.requests < 30 and any(w.is_alive() for w in writers):
-            assert time.monotonic() < deadline, "the upserts took too long"
-            time.sleep(0.005)
-        os.kill(process.pid, signal.SIGKILL)
-        stop.set()
-        process.wait(30)
-        for writer in writers:
-            writer.join(60)
-    assert process.returncode == -signal.SIGKILL
+        kill_mid_stream(process, writers, stop, lambda: sent.requests >= 30, 60, workspace.log)
     acknowledged = dict(sent.acknowledged)
     assert sent.requests >= 30 and len(acknowledged) >= 30 + 4 * 12  # at least 12 of them 5-item requests
 
