@@ -314,6 +314,7 @@ def publish_artifact(staging: Path, root: Path, run_hash: str, *, kind: str, bas
                             details=details or {}, created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                             files=files)
         write_manifest(staging, manifest.to_dict())
+        share_read(staging)
         os.replace(staging, final)  # onto the empty directory that reserved the name
     except BaseException:
         with contextlib.suppress(OSError):
@@ -321,6 +322,15 @@ def publish_artifact(staging: Path, root: Path, run_hash: str, *, kind: str, bas
         raise
     point_latest(root, version)
     return final
+
+
+def share_read(directory: Path) -> None:
+    """Make a version readable by every user (files a+r, folders a+rx) before it is published: safetensors and
+    temp folders are private (0600, 0700), and a service running as another user, such as the image's uid
+    10001 over models trained on the host, must read them."""
+    for path in (directory, *directory.rglob("*")):
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
 
 
 def point_latest(root: Path, version: str) -> None:
@@ -337,18 +347,23 @@ def point_latest(root: Path, version: str) -> None:
 
 def resolve(path: str | Path) -> Path:
     """Accept a version directory, or an artifact root (its LATEST, else its newest version)."""
+    found = versions(path)
+    if not found:
+        raise InputError(f"{path}: neither an artifact version (no {MANIFEST}) nor a folder of versions")
+    return found[0]
+
+
+def versions(path: str | Path) -> list[Path]:
+    """The versions to serve from `path`, best first: a version directory alone; for an artifact root, the one
+    its LATEST names, then the others newest first (a server falls back to them when the newest fails)."""
     path = Path(path)
     if (path / MANIFEST).is_file():
-        return path
+        return [path]
+    found = sorted((p for p in path.glob("*") if (p / MANIFEST).is_file() and not p.name.startswith(".")),
+                   reverse=True)
     latest = path / LATEST
-    if latest.is_file():
-        candidate = path / latest.read_text().strip()
-        if (candidate / MANIFEST).is_file():
-            return candidate
-    versions = sorted(p for p in path.glob("*") if (p / MANIFEST).is_file() and not p.name.startswith("."))
-    if versions:
-        return versions[-1]
-    raise InputError(f"{path}: neither an artifact version (no {MANIFEST}) nor a folder of versions")
+    named = path / latest.read_text().strip() if latest.is_file() else None
+    return sorted(found, key=lambda version: version != named)  # stable: LATEST first, the rest newest first
 
 
 def open_artifact(path: str | Path, kind: str) -> tuple[Path, Manifest]:

@@ -8,8 +8,8 @@ copy of the build context (tracked and untracked-but-not-ignored files, as a fre
 copy also keeps setuptools' build/ and egg-info out of the working tree) and installed into a fresh venv.
 
 The fresh venv sees this environment's packages for its dependencies (torch, faiss, ...) through a
-`_parent_packages.pth` listing site.getsitepackages(), as tests/test_dockerfile.py does. That does not let the
-editable install in: a directory named in a .pth line is only appended to sys.path, its own .pth files (among
+`_parent_packages.pth` listing site.getsitepackages(). That does not let the editable install
+in: a directory named in a .pth line is only appended to sys.path, its own .pth files (among
 them `__editable__.edurank-*.pth`, which installs the finder that maps edurank to the checkout) are never run.
 The venv's own site-packages comes before the parent's, so its edurank wins; the test still checks every
 module's __file__ lies inside the fresh venv, and runs from a directory outside the repository with

@@ -24,6 +24,7 @@ from edurank.artifacts import (
     read_manifest,
     resolve,
     staging_dir,
+    versions,
     weights_fingerprint,
 )
 from edurank.errors import ArtifactMismatchError, InputError
@@ -71,6 +72,22 @@ def test_publish_writes_a_typed_manifest_and_points_latest(tmp_path: Path) -> No
     assert resolve(tmp_path) == final and resolve(final) == final
     assert not (tmp_path / ".run.tmp").exists()
     assert open_artifact(tmp_path, "retriever")[1] == manifest
+
+
+def test_a_published_version_is_readable_by_every_user(tmp_path: Path) -> None:
+    """safetensors writes 0600 and staging folders are 0700; a service running as another user (the image's
+    uid 10001 over models trained on the host) must still read every file."""
+    with staging_dir(tmp_path, "run") as work:
+        (work / "fold0").mkdir(mode=0o700)
+        for path in (work / "model.safetensors", work / "fold0" / "head.safetensors"):
+            path.write_bytes(b"weights")
+            path.chmod(0o600)
+        final = publish_artifact(work, tmp_path, hash_json("private"), kind="retriever", base_model=None,
+                                 data={"hash": "d" * 64, "files": []}, params={})
+    for path in (final, *final.rglob("*")):
+        wanted = 0o555 if path.is_dir() else 0o444
+        assert path.stat().st_mode & wanted == wanted, f"{path.relative_to(tmp_path)}: {path.stat().st_mode:o}"
+    assert (tmp_path / LATEST).stat().st_mode & 0o444 == 0o444
 
 
 def test_the_same_run_cannot_overwrite_a_published_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,6 +193,15 @@ def test_weights_fingerprint_follows_the_weight_bytes(tmp_path: Path) -> None:
 def test_resolve_refuses_a_folder_without_artifacts(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="neither an artifact version"):
         resolve(tmp_path)
+
+
+def test_versions_to_serve_are_latest_then_the_others_newest_first(tmp_path: Path) -> None:
+    """What a server tries in turn when the newest fails: LATEST (here moved back by hand), then by version."""
+    first, second, third = (publish_one(tmp_path, weights) for weights in (b"a", b"b", b"c"))
+    assert versions(tmp_path) == [third, second, first] and versions(second) == [second]
+    (tmp_path / LATEST).write_text(second.name + "\n")
+    assert versions(tmp_path) == [second, third, first] and resolve(tmp_path) == second
+    assert versions(tmp_path / "none") == []
 
 
 def test_hash_json_ignores_key_order() -> None:
