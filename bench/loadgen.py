@@ -4,9 +4,13 @@ over a list of request bodies, and the service's own per-stage and batching figu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +101,37 @@ def stage_means(metrics_text: str) -> dict[str, float]:
     return histogram_means(metrics_text, "edurank_stage_seconds", "stage")
 
 
+@contextlib.contextmanager
+def service(env: dict[str, str], port: int, log_path: Path,
+            timeout: float = 600) -> Iterator[tuple[str, dict[str, Any]]]:
+    """`edurank serve` in its own process with `env` (EDURANK_* settings), as users start it; yields its URL and
+    its /ready answer, and stops it after the block (its log in `log_path`)."""
+    with socket.socket() as probe:  # a service left on the port would answer in this one's place
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise SystemExit(f"port {port} is in use; give another")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen([sys.executable, "-m", "edurank.cli", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=log_path.open("w"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield url, wait_ready(url, server, log_path, timeout)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def stage_means_between(before: str, after: str) -> dict[str, float]:
+    """Mean seconds per call of each pipeline stage between two /metrics readings."""
+    def read(text: str, part: str) -> dict[str, float]:
+        return {k: float(v) for k, v in re.findall(
+            rf'edurank_stage_seconds_{part}\{{stage="([\w-]+)"\}} ([\d.e+-]+)', text)}
+
+    sums, counts = (read(after, part) for part in ("sum", "count"))
+    sums_before, counts_before = (read(before, part) for part in ("sum", "count"))
+    return {stage: (sums[stage] - sums_before.get(stage, 0.0)) / calls for stage in sums
+            if (calls := counts[stage] - counts_before.get(stage, 0.0)) > 0}
+
+
 def wait_ready(url: str, server: subprocess.Popen[bytes], log_path: Path, timeout: float = 600) -> dict[str, Any]:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -108,7 +143,7 @@ def wait_ready(url: str, server: subprocess.Popen[bytes], log_path: Path, timeou
                 return response.json()
             if response.json().get("detail") not in (None, "loading"):
                 raise SystemExit(f"the service failed to load: {response.json()['detail']}")
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):  # not up yet, or (Ray Serve's proxy) up before the app: not JSON
             pass
         time.sleep(2)
     raise SystemExit("the service was not ready in time")

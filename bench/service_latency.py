@@ -21,29 +21,28 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import numpy as np
 import polars as pl
-from loadgen import histogram_means, load, stage_means, wait_ready
+from loadgen import histogram_means, load, service, stage_means
 
 from edurank.artifacts import MANIFEST, Manifest
 from edurank.backends.export import EXPORTS, find_export
 from edurank.cli.main import main as edurank_cli
 from edurank.encoders import fingerprint, model_path
 from edurank.retriever.catalog import load_catalog
-from edurank.retriever.index_job import publish_index
+from edurank.retriever.index_job import load_index, publish_index
 from edurank.retriever.model import BiEncoder
 from edurank.retriever.texts import content_texts
 
 
 def build_large_catalog(source: Path, encoder: BiEncoder, items: int, out: Path, index_dir: Path,
-                        seed: int = 0) -> Path:
+                        seed: int = 0, source_index: Path | None = None) -> Path:
     """Write `out/catalog` (topics and correlations as given, content repeated to `items` rows) and publish
-    its index under `index_dir`; reuse both when they exist."""
+    its index under `index_dir`; reuse both when they exist. The originals' vectors are read from
+    `source_index` (an index of `source` by `encoder`) where it exists, else embedded."""
     catalog_dir = out / "catalog"
     if (index_dir / "LATEST").is_file():
         return catalog_dir
@@ -59,13 +58,30 @@ def build_large_catalog(source: Path, encoder: BiEncoder, items: int, out: Path,
         for name in ("topics", "correlations"):
             pl.read_csv(source / f"{name}.csv", infer_schema=False).write_parquet(catalog_dir / f"{name}.parquet")
     large = load_catalog(catalog_dir)
-    base = encoder.encode(content_texts(original, encoder.builder), progress=True)
+    if source_index is not None and (source_index / "LATEST").is_file():
+        base = load_index(source_index, encoder).vectors_of(np.arange(len(original.content)))
+    else:
+        base = encoder.encode(content_texts(original, encoder.builder), progress=True)
     rng = np.random.default_rng(seed)
     vectors = np.tile(base, (copies, 1))[:items] + rng.normal(0, 0.02, (copies * len(base), base.shape[1]))[:items]
     vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
     vectors[:len(base)] = base  # the originals keep their exact vectors
     publish_index(vectors, encoder, large, index_dir, params={"synthetic": "jittered copies, bench only"})
     return catalog_dir
+
+
+def exported(model: Path, catalog: Path, backend: str, root: Path) -> Path:
+    """The newest `backend` export of `model` under `root`, made first (`edurank export`, checked on `catalog`)
+    when there is none."""
+    kind = Manifest.read(model).kind if (model / MANIFEST).is_file() else BiEncoder.KIND
+    found = find_export(root, kind, fingerprint(model), backend)
+    if found is None:
+        if edurank_cli(["export", "--model", str(model), "--data", str(catalog), "--backend", backend,
+                        "--out", str(root)]):
+            raise SystemExit(f"exporting {model} for {backend} failed")
+        found = find_export(root, kind, fingerprint(model), backend)
+    assert found is not None
+    return found
 
 
 def main() -> None:
@@ -86,24 +102,14 @@ def main() -> None:
     source = BiEncoder.load(args.retriever)
     encoder, index_dir = source, args.out / "index"
     if args.backend != "torch":
-        for model in (source.path, model_path(args.reranker)):
-            if find_export(args.out / EXPORTS, Manifest.read(model).kind if (model / MANIFEST).is_file()
-                           else BiEncoder.KIND, fingerprint(model), args.backend) is None and edurank_cli(
-                    ["export", "--model", str(model), "--data", str(args.catalog), "--backend", args.backend,
-                     "--out", str(args.out / EXPORTS)]):
-                raise SystemExit(f"exporting {model} for {args.backend} failed")
-        encoder = BiEncoder.load(find_export(args.out / EXPORTS, BiEncoder.KIND, source.fingerprint, args.backend))
+        exported(model_path(args.reranker), args.catalog, args.backend, args.out / EXPORTS)
+        encoder = BiEncoder.load(exported(source.path, args.catalog, args.backend, args.out / EXPORTS))
         index_dir = args.out / f"index-{args.backend}"
     catalog_dir = build_large_catalog(args.catalog, encoder, args.items, args.out, index_dir)
     env = {**os.environ, "EDURANK_CATALOG": str(catalog_dir), "EDURANK_INDEX": str(index_dir),
            "EDURANK_RETRIEVER": str(source.path), "EDURANK_RERANKER": args.reranker, "EDURANK_BACKEND": args.backend,
            "EDURANK_ARTIFACTS": str(args.out), "EDURANK_BUILD_INDEX": "false", "EDURANK_TRAIN_RANKER": "false"}
-    log_path = args.out / "server.log"
-    server = subprocess.Popen([sys.executable, "-m", "edurank.cli", "serve", "--port", str(args.port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=log_path.open("w"))
-    url = f"http://127.0.0.1:{args.port}"
-    try:
-        ready = wait_ready(url, server, log_path)
+    with service(env, args.port, args.out / "server.log") as (url, ready):
         print(f"backend {args.backend}; index: {ready['registry']['catalog_items']} items; versions "
               f"{ready['registry']['versions']}; "
               f"{args.candidates} candidates reranked; {args.requests} requests per row", flush=True)
@@ -120,9 +126,6 @@ def main() -> None:
                   f"{len(latencies) / result['seconds']:.2f} requests/s; errors {result['errors'] or 'none'}",
                   flush=True)
         metrics = httpx.get(f"{url}/metrics").text
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     stages = stage_means(metrics)
     batches = histogram_means(metrics, "edurank_batch_size", "model")
     print("mean ms per stage, all rows and warm-up: " + "  ".join(f"{k} {v * 1000:.1f}" for k, v in stages.items()))

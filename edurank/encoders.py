@@ -9,6 +9,7 @@ from sentence_transformers import SentenceTransformer
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from edurank.artifacts import MANIFEST, Manifest, resolve, weights_fingerprint
+from edurank.backends.config import POOLS, Pools
 from edurank.errors import InputError
 
 BUNDLED = "bundled"
@@ -84,11 +85,25 @@ def load_sentence_encoder(path: str | Path | None, max_seq_length: int | None = 
     return model.eval()  # sentence-transformers loads in training mode: dropout would blur served vectors
 
 
-def set_threads(threads: int | None) -> None:
-    """Pin the threads of torch, FAISS and (read from torch when a session opens) ONNX Runtime, set once so
-    they do not fight over the cores; None leaves each library's default, one per core."""
-    if threads:
-        import faiss
+def set_threads(threads: int | None, spin: bool = False, request_threads: int | None = None) -> None:
+    """Size the thread pools of torch, FAISS, ONNX Runtime, LightGBM and numpy's and scipy's BLAS from one
+    setting (None: one thread per core), so they do not fight over the cores; `spin`: ONNX Runtime's idle
+    threads spin (see `Pools`). ONNX Runtime and LightGBM read `POOLS` when a session opens or a prediction
+    runs. `request_threads`: FAISS's and BLAS's pools (None: `threads`); the service gives them one, since
+    they only ever run one request's work there (a query's search, 80 candidates against every topic), which
+    waking a second thread on busy cores made 4-15x slower (bench/README.md, the served path)."""
+    from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(threads)
-        faiss.omp_set_num_threads(threads)
+    POOLS.threads, POOLS.spin, POOLS.request_threads = threads or Pools().threads, spin, request_threads
+    # BLAS first: an OpenMP build of OpenBLAS sets the OpenMP runtime torch shares, which torch's call then resets
+    threadpool_limits(request_threads or POOLS.threads, user_api="blas")
+    pin_request_thread()
+    torch.set_num_threads(POOLS.threads)
+
+
+def pin_request_thread() -> None:
+    """Size this thread's OpenMP pool (FAISS's searches; torch and FAISS share one OpenMP runtime, whose pool
+    size is per thread) as `set_threads` asked: call it in the thread that searches."""
+    import faiss
+
+    faiss.omp_set_num_threads(POOLS.request_threads or POOLS.threads)

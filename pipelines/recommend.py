@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from edurank.encoders import pin_request_thread
 from edurank.errors import ArtifactMismatchError
 from edurank.reranker.cross_encoder.model import Parts, Reranker
 from edurank.reranker.decision import DecisionRule
@@ -39,6 +40,8 @@ from edurank.timing import Timer, no_timer
 REASON = pl.Struct({"group": pl.String, "features": pl.List(pl.String), "contribution": pl.Float64, "text": pl.String})
 CONTRIBUTION = pl.Struct({"feature": pl.String, "value": pl.Float64, "contribution": pl.Float64})
 STAGE_TWO = ("neighbours", "rerank", "features", "rank")  # the stages the second stage adds to retrieval
+FEATURE_ROW = "_feature_row"  # a ranked candidate's row in the feature frame, while it is explained
+Keep = Callable[[np.ndarray], int]  # a query's probabilities, best first -> how many of its candidates to return
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class Recommender:
         """Per query, (cosine scores, index rows) of its top candidates, best first."""
         vectors = self.encode(queries, timer)
         with timer("search"):
+            pin_request_thread()
             return dense_search(self.index, vectors, candidates, [q.filters for q in queries])
 
     def rerank_with_cross_encoder(self, queries: Sequence[Query], rows: Sequence[np.ndarray],
@@ -194,11 +198,12 @@ class Recommender:
             rows.append(query_facts(topic, known).with_columns(pl.lit(i, pl.Int64).alias("query")))
         return pl.concat(rows)
 
-    def rank_with_ranker(self, queries: Sequence[Query], timer: Timer = no_timer,
-                         explain: bool = False) -> list[pl.DataFrame]:
+    def rank_with_ranker(self, queries: Sequence[Query], timer: Timer = no_timer, explain: bool = False,
+                         keep: Keep | None = None) -> list[pl.DataFrame]:
         """The ranker's path: hybrid candidates, features, calibrated probabilities (and, with `explain`, each
         item's reasons and feature contributions, see `explained`); per query, its candidates sorted by
-        probability."""
+        probability, only the first `keep(probabilities)` of them given `keep` (only those are explained:
+        SHAP values cost far more than the scores)."""
         ranker = self.ranker
         assert ranker is not None
         vectors = self.encode(queries, timer)
@@ -207,6 +212,7 @@ class Recommender:
             assert self.companion is not None
             companion = self.encode(queries, timer, self.companion)
         with timer("candidates"):
+            pin_request_thread()  # FAISS searches on this thread's OpenMP pool, sized per thread
             found = hybrid_candidates(self.index, vectors, [lexical_text(q.parts) for q in queries],
                                       [q.filters for q in queries], ranker.candidates, [q.topic_id for q in queries],
                                       companion)
@@ -224,19 +230,22 @@ class Recommender:
             features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts, neighbours)
         with timer("rank"):
             probabilities = ranker.probabilities(features)
-            explained = self.explained(features, queries) if explain and len(features) else []
         frame = features.select(
             "query", pl.col("row"), pl.col("dense_rank").alias("retrieval_rank"),
             pl.col("dense_score").alias("retrieval_score"), pl.col("lexical_score")).with_columns(
-            pl.Series("probability", probabilities, dtype=pl.Float64), *explained)
+            pl.Series("probability", probabilities, dtype=pl.Float64)).with_row_index(FEATURE_ROW)
         by_query = frame.partition_by("query", as_dict=True, maintain_order=True)
-        frames = []
-        for i in range(len(queries)):
-            own = by_query.get((i,), frame.clear())
-            items = shown(self.index.items[own["row"].to_list()])
-            frames.append(pl.concat([items, own.drop("query")], how="horizontal")
-                          .sort("probability", descending=True, maintain_order=True))
-        return frames
+        ranked = [by_query.get((i,), frame.clear()).sort("probability", descending=True, maintain_order=True)
+                  for i in range(len(queries))]
+        if keep is not None:
+            ranked = [own.head(keep(own["probability"].to_numpy())) for own in ranked]
+        chosen = pl.concat(ranked)
+        if explain and len(chosen):
+            with timer("explain"):
+                chosen = chosen.with_columns(self.explained(features[chosen[FEATURE_ROW].to_list()], queries))
+        items = shown(self.index.items[chosen["row"].to_list()])
+        frame = pl.concat([items, chosen.drop("query", FEATURE_ROW)], how="horizontal")
+        return split_rows(frame, [len(own) for own in ranked])
 
     def explained(self, features: pl.DataFrame, queries: Sequence[Query]) -> list[pl.Series]:
         """Per feature row, `reasons`: why the ranker scored it so, in plain words (reranker/lightgbm/reasons.py,
@@ -260,12 +269,14 @@ class Recommender:
                 pl.Series("contributions", raw, dtype=pl.List(CONTRIBUTION))]
 
     def scored_candidates(self, queries: Sequence[Query], candidates: int = 32, rerank: bool = True,
-              timer: Timer = no_timer, explain: bool = False) -> list[pl.DataFrame]:
+                          timer: Timer = no_timer, explain: bool = False,
+                          keep: Keep | None = None) -> list[pl.DataFrame]:
         """Per query, all its candidates: id, title (as stored), kind, language, index row, retrieval rank and
         score, and the second stage's probability (null without one); sorted by probability when reranked.
-        With a ranker, the candidates are its hybrid ones and `candidates` is not used."""
+        With a ranker, the candidates are its hybrid ones and `candidates` is not used, and `keep` may cut
+        them before they are explained (see `rank_with_ranker`)."""
         if rerank and self.ranker is not None:
-            return self.rank_with_ranker(queries, timer, explain)
+            return self.rank_with_ranker(queries, timer, explain, keep)
         found = self.search(queries, candidates, timer)
         reranking = rerank and self.reranker is not None
         probabilities = (self.rerank_with_cross_encoder(queries, [rows for _, rows in found], timer) if reranking
@@ -288,7 +299,8 @@ class Recommender:
         without reranking the `top_k` nearest items; each with a readable title and a snippet (`for_curators`)."""
         rule = rule or self.rule
         results = []
-        for frame in self.scored_candidates(queries, candidates, rerank, timer, explain):
+        for frame in self.scored_candidates(queries, candidates, rerank, timer, explain,
+                                            keep=lambda probabilities: min(rule.count(probabilities), top_k)):
             reranked = frame["probability"].null_count() == 0 and len(frame) > 0
             count = rule.count(frame["probability"].to_numpy()) if reranked else len(frame)
             results.append(self.for_curators(frame.head(min(count, top_k))))
@@ -301,6 +313,12 @@ class Recommender:
         titles = [readable_title(*t) for t in texts]
         return frame.with_columns(pl.Series("title", titles, dtype=pl.String), pl.Series(
             "snippet", [snippet(shown, *t[1:]) for shown, t in zip(titles, texts, strict=True)], dtype=pl.String))
+
+
+def split_rows(frame: pl.DataFrame, lengths: Sequence[int]) -> list[pl.DataFrame]:
+    """`frame` cut into consecutive parts of these lengths."""
+    starts = np.cumsum([0, *lengths[:-1]]) if lengths else []
+    return [frame.slice(int(start), length) for start, length in zip(starts, lengths, strict=True)]
 
 
 def shown(items: pl.DataFrame) -> pl.DataFrame:

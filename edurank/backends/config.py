@@ -3,12 +3,28 @@ torch or polars, so the CLI builds its parser without them (`edurank.backends.ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from edurank.options import option
 
 TORCH, ONNX, ONNX_INT8 = "torch", "onnx", "onnx-int8"
 EXPORTED = (ONNX, ONNX_INT8)  # the backends `edurank export` writes
+
+
+@dataclass
+class Pools:
+    """The thread pools of torch, FAISS, ONNX Runtime and LightGBM, sized together from one setting
+    (`edurank.encoders.set_threads`), so the stages of one request do not oversubscribe the cores: `threads`
+    per pool (default: one per core this process may use), and whether ONNX Runtime's idle threads spin
+    waiting for its next call (off: they sleep, and leave the cores to the stages after the encoder)."""
+
+    threads: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    spin: bool = False
+    request_threads: int | None = None  # FAISS's and BLAS's, where they only run one request's work (None: threads)
+
+
+POOLS = Pools()  # read when a session opens (ONNX Runtime) or a prediction runs (LightGBM)
 
 
 @dataclass(frozen=True)

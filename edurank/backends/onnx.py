@@ -24,7 +24,7 @@ from onnxruntime.transformers.optimizer import optimize_model
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from edurank.backends.config import EXPORTED as EXPORTED  # the backend names live with ExportConfig (light)
-from edurank.backends.config import ONNX, ONNX_INT8
+from edurank.backends.config import ONNX, ONNX_INT8, POOLS
 from edurank.backends.config import TORCH as TORCH
 from edurank.layers import module_config
 
@@ -121,18 +121,22 @@ def export_trunk(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pat
 class OnnxSession:
     """An exported graph in an ONNX Runtime session: integer features (numpy or torch) in, its output out."""
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, spin: bool = False) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: one per core, as torch does
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # ONNX Runtime's threads spin after each call by default, holding the cores the stages after the encoder
+        # (FAISS, polars, LightGBM) need: on 2 cores that doubled them (bench/README.md, the served path)
+        for pool in ("intra_op", "inter_op"):
+            options.add_session_config_entry(f"session.{pool}.allow_spinning", "1" if spin else "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     @classmethod
     def open(cls, path: Path) -> OnnxSession:
-        """A session with torch's thread count: `set_threads` pins both libraries from one setting."""
-        return cls(path, torch.get_num_threads())
+        """A session sized as the other libraries' pools are (`POOLS`, set by `set_threads`)."""
+        return cls(path, POOLS.threads, POOLS.spin)
 
     def __call__(self, features: Mapping[str, np.ndarray | torch.Tensor]) -> np.ndarray:
         return self.session.run(None, {n: np.asarray(features[n], dtype=np.int64) for n in self.inputs})[0]

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from edurank.artifacts import Manifest, atomic_write_text, open_artifact
+from edurank.backends.config import POOLS
 from edurank.errors import ArtifactMismatchError
 from edurank.reranker.calibration import Calibration
 from edurank.reranker.decision import DecisionRule
@@ -30,6 +31,14 @@ from edurank.retriever.config import CandidateConfig
 MODEL_FILE = "model.lgbm"
 SETTINGS_FILE = "ranker.json"
 GRAPH_FILE = "graph.parquet"
+# below this many rows one thread predicts: waking LightGBM's OpenMP pool for one topic's 80 candidates cost
+# 1.7-18 ms right after an ONNX Runtime call on 2 cores against 0.2-1.7 ms on the calling thread (bench/README.md)
+PARALLEL_ROWS = 2048
+
+
+def predict_threads(rows: int) -> int:
+    """LightGBM's threads for a prediction over `rows` rows: one for a request's few, else the shared pool size."""
+    return 1 if rows < PARALLEL_ROWS else POOLS.threads
 
 
 @dataclass
@@ -64,7 +73,8 @@ class Ranker:
         """Raw booster scores (log-odds for a binary model) of feature rows."""
         if not len(frame):
             return np.empty(0)
-        return np.asarray(self.booster.predict(self.matrix(frame), raw_score=True), dtype=np.float64)
+        return np.asarray(self.booster.predict(self.matrix(frame), raw_score=True,
+                                               num_threads=predict_threads(len(frame))), dtype=np.float64)
 
     def probabilities(self, frame: pl.DataFrame) -> np.ndarray:
         return self.calibration(self.scores(frame))
@@ -72,7 +82,8 @@ class Ranker:
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
         """Per row, each feature's additive contribution to the raw score (SHAP values; the last column is
         the expected value)."""
-        return np.asarray(self.booster.predict(self.matrix(frame), pred_contrib=True), dtype=np.float64)
+        return np.asarray(self.booster.predict(self.matrix(frame), pred_contrib=True,
+                                               num_threads=predict_threads(len(frame))), dtype=np.float64)
 
     def cross_encoder_problem(self, loaded: str | None) -> str | None:
         """Why this ranker cannot be served next to the cross-encoder with fingerprint `loaded` (None: none

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from edurank.service.batcher import Batcher, Overloaded
+from edurank.service.batcher import Batcher, Overloaded, tokens_of
 
 
 class GatedModel:
@@ -75,6 +75,45 @@ def test_a_batch_never_exceeds_max_items_unless_one_request_does() -> None:
         thread.join(10)
     assert [len(batch) for batch in model.batches] == [1, 2, 2, 5]  # b and c do not fit together in 3
     assert results["e0"] == [f"E{i}" for i in range(5)]
+
+
+def test_long_texts_make_smaller_batches_under_the_token_budget() -> None:
+    """Eight 20,000-character essays are not eight short queries: a batch holds at most `max_tokens` of
+    them (estimated from characters), while short texts still fill `max_items`."""
+    model, results = GatedModel(), {}
+    batcher = Batcher("test", model, max_items=8, max_wait_ms=0, max_queue=100, tokens=tokens_of,
+                      max_tokens=16384)
+    threads = [call_in_thread(batcher, ["a"], results)]
+    wait_for(lambda: len(model.batches) == 1)
+    essays = [f"{i}" + "x" * 19_999 for i in range(8)]  # about 5,000 tokens each
+    threads += [call_in_thread(batcher, [essay], results) for essay in essays]
+    wait_for(lambda: batcher.queued == 8)
+    threads += [call_in_thread(batcher, [f"q{i}"], results) for i in range(8)]
+    wait_for(lambda: batcher.queued == 16)
+    model.release.set()
+    for thread in threads:
+        thread.join(10)
+    # 3 x 5,002 tokens fit in 16,384; the last two essays leave room for six short queries (8 items)
+    assert [len(batch) for batch in model.batches[1:]] == [3, 3, 8, 2]
+    assert all(results[essay] == [essay.upper()] for essay in essays)
+
+
+def test_token_estimates_are_cut_where_the_model_cuts_texts() -> None:
+    assert tokens_of("x" * 400) == 102 and tokens_of("x" * 400, "y" * 40, None) == 112
+    assert tokens_of("x" * 20_000, limit=256) == 256 and tokens_of("") == 2
+
+
+def test_a_request_over_the_token_budget_runs_alone() -> None:
+    model, results = GatedModel(), {}
+    batcher = Batcher("test", model, max_items=8, max_wait_ms=0, max_queue=100, tokens=tokens_of, max_tokens=100)
+    threads = [call_in_thread(batcher, ["a"], results)]
+    wait_for(lambda: len(model.batches) == 1)
+    threads += [call_in_thread(batcher, [text], results) for text in ("b" * 1000, "c")]
+    wait_for(lambda: batcher.queued == 2)
+    model.release.set()
+    for thread in threads:
+        thread.join(10)
+    assert model.batches[1:] == [["b" * 1000], ["c"]]
 
 
 def test_a_full_queue_refuses_at_once_with_a_retry_delay() -> None:

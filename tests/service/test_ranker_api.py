@@ -93,6 +93,26 @@ def test_explaining_reads_each_topics_words_once(client: TestClient, monkeypatch
     assert sum(len(frame) for frame in frames) > len(queries) and len(read) == len(queries)
 
 
+def test_only_the_returned_items_are_explained(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SHAP values cost far more than scores: `explain` computes them for the items the answer holds, not for
+    every candidate, and the items are those the same request without `explain` returns."""
+    from edurank.reranker.lightgbm.model import Ranker
+
+    explained: list[int] = []
+    contributions = Ranker.contributions
+
+    def counted(self: Ranker, frame: pl.DataFrame) -> np.ndarray:
+        explained.append(len(frame))
+        return contributions(self, frame)
+
+    monkeypatch.setattr(Ranker, "contributions", counted)
+    request = {"topic_id": "t_en_004", "top_k": 3, "threshold": 0.0}
+    plain = client.post("/recommend", json=request).json()["items"]
+    body = client.post("/recommend", json={**request, "explain": True}).json()
+    assert explained == [3] and [i["id"] for i in body["items"]] == [i["id"] for i in plain]
+    assert all(item["reasons"] and item["contributions"] for item in body["items"])
+
+
 def test_the_rule_can_be_overridden_per_request(client: TestClient) -> None:
     request = {"topic_id": "t_en_004", "top_k": 50}
     strict = client.post("/recommend", json={**request, "threshold": 1.0, "margin": 0.0}).json()
