@@ -1,7 +1,9 @@
 """The FastAPI application factory and `edurank serve`.
 
 Models load once, in a background thread started by the lifespan, so /health answers at once and /ready
-turns 200 when the registry is loaded (503 with the reason if loading failed).
+turns 200 when the index side (catalog, retriever, index) serves; 503 with the reason while loading, while
+waiting for a first index (`await_index` loads it when it is published) or when it failed, the essay scorer
+and classifier serving meanwhile where they loaded.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from edurank.service.errors import (
 )
 from edurank.service.handlers.feedback import close_store, open_store
 from edurank.service.metrics import Metrics
-from edurank.service.middleware import Guard, Observe
+from edurank.service.middleware import Guard, Limiter, Observe
 from edurank.service.registry import Registry
-from edurank.service.reload import watch_latest
+from edurank.service.reload import await_index, published, watch_latest
 from edurank.service.routes import (
     admin,
     catalog,
@@ -61,17 +63,22 @@ def load_registry(app: FastAPI, settings: Settings) -> None:
             app.state.load_error = public_message(f"{type(err).__name__}: {err}", settings.named_paths())
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, limiter: Limiter | None = None) -> FastAPI:
+    """The app; `limiter`: where the rate limit's tokens are kept when not in this process (Ray Serve replicas
+    share one, edurank.service.scale)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         open_store(app.state, settings)  # apart from the models: feedback is taken while they load or failed
+        stop, seen = threading.Event(), published(settings)  # before loading: what appears later is loaded then
+        if settings.retry_seconds:
+            threading.Thread(target=await_index, args=(app.state, settings, stop, seen), name="await-index",
+                             daemon=True).start()
         if settings.background_load:
             threading.Thread(target=load_registry, args=(app, settings), name="load-models", daemon=True).start()
         else:
             load_registry(app, settings)
-        stop = threading.Event()
         if settings.watch_seconds:
             threading.Thread(target=watch_latest, args=(app.state, settings, stop), name="watch-latest",
                              daemon=True).start()
@@ -99,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.docs_access != "off":
         mount_docs(app)
     # outermost last: Observe sees every response, Guard's refusals and 500s included
-    app.add_middleware(Guard, settings=settings)
+    app.add_middleware(Guard, settings=settings, limiter=limiter)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])

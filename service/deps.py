@@ -1,5 +1,5 @@
-"""Dependencies as `Annotated` aliases: the loaded registry (503 until it is ready), the metrics and the feedback
-store (503 while its database is unavailable)."""
+"""Dependencies as `Annotated` aliases: the loaded registry (503 until it is ready), its index side (503 while
+that is off), the metrics and the feedback store (503 while its database is unavailable)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from edurank.feedback import FeedbackStore
 from edurank.service.errors import RequestError
 from edurank.service.handlers.feedback import store_of
 from edurank.service.metrics import Metrics
-from edurank.service.registry import Registry
+from edurank.service.registry import Registry, Retrieval
 
 
 def get_registry(request: Request) -> Registry:
@@ -20,6 +20,11 @@ def get_registry(request: Request) -> Registry:
         reason = getattr(request.app.state, "load_error", None) or "models are still loading"
         raise RequestError((), f"not ready: {reason}", 503)
     return registry
+
+
+def get_retrieval(registry: Annotated[Registry, Depends(get_registry)]) -> Retrieval:
+    """The loaded registry's index side; 503 with why while it is not served."""
+    return registry.served
 
 
 def get_metrics(request: Request) -> Metrics:
@@ -31,5 +36,6 @@ def get_feedback(request: Request) -> FeedbackStore:
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
+RetrievalDep = Annotated[Retrieval, Depends(get_retrieval)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 FeedbackDep = Annotated[FeedbackStore, Depends(get_feedback)]

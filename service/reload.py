@@ -5,7 +5,7 @@ ones get the new; the old registry's batchers drain and stop. A set that fails t
 (damaged files, an index built by another encoder, a catalog the index was not built from) or loses a
 model the old set served is refused, and the old one keeps serving. Reloads never build an index: publish
 one with `edurank index` first. `watch_latest` polls the artifacts' LATEST files and reloads when one
-moves.
+moves; `await_index` loads what is published while the index side is not served (a first index, say).
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ from starlette.datastructures import State
 from edurank.artifacts import Manifest
 from edurank.errors import InputError
 from edurank.service.errors import RequestError, public_message
-from edurank.service.registry import OPTIONAL, Registry
+from edurank.service.registry import OPTIONAL, RETRIEVAL, Registry
 from edurank.service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def reload_registry(state: State, settings: Settings, wait: bool = False) -> dict[str, Any]:
+def reload_registry(state: State, settings: Settings, wait: bool = False, starting: bool = False) -> dict[str, Any]:
     """Swap in the newest versions; RequestError 409 (with why) when refused, or when a reload is running
-    and not `wait`. A reload only loads: it never builds an index nor trains a ranker."""
+    and not `wait`. A reload only loads: it never builds an index nor trains a ranker, unless `starting` (the
+    start-up finished late, see `await_index`: it loads as a start does)."""
     lock: threading.Lock = state.reload_lock
     if not lock.acquire(blocking=wait):
         raise RequestError((), "a reload is already running", 409)
@@ -37,27 +38,26 @@ def reload_registry(state: State, settings: Settings, wait: bool = False) -> dic
         old: Registry | None = state.registry
         started = time.perf_counter()
         # the old live catalog finishes any compaction first: the new one replays the journal that leaves
-        compacting_into = old.live.stop_compacting() if old is not None and old.live is not None else None
-        try:
-            new = Registry.load(settings.model_copy(update={"build_index": False, "train_ranker": False}),
-                                state.metrics.batching)
-        except Exception as err:  # any failure refuses the new set; the old one keeps serving
-            if old is not None and old.live is not None:
-                old.live.out = compacting_into
-            log.exception("reload refused")
+        old_live = old.retrieval.live if old is not None and old.retrieval is not None else None
+        compacting_into = old_live.stop_compacting() if old_live is not None else None
+
+        def refuse(why: str) -> RequestError:
+            if old_live is not None:
+                old_live.out = compacting_into
             state.metrics.reloads.labels("refused").inc()
-            raise RequestError((), "reload refused, the previous versions keep serving: "
-                               + public_message(f"{type(err).__name__}: {err}", settings.named_paths()), 409) from err
-        lost = {kind: new.problems.get(kind, "no longer served: its artifact is gone or does not fit the new set "
+            return RequestError((), f"reload refused, the previous versions keep serving: {why}", 409)
+
+        try:
+            new = Registry.load(settings, state.metrics.batching, reloading=not starting)
+        except Exception as err:  # any failure refuses the new set; the old one keeps serving
+            log.exception("reload refused")
+            raise refuse(public_message(f"{type(err).__name__}: {err}", settings.named_paths())) from err
+        lost = {part: new.problems.get(part, "no longer served: its artifact is gone or does not fit the new set "
                                              "(the server log says why)")
-                for kind in OPTIONAL if old is not None and old.serves(kind) and not new.serves(kind)}
+                for part in (RETRIEVAL, *OPTIONAL) if old is not None and old.serves(part) and not new.serves(part)}
         if lost:
             new.close()
-            if old is not None and old.live is not None:
-                old.live.out = compacting_into
-            state.metrics.reloads.labels("refused").inc()
-            raise RequestError((), "reload refused, the previous versions keep serving: "
-                               + "; ".join(f"{kind}: {why}" for kind, why in lost.items()), 409)
+            raise refuse("; ".join(f"{part}: {why}" for part, why in lost.items()))
         state.registry, state.load_error = new, None
         if old is not None:
             old.close()
@@ -67,6 +67,13 @@ def reload_registry(state: State, settings: Settings, wait: bool = False) -> dic
                 "seconds": round(time.perf_counter() - started, 2)}
     finally:
         lock.release()
+
+
+def reload_everywhere(state: State, settings: Settings) -> dict[str, Any]:
+    """POST /admin/reload: this process's swap or, where the app runs as Ray Serve replicas (edurank.service.scale
+    sets `state.reload_all`), every replica's."""
+    everywhere = getattr(state, "reload_all", None)
+    return everywhere() if everywhere is not None else reload_registry(state, settings)
 
 
 def published(settings: Settings) -> tuple[tuple[str, str], ...]:
@@ -109,3 +116,21 @@ def watch_latest(state: State, settings: Settings, stop: threading.Event) -> Non
             reload_registry(state, settings, wait=True)  # after an admin reload that is running, if any
         except RequestError as err:
             log.error("watching LATEST: %s", err.message)
+
+
+def await_index(state: State, settings: Settings, stop: threading.Event, seen: tuple[tuple[str, str], ...]) -> None:
+    """While the index side is not served (the service started before its index job ended, say), look every
+    `settings.retry_seconds` for newly published versions (`seen`: those published when loading began) and
+    load as a start would when one appears: the service then serves without a restart."""
+    while not stop.wait(settings.retry_seconds):
+        registry: Registry | None = state.registry
+        if registry is None or registry.serves(RETRIEVAL):
+            continue  # still loading, or served
+        now = published(settings)
+        if now == seen:
+            continue
+        seen = now
+        try:
+            reload_registry(state, settings, wait=True, starting=True)
+        except RequestError as err:
+            log.error("loading what was published: %s", err.message)

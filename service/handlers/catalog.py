@@ -25,6 +25,7 @@ def check_count(field: str, count: int, limit: int) -> None:
 def upsert(state: State, registry: Registry, rows: pl.DataFrame, timer: Timer = no_timer) -> Outcome:
     """Add or update `rows` (id, channel_id, channel_version, title, description, text, language, kind...):
     embedded here, written by the registry serving when the write happens (a reload may have swapped it)."""
+    one_writer(state)
     recommender = registry.recommender
     if recommender.index.companion is not None and recommender.companion is None:
         raise RequestError((), "the index stores a companion encoder's vectors but that encoder is not loaded "
@@ -43,14 +44,25 @@ def upsert(state: State, registry: Registry, rows: pl.DataFrame, timer: Timer = 
 
 def delete(state: State, keys: Sequence[tuple[str | None, str]], versions: Sequence[int | None],
            timer: Timer = no_timer) -> Outcome:
+    one_writer(state)
     with timer("journal"), state.reload_lock:
         return writer(state).delete(keys, versions)
 
 
+def one_writer(state: State) -> None:
+    """409 where the app runs as several replicas: each would write its own journal into the one live folder,
+    and the others would not see the change (edurank.service.scale)."""
+    replicas = state.settings.replicas
+    if replicas > 1:
+        raise RequestError((), f"the live catalog takes writes only with one replica; this service runs {replicas} "
+                               "(EDURANK_REPLICAS): publish the change with `edurank index --incremental`, then POST "
+                               "/admin/reload", 409)
+
+
 def writer(state: State) -> LiveCatalog:
-    """The live catalog of the registry serving now."""
+    """The live catalog of the registry serving now (503 with why while its index side is off)."""
     registry: Registry | None = state.registry
-    if registry is None or registry.live is None:
+    if registry is None:
         raise RequestError((), "not ready: the catalog is still loading", 503)
     return registry.live
 

@@ -90,17 +90,18 @@ def blank_none(who: str | None) -> str | None:
 
 def record(state: State, store: FeedbackStore, request: FeedbackRequest) -> Recorded:
     """Store the decisions in one transaction. Those that give no model versions get the ones served now (none
-    while the models load)."""
+    while the models load or the index side is off)."""
     settings: Settings = state.settings
     if len(request.decisions) > settings.max_feedback_items:
         raise RequestError(("decisions",), f"{len(request.decisions)} decisions; the limit is "
                                            f"{settings.max_feedback_items} per call (EDURANK_MAX_FEEDBACK_ITEMS)")
     registry = getattr(state, "registry", None)
-    served = dict(registry.versions) if registry is not None else {}
+    served = dict(registry.versions) if registry is not None and registry.retrieval is not None else {}
     decisions = []
     for i, item in enumerate(request.decisions):
         try:
-            decisions.append(Decision(item.topic_id, item.content_id, item.decision, who=item.who or request.who,
+            who = blank_none(item.who) or blank_none(request.who)  # a blank name is none, as on the review page
+            decisions.append(Decision(item.topic_id, item.content_id, item.decision, who=who,
                                       rank=item.rank, probability=item.probability,
                                       versions=served if item.versions is None else item.versions, source="api",
                                       channel_id=item.channel_id))

@@ -48,5 +48,4 @@ def delete(body: DeleteRequest, request: Request, registry: RegistryDep, metrics
 @router.get("/", response_model=CatalogState)
 def state(registry: RegistryDep) -> CatalogState:
     """Items served, rows changed since the published index version, the compactions so far."""
-    assert registry.live is not None
     return CatalogState(**registry.live.describe(), index_version=registry.versions.get("index"))

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edurank.service.deps import MetricsDep
+from edurank.service.registry import RETRIEVAL
 from edurank.service.schemas.ops import Health, Ready
 
 router = APIRouter(tags=["ops"])
@@ -21,13 +22,16 @@ def health() -> Health:
 
 @router.get("/ready", response_model=Ready, responses={503: {"model": Ready}})
 def ready(request: Request) -> JSONResponse:
-    """200 once the models and the index are loaded; 503 with the reason before that or after a failure."""
+    """200 once the index side (catalog, retriever, index) serves: what an operator always configures. 503
+    while loading, while waiting for a first index, or when it failed, with the reason. Once loaded, the body
+    says what is served and what is not (`registry.problems`: each part's reason), whatever the status."""
     registry = getattr(request.app.state, "registry", None)
     if registry is None:
         error = getattr(request.app.state, "load_error", None)
-        body = Ready(ready=False, detail=error or "loading")
-        return JSONResponse(body.model_dump(), status_code=503)
-    return JSONResponse(Ready(ready=True, registry=registry.describe()).model_dump())
+        return JSONResponse(Ready(ready=False, detail=error or "loading").model_dump(), status_code=503)
+    served = registry.serves(RETRIEVAL)
+    body = Ready(ready=served, detail=registry.problems.get(RETRIEVAL), registry=registry.describe())
+    return JSONResponse(body.model_dump(), status_code=200 if served else 503)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

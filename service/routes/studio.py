@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.exceptions import RequestValidationError
 
-from edurank.service.deps import MetricsDep, RegistryDep
+from edurank.service.deps import MetricsDep, RegistryDep, RetrievalDep
 from edurank.service.errors import parse_body
 from edurank.service.handlers import studio as logic
 from edurank.service.metrics import Metrics
@@ -60,8 +60,9 @@ def inline_refs(schema: Any, root: Any = None) -> Any:
 
 @router.get("/connect", response_model=Connected)
 @stable.get("/connect", response_model=Connected)
-def connect(registry: RegistryDep) -> Connected:
-    """`{"status": "OK"}` once the models are loaded (503 before): Studio's check before any other call."""
+def connect(retrieval: RetrievalDep) -> Connected:
+    """`{"status": "OK"}` once the index side serves (503 with why before): Studio's check before any other
+    call."""
     return Connected()
 
 

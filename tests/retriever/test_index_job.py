@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from edurank.artifacts import LATEST, Manifest
 from edurank.retriever import index_job as indexing
 from edurank.retriever.catalog import load_catalog
 from edurank.retriever.config import IndexConfig
+from edurank.retriever.content_index import ContentIndex
 from edurank.retriever.index_job import build_index, load_index, search_text
 from edurank.retriever.model import BiEncoder
 from edurank.retriever.texts import content_texts
@@ -106,3 +109,27 @@ def test_an_incremental_run_without_a_usable_version_embeds_everything(tiny_cata
     path = build_index(bundled_encoder, load_catalog(tiny_catalog), tmp_path / "index", IndexConfig(incremental=True),
                        progress=False)
     assert "changes" not in Manifest.read(path).details and not (path / "changes.parquet").exists()
+
+
+def test_two_jobs_on_one_output_folder_at_once_each_publish_their_version(tiny_catalog: Path, bundled_encoder,
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both jobs of the same run are inside their staging folders at the same moment (a barrier in the save
+    holds the first until the second arrives): each writes its own, both versions publish and load."""
+    catalog = load_catalog(tiny_catalog)
+    vectors = bundled_encoder.encode_content(catalog)
+    out, barrier, staged = tmp_path / "index", threading.Barrier(2, timeout=60), []
+    save = ContentIndex.save
+
+    def save_together(index: ContentIndex, work: Path) -> None:
+        staged.append(work)
+        barrier.wait()
+        save(index, work)
+
+    monkeypatch.setattr(ContentIndex, "save", save_together)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        published = list(pool.map(lambda _: indexing.publish_index(vectors, bundled_encoder, catalog, out), range(2)))
+    assert len(set(staged)) == 2 and len(set(published)) == 2
+    assert all(load_index(path, bundled_encoder).ids == catalog.content["id"].to_list() for path in published)
+    assert (out / LATEST).read_text().strip() == max(path.name for path in published)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []

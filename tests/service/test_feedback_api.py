@@ -69,7 +69,7 @@ def test_record_read_and_undo(client: TestClient, feedback_url: str) -> None:
 
 
 def test_decisions_get_the_served_versions_when_they_give_none(client: TestClient) -> None:
-    client.app.state.registry = SimpleNamespace(versions={"retriever": "r1", "ranker": None})
+    client.app.state.registry = SimpleNamespace(versions={"retriever": "r1", "ranker": None}, retrieval=object())
     [recorded] = client.post("/feedback", json={"decisions": [decision("c1")]}).json()["ids"]
     client.app.state.registry = None
     [stored] = client.get("/feedback").json()["decisions"]

@@ -55,6 +55,8 @@ def test_reload_swaps_in_a_new_index_and_refuses_a_damaged_one(settings: Setting
         refused = client.post("/admin/reload", headers=KEY)
         assert refused.status_code == 409 and "ids.parquet" in refused.json()["detail"][0]["msg"]
         assert "previous versions keep serving" in refused.json()["detail"][0]["msg"]
+        assert "run `edurank index` to publish a good version" in refused.json()["detail"][0]["msg"]
+        assert "EDURANK_BUILD_INDEX" not in refused.text  # a reload never builds one
         assert str(settings.artifacts) not in refused.text
         assert served_index(client) == second != damaged
         items = client.post("/recommend", json={"topic_id": "fr_add", "rerank": False}).json()["items"]
@@ -105,3 +107,25 @@ def test_a_reload_that_would_lose_a_served_model_is_refused(settings: Settings, 
         assert str(tmp_path) not in refused.text
         assert client.get("/ready").json()["registry"]["reranker"] is True
         assert client.post("/rerank", json={"query": "fractions", "candidates": ["a", "b"]}).status_code == 200
+
+
+def test_started_before_its_index_it_waits_then_serves_what_is_published(settings: Settings) -> None:
+    """The API up before the index job ends (podman-compose ignores service_completed_successfully): /ready says
+    it is waiting, and the index is loaded once published, without a restart."""
+    waiting = settings.model_copy(update={"build_index": False, "retry_seconds": 0.2, "background_load": True})
+    with TestClient(create_app(waiting)) as client:
+        assert client.get("/health").status_code == 200
+        deadline = time.monotonic() + 60
+        while (ready := client.get("/ready")).json()["detail"] == "loading":
+            assert time.monotonic() < deadline, "the first load did not end"
+            time.sleep(0.1)
+        assert ready.status_code == 503 and ready.json()["detail"].startswith("waiting for the index")
+        assert "$EDURANK_ARTIFACTS/index" in ready.json()["detail"] and str(settings.artifacts) not in ready.text
+        assert client.post("/recommend", json={"topic_id": "fr_add"}).status_code == 503
+        version = publish_index(settings)
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the published index was not loaded"
+            time.sleep(0.2)
+        assert served_index(client) == version
+        items = client.post("/recommend", json={"topic_id": "fr_add", "rerank": False}).json()["items"]
+        assert items[0]["title"] == "Adding fractions"
