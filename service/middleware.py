@@ -24,6 +24,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
+from typing import Protocol
 from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
@@ -104,25 +105,29 @@ class BodyTimeout(HTTPException):
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, limiter: Limiter | None = None) -> None:
         self.app, self.settings = app, settings
         self.key = settings.api_key.get_secret_value().encode() if settings.api_key else None
-        self.buckets = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.buckets = limiter or RateLimiter(settings.rate_limit, settings.rate_burst)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self.refusal(scope)
+        refusal = await self.refusal(scope)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
         await self.app(scope, self.limited(receive), send)
 
-    def refusal(self, scope: Scope) -> ASGIApp | None:
+    async def refusal(self, scope: Scope) -> ASGIApp | None:
         """The error response a request gets before its body is read, or None to let it through. The path is the
         one routing matches (without the `root_path` a proxy or a mount put in front, on a "/" boundary, as
         Starlette's router strips it): the guard must see what routing sees."""
+        if header(scope, b"content-length") is not None and header(scope, b"transfer-encoding") is not None:
+            # two framings: a proxy in front may have read the other one (request smuggling); RFC 9112 6.1
+            return error_response(400, ["header", "transfer-encoding"], "send Content-Length or Transfer-Encoding, "
+                                  "not both", "http_error", {"Connection": "close"})
         path = get_route_path(scope)
         if path in OPS or path.startswith(STATIC):
             return None
@@ -136,16 +141,16 @@ class Guard:
         elif path == "/metrics":
             need = self.settings.metrics_access
         elif path == FEEDBACK or path.startswith(FEEDBACK + "/"):
-            need = "key" if self.key is not None or self.settings.require_key else "on"
+            need = "key" if self.key is not None else "on"
         elif path == REVIEW or path.startswith(REVIEW + "/"):
-            keyed = self.key is not None or self.settings.require_key
-            need = "review" if keyed and path != REVIEW_LOGIN else "on"
+            need = "review" if self.key is not None and path != REVIEW_LOGIN else "on"
         else:
             need = "key" if self.settings.require_key else "on"
         if need == "off":
             return error_response(404, ["path"], "Not Found", "http_error")
         # inference and admin; docs and metrics where they ask for the key (guessing it is limited too)
-        wait = self.buckets.take(client_of(scope)) if need == "key" or path not in (*DOCS, "/metrics") else 0.0
+        limited = need == "key" or path not in (*DOCS, "/metrics")
+        wait = await self.buckets.acquire(client_of(scope)) if limited else 0.0
         if wait > 0:
             return error_response(429, ["header"], f"over {self.settings.rate_limit:g} requests per second; "
                                   f"retry in {math.ceil(wait)} s", "rate_limited",
@@ -178,9 +183,9 @@ class Guard:
     def credential(self, scope: Scope, cookie: bool = False) -> str | None:
         """What authorises the request: "key" (the API key in a header) or, with `cookie`, "cookie" (a review
         cookie made from the key, issued less than REVIEW_SECONDS ago); None: nothing does."""
-        if self.key is None:  # a route set to need a key with no key configured: nobody gets in
+        if self.key is None:  # Settings refuse any route needing a key with none set; the admin routes 403 before
             return None
-        sent = header(scope, b"x-api-key")
+        sent = header(scope, b"x-api-key") or None  # an empty header is no key: a Bearer one may follow
         bearer = header(scope, b"authorization")
         if sent is None and bearer is not None and bearer[:7].lower() == "bearer ":
             sent = bearer[7:].strip()
@@ -253,10 +258,19 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 def client_of(scope: Scope) -> str:
-    """Who a rate limit applies to: the client's address (behind a proxy, uvicorn's --forwarded-allow-ips
-    makes it the original client's)."""
+    """Who a rate limit applies to: the peer's address, or the original client's when the peer is one of
+    EDURANK_TRUSTED_PROXIES (uvicorn's proxy headers rewrite `client` only then; see `server_config`)."""
     client = scope.get("client")
     return client[0] if client else "unknown"
+
+
+class Limiter(Protocol):
+    """Where the Guard takes a client's tokens: this process (`RateLimiter`), or one store several processes
+    share (edurank.service.scale: one `RateLimiter` actor for every Ray Serve replica)."""
+
+    async def acquire(self, client: str) -> float:
+        """0 when the client may go ahead (a token is taken), else the seconds until it may."""
+        ...
 
 
 class RateLimiter:
@@ -280,3 +294,6 @@ class RateLimiter:
         while len(self.buckets) > self.max_clients:  # the least recently seen go first: bounded memory
             self.buckets.popitem(last=False)
         return wait
+
+    async def acquire(self, client: str) -> float:
+        return self.take(client)

@@ -7,16 +7,19 @@ falls back to that layout, and to the bundled MiniLM and sample catalog where no
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from edurank import SAMPLE_CATALOG
 from edurank.errors import InputError
 
 MIN_KEY_CHARS = 16
+HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
 class Settings(BaseSettings):
@@ -44,6 +47,9 @@ class Settings(BaseSettings):
     background_load: bool = Field(True, description="load models after start-up, /ready says when done")
     watch_seconds: float = Field(0.0, ge=0, description="how often to check the artifacts' LATEST files and swap "
                                                         "in newly published versions (0: only on POST /admin/reload)")
+    retry_seconds: float = Field(5.0, ge=0, description="while the index side is not served (no index published "
+                                                        "yet, or none that loads), how often to look for a newly "
+                                                        "published version and load it (0: never)")
 
     candidates: int = Field(32, ge=1, description="default number of retrieved candidates to rerank")
     max_candidates: int = Field(100, ge=1, description="most candidates a /recommend request may ask to rerank")
@@ -77,6 +83,9 @@ class Settings(BaseSettings):
     batch_max_items: int = Field(32, ge=1, description="most texts per forward pass of a batched model")
     batch_max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits after its first request "
                                                              "for others to join (0: take what is queued)")
+    batch_max_tokens: int = Field(16384, ge=1, description="most tokens (estimated as characters / 4, each text "
+                                                           "cut at its model's limit) per forward pass of a batched "
+                                                           "model: long texts make smaller batches")
     batch_max_pairs: int = Field(128, ge=1, description="most (topic, item) pairs per cross-encoder batch")
     batch_max_essays: int = Field(8, ge=1, description="most essays per essay-scorer batch (each is several "
                                                         "windows)")
@@ -88,11 +97,20 @@ class Settings(BaseSettings):
                                                          "configuration's: 256 for the bundled MiniLM); texts are "
                                                          "cut there by /embed, /v1/embeddings and the index alike")
 
-    threads: int | None = Field(None, ge=1, description="threads of torch, FAISS and ONNX Runtime (default: one "
-                                                        "per core)")
+    threads: int | None = Field(None, ge=1, description="threads of torch, FAISS, ONNX Runtime and LightGBM "
+                                                        "(default: one per core)")
+    spin_threads: bool = Field(False, description="ONNX Runtime's idle threads spin waiting for its next call (a "
+                                                  "little faster where nothing else needs the cores; off: they "
+                                                  "sleep and leave the cores to the stages after the encoder)")
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface; see api_key "
                                                "before exposing it)")
-    port: int = Field(8000, description="port to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on (0: any free one)")
+    # scale-out (edurank.service.scale): the same app as a Ray Serve deployment, `pip install edurank[scale]`
+    replicas: int = Field(1, ge=1, description="copies of the app serving behind one port on Ray Serve (more than "
+                                               "1: each loads the models; threads default to the cores / replicas)")
+    ray_address: str | None = Field(None, description="Ray cluster to serve on (`auto`, or ray://HOST:10001); given, "
+                                                      "the app runs on Ray Serve even with one replica (default: a "
+                                                      "local Ray started for the service)")
 
     # access and limits: what makes the service safe to expose beyond loopback
     api_key: SecretStr | None = Field(None, description="key of the admin routes (off without one) and of any route "
@@ -106,6 +124,10 @@ class Settings(BaseSettings):
     rate_limit: float = Field(0.0, ge=0, description="inference requests per second per client (0: no limit); over "
                                                      "it: 429 with Retry-After")
     rate_burst: int = Field(20, ge=1, description="requests a client may send at once before rate_limit applies")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: "
+                                          "addresses or networks, comma-separated (e.g. 10.0.0.5,172.16.0.0/12; *: "
+                                          "any peer); empty: none, so rate limits key on the peer's own address")
     max_body_bytes: int = Field(4 << 20, ge=1, description="largest request body; a larger one gets 413 before it "
                                                            "is read")
     body_timeout: float = Field(30.0, gt=0, description="seconds a request body may take to arrive (then 408)")
@@ -128,6 +150,50 @@ class Settings(BaseSettings):
         if len(secret) < MIN_KEY_CHARS:
             raise ValueError(f"use at least {MIN_KEY_CHARS} characters (e.g. `openssl rand -hex 24`)")
         return value
+
+    @field_validator("host")
+    @classmethod
+    def listenable_host(cls, value: str) -> str:
+        """An IP address or a hostname's syntax (no DNS lookup, which could hang the start): `999.1.1.1` is
+        neither, so it is refused here rather than by a traceback once the app has loaded."""
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            labels = value.removesuffix(".").split(".")
+        if len(value) > 253 or not all(HOST_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+            raise ValueError(f"{value[:60]!r} is neither an IP address nor a host name")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def proxy_networks(cls, value: Any) -> Any:
+        """Comma-separated addresses or networks (as uvicorn's --forwarded-allow-ips takes them), each checked."""
+        entries = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        for entry in entries if isinstance(entries, list) else []:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(str(entry), strict=False)
+                except ValueError:
+                    raise ValueError(f"{str(entry)[:60]!r} is not an IP address or network") from None
+        return entries
+
+    @model_validator(mode="after")
+    def consistent(self) -> Settings:
+        """Settings that contradict each other are refused at start, naming both, rather than turning every
+        request into an error. A default left unset follows a lower limit instead."""
+        for default, limit in (("default_top_k", "max_top_k"), ("candidates", "max_candidates")):
+            if default not in self.model_fields_set:
+                setattr(self, default, min(getattr(self, default), getattr(self, limit)))
+            elif getattr(self, default) > getattr(self, limit):
+                raise ValueError(f"EDURANK_{default.upper()} ({getattr(self, default)}) is above "
+                                 f"EDURANK_{limit.upper()} ({getattr(self, limit)})")
+        keyed = {"require_key": self.require_key, "docs_access": self.docs_access == "key",
+                 "metrics_access": self.metrics_access == "key"}
+        needing = [f"EDURANK_{name.upper()}" for name, needs in keyed.items() if needs]
+        if needing and self.api_key is None:
+            raise ValueError(f"{needing[0]} asks for the key but EDURANK_API_KEY is not set: nobody could get in")
+        return self
 
     @property
     def index_root(self) -> Path:
@@ -166,10 +232,18 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment; a bad value is an InputError naming its variable (the CLI's exit 2)."""
+    """Settings from the environment; a bad value is an InputError naming its variable (the CLI's exit 2), and
+    settings that contradict each other one naming both."""
     try:
         return Settings(**overrides)
+    except SettingsError as err:  # a list or object that is not JSON, refused before validation
+        field = re.search(r'field "(\w+)"', str(err))
+        name = f"EDURANK_{field.group(1).upper()}" if field else "an EDURANK_ variable"
+        raise InputError(f"{name}: not valid JSON ({err.__cause__ or err}); give lists as JSON, e.g. "
+                         '["https://school.example"]') from None
     except ValidationError as err:
         first = err.errors()[0]
-        name = "EDURANK_" + "_".join(str(part) for part in first["loc"][:1]).upper()
-        raise InputError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a model validator's: the message names the variables
+            raise InputError(message) from None
+        raise InputError(f"EDURANK_{str(first['loc'][0]).upper()}: {message}") from None

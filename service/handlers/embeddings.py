@@ -83,8 +83,6 @@ def embed_tei(registry: Registry, request: EmbedRequest, timer: Timer = no_timer
     texts = texts_of(registry, "inputs", request.inputs)
     if not request.normalize:
         raise RequestError(("normalize",), "the served vectors are L2-normalised; unnormalised ones are not kept")
-    if request.prompt_name is not None:
-        raise RequestError(("prompt_name",), "this model has no prompts")
     if not request.truncate:
         limit = registry.recommender.encoder.max_tokens
         for i, count in enumerate(token_counts(registry, texts)):

@@ -48,7 +48,7 @@ def base(request: Request) -> str:
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     settings = request.app.state.settings
     shared = {"base": base(request), "static": base(request) + STATIC, "status": status,
-              "keyed": settings.api_key is not None, "locked": settings.api_key is None and settings.require_key}
+              "keyed": settings.api_key is not None}
     return templates.TemplateResponse(request, template, {**shared, **context}, status_code=status,
                                       headers={"Content-Security-Policy": POLICY})
 
@@ -112,8 +112,7 @@ async def login(request: Request) -> Response:
     sent, back = form.get("key", [""])[0], logic.next_page(form.get("next", [None])[0])
     token = logic.login(settings, sent)
     if token is None:
-        problem = ("that is not the key" if settings.api_key else "no key is set and EDURANK_REQUIRE_KEY is on: "
-                   "nobody can log in" if settings.require_key else "no key is set: the page is open")
+        problem = "that is not the key" if settings.api_key else "no key is set: the page is open"
         return render(request, "review/login.html", 401, next=back, problem=problem)
     response = RedirectResponse(base(request) + back, status_code=303)
     response.set_cookie(REVIEW_COOKIE, token, max_age=REVIEW_SECONDS, httponly=True, samesite="strict",

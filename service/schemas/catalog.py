@@ -5,27 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictStr
 
-from edurank.service.schemas.request import RequestModel
+from edurank.service.schemas.request import MAX_ID_CHARS, Id, Int64, RequestModel, Text
 
 NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"  # an id is shown and logged as is
 
 
 class ItemKey(RequestModel):
-    id: StrictStr = Field(min_length=1, pattern=NO_CONTROL)
-    channel_id: StrictStr | None = Field(None, min_length=1, pattern=NO_CONTROL,
+    id: StrictStr = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=NO_CONTROL)
+    channel_id: StrictStr | None = Field(None, min_length=1, max_length=MAX_ID_CHARS, pattern=NO_CONTROL,
                                          description="items are keyed by (channel_id, id)")
-    channel_version: StrictInt | None = Field(None, ge=-(2**63), lt=2**63,
-                                              description="an older version than the stored one is skipped")
+    channel_version: Int64 | None = Field(None, description="an older version than the stored one is skipped")
 
 
 class CatalogItem(ItemKey):
-    title: StrictStr = Field(min_length=1, examples=["Adding fractions"])
-    description: StrictStr | None = None
+    title: Text = Field(examples=["Adding fractions"])
+    description: Text | None = None
     text: StrictStr | None = None
-    language: StrictStr = Field(min_length=1, examples=["en"])
-    kind: StrictStr | None = Field(None, examples=["video"])
+    language: Id = Field(examples=["en"])
+    kind: Id | None = Field(None, examples=["video"])
 
 
 class UpsertRequest(RequestModel):

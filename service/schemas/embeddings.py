@@ -3,11 +3,16 @@ compatible POST /embed, both answered by the served retriever (its query vectors
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool
 
-from edurank.service.schemas.request import RequestModel
+from edurank.service.schemas.request import NOT_EMPTY, Count, Integer, Name, RequestModel, Text
+
+Texts = Annotated[list[Text], Field(json_schema_extra=NOT_EMPTY)]
+# ids below 0 or past the vocabulary are refused by the handler, naming the one (the document states the 0)
+TokenId = Annotated[Integer, Field(json_schema_extra={"minimum": 0})]
+TokenIds = Annotated[list[TokenId], Field(json_schema_extra=NOT_EMPTY)]
 
 
 class EmbeddingsRequest(RequestModel):
@@ -16,14 +21,14 @@ class EmbeddingsRequest(RequestModel):
     sends tiktoken ids by default, which are another vocabulary: give it check_embedding_ctx_length=False to
     send text."""
 
-    input: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(
+    input: Text | Texts | TokenIds | Annotated[list[TokenIds], Field(json_schema_extra=NOT_EMPTY)] = Field(
         examples=[["Adding fractions with unlike denominators"]],
         description="a text, a list of texts, or token ids of the served retriever's tokenizer (a list, or a list "
                     "of lists)")
-    model: StrictStr = Field("edurank", description="any name: the served retriever answers (its id is returned)")
+    model: Name = Field("edurank", description="any name: the served retriever answers (its id is returned)")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: StrictInt | None = Field(None, ge=1, description="must equal the model's dimension if given")
-    user: StrictStr | None = None
+    dimensions: Count | None = Field(None, description="must equal the model's dimension if given")
+    user: Name | None = None
 
 
 class Embedding(BaseModel):
@@ -47,7 +52,8 @@ class EmbeddingsResponse(BaseModel):
 class EmbedRequest(RequestModel):
     """text-embeddings-inference's /embed request."""
 
-    inputs: StrictStr | list[StrictStr] = Field(examples=["Adding fractions with unlike denominators"])
-    normalize: StrictBool = Field(True, description="the served vectors are always L2-normalised; false is refused")
+    inputs: Text | Texts = Field(examples=["Adding fractions with unlike denominators"])
+    normalize: StrictBool = Field(True, json_schema_extra={"enum": [True]},
+                                  description="the served vectors are always L2-normalised; false is refused")
     truncate: StrictBool = Field(False, description="cut texts longer than the model's token limit (else 422)")
-    prompt_name: StrictStr | None = Field(None, description="not supported: must be absent")
+    prompt_name: None = Field(None, description="not supported: must be absent (or null)")

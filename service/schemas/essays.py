@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edurank.essays.data import TRAITS
-from edurank.service.schemas.request import RequestModel, one_of
+from edurank.service.schemas.request import NOT_EMPTY, Id, RequestModel, Text, one_of
 
 TRAIT_LIST = ", ".join(TRAITS)
 
 
 class Essay(RequestModel):
-    id: StrictStr | None = Field(None, description="echoed back, to match results to your essays")
-    text: StrictStr = Field(description="the essay (limit: EDURANK_MAX_ESSAY_CHARS characters)")
+    id: Id | None = Field(None, description="echoed back, to match results to your essays")
+    text: Text = Field(description="the essay (limit: EDURANK_MAX_ESSAY_CHARS characters)")
 
 
 class ScoreEssayRequest(RequestModel):
@@ -22,8 +22,8 @@ class ScoreEssayRequest(RequestModel):
         {"text": "I think students would benefit from learning at home because they can work at their own pace."},
         {"essays": [{"id": "a1", "text": "First essay ..."}, {"id": "a2", "text": "Second essay ..."}]}]})
 
-    text: StrictStr | None = Field(None, description="a single essay")
-    essays: list[Essay] | None = Field(None, description="a batch of essays")
+    text: Text | None = Field(None, description="a single essay")
+    essays: list[Essay] | None = Field(None, json_schema_extra=NOT_EMPTY, description="a batch of essays")
 
     @model_validator(mode="after")
     def one_form(self) -> ScoreEssayRequest:

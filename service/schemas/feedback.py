@@ -6,13 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictStr
 
 from edurank.feedback import INTERACTIONS
 from edurank.service.schemas.catalog import NO_CONTROL
-from edurank.service.schemas.request import RequestModel
+from edurank.service.schemas.request import MAX_ID_CHARS, Rank, RequestModel
 
-MAX_ID_CHARS = 512  # the store also caps them at 512 bytes in UTF-8 (edurank.feedback's MAX_TEXT_BYTES)
 MAX_VERSIONS = 16
 MAX_CURRENT = 10_000  # most current decisions GET /feedback/current returns
 NO_SPACE = r"^[^\s\x00-\x1f\x7f]+$"  # an id: the export writes a topic's items space-separated, as LECR does
@@ -20,9 +19,14 @@ Interaction = Literal[INTERACTIONS]  # type: ignore[valid-type]
 # the probability and the model versions a list was shown with, alike on POST /feedback and the review page
 Probability = Annotated[Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)] | None,
                         Field(description="the probability shown")]
-Versions = Annotated[dict[StrictStr, StrictStr | None] | None, Field(
-    max_length=MAX_VERSIONS, description="the model versions that produced the list, as /recommend reports them "
-                                         "(default: the versions served now)")]
+# a model kind or version as the store keeps it: no NUL, not blank
+STORED = r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$"
+Stored = Annotated[StrictStr, Field(max_length=MAX_ID_CHARS, pattern=STORED)]
+# pydantic states the keys' pattern as patternProperties, which let other keys through: propertyNames says it
+Versions = Annotated[dict[Stored, Stored | None] | None, Field(
+    max_length=MAX_VERSIONS, json_schema_extra={"propertyNames": {"pattern": STORED}},
+    description="the model versions that produced the list, as /recommend reports them (default: the versions "
+                "served now)")]
 
 
 def name_field(description: str | None = None, required: bool = False) -> Any:
@@ -45,7 +49,7 @@ class FeedbackDecision(RequestModel):
                                               "interaction types: imported, rejected, previewed, ignored, flagged; "
                                               "accepted and imported train as positives, rejected as negatives")
     who: StrictStr | None = name_field("who decided this one (default: the body's `who`)")
-    rank: StrictInt | None = Field(None, ge=1, lt=2**31, description="the item's rank as shown (1-based)")
+    rank: Rank | None = Field(None, description="the item's rank as shown (1-based)")
     probability: Probability = None
     versions: Versions = None
 

@@ -4,38 +4,38 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, model_validator
 
-from edurank.service.schemas.request import RequestModel, one_of
+from edurank.service.schemas.request import MAX_FILTERS, Count, Id, Name, Natural, RequestModel, Text, one_of
 
 
 class TopicText(RequestModel):
     """A topic given by its text, for topics that are not in the loaded catalog."""
 
-    title: StrictStr = Field(min_length=1, examples=["Adding fractions with unlike denominators"])
-    description: StrictStr | None = None
-    breadcrumbs: StrictStr | None = Field(None, examples=["Mathematics > Fractions"])
-    language: StrictStr | None = Field(None, examples=["en"], description="must be one of the catalog's languages")
+    title: Text = Field(examples=["Adding fractions with unlike denominators"])
+    description: Text | None = None
+    breadcrumbs: Text | None = Field(None, examples=["Mathematics > Fractions"])
+    language: Id | None = Field(None, examples=["en"], description="must be one of the catalog's languages")
 
 
 class RecommendRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra=one_of({"topic_id": "string"}, {"topic": "object"}))
 
-    topic_id: StrictStr | None = Field(None, min_length=1, description="a topic of the loaded catalog")
+    topic_id: Id | None = Field(None, description="a topic of the loaded catalog")
     topic: TopicText | None = None
-    top_k: StrictInt | None = Field(None, ge=1, description="most items returned (default and limit: settings)")
-    candidates: StrictInt | None = Field(None, ge=1, description="retrieved candidates to rerank (cross-encoder; a "
-                                                          "ranker takes its own hybrid candidates)")
+    top_k: Count | None = Field(None, description="most items returned (default and limit: settings)")
+    candidates: Count | None = Field(None, description="retrieved candidates to rerank (cross-encoder; a ranker "
+                                                       "takes its own hybrid candidates)")
     threshold: StrictFloat | None = Field(None, ge=0.0, le=1.0, description="override the tuned threshold")
     margin: StrictFloat | None = Field(None, ge=0.0, lt=1.0, description="override the tuned margin: also keep items "
                                                                    "with probability >= best x (1 - margin); 0: off")
     explain: StrictBool = Field(False, description="give each item up to three reasons in plain words and its raw "
                                                    "feature contributions (ranker only)")
-    languages: list[StrictStr] | None = Field(None, description="only content in these languages")
-    kinds: list[StrictStr] | None = Field(None, description="only content of these kinds")
-    channels: list[StrictStr] | None = Field(None, description="only content of these channels (items added with a "
-                                                               "channel_id)")
-    exclude_channels: list[StrictStr] | None = Field(None, description="no content of these channels")
+    languages: list[Id] | None = Field(None, max_length=MAX_FILTERS, description="only content in these languages")
+    kinds: list[Id] | None = Field(None, max_length=MAX_FILTERS, description="only content of these kinds")
+    channels: list[Id] | None = Field(None, max_length=MAX_FILTERS, description="only content of these channels "
+                                                                               "(items added with a channel_id)")
+    exclude_channels: list[Id] | None = Field(None, max_length=MAX_FILTERS, description="no content of these channels")
     rerank: StrictBool = True
 
     @model_validator(mode="after")
@@ -90,8 +90,8 @@ class RecommendResponse(BaseModel):
 
 
 class RerankRequest(RequestModel):
-    query: StrictStr = Field(min_length=1, examples=["Area of a triangle"])
-    candidates: list[StrictStr] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])
+    query: Text = Field(examples=["Area of a triangle"])
+    candidates: list[Text] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])
 
 
 class RerankScore(BaseModel):
@@ -108,8 +108,8 @@ class RerankResponse(BaseModel):
 class TeiRerankRequest(RequestModel):
     """text-embeddings-inference's /rerank body (served at /tei/rerank; /rerank keeps edurank's contract)."""
 
-    query: StrictStr = Field(min_length=1, examples=["Area of a triangle"])
-    texts: list[StrictStr] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])
+    query: Text = Field(examples=["Area of a triangle"])
+    texts: list[Text] = Field(min_length=1, examples=[["Half of base times height.", "Photosynthesis"]])
     raw_scores: StrictBool = Field(False, description="the cross-encoder's logits instead of calibrated probabilities")
     return_text: StrictBool = Field(False, description="echo each text beside its score")
     truncate: StrictBool = Field(True, description="accepted for compatibility: texts are always cut to the reranker's "
@@ -126,27 +126,26 @@ class TeiRank(BaseModel):
 class RerankDocument(RequestModel):
     """A document as an object (Cohere's and Jina's other form of a text)."""
 
-    text: StrictStr
+    text: Text
 
 
 class CohereRerankRequest(RequestModel):
     """Cohere's rerank body (/v1/rerank, /v2/rerank), which Jina's and vLLM's share: what LangChain, LlamaIndex
     and the `cohere` SDK with a base URL send."""
 
-    query: StrictStr = Field(min_length=1, examples=["Area of a triangle"])
-    documents: list[StrictStr | RerankDocument] = Field(
+    query: Text = Field(examples=["Area of a triangle"])
+    documents: list[Text | RerankDocument] = Field(
         min_length=1, examples=[["Half of base times height.", {"text": "Photosynthesis"}]],
         description="texts, or objects with a `text`; up to EDURANK_MAX_RERANK_CANDIDATES (64) per call")
-    model: StrictStr | None = Field(None, description="any name: the served reranker answers (its id is returned)")
-    top_n: StrictInt | None = Field(None, ge=0, description="the best N results only (0 or absent: all)")
+    model: Name | None = Field(None, description="any name: the served reranker answers (its id is returned)")
+    top_n: Natural | None = Field(None, description="the best N results only (0 or absent: all)")
     return_documents: StrictBool = Field(True, description="echo each document as `document.text` (Jina's and "
                                                            "vLLM's default; Cohere's is false)")
     rank_fields: list[Literal["text"]] | None = Field(None, description="Cohere v1: only `text` is ranked")
-    max_chunks_per_doc: StrictInt | None = Field(None, ge=1, description="Cohere v1, accepted: documents are not "
-                                                                         "chunked but cut to the reranker's pair "
-                                                                         "format")
-    max_tokens_per_doc: StrictInt | None = Field(None, ge=1, description="Cohere v2, accepted: documents are cut "
-                                                                         "to the reranker's pair format")
+    max_chunks_per_doc: Count | None = Field(None, description="Cohere v1, accepted: documents are not chunked "
+                                                               "but cut to the reranker's pair format")
+    max_tokens_per_doc: Count | None = Field(None, description="Cohere v2, accepted: documents are cut to the "
+                                                               "reranker's pair format")
 
 
 class RerankedDocument(BaseModel):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictStr
 
 from edurank.service.schemas.feedback import Probability, StoredFeedback, Versions, id_field, name_field
-from edurank.service.schemas.request import RequestModel
+from edurank.service.schemas.request import Rank, RequestModel
 
 
 class DecisionRequest(RequestModel):
@@ -19,7 +19,7 @@ class DecisionRequest(RequestModel):
     channel_id: StrictStr | None = id_field()
     decision: Literal["accepted", "rejected", "flagged"] = Field(
         description="accepted trains as a positive, rejected as a negative, flagged (a second look) never trains")
-    rank: StrictInt = Field(ge=1, lt=2**31, description="the item's rank as shown (1-based)")
+    rank: Rank = Field(description="the item's rank as shown (1-based)")
     probability: Probability = None
     who: StrictStr | None = name_field("the reviewer (blank: none)")
     versions: Versions = None

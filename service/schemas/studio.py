@@ -2,11 +2,13 @@
 POST /recommend with a `topics` body (Studio's curriculum automation calls these at the root of a port).
 
 Requests are checked first against the JSON Schemas Learning Equality publish in `le-utils` (the installed
-package is the contract, never a copy), then read into these models; responses hold exactly what Studio reads.
+package is the contract, never a copy; the one bound added says what the store keeps: a 64-bit channel_version),
+then read into these models; responses hold exactly what Studio reads.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 from le_utils.constants import embed_content_request, embed_topics_request
@@ -14,7 +16,17 @@ from pydantic import BaseModel, Field
 
 from edurank.service.schemas.request import RequestModel
 
-CONTENT_SCHEMA: dict[str, Any] = embed_content_request.SCHEMA  # /embed-content's body
+INT64 = {"minimum": -(2**63), "exclusiveMaximum": 2**63}  # both exact as floats, as OpenAPI documents keep them
+
+
+def stored_versions(schema: dict[str, Any]) -> dict[str, Any]:
+    """le-utils' content schema with the 64-bit bound of channel_version added (it is stored as a BIGINT)."""
+    bounded = copy.deepcopy(schema)
+    bounded["definitions"]["resource"]["properties"]["channel_version"].update(INT64)
+    return bounded
+
+
+CONTENT_SCHEMA: dict[str, Any] = stored_versions(embed_content_request.SCHEMA)  # /embed-content's body
 TOPICS_SCHEMA: dict[str, Any] = embed_topics_request.SCHEMA  # /embed-topics' and Studio's /recommend's body
 
 

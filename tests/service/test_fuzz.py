@@ -4,9 +4,9 @@ trained in seconds on synthetic rows. Examples are derandomised (the same cases 
 EDURANK_FUZZ_EXAMPLES sets how many per route (CI: 25; `bench/README.md` has the longer run).
 
 Checked: no input gives a 5xx, every status and header is documented, bodies match their schemas, and
-inputs the schema forbids are refused. Not checked: that every schema-valid input is accepted, which
-cannot hold here: a topic's `language` must be one of the loaded catalog's, a text must not be blank, and
-limits come from settings, none of which a static schema can state.
+inputs the schema forbids are refused. That every schema-valid input is accepted is tests/service/test_schemas.py's
+(schemathesis's check cannot tell the refusals a static schema cannot state: a topic's `language` must be one
+of the loaded catalog's, and limits come from settings).
 """
 
 from __future__ import annotations

@@ -226,7 +226,7 @@ def test_tree_links_keep_an_id_one_path_segment(client: TestClient) -> None:
     the page's `{topic_id:path}` route gets the id back whole."""
     odd = "a/../b c/./d"
     page = templates.get_template("review/index.html").render(
-        base="", static="", status=200, keyed=False, locked=False, languages=[],
+        base="", static="", status=200, keyed=False, languages=[],
         channels=[Channel("ch", ["en"], [TreeNode(odd, "Odd", "en", True, [])])])
     assert 'href="/review/topic/a%2F..%2Fb%20c%2F.%2Fd"' in page
     answer = client.get("/review/topic/a%2F..%2Fb%20c%2F.%2Fd")
