@@ -263,6 +263,11 @@ def add_serve(commands: argparse._SubParsersAction) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", default=None, help=described("host") + "; overrides EDURANK_HOST")
     serve.add_argument("--port", type=int, default=None, help=described("port") + "; overrides EDURANK_PORT")
+    serve.add_argument("--replicas", type=int, default=None,
+                       help=described("replicas") + "; overrides EDURANK_REPLICAS")
+    serve.add_argument("--ray-address", default=None, help=described("ray_address") + "; overrides EDURANK_RAY_ADDRESS")
+    serve.add_argument("--trusted-proxies", default=None,
+                       help=described("trusted_proxies") + "; overrides EDURANK_TRUSTED_PROXIES")
 
 
 def run_demo(args: argparse.Namespace) -> None:
@@ -489,9 +494,11 @@ def run_feedback_export(args: argparse.Namespace) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    from edurank.service.server import serve
+    from edurank.service.server import serve_with
 
-    serve(args.host, args.port)
+    flags = {"host": args.host, "port": args.port, "replicas": args.replicas, "ray_address": args.ray_address,
+             "trusted_proxies": args.trusted_proxies}
+    serve_with(**{name: value for name, value in flags.items() if value is not None})
 
 
 HANDLERS = {"demo": run_demo, "index": run_index, "export": run_export, "distil": run_distil, "search": run_search,

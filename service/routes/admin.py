@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from edurank.service.reload import reload_registry
+from edurank.service.reload import reload_everywhere
 from edurank.service.schemas.admin import ReloadResponse
 from edurank.service.schemas.errors import error
 
@@ -18,5 +18,6 @@ RESPONSES = {403: error("the admin routes are off: no EDURANK_API_KEY is set"),
 @router.post("/reload", response_model=ReloadResponse, responses=RESPONSES)  # type: ignore[arg-type]
 def reload(request: Request) -> ReloadResponse:
     """Swap in the newest published versions without a restart: requests in flight finish on the old ones;
-    a set that fails to load or to check out is refused and the old one keeps serving."""
-    return ReloadResponse(**reload_registry(request.app.state, request.app.state.settings))
+    a set that fails to load or to check out is refused and the old one keeps serving. With several replicas
+    (`edurank serve --replicas`), every replica swaps."""
+    return ReloadResponse(**reload_everywhere(request.app.state, request.app.state.settings))
