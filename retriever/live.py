@@ -69,10 +69,10 @@ def decode_array(stored: dict[str, Any] | None) -> np.ndarray | None:
 
 
 class Journal:
-    """Append-only, fsynced change log: one line per change, `<crc32 hex> <json>`."""
+    """Append-only, fsynced change log: one line per change, `<crc32 hex> <json>`. Its folder is made on the
+    first write, so a read-only one serves what it holds (writes raise OSError)."""
 
     def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / JOURNAL_FILE
         self.records = self.read_and_repair()
 
@@ -118,6 +118,8 @@ class Journal:
     def append(self, record: dict[str, Any]) -> None:
         """Durable on return: written, flushed and fsynced (the directory too, when the file is new)."""
         new = not self.path.exists()
+        if new:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as handle:
             size = handle.tell()
             try:

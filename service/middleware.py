@@ -25,7 +25,7 @@ import math
 import time
 from collections import OrderedDict
 from typing import Protocol
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 from starlette.exceptions import HTTPException
 from starlette.requests import cookie_parser
@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edurank.service.errors import error_response
 from edurank.service.metrics import Metrics
+from edurank.service.server import KEY_PARAM
 from edurank.service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -247,8 +248,10 @@ def same_origin(scope: Scope) -> bool:
 
 
 def login_redirect(scope: Scope, path: str) -> ASGIApp:
-    """A review page asked for without the key: to the login form, which comes back here afterwards."""
-    query = scope.get("query_string", b"").decode("latin-1")
+    """A review page asked for without the key: to the login form, which comes back here afterwards (without
+    key-like query parameters: `next` lands in the access log, and the login form takes the key anyway)."""
+    query = "&".join(part for part in scope.get("query_string", b"").decode("latin-1").split("&")
+                     if part and not KEY_PARAM.search(unquote_plus(part.partition("=")[0])))
     back = quote(path + (f"?{query}" if query else ""), safe="")
     return RedirectResponse(f"{scope.get('root_path', '')}{REVIEW_LOGIN}?next={back}", status_code=303)
 

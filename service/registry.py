@@ -1,8 +1,9 @@
 """The model registry: loads the catalog, the retriever, its index, the reranker, the essay scorer and the
 misconception classifier once at start-up, checks that they belong together, and holds them for every
 endpoint (service/reload.py swaps in a new one). A part that fails to load turns off only the routes that need
-it: the index side (`Retrieval`) all but /score-essay and /classify, an optional model its own. An optional
-model whose newest version fails serves the newest one on disk that loads and passes its checks.
+it: the index side (`Retrieval`) the routes that search the catalog, an optional model its own (the retriever
+and the cross-encoder serve /embed and /rerank without the index). An optional model whose newest version
+fails serves the newest one on disk that loads and passes its checks.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edurank.artifacts import MANIFEST, Manifest, versions
 from edurank.backends.base import Backend, backend_of, warm_up
 from edurank.backends.config import TORCH
@@ -24,7 +27,7 @@ from edurank.encoders import fingerprint, model_path, portable_name, set_threads
 from edurank.errors import InputError
 from edurank.essays.scorer import EssayScorer
 from edurank.pipelines.recommend import Recommender, VectorCache
-from edurank.reranker.cross_encoder.model import Reranker
+from edurank.reranker.cross_encoder.model import Parts, Reranker
 from edurank.reranker.lightgbm.model import Ranker
 from edurank.retriever.catalog import Catalog, load_catalog
 from edurank.retriever.content_index import ContentIndex
@@ -34,7 +37,7 @@ from edurank.retriever.model import BiEncoder
 from edurank.service.batcher import Batcher, BatchMetrics, tokens_of
 from edurank.service.errors import RequestError, public_message
 from edurank.service.settings import Settings
-from edurank.timing import no_timer
+from edurank.timing import Timer, no_timer
 
 log = logging.getLogger(__name__)
 RETRIEVAL = "retrieval"  # the index side, in `problems` and `serves`
@@ -53,25 +56,23 @@ OPTIONAL: dict[str, tuple[Callable[[Path], Any], str]] = {
 
 @dataclass
 class Retrieval:
-    """The index side: the catalog, the retriever and its index (with the live catalog) and the second stage
-    behind one recommender. Every route but /score-essay and /classify needs it, so when it fails to load
-    only those routes are off."""
+    """The index side: the catalog, the retriever's index (with the live catalog) and the second stage behind
+    one recommender. When it fails to load only the routes that search the catalog are off."""
 
     catalog: Catalog
     recommender: Recommender
     live: LiveCatalog
-    versions: dict[str, str | None]  # the retriever's, the index's and the ranker's
+    versions: dict[str, str | None]  # the index's and the ranker's
     topic_rows: dict[str, int]
     languages: frozenset[str]
     kinds: frozenset[str]
-    batchers: list[Batcher[Any]] = field(default_factory=list, repr=False)
 
     @classmethod
-    def load(cls, settings: Settings, reranker: Reranker | None, problems: dict[str, str],
-             batch_metrics: BatchMetrics | None, reloading: bool) -> Retrieval:
-        """Load and check it; `reloading`: only what is published (no index built, no ranker trained)."""
+    def load(cls, settings: Settings, encoder: BiEncoder, reranker: Reranker | None, embed: Batcher[str],
+             pairs: Batcher[Any] | None, problems: dict[str, str], reloading: bool) -> Retrieval:
+        """Load and check it over the registry's retriever and cross-encoder (and their batches); `reloading`:
+        only what is published (no index built, no ranker trained)."""
         catalog = load_catalog(settings.catalog)
-        encoder = served_encoder(settings)
         index = open_index(settings, encoder, catalog, reloading)
         companion = companion_encoder(settings, index)
 
@@ -89,22 +90,13 @@ class Retrieval:
                            encoder.fingerprint, settings.index_root, settings.compact_rows,
                            embed=embedder(encoder, companion))
         index = live.index
-        budget = settings.batch_max_tokens  # each batcher's items weighed in estimated tokens (tokens_of)
-        embed = Batcher("retriever", encoder.embed, settings.batch_max_items, settings.batch_max_wait_ms,
-                        settings.max_queue, batch_metrics, lambda text: tokens_of(text, limit=encoder.max_tokens),
-                        budget)
-        pairs = None if reranker is None else Batcher(
-            "reranker", reranker.scores, settings.batch_max_pairs, settings.batch_max_wait_ms, settings.max_queue,
-            batch_metrics, lambda pair: tokens_of(*pair[0], *pair[1], limit=reranker.format.max_length), budget)
         recommender = Recommender(encoder, index, index.items, reranker, ranker=ranker, topics=catalog.topics,
                                   companion=companion, batched_embed=embed, batched_pairs=pairs, cache=VectorCache())
         retrieval = cls(catalog, recommender, live,
-                        {"retriever": version_of(encoder.path), "index": version_of_index(index),
-                         Ranker.KIND: version_of_model(ranker)},
+                        {"index": version_of_index(index), Ranker.KIND: version_of_model(ranker)},
                         {t: i for i, t in enumerate(catalog.topics["id"])},
                         frozenset(index.items["language"].unique().to_list()),
-                        frozenset(index.items["kind"].drop_nulls().unique().to_list()),
-                        [batcher for batcher in (embed, pairs) if batcher is not None])
+                        frozenset(index.items["kind"].drop_nulls().unique().to_list()))
         live.listener = retrieval.serve_snapshot
         return retrieval
 
@@ -117,17 +109,16 @@ class Retrieval:
         self.versions = {**self.versions, "index": version_of_index(index)}
 
     def close(self) -> None:
-        for batcher in self.batchers:
-            batcher.close()
         self.live.close()
 
 
 @dataclass
 class Registry:
     """Everything the endpoints serve, loaded together: the index side (`Retrieval`; None when it failed to
-    load, `problems[RETRIEVAL]` says why) and the optional models, each off alone when it fails. Every model
-    runs in batches shared across requests (`Batcher`): the retriever's and the cross-encoder's through the
-    recommender, the essay scorer's and the classifier's through `score_essays` and `classify`."""
+    load, `problems[RETRIEVAL]` says why), the retriever (`encoder`, None when it failed to load) and the
+    optional models, each off alone when it fails. Every model runs in batches shared across requests
+    (`Batcher`): the retriever's in `embed`, the cross-encoder's in `pairs` (the recommender uses both), the
+    essay scorer's and the classifier's in `score_essays` and `classify`."""
 
     settings: Settings
     retrieval: Retrieval | None
@@ -139,6 +130,10 @@ class Registry:
     problems: dict[str, str] = field(default_factory=dict)  # part -> why it is not served (client-safe)
     batchers: list[Batcher[Any]] = field(default_factory=list, repr=False)  # closed when swapped out
     loaded_seconds: float = 0.0
+    encoder: BiEncoder | None = None
+    embed: Batcher[str] | None = field(default=None, repr=False)  # texts -> the retriever's vectors
+    pairs: Batcher[Any] | None = field(default=None, repr=False)  # (query, content, rank) -> cross-encoder logits
+    encoder_version: str | None = None
 
     @classmethod
     def load(cls, settings: Settings, batch_metrics: BatchMetrics | None = None, reloading: bool = False) -> Registry:
@@ -148,14 +143,24 @@ class Registry:
         problems: dict[str, str] = {}
         reranker, essays, classifier = (load_optional(settings, kind, problems)
                                         for kind in (Reranker.KIND, EssayScorer.KIND, MisconceptionClassifier.KIND))
+        budget = settings.batch_max_tokens  # each batcher's items weighed in estimated tokens (tokens_of)
+        pairs = None if reranker is None else Batcher(
+            "reranker", reranker.scores, settings.batch_max_pairs, settings.batch_max_wait_ms, settings.max_queue,
+            batch_metrics, lambda pair: tokens_of(*pair[0], *pair[1], limit=reranker.format.max_length), budget)
+        encoder: BiEncoder | None = None
+        embed: Batcher[str] | None = None
+        retrieval: Retrieval | None = None
         try:
-            retrieval = Retrieval.load(settings, reranker, problems, batch_metrics, reloading)
-        except Exception as err:  # noqa: BLE001 - the index side is off; the essay scorer and classifier serve on
-            log.error("the catalog, retriever or index is not served (only /score-essay and /classify are): %s",
+            encoder = served_encoder(settings)
+            embed = Batcher("retriever", encoder.embed, settings.batch_max_items, settings.batch_max_wait_ms,
+                            settings.max_queue, batch_metrics,
+                            lambda text: tokens_of(text, limit=encoder.max_tokens), budget)
+            retrieval = Retrieval.load(settings, encoder, reranker, embed, pairs, problems, reloading)
+        except Exception as err:  # noqa: BLE001 - the index side is off; the other models serve on
+            log.error("the catalog, retriever or index is not served (the routes searching the catalog are off): %s",
                       err, exc_info=not isinstance(err, InputError))
             problems[RETRIEVAL] = public_message(str(err) if str(err).startswith(WAITING)
                                                  else f"{type(err).__name__}: {err}", settings.named_paths())
-            retrieval = None
         stage = batch_metrics.stage if batch_metrics is not None else no_timer  # their stages, timed per batch
         score_essays = None if essays is None else Batcher(
             "essays", lambda texts: essays.score(texts, stage), settings.batch_max_essays,
@@ -166,7 +171,9 @@ class Registry:
             settings.batch_max_wait_ms, settings.max_queue, batch_metrics,
             lambda r: tokens_of(r.question_text, r.answer, r.explanation), settings.batch_max_tokens)
         registry = cls(settings, retrieval, reranker, essays, classifier, score_essays, classify, problems,
-                       [batcher for batcher in (score_essays, classify) if batcher is not None])
+                       [batcher for batcher in (score_essays, classify, embed, pairs) if batcher is not None],
+                       encoder=encoder, embed=embed, pairs=pairs,
+                       encoder_version=version_of(encoder.path) if encoder is not None else None)
         registry.loaded_seconds = round(time.perf_counter() - started, 2)
         log.info("registry loaded in %.1f s: %s", registry.loaded_seconds, registry.versions)
         return registry
@@ -177,6 +184,29 @@ class Registry:
         if self.retrieval is None:
             raise RequestError((), f"not ready: {self.problems[RETRIEVAL]}", 503)
         return self.retrieval
+
+    @property
+    def retriever(self) -> BiEncoder:
+        """The retriever (/embed, /v1/embeddings, served without the index); RequestError 503 with why when it
+        failed to load."""
+        if self.encoder is None:
+            raise RequestError((), f"not ready: {self.problems[RETRIEVAL]}", 503)
+        return self.encoder
+
+    def embed_texts(self, texts: list[str], timer: Timer = no_timer) -> np.ndarray:
+        """The retriever's vectors of ready texts, in the shared batches."""
+        batched = self.embed
+        if batched is None:
+            raise RequestError((), f"not ready: {self.problems[RETRIEVAL]}", 503)
+        with timer("encode"):  # tokenising and waiting for the batch included
+            return batched(texts)
+
+    def cross_encoder_logits(self, items: list[tuple[Parts, Parts, int]], timer: Timer = no_timer) -> np.ndarray:
+        """The cross-encoder's logits of (query parts, content parts, rank) items, in the shared batches."""
+        if self.pairs is None:
+            raise RequestError((), "no reranker is loaded (train one with `edurank train reranker`)", 503)
+        with timer("rerank"):  # pairing, tokenising and waiting for the batch included
+            return self.pairs(items)
 
     @property
     def catalog(self) -> Catalog:
@@ -205,8 +235,9 @@ class Registry:
     @property
     def versions(self) -> dict[str, str | None]:
         """The served version of each part (None: not served, or not a versioned artifact)."""
-        side = self.retrieval.versions if self.retrieval else dict.fromkeys(("retriever", "index", Ranker.KIND))
-        return {**side, Reranker.KIND: version_of_model(self.reranker), EssayScorer.KIND: version_of_model(self.essays),
+        side = self.retrieval.versions if self.retrieval else dict.fromkeys(("index", Ranker.KIND))
+        return {"retriever": self.encoder_version, **side, Reranker.KIND: version_of_model(self.reranker),
+                EssayScorer.KIND: version_of_model(self.essays),
                 MisconceptionClassifier.KIND: version_of_model(self.classifier)}
 
     def describe(self) -> dict[str, Any]:
@@ -222,7 +253,7 @@ class Registry:
         """Whether the index side (RETRIEVAL) or the optional model of that kind is served."""
         side = self.retrieval
         models = {RETRIEVAL: side, Ranker.KIND: side and side.recommender.ranker,
-                  Reranker.KIND: side and side.recommender.reranker, EssayScorer.KIND: self.essays,
+                  Reranker.KIND: self.reranker, EssayScorer.KIND: self.essays,
                   MisconceptionClassifier.KIND: self.classifier}
         return models[part] is not None
 

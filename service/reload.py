@@ -5,7 +5,8 @@ ones get the new; the old registry's batchers drain and stop. A set that fails t
 (damaged files, an index built by another encoder, a catalog the index was not built from) or loses a
 model the old set served is refused, and the old one keeps serving. Reloads never build an index: publish
 one with `edurank index` first. `watch_latest` polls the artifacts' LATEST files and reloads when one
-moves; `await_index` loads what is published while the index side is not served (a first index, say).
+moves while the index side is served; `await_index` loads what is published while it is not (a first index,
+say), as a start would. A reload whose new set has no index side is refused.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def reload_registry(state: State, settings: Settings, wait: bool = False, starti
         lost = {part: new.problems.get(part, "no longer served: its artifact is gone or does not fit the new set "
                                              "(the server log says why)")
                 for part in (RETRIEVAL, *OPTIONAL) if old is not None and old.serves(part) and not new.serves(part)}
+        if not new.serves(RETRIEVAL) and not starting:  # a set without the index side is no reload's result
+            lost[RETRIEVAL] = new.problems[RETRIEVAL]
         if lost:
             new.close()
             raise refuse("; ".join(f"{part}: {why}" for part, why in lost.items()))
@@ -106,10 +109,11 @@ def watch_latest(state: State, settings: Settings, stop: threading.Event) -> Non
     seen = published(settings)
     while not stop.wait(settings.watch_seconds):
         now = published(settings)
-        if now == seen or (state.registry is None and state.load_error is None):  # unchanged, or first load running
-            continue
+        registry: Registry | None = state.registry
+        if now == seen or registry is None or not registry.serves(RETRIEVAL):
+            continue  # unchanged, first load running, or no index side yet: await_index loads that one
         moved, seen = set(now) - set(seen), now
-        served = state.registry.versions if state.registry is not None else {}
+        served = registry.versions
         if all(served.get(kind) == version or compacted_here(settings, kind, version) for kind, version in moved):
             continue  # already served, or the live catalog's own compaction (it swaps that version in itself)
         try:
@@ -124,8 +128,8 @@ def await_index(state: State, settings: Settings, stop: threading.Event, seen: t
     load as a start would when one appears: the service then serves without a restart."""
     while not stop.wait(settings.retry_seconds):
         registry: Registry | None = state.registry
-        if registry is None or registry.serves(RETRIEVAL):
-            continue  # still loading, or served
+        if registry.serves(RETRIEVAL) if registry is not None else state.load_error is None:
+            continue  # served, or still loading
         now = published(settings)
         if now == seen:
             continue

@@ -98,8 +98,6 @@ def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
     return config
 
 
-
-
 def serve_with(**overrides: object) -> None:
     """Serve with the environment's settings, `overrides` taking precedence."""
     settings = load_settings(**overrides)  # first: a bad setting is one line, before anything heavy loads

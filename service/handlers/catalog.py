@@ -4,7 +4,9 @@ live catalog's one writer, which journals them durably before the route answers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import polars as pl
 from starlette.datastructures import State
@@ -15,6 +17,8 @@ from edurank.retriever.texts import content_parts
 from edurank.service.errors import RequestError
 from edurank.service.registry import Registry
 from edurank.timing import Timer, no_timer
+
+log = logging.getLogger(__name__)
 
 
 def check_count(field: str, count: int, limit: int) -> None:
@@ -37,7 +41,7 @@ def upsert(state: State, registry: Registry, rows: pl.DataFrame, timer: Timer = 
     if recommender.index.companion is not None and companion is not None:
         with timer("encode"):
             companion_vectors = companion.encode(companion.builder.build(content_parts(rows)))
-    with timer("journal"), state.reload_lock:
+    with timer("journal"), state.reload_lock, journalled():
         live = writer(state)
         return live.upsert(rows, vectors, lexical, companion_vectors, recommender.encoder.fingerprint)
 
@@ -45,8 +49,22 @@ def upsert(state: State, registry: Registry, rows: pl.DataFrame, timer: Timer = 
 def delete(state: State, keys: Sequence[tuple[str | None, str]], versions: Sequence[int | None],
            timer: Timer = no_timer) -> Outcome:
     one_writer(state)
-    with timer("journal"), state.reload_lock:
+    with timer("journal"), state.reload_lock, journalled():
         return writer(state).delete(keys, versions)
+
+
+@contextmanager
+def journalled() -> Iterator[None]:
+    """A journal that cannot be written (a read-only artifacts folder, say): 503 with why, without its path;
+    everything else serves on."""
+    try:
+        yield
+    except OSError as err:
+        log.error("live catalog: the journal cannot be written, live writes are off: %s", err)
+        raise RequestError((), f"live writes are off: the live catalog's journal cannot be written "
+                               f"({err.strerror or type(err).__name__}); make $EDURANK_LIVE_DIR (default: <index>-live "
+                               "beside the index) writable, or publish the change with `edurank index --incremental`, "
+                               "then POST /admin/reload", 503) from err
 
 
 def one_writer(state: State) -> None:

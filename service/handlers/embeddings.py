@@ -1,5 +1,5 @@
 """What /v1/embeddings and /embed do: validate the texts (or decode token ids), embed them in the retriever's
-shared batches (`Recommender.embed_texts`), count their tokens. The routes only wire this up."""
+shared batches (`Registry.embed_texts`: served without the index), count their tokens. The routes only wire this up."""
 
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ def decoded_ids(registry: Registry, field: str, value: list[int] | list[list[int
     them share the text batches; ids past the token limit are cut first, as text is."""
     single = isinstance(value[0], int)
     rows: list[list[int]] = [value] if single else value  # type: ignore[list-item, assignment]
-    limit, tokenizer = registry.settings.max_embed_inputs, registry.recommender.encoder.builder.tokenizer
+    limit, tokenizer = registry.settings.max_embed_inputs, registry.retriever.builder.tokenizer
     if len(rows) > limit:
         raise RequestError((field,), f"{len(rows)} token lists; the limit is {limit}")
-    max_tokens, vocabulary = registry.recommender.encoder.max_tokens, len(tokenizer)
+    max_tokens, vocabulary = registry.retriever.max_tokens, len(tokenizer)
     texts = []
     for i, ids in enumerate(rows):
         where = (field,) if single else (field, i)
@@ -57,12 +57,12 @@ def decoded_ids(registry: Registry, field: str, value: list[int] | list[list[int
 def token_counts(registry: Registry, texts: Sequence[str]) -> list[int]:
     """Tokens per text as the retriever's tokenizer counts them, before truncation; the text builder's copy
     of the tokenizer, never the one the batch worker is using (see `BiEncoder.builder`)."""
-    tokenizer = registry.recommender.encoder.builder.tokenizer
+    tokenizer = registry.retriever.builder.tokenizer
     return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]]
 
 
 def embeddings(registry: Registry, request: EmbeddingsRequest, timer: Timer = no_timer) -> EmbeddingsResponse:
-    encoder = registry.recommender.encoder
+    encoder = registry.retriever
     if request.dimensions is not None and request.dimensions != encoder.dimension:
         raise RequestError(("dimensions",), f"this model's vectors have {encoder.dimension} dimensions; "
                                             "it cannot shorten them")
@@ -72,7 +72,7 @@ def embeddings(registry: Registry, request: EmbeddingsRequest, timer: Timer = no
         texts = texts_of(registry, "input", request.input)  # type: ignore[arg-type]
         counts = [min(count, encoder.max_tokens) for count in token_counts(registry, texts)]
     tokens = sum(counts)
-    vectors = registry.recommender.embed_texts(texts, timer)
+    vectors = registry.embed_texts(texts, timer)
     data = [Embedding(index=i, embedding=base64.b64encode(v.astype("<f4").tobytes()).decode()
                       if request.encoding_format == "base64" else v.tolist()) for i, v in enumerate(vectors)]
     model = model_id("retriever", registry.versions["retriever"])
@@ -84,9 +84,9 @@ def embed_tei(registry: Registry, request: EmbedRequest, timer: Timer = no_timer
     if not request.normalize:
         raise RequestError(("normalize",), "the served vectors are L2-normalised; unnormalised ones are not kept")
     if not request.truncate:
-        limit = registry.recommender.encoder.max_tokens
+        limit = registry.retriever.max_tokens
         for i, count in enumerate(token_counts(registry, texts)):
             if count > limit:
                 field = ("inputs",) if isinstance(request.inputs, str) else ("inputs", i)
                 raise RequestError(field, f"{count} tokens; the model reads {limit} (send truncate: true to cut)")
-    return registry.recommender.embed_texts(texts, timer).tolist()
+    return registry.embed_texts(texts, timer).tolist()

@@ -19,9 +19,9 @@ def model_id(kind: str, version: str | None) -> str:
 
 def served_models(registry: Registry) -> list[ModelCard]:
     """The retriever, and the reranker when one is loaded."""
-    paths: dict[str, Path] = {"retriever": registry.recommender.encoder.path}
-    if registry.recommender.reranker is not None:
-        paths["reranker"] = registry.recommender.reranker.path
+    paths: dict[str, Path] = {"retriever": registry.retriever.path}
+    if registry.reranker is not None:
+        paths["reranker"] = registry.reranker.path
     return [ModelCard(id=model_id(kind, registry.versions[kind]), created=int(path.stat().st_mtime))
             for kind, path in paths.items()]
 
@@ -37,7 +37,7 @@ def served_model(registry: Registry, name: str) -> ModelCard:
 
 
 def tei_info(registry: Registry) -> TeiInfo:
-    settings, encoder = registry.settings, registry.recommender.encoder
+    settings, encoder = registry.settings, registry.retriever
     return TeiInfo(model_id=model_id("retriever", registry.versions["retriever"]),
                    model_type={"embedding": {"pooling": encoder.embedder.pooling.pooling_mode}},
                    max_concurrent_requests=settings.max_connections, max_input_length=encoder.max_tokens,

@@ -105,7 +105,8 @@ def rerank_texts(registry: Registry, query: str, texts: Sequence[str], field: st
     probabilities, logits). The caller's order is the rank a rank-aware calibration reads. `field` names the
     texts in errors."""
     settings = registry.settings
-    if registry.recommender.reranker is None:
+    reranker = registry.reranker
+    if reranker is None:
         raise RequestError((), "no reranker is loaded (train one with `edurank train reranker`)", 503)
     check_text(("query",), query, settings.max_text_chars)
     if len(texts) > settings.max_rerank_candidates:
@@ -114,8 +115,8 @@ def rerank_texts(registry: Registry, query: str, texts: Sequence[str], field: st
     for i, text in enumerate(texts):
         check_text((field, i), text, settings.max_text_chars)
     items = [((query,), (text,), rank) for rank, text in enumerate(texts, start=1)]
-    logits = registry.recommender.cross_encoder_logits(items, timer)
-    probabilities = registry.recommender.reranker.calibration(logits, np.arange(1, len(texts) + 1))
+    logits = registry.cross_encoder_logits(items, timer)
+    probabilities = reranker.calibration(logits, np.arange(1, len(texts) + 1))
     return np.argsort(-probabilities, kind="stable"), probabilities, logits
 
 
@@ -143,7 +144,7 @@ def rerank_cohere(registry: Registry, request: CohereRerankRequest, timer: Timer
     results = [CohereRerankResult(index=int(i), relevance_score=float(probabilities[i]),
                                   document=RerankedDocument(text=texts[i]) if request.return_documents else None)
                for i in kept]
-    reranker = registry.recommender.reranker
+    reranker = registry.reranker
     assert reranker is not None  # rerank_texts refused the request otherwise
     query, *documents = (count - 2 for count in token_counts(registry, [request.query, *texts]))  # no specials
     budgets = reranker.format.topic_tokens - 1, reranker.format.content_tokens - 1  # as `Reranker.pairs` cuts

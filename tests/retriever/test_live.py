@@ -244,9 +244,22 @@ def test_a_line_failing_its_crc_stops_the_replay_there(tmp_path: Path) -> None:
 
 
 def test_an_empty_or_missing_journal_holds_no_records(tmp_path: Path) -> None:
-    assert Journal(tmp_path / "fresh").records == [] and not (tmp_path / "fresh" / JOURNAL_FILE).exists()
+    assert Journal(tmp_path / "fresh").records == [] and not (tmp_path / "fresh").exists()  # made on first write
+    (tmp_path / "fresh").mkdir()
     (tmp_path / "fresh" / JOURNAL_FILE).write_bytes(b"")
     assert Journal(tmp_path / "fresh").records == []
+
+
+def test_a_journal_where_nothing_can_be_made_opens_and_refuses_writes(tmp_path: Path) -> None:
+    """A read-only artifacts folder (simulated under a regular file: root ignores permission bits) still serves."""
+    (tmp_path / "file").write_text("")
+    journal = Journal(tmp_path / "file" / "live")
+    assert journal.records == []
+    with pytest.raises(OSError):
+        journal.append({"seq": 1, "op": "delete", "keys": [], "versions": []})
+    fresh = Journal(tmp_path / "new" / "live")
+    fresh.append({"seq": 1, "op": "delete", "keys": [], "versions": []})
+    assert [r["seq"] for r in Journal(tmp_path / "new" / "live").records] == [1]
 
 
 # -- (d) reopening replays every acknowledged change ---------------------------------------------------------

@@ -94,7 +94,7 @@ def test_a_full_queue_answers_503_with_retry_after(settings: Settings) -> None:
         def overloaded(texts: list[str]) -> None:
             raise Overloaded("retriever", 1024, 3)
 
-        client.app.state.registry.recommender.batched_embed = overloaded
+        client.app.state.registry.embed = overloaded  # the shared batches /v1/embeddings uses
         response = client.post("/v1/embeddings", json={"input": "a"})
         assert response.status_code == 503 and response.headers["retry-after"] == "3"
         assert "queue is full" in response.json()["detail"][0]["msg"]

@@ -35,7 +35,8 @@ def test_admin_routes_are_off_without_a_key_and_need_it_with_one(tmp_path: Path)
             assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
             assert refused.json()["detail"][0]["loc"] == ["header", "authorization"] and KEY not in refused.text
         for headers in ({"X-API-Key": KEY}, {"Authorization": f"Bearer {KEY}"}):  # past the guard: the reload
-            assert client.post("/admin/reload", headers=headers).status_code not in (401, 403)  # runs
+            refused = client.post("/admin/reload", headers=headers)  # runs, and fails on the missing catalog
+            assert refused.status_code == 409 and "$EDURANK_CATALOG" in refused.json()["detail"][0]["msg"]
         assert client.post("/recommend", json=BODY).status_code == 503  # inference stays open by default
 
 
@@ -102,6 +103,15 @@ def test_a_review_cookie_expires_and_names_the_key(tmp_path: Path) -> None:
         assert client.get("/review", headers=html, cookies={REVIEW_COOKIE: fresh}).status_code == 503  # let in
         login = client.post("/review/login", data={"key": KEY}, follow_redirects=False)
         assert login.status_code == 303 and f"Max-Age={REVIEW_SECONDS}" in login.headers["set-cookie"]
+
+
+def test_the_login_redirect_drops_key_like_parameters_from_next(tmp_path: Path) -> None:
+    """`next` lands in the access log: a key sent in the review page's URL does not travel into it."""
+    with client_for(tmp_path, api_key=KEY) as client:
+        sent = client.get(f"/review/topic/t1?key={KEY}&lang=fr&api_token=x&x-api-key=y",
+                          headers={"Accept": "text/html"}, follow_redirects=False)
+        assert sent.status_code == 303 and KEY not in sent.headers["location"]
+        assert sent.headers["location"] == "/review/login?next=%2Freview%2Ftopic%2Ft1%3Flang%3Dfr"
 
 
 def test_docs_and_metrics_can_be_turned_off_or_put_behind_the_key(tmp_path: Path) -> None:

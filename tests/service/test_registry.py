@@ -1,4 +1,4 @@
-"""The registry's parts fail alone: a damaged index turns off the index side's routes only, a broken newest
+"""The registry's parts fail alone: a damaged index turns off the routes searching the catalog only, a broken newest
 version of an optional model gives way to the previous good one, and a first ranker that cannot be trained
 or written leaves the service serving retrieval, each with the reason in /ready."""
 
@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from edurank.artifacts import LATEST, MANIFEST, resolve
 from edurank.essays.config import WindowSpec
+from edurank.reranker.cross_encoder.model import PairFormat, Reranker
 from edurank.service.app import create_app
 from edurank.service.registry import writable
 from edurank.service.settings import Settings
@@ -75,21 +76,49 @@ def publish_broken(root: Path) -> str:
 
 
 def test_a_damaged_index_turns_off_its_routes_only(settings: Settings, tmp_path: Path) -> None:
+    """The routes searching the catalog are off; the retriever and the cross-encoder serve on (/embed,
+    /rerank), and `versions` names exactly what serves."""
     halve_ids(resolve(settings.index_root))
-    with TestClient(create_app(settings)) as client:
+    Reranker.load(None, PairFormat(16, 32)).save(tmp_path / "reranker")
+    with TestClient(create_app(settings.model_copy(update={"reranker": str(tmp_path / "reranker")}))) as client:
         ready = client.get("/ready")
         assert ready.status_code == 503 and "damaged" in ready.json()["detail"]
         described = ready.json()["registry"]
         assert described["retrieval"] is False and described["essays"] is True and described["classifier"] is True
+        assert described["reranker"] is True and described["ranker"] is False
         assert "ids.parquet" in described["problems"]["retrieval"]
-        for route, body in ROUTES.values():
-            assert client.post(route, json=body).status_code == 200, route
-        for route, body in [("/recommend", {"topic_id": "fr_add"}), ("/v1/embeddings", {"input": "fractions"}),
+        versions = described["versions"]
+        assert versions["index"] is None and versions["ranker"] is None and versions["retriever"] is not None
+        for route, body in [*ROUTES.values(), ("/v1/embeddings", {"input": "fractions"}),
+                            ("/embed", {"inputs": "fractions"}),
                             ("/rerank", {"query": "fractions", "candidates": ["a", "b"]})]:
+            assert client.post(route, json=body).status_code == 200, route
+        assert client.get("/v1/models").status_code == 200
+        for route, body in [("/recommend", {"topic_id": "fr_add"}),
+                            ("/recommend", {"topic": {"title": "fractions"}})]:
             off = client.post(route, json=body)
             assert off.status_code == 503 and "ids.parquet" in off.json()["detail"][0]["msg"], route
             assert str(tmp_path) not in off.text
         assert client.get("/catalog/").status_code == client.get("/connect").status_code == 503  # Studio's check
+
+
+def test_a_read_only_live_folder_serves_and_refuses_live_writes(settings: Settings, tmp_path: Path) -> None:
+    """A read-only artifacts mount: the live journal's folder cannot be made (under a regular file here, as
+    root ignores permission bits), yet the index side serves; only the live writes answer 503, with why."""
+    (tmp_path / "file").write_text("")
+    read_only = settings.model_copy(update={"live_dir": tmp_path / "file" / "index-live"})
+    resource = {"id": "8e0c0b3c-5f1e-4a59-9a1e-2c1c7d0e8a10", "channel_id": "0b7a2f7e-1c2d-4e3f-8a9b-0c1d2e3f4a5b",
+                "content_id": "5d6e7f80-9a0b-4c1d-8e2f-3a4b5c6d7e8f", "channel_version": 1, "title": "Penguins",
+                "description": "Estimating penguin colonies", "language": "en"}
+    with TestClient(create_app(read_only)) as client:
+        assert client.get("/ready").status_code == 200
+        assert client.post("/recommend", json={"topic_id": "fr_add"}).status_code == 200
+        for route, body in (("/catalog/items", {"items": [{"id": "p1", "title": "Penguins", "language": "en"}]}),
+                            ("/embed-content", {"resources": [resource]})):
+            off = client.post(route, json=body)
+            assert off.status_code == 503 and "live writes are off" in off.json()["detail"][0]["msg"], route
+            assert str(tmp_path) not in off.text
+        assert client.post("/recommend", json={"topic_id": "fr_add"}).status_code == 200
 
 
 @pytest.mark.parametrize("kind", ["essays", "classifier"])

@@ -111,8 +111,10 @@ def test_a_reload_that_would_lose_a_served_model_is_refused(settings: Settings, 
 
 def test_started_before_its_index_it_waits_then_serves_what_is_published(settings: Settings) -> None:
     """The API up before the index job ends (podman-compose ignores service_completed_successfully): /ready says
-    it is waiting, and the index is loaded once published, without a restart."""
-    waiting = settings.model_copy(update={"build_index": False, "retry_seconds": 0.2, "background_load": True})
+    it is waiting, a reload is refused, and the index is loaded once published, without a restart (as a start
+    loads it, by await_index alone: the LATEST watcher leaves that case to it)."""
+    waiting = settings.model_copy(update={"build_index": False, "retry_seconds": 0.2, "background_load": True,
+                                          "watch_seconds": 0.2})
     with TestClient(create_app(waiting)) as client:
         assert client.get("/health").status_code == 200
         deadline = time.monotonic() + 60
@@ -122,6 +124,8 @@ def test_started_before_its_index_it_waits_then_serves_what_is_published(setting
         assert ready.status_code == 503 and ready.json()["detail"].startswith("waiting for the index")
         assert "$EDURANK_ARTIFACTS/index" in ready.json()["detail"] and str(settings.artifacts) not in ready.text
         assert client.post("/recommend", json={"topic_id": "fr_add"}).status_code == 503
+        refused = client.post("/admin/reload", headers=KEY)  # a set without the index side is no reload's result
+        assert refused.status_code == 409 and "waiting for the index" in refused.json()["detail"][0]["msg"]
         version = publish_index(settings)
         while client.get("/ready").status_code != 200:
             assert time.monotonic() < deadline, "the published index was not loaded"
