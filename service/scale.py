@@ -8,7 +8,8 @@ N replicas behind one port, for more cores or machines than one process uses wel
   cluster's cores / replicas unless EDURANK_THREADS says otherwise.
 - Reloads reach every replica: POST /admin/reload, on whichever replica it lands, asks the named `Reloads` actor
   for a new generation; every replica follows the generations (`follow_reloads`), swaps, and reports; the
-  answer says how many swapped, or is a 409 saying how many did and why the others refused.
+  answer says how many swapped, or is a 409 saying how many did and why the others refused. It waits for the
+  replicas alive now (each sends the actor a heartbeat), at most RELOAD_SECONDS: a dead one is not waited for.
 - The rate limit holds across replicas: every replica takes tokens from one `RateLimiter` running as a named
   actor, so a client gets `rate_burst` requests in all, not per replica.
 - The live catalog takes writes with one replica only: with several, /embed-content and /catalog/items answer 409
@@ -17,7 +18,8 @@ N replicas behind one port, for more cores or machines than one process uses wel
 - Connection limits: EDURANK_MAX_CONNECTIONS is split over the replicas (each takes max_connections / N requests
   at once, Serve's `max_ongoing_requests`) and as many wait at the proxy before 503 (`max_queued_requests`); the
   batch queues (EDURANK_MAX_QUEUE) and /metrics are per replica. Serve's proxy replaces uvicorn, so
-  EDURANK_HEADER_TIMEOUT does not apply; EDURANK_KEEP_ALIVE does.
+  EDURANK_HEADER_TIMEOUT does not apply; EDURANK_KEEP_ALIVE does. The proxy believes X-Forwarded-For only from
+  EDURANK_TRUSTED_PROXIES (its uvicorn reads FORWARDED_ALLOW_IPS, which `start` sets), as one process does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +40,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edurank.errors import InputError
-from edurank.service.errors import RequestError
+from edurank.service.errors import RequestError, public_message
 from edurank.service.middleware import RateLimiter
 from edurank.service.reload import reload_registry
 from edurank.service.settings import Settings
@@ -46,7 +49,8 @@ log = logging.getLogger(__name__)
 NAMESPACE = "edurank"
 REPLICA_HEADER = "X-Edurank-Replica"  # which replica answered: each response says so
 FOLLOW_SECONDS = 0.5  # how often a replica looks for a new reload generation
-RELOAD_SECONDS = 600.0  # how long POST /admin/reload waits for every replica's answer
+RELOAD_SECONDS = 120.0  # how long POST /admin/reload waits for every live replica's answer
+ALIVE_SECONDS = 5.0  # a replica whose last heartbeat is older is not waited for (dead, or restarted as another)
 
 
 def app_name(settings: Settings) -> str:
@@ -56,20 +60,36 @@ def app_name(settings: Settings) -> str:
 
 class Reloads:
     """Reload generations of one served app (a named actor): a replica asks for one, every replica reports its
-    outcome under it."""
+    outcome under it. `epoch` names this incarnation: restarted by Ray, it counts generations from 0 again."""
 
     def __init__(self) -> None:
-        self.generation = 0
+        self.epoch, self.generation = uuid.uuid4().hex, 0
         self.outcomes: dict[int, dict[str, dict[str, Any]]] = {}
+        self.awaited: set[int] = set()  # generations a reload_all still waits on: never pruned
+        self.beats: dict[str, float] = {}  # replica -> its last heartbeat (monotonic)
 
     def ask(self) -> int:
         self.generation += 1
-        self.outcomes = {g: o for g, o in self.outcomes.items() if g > self.generation - 16}  # bounded
+        self.outcomes = {g: o for g, o in self.outcomes.items()
+                         if g > self.generation - 16 or g in self.awaited}  # bounded
         self.outcomes[self.generation] = {}
+        self.awaited.add(self.generation)
         return self.generation
 
-    def current(self) -> int:
-        return self.generation
+    def done(self, generation: int) -> None:
+        self.awaited.discard(generation)
+
+    def current(self) -> tuple[str, int]:
+        return self.epoch, self.generation
+
+    def beat(self, replica: str) -> None:
+        self.beats[replica] = time.monotonic()
+
+    def alive(self) -> list[str]:
+        """The replicas that sent a heartbeat in the last ALIVE_SECONDS."""
+        now = time.monotonic()
+        self.beats = {replica: at for replica, at in self.beats.items() if now - at < 10 * ALIVE_SECONDS}
+        return [replica for replica, at in self.beats.items() if now - at < ALIVE_SECONDS]
 
     def report(self, generations: list[int], replica: str, outcome: dict[str, Any]) -> None:
         for generation in generations:
@@ -169,49 +189,75 @@ class Replica:
         app.add_middleware(ReplicaHeader, replica=replica)
         threading.Thread(target=follow_reloads, args=(app, reloads, replica, self.stop), name="follow-reloads",
                          daemon=True).start()
+        threading.Thread(target=heartbeat, args=(reloads, replica, self.stop), name="reload-heartbeat",
+                         daemon=True).start()
         return app
 
     def __del__(self) -> None:
         self.stop.set()
 
 
-def follow_reloads(app: FastAPI, reloads: Any, replica: str, stop: threading.Event) -> None:
-    """Swap in the newest versions whenever a new reload generation is asked for (by any replica), and report
-    the outcome; generations asked for while a reload runs are answered by the next one."""
-    seen = ray.get(reloads.current.remote())  # generations asked before this replica loaded are in its load
+def heartbeat(reloads: Any, replica: str, stop: threading.Event) -> None:
+    """Tell the actor every FOLLOW_SECONDS that this replica is alive (apart from `follow_reloads`, which is busy
+    while it reloads), so a reload waits for it, and not for one that died."""
     while not stop.wait(FOLLOW_SECONDS):
         try:
-            now = ray.get(reloads.current.remote())
-        except ray.exceptions.RayError as err:
-            log.warning("reload generations unreachable: %s", err)
-            continue
-        if now < seen:  # the actor was restarted: it counts from 0 again
-            seen = now
-        if now == seen:
-            continue
+            reloads.beat.remote(replica)
+        except Exception as err:  # noqa: BLE001 - the next beat retries; Ray restarts the actor
+            log.warning("reload heartbeat not sent: %s", err)
+
+
+def follow_reloads(app: FastAPI, reloads: Any, replica: str, stop: threading.Event) -> None:
+    """Swap in the newest versions whenever a new reload generation is asked for (by any replica), and report
+    the outcome; generations asked for while a reload runs are answered by the next one. Any failure is this
+    replica's refusal: the thread lives on."""
+    epoch, seen = ray.get(reloads.current.remote())  # generations asked before this replica loaded are in its load
+    settings: Settings = app.state.settings
+    while not stop.wait(FOLLOW_SECONDS):
         try:
-            outcome = {"swapped": True, **reload_registry(app.state, app.state.settings, wait=True)}
-        except RequestError as err:
-            outcome = {"swapped": False, "message": err.message}
-        reloads.report.remote(list(range(seen + 1, now + 1)), replica, outcome)
-        seen = now
+            now_epoch, now = ray.get(reloads.current.remote())
+            if now_epoch != epoch:  # the actor was restarted: it counts from 0 again
+                epoch, seen = now_epoch, 0
+            if now == seen:
+                continue
+            try:
+                outcome = {"swapped": True, **reload_registry(app.state, settings, wait=True)}
+            except RequestError as err:
+                outcome = {"swapped": False, "message": err.message}
+            except Exception as err:  # noqa: BLE001 - reported as this replica's refusal, never the thread's end
+                log.exception("reload failed")
+                outcome = {"swapped": False,
+                           "message": public_message(f"{type(err).__name__}: {err}", settings.named_paths())}
+            reloads.report.remote(list(range(seen + 1, now + 1)), replica, outcome)
+            seen = now
+        except Exception as err:  # noqa: BLE001 - the actor unreachable, say: looked for again next time
+            log.warning("following reload generations: %s", err)
 
 
 def reload_all(reloads: Any, replica: str, replicas: int) -> dict[str, Any]:
     """POST /admin/reload on a replica: a new generation every replica swaps to; this replica's versions and the
-    count of replicas that swapped, or 409 when any refused or did not answer within RELOAD_SECONDS."""
+    count of replicas that swapped, or 409 when any refused or a live one did not answer within RELOAD_SECONDS
+    (`replicas`: how many are deployed; those without a recent heartbeat are not waited for)."""
     generation = ray.get(reloads.ask.remote())
     deadline = time.monotonic() + RELOAD_SECONDS
-    outcomes = ray.get(reloads.outcomes_of.remote(generation))
-    while len(outcomes) < replicas and time.monotonic() < deadline:
-        time.sleep(FOLLOW_SECONDS / 2)
-        outcomes = ray.get(reloads.outcomes_of.remote(generation))
+    try:
+        while True:
+            outcomes, alive = ray.get([reloads.outcomes_of.remote(generation), reloads.alive.remote()])
+            waiting = (set(alive) | {replica}) - set(outcomes)
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(FOLLOW_SECONDS / 2)
+    finally:
+        reloads.done.remote(generation)
     swapped = sum(outcome["swapped"] for outcome in outcomes.values())
     refusals = sorted({outcome["message"] for outcome in outcomes.values() if not outcome["swapped"]})
-    if refusals or len(outcomes) < replicas:
-        why = "; ".join(refusals) or f"{replicas - len(outcomes)} did not answer in {RELOAD_SECONDS:g} s"
-        raise RequestError((), f"{swapped} of {replicas} replicas swapped; the others keep serving the previous "
+    counted = len(outcomes) + len(waiting)
+    if refusals or waiting:
+        why = "; ".join(refusals + ([f"{len(waiting)} did not answer in {RELOAD_SECONDS:g} s"] if waiting else []))
+        raise RequestError((), f"{swapped} of {counted} replicas swapped; the others keep serving the previous "
                                f"versions: {why}", 409)
+    if counted < replicas:
+        log.warning("reload: %d of %d replicas alive, all swapped", counted, replicas)
     own = outcomes.get(replica) or next(iter(outcomes.values()))
     return {"previous": own["previous"], "serving": own["serving"], "seconds": own["seconds"], "replicas": swapped}
 
@@ -239,8 +285,12 @@ def start(settings: Settings) -> Served:
         actors.append(actor(settings, "limits", RateLimiter, settings.rate_limit, settings.rate_burst))
     serving, cores = replica_settings(settings)
     per_replica = max(1, settings.max_connections // settings.replicas)
+    # the proxy's uvicorn believes X-Forwarded-For from FORWARDED_ALLOW_IPS (127.0.0.1 when unset): the trusted
+    # proxies only, none when empty; its actor inherits the controller's environment
+    trusted = {"FORWARDED_ALLOW_IPS": ",".join(settings.trusted_proxies)}
     serve.start(http_options=HTTPOptions(host=settings.host, port=settings.port,
-                                         keep_alive_timeout_s=settings.keep_alive))
+                                         keep_alive_timeout_s=settings.keep_alive),
+                controller_options={"runtime_env": {"env_vars": trusted}})
     deployment = serve.deployment(Replica, name="edurank", num_replicas=settings.replicas,
                                   max_ongoing_requests=per_replica, max_queued_requests=settings.max_connections,
                                   ray_actor_options={"num_cpus": cores})

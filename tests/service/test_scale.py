@@ -1,12 +1,16 @@
 """`edurank serve --replicas 2` on a local Ray (2 CPUs): both replicas answer, a reload after a new index version
-is published reaches both, the rate limit holds across them, and the live catalog refuses writes."""
+is published reaches both, the rate limit holds across them (X-Forwarded-For believed only from trusted proxies),
+and the live catalog refuses writes."""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -90,6 +94,18 @@ def test_a_reload_reaches_every_replica(service: tuple[str, Settings], bundled_e
         assert len(after) == 2 and {a.json()["registry"]["versions"]["index"] for a in after.values()} == {published}
 
 
+def test_the_proxy_believes_no_forwarded_address_from_an_untrusted_peer(service: tuple[str, Settings]) -> None:
+    """Serve's proxy runs its own uvicorn, which believes X-Forwarded-For from 127.0.0.1 unless told otherwise:
+    with no EDURANK_TRUSTED_PROXIES a local client naming another address each call keeps its own bucket."""
+    url, settings = service
+    assert not settings.trusted_proxies
+    with client("127.0.0.1") as http:
+        answers = [http.get(f"{url}/v1/models", headers={"X-Forwarded-For": f"10.9.8.{i}"})
+                   for i in range(BURST + 4)]
+    statuses = Counter(answer.status_code for answer in answers)
+    assert statuses[429] >= 3, statuses
+
+
 def test_the_rate_limit_holds_across_replicas(service: tuple[str, Settings]) -> None:
     """2 * burst calls from one client, spread over both replicas: burst of them pass (one process's answer),
     not 2 * burst."""
@@ -104,10 +120,73 @@ def test_the_rate_limit_holds_across_replicas(service: tuple[str, Settings]) -> 
     assert int(answers[-1].headers["Retry-After"]) >= 1
 
 
+class Remote:
+    """A stand-in for an actor method: `.remote(...)` calls it at once (ray.get is the identity in these tests)."""
+
+    def __init__(self, method: Any) -> None:
+        self.remote = method
+
+
+def test_the_reload_actor_waits_for_live_replicas_and_keeps_awaited_outcomes() -> None:
+    scale = pytest.importorskip("edurank.service.scale", reason="Ray Serve is not installed")
+    reloads = scale.Reloads()
+    epoch, _ = reloads.current()
+    awaited = reloads.ask()
+    for _ in range(20):  # later reloads, each done: the awaited generation's outcomes stay
+        reloads.done(reloads.ask())
+    reloads.report([awaited], "a", {"swapped": True})
+    assert reloads.outcomes_of(awaited) == {"a": {"swapped": True}} and len(reloads.outcomes) <= 17
+    assert scale.Reloads().current()[0] != epoch  # a restarted actor is another epoch
+    reloads.beat("a")
+    reloads.beat("b")
+    reloads.beats["b"] -= scale.ALIVE_SECONDS + 1  # b went silent: not waited for
+    assert reloads.alive() == ["a"]
+
+
+def test_a_failing_reload_is_the_replicas_refusal_and_its_follower_lives_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any exception of a replica's reload is reported as its refusal (without server paths); the thread goes
+    on to the next generation, and follows a restarted actor (a new epoch) from its first generation."""
+    scale = pytest.importorskip("edurank.service.scale", reason="Ray Serve is not installed")
+    monkeypatch.setattr(scale.ray, "get", lambda ref: ref)
+    monkeypatch.setattr(scale, "FOLLOW_SECONDS", 0.01)
+    state = {"epoch": "one", "generation": 0}
+    reports: list[tuple[list[int], dict[str, Any]]] = []
+    failures = iter([RuntimeError("disk gone at /srv/artifacts"), None, None])
+
+    def reload_registry(*_: Any, **__: Any) -> dict[str, Any]:
+        failure = next(failures)
+        if failure is not None:
+            raise failure
+        return {"previous": {}, "serving": {}, "seconds": 0.0}
+
+    monkeypatch.setattr(scale, "reload_registry", reload_registry)
+    actor = type("Reloads", (), {"current": Remote(lambda: (state["epoch"], state["generation"])),
+                                 "report": Remote(lambda gens, _, outcome: reports.append((gens, outcome)))})()
+    app = type("App", (), {"state": type("State", (), {"settings": Settings(artifacts=Path("/srv/artifacts"))})()})()
+    stop = threading.Event()
+    follower = threading.Thread(target=scale.follow_reloads, args=(app, actor, "r1", stop), daemon=True)
+    follower.start()
+    try:
+        for expected in (1, 2, 3):
+            if expected == 3:
+                state.update(epoch="two", generation=0)  # the actor restarted
+            state["generation"] += 1
+            deadline = time.monotonic() + 10
+            while len(reports) < expected:
+                assert time.monotonic() < deadline and follower.is_alive(), reports
+                time.sleep(0.01)
+    finally:
+        stop.set()
+    assert reports[0][1]["swapped"] is False and "RuntimeError" in reports[0][1]["message"]
+    assert "/srv/artifacts" not in reports[0][1]["message"]
+    assert [gens for gens, _ in reports] == [[1], [2], [1]] and reports[2][1]["swapped"] is True
+
+
 def test_replicas_without_ray_exit_2_saying_what_to_install(monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     monkeypatch.delitem(sys.modules, "edurank.service.scale", raising=False)
+    capsys.readouterr()  # what Ray streamed from the replicas of the tests before, not this command's
     assert main(["serve", "--replicas", "2"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "pip install 'edurank[scale]'" in error
