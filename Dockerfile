@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # edurank service image: CPU PyTorch, installed by the same scripts/setup.sh as the README's `make run`.
 # Artifacts (retriever/, index/, reranker/ versions, see README) are mounted at /artifacts; a catalog can be
 # mounted too and named with EDURANK_CATALOG. Without either, it serves the bundled sample catalog.
@@ -40,8 +41,9 @@ RUN --mount=type=secret,id=ca \
 USER edurank
 VOLUME ["/artifacts"]
 EXPOSE 8000
-# Readiness, not liveness: a container whose models failed to load is unhealthy (urlopen raises on a 503).
+# Readiness, not liveness: a container whose models failed to load is unhealthy (urlopen raises on a 503);
+# asked on loopback unless EDURANK_HOST names one address (the service listens only there then).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
-    CMD ["/opt/edurank/.venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['EDURANK_PORT']}/ready\", timeout=4)"]
+    CMD ["/opt/edurank/.venv/bin/python", "-c", "import os, urllib.request; h = os.environ.get('EDURANK_HOST', ''); h = '127.0.0.1' if h in ('', '0.0.0.0', '::') else h; h = f'[{h}]' if ':' in h else h; urllib.request.urlopen(f\"http://{h}:{os.environ['EDURANK_PORT']}/ready\", timeout=4)"]
 ENTRYPOINT ["/opt/edurank/scripts/image/entrypoint.sh"]
 CMD ["/opt/edurank/.venv/bin/edurank", "serve"]

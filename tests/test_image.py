@@ -2,7 +2,8 @@
 Dockerfile in Docker's format, on a Debian base made with mmdebstrap where no registry can be reached; then
 the container serves models trained here on the host (every kind the service loads, trained by the project's
 own quick paths), answers every route of its OpenAPI document, and passes its own HEALTHCHECK; the README's
-`docker run` line works as written on a root-owned folder; and compose's order (the index job, then the API
+`docker run` line works as written (a normal user's ids for `$(id -u):$(id -g)`: tests run as root) on that
+user's folder; and compose's order (the index job, then the API
 on the volume it wrote) serves. podman-compose 1.0.3 ignores `service_completed_successfully`, so the two
 services run by hand from compose.yaml's own commands and environment.
 
@@ -46,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "edurank:latest"  # the name the README's `docker run ... edurank` and compose.yaml use
 KEY = "image-test-key-0123456789abcdef"
 KINDS = ("retriever", "index", "ranker", "reranker", "essays", "classifier")
+USER = (4242, 4242)  # a normal user's uid and gid on the host, for the README's `--user "$(id -u):$(id -g)"`
 TOPIC, CONTENT = "t_en_003", "c_en_0065"  # linked in the bundled sample catalog, which the image serves
 ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "scripts" / "image" / "containers.conf")}
 
@@ -241,12 +243,17 @@ def readme_line(prefix: str) -> str:
     return next(line for line in lines if line.startswith(prefix))
 
 
-def test_the_readmes_docker_run_line_serves_a_root_owned_folder(image: str, trained: Path, tmp_path: Path) -> None:
-    """`docker run -p 8000:8000 --user ... -v "$PWD/artifacts:/artifacts" edurank` run as written, by the shell,
-    in a folder whose artifacts/ is root's: podman stands in for docker; the test adds only -d, a name and a free
-    host port. It writes there (the feedback store) and reads what was trained there."""
+def test_the_readmes_docker_run_line_serves_a_users_folder(image: str, trained: Path, tmp_path: Path) -> None:
+    """`docker run -p 8000:8000 --user ... -v "$PWD/artifacts:/artifacts" edurank` run by the shell as written
+    but for one substitution: tests run as root, for whom `$(id -u):$(id -g)` would prove nothing, so a normal
+    user's ids (USER, 4242:4242, neither root's nor the image's 10001) stand in for it, and the artifacts folder
+    is that user's, as a host user's own training leaves it. podman stands in for docker; the test adds only -d,
+    a name and a free host port. It writes there (the feedback store) and reads what was trained there."""
     line = readme_line('docker run -p 8000:8000 --user')
-    copy_of(trained, tmp_path / "artifacts")
+    assert '--user "$(id -u):$(id -g)"' in line
+    line = line.replace('"$(id -u):$(id -g)"', ":".join(map(str, USER)))
+    for path in [copy_of(trained, tmp_path / "artifacts"), *(tmp_path / "artifacts").rglob("*")]:
+        os.chown(path, *USER, follow_symlinks=False)
     argv = subprocess.run(["bash", "-c", f"argv() {{ printf '%s\\0' \"$@\"; }}; argv {line}"], cwd=tmp_path,
                           capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
     assert argv[:2] == ["docker", "run"] and argv[-1] == "edurank", argv
@@ -259,7 +266,7 @@ def test_the_readmes_docker_run_line_serves_a_root_owned_folder(image: str, trai
             recorded = client.post("/feedback", json={"decisions": [
                 {"topic_id": TOPIC, "content_id": CONTENT, "decision": "accepted"}]})
             assert recorded.status_code < 300, recorded.text
-    assert (tmp_path / "artifacts" / "feedback.sqlite").stat().st_uid == os.getuid()
+    assert (tmp_path / "artifacts" / "feedback.sqlite").stat().st_uid == USER[0]
 
 
 def interpolate(value: str) -> str:
@@ -304,8 +311,11 @@ def test_compose_runs_the_index_job_then_the_api_on_its_volume(image: str, tmp_p
 
 def test_the_dockerfile_takes_its_base_and_torch_as_arguments_and_runs_as_a_user() -> None:
     """What needs no engine: the base and the torch index are build arguments (CPU torch by default, as PyPI's
-    torch 2.13.0 is a CUDA build), the service runs as a user, and its HEALTHCHECK asks for readiness."""
+    torch 2.13.0 is a CUDA build), the service runs as a user, and its HEALTHCHECK asks for readiness where the
+    service listens. RUN --mount needs BuildKit: the syntax line asks for it."""
     dockerfile = (ROOT / "Dockerfile").read_text()
+    assert dockerfile.startswith("# syntax=docker/dockerfile:1\n")
+    assert "EDURANK_HOST" in dockerfile[dockerfile.index("HEALTHCHECK"):]
     assert re.search(r"^ARG BASE=python:3\.11-slim\nFROM \$\{BASE\}$", dockerfile, re.M)
     assert re.search(r"^ARG TORCH_INDEX=https://download\.pytorch\.org/whl/cpu$", dockerfile, re.M)
     users = re.findall(r"^USER (\S+)$", dockerfile, re.M)
