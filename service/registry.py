@@ -178,11 +178,15 @@ class Registry:
         log.info("registry loaded in %.1f s: %s", registry.loaded_seconds, registry.versions)
         return registry
 
+    def retrieval_off(self) -> RequestError:
+        """The 503 of every route that needs what the index side loads, saying why it is off."""
+        return RequestError((), f"not ready: {self.problems[RETRIEVAL]}", 503)
+
     @property
     def served(self) -> Retrieval:
         """The index side; RequestError 503 with why when it is not served (its routes are off)."""
         if self.retrieval is None:
-            raise RequestError((), f"not ready: {self.problems[RETRIEVAL]}", 503)
+            raise self.retrieval_off()
         return self.retrieval
 
     @property
@@ -190,14 +194,14 @@ class Registry:
         """The retriever (/embed, /v1/embeddings, served without the index); RequestError 503 with why when it
         failed to load."""
         if self.encoder is None:
-            raise RequestError((), f"not ready: {self.problems[RETRIEVAL]}", 503)
+            raise self.retrieval_off()
         return self.encoder
 
     def embed_texts(self, texts: list[str], timer: Timer = no_timer) -> np.ndarray:
         """The retriever's vectors of ready texts, in the shared batches."""
         batched = self.embed
         if batched is None:
-            raise RequestError((), f"not ready: {self.problems[RETRIEVAL]}", 503)
+            raise self.retrieval_off()
         with timer("encode"):  # tokenising and waiting for the batch included
             return batched(texts)
 
