@@ -34,13 +34,6 @@ CATALOGS = ("curriculum", "misconceptions")
 FIGURES = ("mean_f2", "mean_precision", "mean_recall", "map@25")
 
 
-def construct_column(catalog: Any) -> Any:
-    """The misconceptions catalog names a topic's construct only in its description ("Construct: ... .
-    Correct answer: ..."): as a `construct` column, for folds grouped by it."""
-    construct = pl.col("description").str.extract(r"Construct: (.*?)\. Correct answer:").alias("construct")
-    return dataclasses.replace(catalog, topics=catalog.topics.with_columns(construct))
-
-
 def write_links(path: Path, links: pl.DataFrame) -> Path:
     """(topic_id, content_id) rows as an LECR correlations file (content ids space-separated)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,8 +54,7 @@ class Loop:
 
         self.args, self.directory = args, args.data / args.catalog
         self.group_by = "construct" if args.catalog == "misconceptions" else None
-        self.load = (lambda links: construct_column(load_catalog(self.directory, correlations=links))) \
-            if self.group_by else (lambda links: load_catalog(self.directory, correlations=links))
+        self.load = lambda links: load_catalog(self.directory, correlations=links)
         self.catalog = self.load(None)
         folds = topic_folds(self.catalog, args.folds, args.seed, self.group_by)
         held = {args.reviewed_fold, args.evaluated_fold}

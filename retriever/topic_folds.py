@@ -1,7 +1,12 @@
-"""Cross-validation folds over a catalog's topics: group = topic (its pairs never straddle folds) or a topics
-column (`group_by`: topics sharing its value, such as the same question under different wrong answers, stay
-together), stratified by language; topics of category `source` always stay in training. Training and
-evaluation cut the same folds, and a trained model's manifest says which topics it saw.
+"""Cross-validation folds over a catalog's topics: group = topic (its pairs never straddle folds) or a group
+key (`group_by`: topics sharing its value stay together), stratified by language; topics of category `source`
+always stay in training. Training and evaluation cut the same folds, and a trained model's manifest says which
+topics it saw.
+
+A group key is what users bring new: a topics column (`title`: a question's wrong answers; `parent`: a
+subject's constructs), a named key read out of the topic's text (`construct`, `subject`: the labels Eedi-style
+descriptions carry, "Subject: ... . Construct: ... ."), or `COLUMN~REGEX` (the regex's first group). Holding
+out constructs, not questions, is what a platform adding a new lesson sees: none of its questions trained.
 
 `hold_out_items` also holds out a seeded share of the items the held-out fold links: training topics that
 link one of them are left out, so those items are never seen in training, as new content is in real use.
@@ -10,6 +15,7 @@ link one of them are left out, so those items are never seen in training, as new
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +28,42 @@ from edurank.errors import InputError
 from edurank.retriever.catalog import Catalog
 
 TRAIN_ONLY = -1
+# a label inside a description, up to the sentence's end before the next label ("... . Correct answer: ...")
+LABELLED = r"(?s){}:\s*(.+?)\.?\s*(?:\.\s+[A-Z][\w ]{{0,30}}:|$)"
+NAMED_KEYS = {"construct": ("description", LABELLED.format("Construct")),
+              "subject": ("description", LABELLED.format("Subject"))}
+
+
+def group_key(topics: pl.DataFrame, group_by: str | None) -> pl.Expr:
+    """The expression giving each topic its fold group (its own id where the key is null or empty)."""
+    if group_by is None:
+        return pl.col("id")
+    if group_by in topics.columns:
+        column, pattern = group_by, None
+    elif group_by in NAMED_KEYS:
+        column, pattern = NAMED_KEYS[group_by]
+    elif "~" in group_by:
+        column, pattern = group_by.split("~", 1)
+    else:
+        raise InputError(f"--group-by {group_by}: not a topics column ({', '.join(topics.columns)}), a named key "
+                         f"({', '.join(NAMED_KEYS)}) or COLUMN~REGEX")
+    if column not in topics.columns:
+        raise InputError(f"--group-by {group_by}: topics have no column {column!r}")
+    value = pl.col(column).cast(pl.String)
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise InputError(f"--group-by {group_by}: bad regex ({err})") from None
+        value = value.str.extract(pattern, 1 if re.compile(pattern).groups else 0).str.strip_chars()
+    return pl.when(value.str.len_chars() > 0).then(value).otherwise(pl.col("id"))
 
 
 def topic_folds(catalog: Catalog, folds: int, seed: int = 42, group_by: str | None = None) -> dict[str, int]:
     """topic id -> fold number for every topic with content; `source` topics get TRAIN_ONLY."""
     if folds < 2:
         raise InputError(f"--folds {folds}: need at least 2 folds to hold one out")
-    if group_by is not None and group_by not in catalog.topics.columns:
-        raise InputError(f"--group-by {group_by}: topics have no such column ({', '.join(catalog.topics.columns)})")
-    group = pl.col(group_by).cast(pl.String).fill_null(pl.col("id")) if group_by else pl.col("id")
+    group = group_key(catalog.topics, group_by)
     pairs = catalog.correlations.join(
         catalog.topics.select(pl.col("id").alias("topic_id"), "language", "category", group.alias("group")),
         on="topic_id")
@@ -60,7 +93,7 @@ def extend_folds(assignment: dict[str, int], catalog: Catalog, folds: int, seed:
     new = catalog.topics.filter(pl.col("id").is_in(sorted(linked - set(kept))))
     if not len(new):
         return kept
-    group = pl.col(group_by).cast(pl.String).fill_null(pl.col("id")) if group_by else pl.col("id")
+    group = group_key(catalog.topics, group_by)
     groups = catalog.topics.select("id", group.alias("group"))
     fold_of_group = {g: kept[t] for t, g in groups.filter(pl.col("id").is_in(list(kept))).iter_rows()}
     for topic, value, category in new.select("id", group.alias("group"), "category").iter_rows():

@@ -56,7 +56,9 @@ def shared_questions_catalog(tmp_path: Path) -> Path:
     topics, correlations = [], []
     for q in range(20):
         for answer in "AB":
-            topics.append(topic(f"q{q}{answer}", f"Question {q}", category="supplemental"))
+            topics.append(topic(f"q{q}{answer}", f"Question {q}", category="supplemental",
+                                description=f"Subject: Unit {q % 2}. Construct: Skill {q // 4}. Correct answer: "
+                                            f"C. Student answer: {answer}"))
             correlations.append({"topic_id": f"q{q}{answer}", "content_ids": f"m{(2 * q + (answer == 'B')) % 10}"})
     content = [item(f"m{i}", f"Misconception {i}") for i in range(10)]
     return write_catalog(tmp_path / "questions", topics, content, correlations)
@@ -67,8 +69,24 @@ def test_group_by_keeps_a_questions_topics_in_one_fold(tmp_path: Path) -> None:
     by_topic, by_title = topic_folds(catalog, 5), topic_folds(catalog, 5, group_by="title")
     assert all(by_title[f"q{q}A"] == by_title[f"q{q}B"] for q in range(20))
     assert any(by_topic[f"q{q}A"] != by_topic[f"q{q}B"] for q in range(20))
-    with pytest.raises(InputError, match="--group-by grade: topics have no such column"):
+    with pytest.raises(InputError, match="--group-by grade: not a topics column .* a named key"):
         topic_folds(catalog, 5, group_by="grade")
+
+
+def test_group_by_construct_holds_out_every_question_of_a_construct(tmp_path: Path) -> None:
+    """The named key reads "Construct: ..." out of the description: a held-out construct trains through none
+    of its questions; COLUMN~REGEX does the same for any labelled text."""
+    catalog = load_catalog(shared_questions_catalog(tmp_path))
+    by_construct = topic_folds(catalog, 5, group_by="construct")
+    for skill in range(5):
+        assert len({by_construct[f"q{q}{a}"] for q in range(4 * skill, 4 * skill + 4) for a in "AB"}) == 1
+    assert by_construct == topic_folds(catalog, 5, group_by=r"description~Construct: (Skill \d+)")
+    by_subject = topic_folds(catalog, 2, group_by="subject")
+    assert {by_subject[f"q{q}A"] for q in range(0, 20, 2)} != {by_subject[f"q{q}A"] for q in range(1, 20, 2)}
+    with pytest.raises(InputError, match="--group-by description~Construct: \\(: bad regex"):
+        topic_folds(catalog, 5, group_by="description~Construct: (")
+    with pytest.raises(InputError, match="topics have no column 'notes'"):
+        topic_folds(catalog, 5, group_by="notes~x")
 
 
 def test_held_out_items_are_never_linked_by_a_training_topic(tmp_path: Path) -> None:
