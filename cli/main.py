@@ -27,11 +27,13 @@ from edurank.errors import InputError
 from edurank.options import add_options, from_args
 from edurank.retriever.config import IndexConfig
 from edurank.training.config import (
+    GROUP_BY_HELP,
     ClassifierConfig,
     DistilConfig,
     EssayConfig,
     QuickstartConfig,
     RankerConfig,
+    RecommendConfig,
     RerankerConfig,
     RetrieverConfig,
 )
@@ -68,6 +70,9 @@ TRAIN_JOBS: dict[str, tuple[str, list[tuple[str, dict[str, Any]]], type]] = {
                         "help": "retriever(s) giving candidates and dense features; each topic goes to one that "
                                 "never trained on it (fold models, or 'bundled')"})],
                RankerConfig),
+    "recommend": ("the best recommend path in one resumable job: fold retrievers, the served retriever, its index, "
+                  "the ranker (--cross-encoder: and the cross-encoder), published under --out as the service reads "
+                  "them", [CATALOG], RecommendConfig),
     "essays": ("six-trait essay scorer: fast path, fine-tuned path, OOF blend", [(
         "--data", {"type": Path, "required": True, "help": "CSV: text_id, full_text and the six traits"})],
                EssayConfig),
@@ -99,7 +104,7 @@ def add_folds(parser: argparse.ArgumentParser, fold_help: str) -> None:
     parser.add_argument("--fold", type=int, default=None, help=fold_help)
     parser.add_argument("--seed", type=int, default=42, help="seed of the folds, as the model was trained with "
                         "(default: 42)")
-    parser.add_argument("--group-by", default=None, help="topics column whose equal values share a fold")
+    parser.add_argument("--group-by", default=None, metavar="KEY", help=GROUP_BY_HELP)
     parser.add_argument("--hold-out-items", type=float, default=0.0,
                         help="share of the fold's items held out with it (as the model was trained)")
 
@@ -156,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser_ = command(train, job, help_text)
         for flag, kwargs in inputs:
             parser_.add_argument(flag, **kwargs)
-        parser_.add_argument("--out", type=Path, required=True, help="artifact root; the version goes below it")
+        parser_.add_argument("--out", type=Path, required=True, help="artifacts root: each part's versions go "
+                             "below it as the service reads them" if job == "recommend" else
+                             "artifact root; the version goes below it")
         add_options(parser_.add_argument_group(f"{job} options"), config)
         add_threads(parser_)
 
@@ -324,6 +331,11 @@ def run_train(args: argparse.Namespace) -> None:
         from edurank.training.ranker import train_ranker
 
         print(train_ranker(load_catalog(args.catalog), args.retriever, args.out, config))
+    elif args.job == "recommend":
+        from edurank.retriever.catalog import load_catalog
+        from edurank.training.recommend import train_recommend
+
+        print(train_recommend(load_catalog(args.catalog), args.out, config))
     elif args.job == "essays":
         from edurank.training.essays import train_essays
 

@@ -132,9 +132,8 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
     a manifest naming the encoder and the catalog (and, for an incremental run, what changed since the
     version it started from: counts in the manifest, the ids in changes.parquet)."""
     started = time.time()
-    # how and where it ran is not what it is: the same catalog, model and options give the same version hash
-    params = {**asdict(config), "max_tokens": encoder.max_tokens, **(params or {})}
-    ran_on = {name: params.pop(name) for name in RUN_OPTIONS}
+    ran_on = {name: getattr(config, name) for name in RUN_OPTIONS}
+    params = {**index_params(config, encoder.max_tokens), **(params or {})}
     if companion is None and config.companion:
         companion = companion_of(BiEncoder.load(config.companion), catalog)
     items = catalog.content.select("id", "language", "kind", "title")
@@ -162,6 +161,13 @@ def publish_index(vectors: np.ndarray, encoder: BiEncoder, catalog: Catalog, out
                 "dimension": int(vectors.shape[1]), "count": int(vectors.shape[0]),
                 "languages": catalog.content["language"].value_counts().sort("language").rows(),
                 "items_per_second": round(len(vectors) / max(embed_seconds, 1e-9), 1) if embed_seconds else None})
+
+
+def index_params(config: IndexConfig, max_tokens: int) -> dict[str, Any]:
+    """The parameters an index's manifest records and its run hash reads: the options that change what it is,
+    not how and where it ran (the same catalog, model and options give the same version hash)."""
+    return {name: value for name, value in {**asdict(config), "max_tokens": max_tokens}.items()
+            if name not in RUN_OPTIONS}
 
 
 def publish_compacted(index: ContentIndex, previous: Manifest, out: Path, changes: pl.DataFrame, seq: int,

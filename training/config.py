@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from edurank.reranker.cross_encoder.model import PairFormat
 
 DEVICES = ("auto", "cpu", "cuda")
+GROUP_BY_HELP = ("topics sharing this key share a fold: a topics column (title: a question's wrong answers; "
+                 "parent), construct or subject (named in the description), or COLUMN~REGEX")
 
 
 # -- shared by several jobs ---------------------------------------------------------------------------------
@@ -47,8 +49,7 @@ class CrossFitOptions:
     candidates: CandidateConfig = option(factory=CandidateConfig)
     folds: int = option(5, "topic folds for cross-fitting", minimum=2)
     fold: int | None = option(None, "hold this fold out entirely, for `evaluate recommend --fold`")
-    group_by: str | None = option(None, "topics column whose equal values share a fold (e.g. title: a question's "
-                                        "wrong answers)")
+    group_by: str | None = option(None, GROUP_BY_HELP, metavar="KEY")
     hold_out_items: float = option(0.0, "share of each held-out fold's items no training topic may link",
                                    minimum=0)
     seed: int = option(42, "seed of folds, sampling and initialisation")
@@ -82,8 +83,7 @@ class RetrieverConfig(EngineOptions):
     freeze_layers: int = option(0, "freeze embeddings + this many lower layers", minimum=0)
     folds: int = option(5, "topic folds (grouped by topic, stratified by language)", minimum=2)
     fold: int | None = option(None, "hold this fold out (default: train on every topic)")
-    group_by: str | None = option(None, "topics column whose equal values share a fold (e.g. title: a question's "
-                                        "wrong answers)")
+    group_by: str | None = option(None, GROUP_BY_HELP, metavar="KEY")
     hold_out_items: float = option(0.0, "share of the held-out fold's items no training topic may link", minimum=0)
     seed: int = option(42, "seed of folds, batches and initialisation")
     eval_ks: tuple[int, ...] = option(DEFAULT_KS, "k of the recall@k figures recorded at each evaluation")
@@ -197,6 +197,60 @@ class RankerConfig(CrossFitOptions):
         if self.objective == "lambdarank":
             params["lambdarank_truncation_level"] = 32
         return params
+
+
+# -- train recommend ----------------------------------------------------------------------------------------
+
+@dataclass
+class RecommendConfig:
+    """`edurank train recommend`: the fold retrievers, the served retriever, its index and the ranker (and
+    optionally the cross-encoder) in one job. Its retriever defaults are `train retriever --rounds 0
+    --freeze-layers 2 --lr 1e-4`, so fold retrievers trained that way by hand are found finished."""
+
+    base_model: str | None = option(None, "the retrievers' start: a local ST/HF dir (default: bundled MiniLM)",
+                                    flag="--model")
+    folds: int = option(5, "topic folds: one fold retriever each, and the ranker's cross-fitting", minimum=2)
+    group_by: str | None = option(None, GROUP_BY_HELP, metavar="KEY")
+    hold_out_items: float = option(0.0, "share of each held-out fold's items no training topic may link", minimum=0)
+    seed: int = option(42, "seed of folds, batches and initialisation")
+    retriever_rounds: int = option(0, "hard-negative rounds of each retriever after the in-batch one", minimum=0)
+    retriever_epochs: int = option(3, "epochs of each retriever's in-batch round", minimum=1)
+    retriever_lr: float = option(1e-4, "the retrievers' peak learning rate")
+    retriever_freeze_layers: int = option(2, "the retrievers' frozen embeddings + lower layers", minimum=0)
+    retriever_max_tokens: int = option(128, "tokens per topic or item text while the retrievers train, and as the "
+                                            "served one serves them", minimum=8)
+    candidates: CandidateConfig = option(factory=CandidateConfig)
+    objective: str = option("lambdarank", "the ranker's objective (see `train ranker`)", choices=OBJECTIVES)
+    groups: tuple[str, ...] = option(DEFAULT_GROUPS, "the ranker's feature groups (companion needs --companion, "
+                                                     "cross --cross-encoder)", parse=parse_groups)
+    companion: str | None = option(None, "a second encoder ('bundled' or a model directory) whose cosine is the "
+                                         "ranker's companion group; the index stores its vectors", metavar="MODEL")
+    cross_encoder: bool = option(False, "also train the cross-encoder (`train reranker --init miners`, cross-fitted "
+                                        "on the ranker's candidates; hours on a CPU), read by the ranker's cross "
+                                        "group")
+
+    def __post_init__(self) -> None:
+        self.ranker("cross-encoder" if self.cross_encoder else None)  # refuses groups it could not train
+
+    def split(self) -> dict[str, Any]:
+        return {"folds": self.folds, "group_by": self.group_by, "hold_out_items": self.hold_out_items,
+                "seed": self.seed}
+
+    def retriever(self, fold: int | None) -> RetrieverConfig:
+        """Fold `fold`'s retriever, or (None) the served one, trained on every topic: it reads no split, so its
+        split options keep their defaults and another split reuses it."""
+        split = self.split() if fold is not None else {"seed": self.seed}
+        return RetrieverConfig(base_model=self.base_model, rounds=self.retriever_rounds, epochs=self.retriever_epochs,
+                               learning_rate=self.retriever_lr, freeze_layers=self.retriever_freeze_layers,
+                               max_tokens=self.retriever_max_tokens, fold=fold, **split)
+
+    def reranker(self, served: str) -> RerankerConfig:
+        """The cross-encoder: the served one starts from the served retriever, each fold's from its miner."""
+        return RerankerConfig(base_model=served, init="miners", candidates=self.candidates, **self.split())
+
+    def ranker(self, cross_encoder: str | None) -> RankerConfig:
+        return RankerConfig(candidates=self.candidates, objective=self.objective, groups=self.groups,
+                            companion=self.companion, cross_encoder=cross_encoder, **self.split())
 
 
 # -- train essays -------------------------------------------------------------------------------------------
@@ -333,6 +387,9 @@ class QuickstartConfig:
     responses: int = option(3000, "responses sampled for the classifier (0: all)", minimum=0)
     seed: int = option(42, "seed of the samples")
     serve: bool = option(True, "start the service when everything is trained")
+    full: bool = option(False, "train the best recommend path (`edurank train recommend`: fold retrievers, a "
+                               "fine-tuned served retriever, its index, the ranker) instead of the bundled "
+                               "retriever's index and ranker (an hour or more on a CPU)")
 
 
 @dataclass(frozen=True)

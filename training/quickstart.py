@@ -5,9 +5,11 @@ DIR holds `curriculum/` (a catalog in the LECR layout), `fb3/train.csv` (scored 
 (labelled student responses); a missing part is skipped and its route answers 503. In order: the index
 (bundled MiniLM), the LightGBM ranker over hybrid candidates (cross-fitted on the catalog's links), the
 essay scorer's fast path (frozen features -> ridge, TF-IDF -> ridge) and a classifier whose lower layers are
-frozen (two members, one epoch), each on a sample of the rows so the whole run takes minutes. One bar
-follows the steps with an estimate of the time left (per-row costs measured on a 2-core CPU, rescaled by
-tqdm as the steps finish); each step shows its own bar too.
+frozen (two members, one epoch), each on a sample of the rows so the whole run takes minutes. `--full`
+trains the best recommend path instead of the index and ranker (`edurank train recommend`: fold retrievers,
+a fine-tuned served retriever, its index, the ranker; an hour or more on a CPU). One bar follows the steps
+with an estimate of the time left (per-row costs measured on a 2-core CPU, rescaled as the steps finish);
+each step shows its own bar too.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from edurank.training.config import QuickstartConfig
 log = logging.getLogger(__name__)
 CATALOG, ESSAYS, RESPONSES = "curriculum", "fb3/train.csv", "map/train.csv"
 # seconds per unit on a 2-core CPU (bench/README.md): content items indexed, linked topics ranked, essays
-# and responses trained on; what the bar's first estimate of the time left is made of
-SECONDS_PER = {"index": 0.022, "ranker": 0.10, "essays": 0.14, "classifier": 0.023}
+# and responses trained on (recommend: its own steps' estimate, in seconds); what the bar's first estimate of
+# the time left is made of
+SECONDS_PER = {"index": 0.022, "ranker": 0.10, "essays": 0.14, "classifier": 0.023, "recommend": 1.0}
 
 
 @dataclass(frozen=True)
@@ -55,19 +58,26 @@ def plan(data: Path, out: Path, config: QuickstartConfig, scratch: Path) -> list
     from edurank.retriever.index_job import build_index
     from edurank.retriever.model import BiEncoder
     from edurank.training.classifier import train_classifier
-    from edurank.training.config import ClassifierConfig, EssayConfig, RankerConfig
+    from edurank.training.config import ClassifierConfig, EssayConfig, RankerConfig, RecommendConfig
     from edurank.training.essays import train_essays
     from edurank.training.ranker import train_ranker
+    from edurank.training.recommend import RecommendJob, train_recommend
 
     if not (data / CATALOG).is_dir():
         raise InputError(f"{data}: no {CATALOG}/ folder (a catalog in the LECR layout: topics.csv, content.csv, "
                          "correlations.csv); quickstart needs at least that")
     catalog = load_catalog(data / CATALOG)
-    encoder = BiEncoder.load(None)
     linked = catalog.correlations["topic_id"].n_unique()
-    steps = [Step("index", len(catalog.content), lambda: build_index(encoder, catalog, out / "index")),
-             Step("ranker", linked, lambda: train_ranker(catalog, [str(encoder.path)], out / "ranker",
-                                                         RankerConfig(folds=max(2, min(5, linked // 2)))))]
+    folds = max(2, min(5, linked // 2))
+    if config.full:
+        full = RecommendConfig(folds=folds)
+        steps = [Step("recommend", round(sum(s.seconds for s in RecommendJob(catalog, out, full).steps())),
+                      lambda: train_recommend(catalog, out, full))]
+    else:
+        encoder = BiEncoder.load(None)
+        steps = [Step("index", len(catalog.content), lambda: build_index(encoder, catalog, out / "index")),
+                 Step("ranker", linked, lambda: train_ranker(catalog, [str(encoder.path)], out / "ranker",
+                                                             RankerConfig(folds=folds)))]
     if (data / ESSAYS).is_file():
         essays = sample_csv(data / ESSAYS, config.essays, config.seed, scratch)
         steps.append(Step("essays", pl.scan_csv(essays).select(pl.len()).collect().item(),
@@ -86,20 +96,20 @@ def plan(data: Path, out: Path, config: QuickstartConfig, scratch: Path) -> list
 
 def quickstart(data: Path, out: Path, config: QuickstartConfig) -> dict[str, float]:
     """Run every step (one bar over them all), then serve unless told not to; the seconds of each step."""
+    from edurank.training.recommend import StepBar
+
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="edurank-quickstart-") as folder:
         scratch = Path(folder)
         (scratch / "map").mkdir()
         steps = plan(Path(data), Path(out), config, scratch)
-        estimates = {step.name: SECONDS_PER[step.name] * step.units for step in steps}
-        with tqdm(total=round(sum(estimates.values())), unit="s", desc="quickstart", position=0,
-                  bar_format="{desc}{percentage:3.0f}%|{bar}| {elapsed} so far, ~{remaining} left") as bar:
+        with StepBar("quickstart", {step.name: SECONDS_PER[step.name] * step.units for step in steps}) as bar:
             for step in steps:
-                bar.set_description(f"quickstart: {step.name}")
+                bar.start(step.name)
                 started = time.perf_counter()
                 path = step.run()
                 seconds[step.name] = round(time.perf_counter() - started, 1)
-                bar.update(round(estimates[step.name]))
+                bar.done(step.name, seconds[step.name])
                 tqdm.write(f"{step.name}: {path} ({seconds[step.name]} s)")
     seconds["total"] = round(sum(seconds.values()), 1)
     tqdm.write(f"quickstart trained everything in {seconds['total']} s: {seconds}")

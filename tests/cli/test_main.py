@@ -165,6 +165,22 @@ def test_classifier_commands_train_evaluate_and_refuse_bad_input(tmp_path: Path,
     assert "no manifest.json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("fold", [0, 3, None])
+def test_train_recommend_trains_the_retrievers_train_retriever_does_with_the_readme_flags(fold: int | None) -> None:
+    """The job's retriever steps are `train retriever [--fold I] --rounds 0 --freeze-layers 2 --lr 1e-4` (every
+    other option at its default): the same run hash, so folds trained by hand are found finished."""
+    from dataclasses import asdict
+
+    from edurank.options import from_args
+    from edurank.training.config import RecommendConfig, RetrieverConfig
+
+    parser, files = build_parser(), ["--catalog", "c", "--out", "o"]
+    by_hand = ["train", "retriever", *files, "--rounds", "0", "--freeze-layers", "2", "--lr", "1e-4"]
+    by_hand += ["--fold", str(fold)] if fold is not None else []
+    recommend = from_args(RecommendConfig, parser.parse_args(["train", "recommend", *files]))
+    assert asdict(recommend.retriever(fold)) == asdict(from_args(RetrieverConfig, parser.parse_args(by_hand)))
+
+
 HEAVY = ("torch", "sentence_transformers", "transformers", "onnxruntime", "faiss", "lightgbm", "sklearn", "polars",
          "fastapi")
 

@@ -13,7 +13,8 @@ from edurank import SAMPLE_CATALOG
 from edurank.cli.main import main
 from edurank.service.app import create_app
 from edurank.service.settings import Settings
-from edurank.training.quickstart import serving_settings
+from edurank.training.config import QuickstartConfig, RecommendConfig
+from edurank.training.quickstart import plan, serving_settings
 from tests.conftest import essay_rows, response_rows, write_essays, write_responses
 
 
@@ -43,3 +44,24 @@ def test_quickstart_without_a_catalog_exits_2_saying_what_it_needs(tmp_path: Pat
                                                                    capsys: pytest.CaptureFixture) -> None:
     assert main(["quickstart", "--data", str(tmp_path), "--no-serve"]) == 2
     assert "no curriculum/ folder" in capsys.readouterr().err
+
+
+def test_quickstart_full_trains_the_recommend_job_in_place_of_the_index_and_ranker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--full: `train recommend` on DIR/curriculum replaces the index and ranker steps and publishes into the
+    same root the service reads; the other steps stay as they were."""
+    import edurank.training.recommend as recommend
+
+    data, out = tmp_path / "data", tmp_path / "artifacts"
+    shutil.copytree(SAMPLE_CATALOG, data / "curriculum")
+    write_essays((data / "fb3").mkdir(parents=True) or data / "fb3" / "train.csv", essay_rows(8))
+    calls = []
+    monkeypatch.setattr(recommend, "train_recommend",
+                        lambda catalog, root, config: calls.append((catalog, root, config)) or root / "summary")
+    assert [step.name for step in plan(data, out, QuickstartConfig(), tmp_path)] == ["index", "ranker", "essays"]
+    steps = plan(data, out, QuickstartConfig(full=True), tmp_path)
+    assert [step.name for step in steps] == ["recommend", "essays"] and steps[0].units > 60
+    assert steps[0].run() == out / "summary"
+    [(catalog, root, config)] = calls
+    assert root == out and {p.parent for p in catalog.files} == {data / "curriculum"}
+    assert config == RecommendConfig(folds=5)
