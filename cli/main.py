@@ -71,8 +71,8 @@ TRAIN_JOBS: dict[str, tuple[str, list[tuple[str, dict[str, Any]]], type]] = {
                                 "never trained on it (fold models, or 'bundled')"})],
                RankerConfig),
     "recommend": ("the best recommend path in one resumable job: fold retrievers, the served retriever, its index, "
-                  "the ranker (--cross-encoder: and the cross-encoder), published under --out as the service reads "
-                  "them", [CATALOG], RecommendConfig),
+                  "the ranker (--with-cross-encoder: and the cross-encoder), published under --out as the service "
+                  "reads them", [CATALOG], RecommendConfig),
     "essays": ("six-trait essay scorer: fast path, fine-tuned path, OOF blend", [(
         "--data", {"type": Path, "required": True, "help": "CSV: text_id, full_text and the six traits"})],
                EssayConfig),

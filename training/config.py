@@ -213,8 +213,11 @@ class RecommendConfig:
     group_by: str | None = option(None, GROUP_BY_HELP, metavar="KEY")
     hold_out_items: float = option(0.0, "share of each held-out fold's items no training topic may link", minimum=0)
     seed: int = option(42, "seed of folds, batches and initialisation")
+    device: str = option("auto", "where every trainer runs: auto (CUDA when present, else the CPU), cpu or cuda",
+                         choices=DEVICES)
     retriever_rounds: int = option(0, "hard-negative rounds of each retriever after the in-batch one", minimum=0)
     retriever_epochs: int = option(3, "epochs of each retriever's in-batch round", minimum=1)
+    retriever_hard_negative_epochs: int = option(2, "epochs of each retriever's hard-negative rounds", minimum=1)
     retriever_lr: float = option(1e-4, "the retrievers' peak learning rate")
     retriever_freeze_layers: int = option(2, "the retrievers' frozen embeddings + lower layers", minimum=0)
     retriever_max_tokens: int = option(128, "tokens per topic or item text while the retrievers train, and as the "
@@ -222,15 +225,17 @@ class RecommendConfig:
     candidates: CandidateConfig = option(factory=CandidateConfig)
     objective: str = option("lambdarank", "the ranker's objective (see `train ranker`)", choices=OBJECTIVES)
     groups: tuple[str, ...] = option(DEFAULT_GROUPS, "the ranker's feature groups (companion needs --companion, "
-                                                     "cross --cross-encoder)", parse=parse_groups)
+                                                     "cross --with-cross-encoder)", parse=parse_groups)
     companion: str | None = option(None, "a second encoder ('bundled' or a model directory) whose cosine is the "
                                          "ranker's companion group; the index stores its vectors", metavar="MODEL")
-    cross_encoder: bool = option(False, "also train the cross-encoder (`train reranker --init miners`, cross-fitted "
-                                        "on the ranker's candidates; hours on a CPU), read by the ranker's cross "
-                                        "group")
+    with_cross_encoder: bool = option(False, "also train the cross-encoder (`train reranker --init miners`, "
+                                             "cross-fitted on the ranker's candidates; hours on a CPU), read by the "
+                                             "ranker's cross group")
 
     def __post_init__(self) -> None:
-        self.ranker("cross-encoder" if self.cross_encoder else None)  # refuses groups it could not train
+        if "cross" in self.groups and not self.with_cross_encoder:
+            raise ValueError("--groups cross: it reads the cross-encoder this job trains (--with-cross-encoder)")
+        self.ranker("cross-encoder" if self.with_cross_encoder else None)  # refuses groups it could not train
 
     def split(self) -> dict[str, Any]:
         return {"folds": self.folds, "group_by": self.group_by, "hold_out_items": self.hold_out_items,
@@ -241,12 +246,14 @@ class RecommendConfig:
         split options keep their defaults and another split reuses it."""
         split = self.split() if fold is not None else {"seed": self.seed}
         return RetrieverConfig(base_model=self.base_model, rounds=self.retriever_rounds, epochs=self.retriever_epochs,
+                               hard_negative_epochs=self.retriever_hard_negative_epochs,
                                learning_rate=self.retriever_lr, freeze_layers=self.retriever_freeze_layers,
-                               max_tokens=self.retriever_max_tokens, fold=fold, **split)
+                               max_tokens=self.retriever_max_tokens, device=self.device, fold=fold, **split)
 
     def reranker(self, served: str) -> RerankerConfig:
         """The cross-encoder: the served one starts from the served retriever, each fold's from its miner."""
-        return RerankerConfig(base_model=served, init="miners", candidates=self.candidates, **self.split())
+        return RerankerConfig(base_model=served, init="miners", candidates=self.candidates, device=self.device,
+                              **self.split())
 
     def ranker(self, cross_encoder: str | None) -> RankerConfig:
         return RankerConfig(candidates=self.candidates, objective=self.objective, groups=self.groups,

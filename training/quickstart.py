@@ -7,9 +7,10 @@ DIR holds `curriculum/` (a catalog in the LECR layout), `fb3/train.csv` (scored 
 essay scorer's fast path (frozen features -> ridge, TF-IDF -> ridge) and a classifier whose lower layers are
 frozen (two members, one epoch), each on a sample of the rows so the whole run takes minutes. `--full`
 trains the best recommend path instead of the index and ranker (`edurank train recommend`: fold retrievers,
-a fine-tuned served retriever, its index, the ranker; an hour or more on a CPU). One bar follows the steps
-with an estimate of the time left (per-row costs measured on a 2-core CPU, rescaled as the steps finish);
-each step shows its own bar too.
+a fine-tuned served retriever, its index, the ranker; an hour or more on a CPU); without it, a root where
+`--full` ran is refused (a bundled-encoder index beside its fine-tuned retriever would not be served). One bar
+follows the steps with an estimate of the time left (per-row costs measured on a 2-core CPU, rescaled as the
+steps finish; `--full`'s covers only its steps not finished yet); each step shows its own bar too.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def sample_csv(source: Path, rows: int, seed: int, folder: Path) -> Path:
 
 def plan(data: Path, out: Path, config: QuickstartConfig, scratch: Path) -> list[Step]:
     """The steps DIR's parts allow, each publishing into its kind's folder under `out`."""
+    from edurank.artifacts import versions
     from edurank.retriever.catalog import load_catalog
     from edurank.retriever.index_job import build_index
     from edurank.retriever.model import BiEncoder
@@ -71,8 +73,11 @@ def plan(data: Path, out: Path, config: QuickstartConfig, scratch: Path) -> list
     folds = max(2, min(5, linked // 2))
     if config.full:
         full = RecommendConfig(folds=folds)
-        steps = [Step("recommend", round(sum(s.seconds for s in RecommendJob(catalog, out, full).steps())),
+        steps = [Step("recommend", round(sum(s.seconds for s in RecommendJob(catalog, out, full).pending())),
                       lambda: train_recommend(catalog, out, full))]
+    elif versions(out / BiEncoder.KIND):
+        raise InputError(f"{out / BiEncoder.KIND}: a fine-tuned retriever (`quickstart --full`) the service would "
+                         "refuse beside a bundled-encoder index; rerun with --full or give another --out")
     else:
         encoder = BiEncoder.load(None)
         steps = [Step("index", len(catalog.content), lambda: build_index(encoder, catalog, out / "index")),

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from edurank import SAMPLE_CATALOG
+from edurank.artifacts import MANIFEST
 from edurank.cli.main import main
 from edurank.service.app import create_app
 from edurank.service.settings import Settings
@@ -49,7 +50,7 @@ def test_quickstart_without_a_catalog_exits_2_saying_what_it_needs(tmp_path: Pat
 def test_quickstart_full_trains_the_recommend_job_in_place_of_the_index_and_ranker(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--full: `train recommend` on DIR/curriculum replaces the index and ranker steps and publishes into the
-    same root the service reads; the other steps stay as they were."""
+    same root the service reads, estimated by its steps still to train; the other steps stay as they were."""
     import edurank.training.recommend as recommend
 
     data, out = tmp_path / "data", tmp_path / "artifacts"
@@ -65,3 +66,18 @@ def test_quickstart_full_trains_the_recommend_job_in_place_of_the_index_and_rank
     [(catalog, root, config)] = calls
     assert root == out and {p.parent for p in catalog.files} == {data / "curriculum"}
     assert config == RecommendConfig(folds=5)
+    monkeypatch.setattr(recommend.RecommendJob, "pending", lambda job: [])  # a resumed run with nothing left
+    assert plan(data, out, QuickstartConfig(full=True), tmp_path)[0].units == 0
+
+
+def test_a_plain_quickstart_into_a_root_where_full_ran_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Its bundled-encoder index beside --full's fine-tuned retriever would be refused by the service (every
+    catalog route a 503): refused before anything trains."""
+    data, out = tmp_path / "data", tmp_path / "artifacts"
+    shutil.copytree(SAMPLE_CATALOG, data / "curriculum")
+    (out / "retriever" / "v1").mkdir(parents=True)
+    (out / "retriever" / "v1" / MANIFEST).write_text("{}")
+    assert main(["quickstart", "--data", str(data), "--out", str(out), "--no-serve"]) == 2
+    printed = capsys.readouterr().err
+    assert "rerun with --full or give another --out" in printed and printed.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["retriever"]
