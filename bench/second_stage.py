@@ -1,8 +1,10 @@
 """The LightGBM second stage on a catalog: an ablation table of cross-fitted (held-out) figures, and the
 milliseconds stage 2 costs per topic.
 
-    # ablation: retrieval alone (its own tuned rule), the full ranker (binary and lambdarank), and the ranker
-    # without each feature group; every row cross-fitted on the same mined candidates (mined once, cached).
+    # ablation: retrieval alone (its own tuned rule), the full ranker (binary and lambdarank), the ranker
+    # without each feature group and without every group that reads the catalog's links (graph, neighbours,
+    # neighbour_items); every row cross-fitted on the same mined candidates (mined once, cached); one-gold
+    # catalogs also print MAP@25 on seen and unseen items.
     # With --cross-encoder RERANKER (cross-fitted by `train reranker` on the same candidates), also the
     # cross-encoder alone and the ranker with its logits as the cross group
     .venv/bin/python bench/second_stage.py ablation --catalog ../shared/data/curriculum --out artifacts/exp/ranker \\
@@ -36,6 +38,7 @@ def row(name: str, figures: dict[str, Any], minutes: float | None = None) -> str
 def ablation(args: argparse.Namespace) -> None:
     from edurank.artifacts import Manifest, model_ref, resolve
     from edurank.encoders import fingerprint
+    from edurank.reranker.lightgbm.config import LINK_GROUPS
     from edurank.retriever.catalog import load_catalog
     from edurank.training.config import RankerConfig
     from edurank.training.ranker import candidates_for, evaluate_ranker, with_companion, with_cross_logits
@@ -43,7 +46,8 @@ def ablation(args: argparse.Namespace) -> None:
     catalog = load_catalog(args.catalog)
     base = from_args(RankerConfig, args)
     started = time.perf_counter()
-    mined = candidates_for(catalog, args.retriever, args.out, base, neighbours=True)
+    mined = candidates_for(catalog, args.retriever, args.out, base, neighbours=True, item_vectors=True,
+                           parts="topic_parts" in base.groups)
     candidates, _ = with_cross_logits(mined.candidates, base, [model_ref(p, fingerprint(p)) for p in mined.plan],
                                       catalog.data_hash)
     mined, _ = with_companion(dataclasses.replace(mined, candidates=candidates), catalog, base.companion,
@@ -52,11 +56,14 @@ def ablation(args: argparse.Namespace) -> None:
           f"{(time.perf_counter() - started) / 60:.1f} min (0 when cached)")
     variants: list[tuple[str, Any]] = [(f"ranker, all groups, {objective}",
                                         dataclasses.replace(base, objective=objective))
-                                       for objective in ("binary", "lambdarank")]
-    variants += [(f"ranker without {group}", dataclasses.replace(
-        base, groups=tuple(g for g in base.groups if g != group),
-        cross_encoder=None if group == "cross" else base.cross_encoder,
-        companion=None if group == "companion" else base.companion)) for group in base.groups]
+                                       for objective in args.objectives.split(",")]
+    removed = [(group,) for group in (args.ablate.split(",") if args.ablate else base.groups)]
+    if len(set(LINK_GROUPS) & set(base.groups)) > 1:  # what only a catalog's own links teach, off together
+        removed.append(tuple(g for g in LINK_GROUPS if g in base.groups))
+    variants += [(f"ranker without {' and '.join(groups)}", dataclasses.replace(
+        base, groups=tuple(g for g in base.groups if g not in groups),
+        cross_encoder=None if "cross" in groups else base.cross_encoder,
+        companion=None if "companion" in groups else base.companion)) for groups in removed]
     print("| variant | " + " | ".join(COLUMNS) + " | minutes |")
     print("|---" * (len(COLUMNS) + 2) + "|")
     report: dict[str, Any] = {}
@@ -73,6 +80,9 @@ def ablation(args: argparse.Namespace) -> None:
                 print(row(f"cross-encoder alone, {trained.params['loss']} (rule {rule_text(trained.details['rule'])})",
                           trained.metrics["held_out"], trained.seconds["train"] / 60), flush=True)
         print(row(f"{name} (rule {rule_text(rule.to_dict())})", metrics["held_out"], minutes), flush=True)
+        for part, figures in metrics.get("by_item", {}).items():  # one-gold catalogs: seen and unseen items apart
+            print(f"|   {part} items ({figures['topics']} topics): MAP@25 {figures['retrieval_map@25']:.4f} alone -> "
+                  f"{figures['map@25']:.4f} |", flush=True)
         report[name] = {k: metrics[k] for k in ("held_out", "retrieval_only", "by_item") if k in metrics}
         for fold, figures in metrics["folds"].items():
             report[name][f"fold {fold}"] = figures
@@ -135,6 +145,9 @@ def main() -> None:
     table.add_argument("--retriever", action="append", required=True)
     table.add_argument("--out", type=Path, required=True, help="where the mined candidates are cached")
     table.add_argument("--json", type=Path, default=None, help="also write every variant's figures here")
+    table.add_argument("--objectives", default="binary,lambdarank", help="the full ranker's rows, one per objective")
+    table.add_argument("--ablate", default=None, help="the groups each dropped in a row of its own (default: "
+                       "every group; the catalog's link groups are also dropped together)")
     add_options(table, RankerConfig)
     timing = commands.add_parser("latency")
     timing.add_argument("--catalog", type=Path, required=True)

@@ -24,7 +24,8 @@ from edurank.encoders import pin_request_thread
 from edurank.errors import ArtifactMismatchError
 from edurank.reranker.cross_encoder.model import Parts, Reranker
 from edurank.reranker.decision import DecisionRule
-from edurank.reranker.lightgbm.features import content_context, query_facts
+from edurank.reranker.lightgbm.config import NEEDS_NEIGHBOURS
+from edurank.reranker.lightgbm.features import TOPIC_PARTS, content_context, query_facts
 from edurank.reranker.lightgbm.model import Ranker
 from edurank.reranker.lightgbm.reasons import reasons
 from edurank.reranker.stage import SecondStage
@@ -218,7 +219,7 @@ class Recommender:
                                       companion)
             candidates = pl.concat([f.with_columns(pl.lit(i, pl.Int64).alias("query")) for i, f in enumerate(found)])
         neighbours = None
-        if "neighbours" in ranker.groups and self.index.topics is not None:
+        if NEEDS_NEIGHBOURS & set(ranker.groups) and self.index.topics is not None:
             with timer("neighbours"):
                 neighbours = self.index.topics.neighbours(vectors, [q.topic_id for q in queries], NEIGHBOURS_SEARCHED)
         if "cross" in ranker.groups:  # the cross-encoder scores every candidate (a usable ranker has one loaded)
@@ -226,8 +227,13 @@ class Recommender:
             logits = self.pair_logits([queries[q].parts for q in candidates["query"]], candidates["row"].to_numpy(),
                                       ranks.to_series().to_list(), timer)
             candidates = candidates.with_columns(pl.Series("cross_logit", logits, dtype=pl.Float32))
+        parts = None
+        if "topic_parts" in ranker.groups:  # each part of the topic embedded alone
+            parts = self.encoder.encode_parts([(list(q.parts) + [None] * len(TOPIC_PARTS))[:len(TOPIC_PARTS)]
+                                               for q in queries], lambda texts: self.embed_texts(texts, timer))
         with timer("features"):
-            features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts, neighbours)
+            features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts, neighbours,
+                                        lambda _, rows: self.index.vectors_of(rows), parts)
         with timer("rank"):
             probabilities = ranker.probabilities(features)
         frame = features.select(

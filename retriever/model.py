@@ -8,6 +8,7 @@ param `backend`: onnx or onnx-int8) is a retriever too and loads with ONNX Runti
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -120,6 +121,19 @@ class BiEncoder:
     def encode_topics(self, catalog: Catalog, topics: pl.DataFrame | None = None, progress: bool = False,
                       batch_size: int = 32) -> np.ndarray:
         return self.encode(topic_texts(catalog, self.builder, topics), batch_size, progress)
+
+    def encode_parts(self, rows: Sequence[Sequence[str | None]],
+                     embed: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
+        """Each row's parts embedded alone (the ranker's topic_parts): (rows, parts, dimension), NaN where a
+        part is empty; `embed` (ready texts -> vectors) defaults to `encode`'s length-sorted batches."""
+        width = max((len(row) for row in rows), default=0)
+        vectors = np.full((len(rows), width, self.dimension), np.nan, dtype=np.float32)
+        where = [(i, j) for i, row in enumerate(rows) for j, part in enumerate(row) if part and part.strip()]
+        if where:
+            texts = self.builder.build([(rows[i][j],) for i, j in where])
+            first, second = zip(*where, strict=True)
+            vectors[list(first), list(second)] = (embed or self.encode)(texts)
+        return vectors
 
     def encode_content(self, catalog: Catalog, progress: bool = False, batch_size: int = 32) -> np.ndarray:
         return self.encode(content_texts(catalog, self.builder), batch_size, progress)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import torch
 
@@ -21,7 +22,7 @@ from edurank.artifacts import atomic_path, hash_json
 from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from edurank.feedback import read_labels
-from edurank.reranker.lightgbm.features import Graph
+from edurank.reranker.lightgbm.features import Graph, ItemVectors
 from edurank.retriever.catalog import Catalog
 from edurank.retriever.config import CandidateConfig
 from edurank.retriever.hybrid import Filters, hybrid_candidates
@@ -190,6 +191,25 @@ def mine_neighbours(catalog: Catalog, plan: dict[Path, list[str]], k: int = NEIG
     return pl.concat(parts)
 
 
+def model_vectors(catalog: Catalog, path: Path, cache: Path, topics: bool = True) -> dict[str, np.ndarray]:
+    """A model's vectors of the catalog's content (`content`, index row order) and, with `topics`, of its
+    topics (`topics`, catalog order): embedded once per (texts, model) and cached under `cache`."""
+    parts = ("topics", "content") if topics else ("content",)
+    key = hash_json({"data": catalog.texts_hash, "model": fingerprint(path), "parts": parts})[:16]
+    stored = cache / f"vectors-{key}.npz"
+    if not stored.is_file():
+        encoder = BiEncoder.load(path)
+        with torch.inference_mode():
+            arrays = {"content": encoder.encode_content(catalog)}
+            if topics:
+                arrays["topics"] = encoder.encode_topics(catalog)
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(stored) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)  # a handle: np.savez would append .npz to a path
+    with np.load(stored, allow_pickle=False) as loaded:
+        return {name: loaded[name] for name in parts}
+
+
 @dataclass
 class Mined:
     """A run's folds and what each topic's blind retriever found for it."""
@@ -198,6 +218,35 @@ class Mined:
     neighbours: pl.DataFrame | None  # topic_id, neighbour, neighbour_score; None: not asked for
     crossfit: CrossFit
     plan: dict[Path, list[str]]  # retriever -> the topics it mined
+    vectors: dict[Path, np.ndarray] | None = None  # retriever -> its content vectors; None: not asked for
+    parts: dict[str, np.ndarray] | None = None  # topic -> its parts' vectors by its miner; None: not asked for
+
+    def item_vectors(self, topic_ids: Sequence[str]) -> ItemVectors | None:
+        """(query i = topic_ids[i], index rows) -> the rows' vectors by the retriever that mined the topic."""
+        if self.vectors is None:
+            return None
+        miner = {topic: path for path, ids in self.plan.items() for topic in ids}
+        by_query = [self.vectors[miner[topic]] for topic in topic_ids]
+        return lambda query, rows: by_query[query][rows]
+
+    def part_vectors(self, topic_ids: Sequence[str]) -> np.ndarray | None:
+        """(query i = topic_ids[i], TOPIC_PARTS, dimension): each topic's parts by the retriever that mined it."""
+        return None if self.parts is None else np.stack([self.parts[topic] for topic in topic_ids])
+
+
+def mine_parts(catalog: Catalog, path: Path, topic_ids: list[str], cache: Path) -> dict[str, np.ndarray]:
+    """These topics' parts (title, breadcrumbs, description), each embedded alone by the retriever at `path`
+    (NaN for an empty part); cached under `cache` per (texts, retriever, topics)."""
+    key = hash_json({"data": catalog.texts_hash, "model": fingerprint(path), "topics": topic_ids})[:16]
+    stored = cache / f"parts-{key}.npy"
+    if not stored.is_file():
+        encoder = BiEncoder.load(path)
+        with torch.inference_mode():
+            vectors = encoder.encode_parts(topic_parts(catalog.topics_in_order(topic_ids)))
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(stored) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, vectors)
+    return dict(zip(topic_ids, np.load(stored, allow_pickle=False), strict=True))
 
 
 def cached_topics(path: Path, topic_ids: list[str], mine: Callable[[list[str]], pl.DataFrame]) -> pl.DataFrame:
@@ -225,10 +274,12 @@ def ranked_rows(candidates: pl.DataFrame, crossfit: CrossFit) -> pl.DataFrame:
 
 
 def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, options: CrossFitOptions,
-                   neighbours: bool = False, cut: Catalog | None = None) -> Mined:
-    """The run's folds (`cut`: see CrossFit.of), hybrid candidates labelled by the catalog's links and (with
-    `neighbours`) topic neighbours. Each topic is mined once per (topics and content files, retriever,
-    candidate counts) and cached under `<out>/.cache/`: mining reads no links."""
+                   neighbours: bool = False, cut: Catalog | None = None, item_vectors: bool = False,
+                   parts: bool = False) -> Mined:
+    """The run's folds (`cut`: see CrossFit.of), hybrid candidates labelled by the catalog's links, (with
+    `neighbours`) topic neighbours, (with `item_vectors` or `parts`) each retriever's content vectors and
+    (with `parts`) each topic's part vectors. Each topic is mined once per (topics and content files,
+    retriever, candidate counts) and cached under `<out>/.cache/`: mining reads no links."""
     crossfit = CrossFit.of(catalog, options, cut)
     config = options.candidates
     plan = assign_miners(catalog, sorted(crossfit.assignment), [model_path(r) for r in retrievers])
@@ -242,4 +293,9 @@ def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, optio
         if neighbours:
             near.append(cached_topics(cache / f"neighbours-{key}-{NEIGHBOURS_SEARCHED}.parquet", ids,
                                       lambda missing, path=path: mine_neighbours(catalog, {path: missing})))
-    return Mined(labelled(pl.concat(candidates), catalog), pl.concat(near) if neighbours else None, crossfit, plan)
+    vectors = {path: model_vectors(catalog, path, cache, topics=False)["content"] for path in plan} \
+        if item_vectors or parts else None
+    part_vectors = {topic: vector for path, ids in plan.items()
+                    for topic, vector in mine_parts(catalog, path, ids, cache).items()} if parts else None
+    return Mined(labelled(pl.concat(candidates), catalog), pl.concat(near) if neighbours else None, crossfit, plan,
+                 vectors, part_vectors)

@@ -30,12 +30,10 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import polars as pl
-import torch
 
 import edurank
 from edurank.artifacts import (
     ModelRef,
-    atomic_path,
     fresh_dir,
     hash_json,
     model_ref,
@@ -49,6 +47,7 @@ from edurank.reranker.calibration import Calibration
 from edurank.reranker.cross_encoder.model import Reranker
 from edurank.reranker.decision import DecisionRule, tune_rule
 from edurank.reranker.evaluation import oof_report, topic_score_list
+from edurank.reranker.lightgbm.config import NEEDS_NEIGHBOURS
 from edurank.reranker.lightgbm.features import (
     CATEGORICAL,
     Context,
@@ -61,9 +60,15 @@ from edurank.reranker.lightgbm.features import (
 from edurank.reranker.lightgbm.model import Ranker
 from edurank.retriever.catalog import Catalog
 from edurank.retriever.evaluation import mean_average_precision
-from edurank.retriever.model import BiEncoder
 from edurank.retriever.topic_folds import seen_topics
-from edurank.training.candidates import CrossFit, Mined, candidates_for, ranked_rows, with_feedback
+from edurank.training.candidates import (
+    CrossFit,
+    Mined,
+    candidates_for,
+    model_vectors,
+    ranked_rows,
+    with_feedback,
+)
 from edurank.training.config import RankerConfig
 
 log = logging.getLogger(__name__)
@@ -86,9 +91,11 @@ def cross_fitted_features(catalog: Catalog, mined: Mined, groups: Sequence[str])
     context_content = content_context(catalog.content)
     vocab = vocabularies(catalog.content, catalog.topics)
     candidates = candidates.with_columns(as_query)
+    item_vectors, part_vectors = mined.item_vectors(topic_ids), mined.part_vectors(topic_ids)
     parts = []
     for (fold,), part in candidates.group_by("fold", maintain_order=True):
-        context = Context(context_content, crossfit.graph(catalog, fold), vocab, neighbours)
+        context = Context(context_content, crossfit.graph(catalog, fold), vocab, neighbours, item_vectors,
+                          part_vectors)
         parts.append(build_features(part.drop("topic_id"), queries, context, groups))
     return pl.concat(parts, how="diagonal_relaxed").sort("query", maintain_order=True)
 
@@ -226,15 +233,8 @@ def with_companion(mined: Mined, catalog: Catalog, model: str | None, cache: Pat
         raise InputError(f"--companion {model}: it trained on {len(seen)} of these topics; give the bundled model "
                          "or one that never saw this catalog's links")
     ref = replace(model_ref(path, fingerprint(path)), path=portable_name(path))
-    vectors = cache / f"companion-{hash_json({'data': catalog.data_hash, 'model': ref.fingerprint})[:16]}.npz"
-    if not vectors.is_file():
-        encoder = BiEncoder.load(path)
-        with torch.inference_mode():
-            topics, content = encoder.encode_topics(catalog), encoder.encode_content(catalog)
-        with atomic_path(vectors) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, topics=topics, content=content)  # a handle: np.savez would append .npz to a path
-    with np.load(vectors, allow_pickle=False) as stored:
-        topics, content = stored["topics"], stored["content"]
+    vectors = model_vectors(catalog, path, cache)
+    topics, content = vectors["topics"], vectors["content"]
     position = {t: i for i, t in enumerate(catalog.topics["id"])}
     pairs = mined.candidates
     topic_rows = pairs["topic_id"].replace_strict(position, return_dtype=pl.Int64).to_numpy()
@@ -253,7 +253,9 @@ def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config:
     if config.feedback is not None:
         cut = catalog
         catalog, feedback = with_feedback(catalog, config.feedback)
-    mined = candidates_for(catalog, retrievers, out, config, neighbours="neighbours" in config.groups, cut=cut)
+    mined = candidates_for(catalog, retrievers, out, config, neighbours=bool(NEEDS_NEIGHBOURS & set(config.groups)),
+                           cut=cut, item_vectors="neighbour_items" in config.groups,
+                           parts="topic_parts" in config.groups)
     crossfit, plan = mined.crossfit, mined.plan
     depends = [model_ref(path, fingerprint(path)) for path in plan]
     candidates, cross_encoder = with_cross_logits(mined.candidates, config, depends, catalog.data_hash)

@@ -13,6 +13,9 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "reverse": ("reverse_gap", "reverse_rank"),
     "graph": ("item_links", "parent_links", "sibling_links", "channel_links"),
     "neighbours": ("neighbour_best", "neighbour_gap", "neighbour_rank", "neighbour_votes"),
+    "neighbour_items": ("neighbour_item_best", "neighbour_item_weighted", "neighbour_item_gap"),
+    "topic_parts": ("part_title", "part_breadcrumbs", "part_description",
+                    "part_title_gap", "part_breadcrumbs_gap", "part_description_gap"),
     "metadata": ("kind", "same_language", "category", "level", "topic_chars", "item_chars"),
     "cross": ("cross_logit", "cross_gap", "cross_position"),
 }
@@ -20,3 +23,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
 # more query encoding and stored vectors), off by default
 NEEDS_MODEL = ("companion", "cross")
 DEFAULT_GROUPS = tuple(g for g in FEATURE_GROUPS if g not in NEEDS_MODEL)
+# groups that read the catalog's own links (what training topics link): they learn what a catalog's links say,
+# which carries to a new topic only as far as its links resemble the training ones; ablations drop them together
+LINK_GROUPS = ("graph", "neighbours", "neighbour_items")
+NEEDS_NEIGHBOURS = frozenset({"neighbours", "neighbour_items"})  # groups that read the query's nearest topics

@@ -17,6 +17,12 @@ computed, and the model reads its columns by name (`FEATURE_GROUPS`), so trainin
 - neighbours: the same correlations seen through the topic's nearest other catalog topics (by the index's
   topic vectors): how close the nearest one linking the item is, its rank, and how many of them link it
   (a kNN vote: a new wrong answer reads like those that share its misconception);
+- neighbour_items: how close the item is in meaning to the items the nearest topics link (never itself): an
+  item no topic links yet, such as a new construct's own misconception, still reads like those similar topics
+  point to;
+- topic_parts: the item against each part of the topic embedded alone (title, breadcrumbs, description: a
+  question without its answers, the subject a construct sits in, the student's answer and construct), each
+  relative to the topic's best; the whole topic's vector blurs a short telling part into a long one;
 - metadata: the item's kind, whether its language is the topic's, the topic's category and level, lengths;
 - cross (only with a cross-encoder): its logit for the pair, the gap to the topic's best logit, its position.
 """
@@ -27,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import polars as pl
 
 from edurank.reranker.lightgbm.config import DEFAULT_GROUPS as DEFAULT_GROUPS  # the group names: light, for the CLI
@@ -34,6 +41,9 @@ from edurank.reranker.lightgbm.config import FEATURE_GROUPS
 from edurank.retriever.topic_bank import NEIGHBOURS
 
 CATEGORICAL = ("kind", "category")
+TOPIC_PARTS = ("title", "breadcrumbs", "description")  # a topic's texts, each embedded alone for topic_parts
+NEIGHBOUR_ITEMS = 10  # the nearest known topics whose linked items neighbour_items compares the candidate with
+ItemVectors = Callable[[int, np.ndarray], np.ndarray]  # (query, index rows) -> the rows' vectors, as mined
 MONOTONE_INCREASING = ("dense_score",)
 # the topic facts a query carries (null where unknown, e.g. a free-text topic has no parent)
 QUERY_SCHEMA = {"query": pl.Int64, "topic_id": pl.String, "parent": pl.String, "channel": pl.String,
@@ -80,12 +90,15 @@ class Graph:
 class Context:
     """What the feature groups read besides the candidates: content metadata by index row, the graph, the
     category vocabularies fixed at training (codes must mean the same at serving) and each query's nearest
-    catalog topics (TopicBank.neighbours; None where the index holds no topic vectors)."""
+    catalog topics (TopicBank.neighbours; None where the index holds no topic vectors) and the content vectors
+    the query's candidates were found with (the index's at serving, the mining retriever's in training)."""
 
     content: pl.DataFrame  # row, content_id, item_kind, item_language, item_chars
     graph: Graph
     vocabularies: dict[str, list[str]]
     neighbours: pl.DataFrame | None = None  # query, neighbour, neighbour_score; None: not computed
+    item_vectors: ItemVectors | None = None  # None: no neighbour_items or topic_parts features
+    part_vectors: np.ndarray | None = None  # (query, TOPIC_PARTS, dimension), NaN for an empty part
 
 
 def dense(frame: pl.DataFrame, _: Context) -> pl.DataFrame:
@@ -170,14 +183,8 @@ def neighbours(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
     if context.neighbours is None:
         return frame.with_columns(pl.lit(None, pl.Float32).alias(c) for c in FEATURE_GROUPS["neighbours"])
     counts = context.graph.counts
-    own = frame.select("query", "topic_id").unique("query")
-    near = (context.neighbours.join(own, on="query", how="left")
-            .filter(pl.col("neighbour").is_in(counts["known"]["topic_id"].implode()),
-                    pl.col("topic_id").is_null() | (pl.col("neighbour") != pl.col("topic_id")))
-            .with_columns(pl.col("neighbour_score").rank("ordinal", descending=True).over("query")
-                          .alias("neighbour_rank"))
-            .filter(pl.col("neighbour_rank") <= NEIGHBOURS)
-            .with_columns(pl.col("neighbour_score").max().over("query").alias("nearest")))
+    near = nearest_known(frame, context.neighbours, context.graph, NEIGHBOURS) \
+        .with_columns(pl.col("neighbour_score").max().over("query").alias("nearest"))
     links = counts["linkers"].filter(pl.col("content_id").is_in(frame["content_id"].unique().implode()))
     votes = near.join(links, on="neighbour").group_by("query", "content_id").agg(
         pl.col("neighbour_score").max().alias("neighbour_best"), pl.col("neighbour_rank").min(),
@@ -186,6 +193,74 @@ def neighbours(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
             .with_columns((pl.col("nearest") - pl.col("neighbour_best")).alias("neighbour_gap"),
                           pl.col("neighbour_votes").fill_null(0))
             .drop("nearest"))
+
+
+def nearest_known(frame: pl.DataFrame, neighbours: pl.DataFrame, graph: Graph, k: int) -> pl.DataFrame:
+    """Each query's `k` nearest topics that the graph knows, never its own topic: (query, neighbour,
+    neighbour_score, neighbour_rank) rows."""
+    own = frame.select("query", "topic_id").unique("query")
+    return (neighbours.join(own, on="query", how="left")
+            .filter(pl.col("neighbour").is_in(graph.counts["known"]["topic_id"].implode()),
+                    pl.col("topic_id").is_null() | (pl.col("neighbour") != pl.col("topic_id")))
+            .with_columns(pl.col("neighbour_score").rank("ordinal", descending=True).over("query")
+                          .alias("neighbour_rank"))
+            .filter(pl.col("neighbour_rank") <= k)
+            .drop("topic_id"))
+
+
+def neighbour_items(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
+    """Over the items the query's NEIGHBOUR_ITEMS nearest known topics link (the candidate itself left out):
+    the candidate's best cosine to one of them, the same weighted by that topic's closeness to the query, and
+    how far the best one is above the candidate's own cosine to the query; null where none applies (no
+    neighbours or vectors, or no linked item but itself)."""
+    names = FEATURE_GROUPS["neighbour_items"]
+    if context.neighbours is None or context.item_vectors is None:
+        return frame.with_columns(pl.lit(None, pl.Float32).alias(c) for c in names)
+    rows_of = context.content.select("content_id", pl.col("row").alias("linked_row"))
+    linked = (nearest_known(frame, context.neighbours, context.graph, NEIGHBOUR_ITEMS)
+              .join(context.graph.counts["linkers"], on="neighbour").join(rows_of, on="content_id")
+              .group_by("query", "linked_row").agg(pl.col("neighbour_score").max().alias("weight")))
+    found = {query: (part["linked_row"].to_numpy(), part["weight"].to_numpy())
+             for (query,), part in linked.partition_by("query", as_dict=True).items()}
+    best = np.full(len(frame), np.nan, dtype=np.float32)
+    weighted = best.copy()
+    queries, rows = frame["query"].to_numpy(), frame["row"].to_numpy()
+    for positions in by_query(queries):
+        if int(queries[positions[0]]) not in found:
+            continue
+        query = int(queries[positions[0]])
+        linked_rows, weights = found[query]
+        candidates = rows[positions]
+        cosine = context.item_vectors(query, candidates) @ context.item_vectors(query, linked_rows).T
+        itself = candidates[:, None] == linked_rows[None, :]  # its own link is the neighbours group's vote
+        for target, values in ((best, cosine), (weighted, cosine * weights[None, :])):
+            top = np.where(itself, -np.inf, values).max(axis=1)
+            target[positions] = np.where(np.isfinite(top), top, np.nan)
+    best_column = pl.Series(names[0], best, nan_to_null=True)
+    return frame.with_columns(best_column, pl.Series(names[1], weighted, nan_to_null=True),
+                              (best_column - pl.col("dense_score")).alias(names[2]))
+
+
+def by_query(queries: np.ndarray) -> list[np.ndarray]:
+    """The positions of each query's rows, query by query."""
+    order = np.argsort(queries, kind="stable")
+    return [part for part in np.split(order, np.flatnonzero(np.diff(queries[order])) + 1) if len(part)]
+
+
+def topic_parts(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
+    """The item's cosine with each topic part's own vector and its gap to the topic's best for that part; null
+    where the part is empty (or no part vectors were computed)."""
+    names = FEATURE_GROUPS["topic_parts"]
+    if context.part_vectors is None or context.item_vectors is None:
+        return frame.with_columns(pl.lit(None, pl.Float32).alias(c) for c in names)
+    scores = np.full((len(frame), len(TOPIC_PARTS)), np.nan, dtype=np.float32)
+    queries, rows = frame["query"].to_numpy(), frame["row"].to_numpy()
+    for positions in by_query(queries):
+        query = int(queries[positions[0]])
+        scores[positions] = context.item_vectors(query, rows[positions]) @ context.part_vectors[query].T
+    cosines = [pl.Series(name, scores[:, i], nan_to_null=True) for i, name in enumerate(names[:len(TOPIC_PARTS)])]
+    return frame.with_columns(*cosines).with_columns(
+        (pl.col(c.name).max().over("query") - pl.col(c.name)).alias(c.name + "_gap") for c in cosines)
 
 
 def metadata(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
@@ -203,7 +278,8 @@ def encode(column: pl.Expr, vocabulary: list[str]) -> pl.Expr:
 
 GROUP_FUNCTIONS: dict[str, Callable[[pl.DataFrame, Context], pl.DataFrame]] = {
     "dense": dense, "companion": companion, "lexical": lexical, "topic_stats": topic_stats, "reverse": reverse,
-    "graph": graph, "neighbours": neighbours, "metadata": metadata, "cross": cross}
+    "graph": graph, "neighbours": neighbours, "neighbour_items": neighbour_items, "topic_parts": topic_parts,
+    "metadata": metadata, "cross": cross}
 
 
 def vocabularies(content: pl.DataFrame, topics: pl.DataFrame) -> dict[str, list[str]]:

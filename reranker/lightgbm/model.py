@@ -25,7 +25,7 @@ from edurank.errors import ArtifactMismatchError
 from edurank.reranker.calibration import Calibration
 from edurank.reranker.decision import DecisionRule
 from edurank.reranker.lightgbm.config import FEATURE_GROUPS
-from edurank.reranker.lightgbm.features import Context, Graph, build_features, feature_names
+from edurank.reranker.lightgbm.features import Context, Graph, ItemVectors, build_features, feature_names
 from edurank.retriever.config import CandidateConfig
 
 MODEL_FILE = "model.lgbm"
@@ -61,10 +61,11 @@ class Ranker:
     def features(self) -> list[str]:
         return feature_names(self.groups)
 
-    def context(self, content: pl.DataFrame, neighbours: pl.DataFrame | None = None) -> Context:
-        """The feature context over the served index's content metadata and the queries' nearest topics (see
-        edurank.reranker.lightgbm.features)."""
-        return Context(content, self.graph, self.vocabularies, neighbours)
+    def context(self, content: pl.DataFrame, neighbours: pl.DataFrame | None = None,
+                item_vectors: ItemVectors | None = None, part_vectors: np.ndarray | None = None) -> Context:
+        """The feature context over the served index's content metadata and vectors, the queries' nearest
+        topics and their parts' vectors (see edurank.reranker.lightgbm.features)."""
+        return Context(content, self.graph, self.vocabularies, neighbours, item_vectors, part_vectors)
 
     def matrix(self, frame: pl.DataFrame) -> np.ndarray:
         return frame.select(self.features).cast(pl.Float64).to_numpy()
@@ -111,8 +112,10 @@ class Ranker:
         return None
 
     def featurise(self, candidates: pl.DataFrame, queries: pl.DataFrame, content: pl.DataFrame,
-                  neighbours: pl.DataFrame | None = None) -> pl.DataFrame:
-        return build_features(candidates, queries, self.context(content, neighbours), self.groups)
+                  neighbours: pl.DataFrame | None = None, item_vectors: ItemVectors | None = None,
+                  part_vectors: np.ndarray | None = None) -> pl.DataFrame:
+        return build_features(candidates, queries, self.context(content, neighbours, item_vectors, part_vectors),
+                              self.groups)
 
     def save(self, directory: Path) -> None:
         self.booster.save_model(str(directory / MODEL_FILE))

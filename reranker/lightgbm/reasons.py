@@ -30,6 +30,9 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
     "siblings": ("sibling_links",),
     "channel": ("channel_links",),
     "neighbours": ("neighbour_best", "neighbour_gap", "neighbour_rank", "neighbour_votes"),
+    "like_linked": ("neighbour_item_best", "neighbour_item_weighted", "neighbour_item_gap"),
+    "parts": ("part_title", "part_breadcrumbs", "part_description",
+              "part_title_gap", "part_breadcrumbs_gap", "part_description_gap"),
     "reverse": ("reverse_gap", "reverse_rank"),
     "language": ("same_language",),
     "kind": ("kind",),
@@ -150,6 +153,23 @@ def neighbours(row: Mapping[str, Any]) -> str | None:
     return f"{votes[0]} of the most similar topics link it, {which} among them"
 
 
+def like_linked(row: Mapping[str, Any]) -> str | None:
+    best = row.get("neighbour_item_best")  # null: no similar topic links another item
+    if best is None or best != best:
+        return None
+    return f"it reads like an item the most similar topics link (cosine {best:.2f})"
+
+
+def parts(row: Mapping[str, Any]) -> str | None:
+    """The topic part the item is closest to, where any part was embedded alone."""
+    found = {name: row.get(f"part_{name}") for name in ("title", "breadcrumbs", "description")}
+    scored = {name: value for name, value in found.items() if value is not None and value == value}
+    if not scored:
+        return None
+    name = max(scored, key=lambda n: scored[n])
+    return f"it is close in meaning to the topic's {name} alone (cosine {scored[name]:.2f})"
+
+
 def reverse(row: Mapping[str, Any]) -> str | None:
     rank = known(row, "reverse_rank")  # null: the index holds no topic vectors
     if rank is None:
@@ -185,4 +205,5 @@ STATEMENTS: dict[str, Statement] = {
     "words": closeness("the {place}closest in wording to the topic", "lexical_position", "lexical_rank",
                        "found by meaning, not by shared wording"),
     "links": links, "parent": parent, "siblings": siblings, "channel": channel, "neighbours": neighbours,
-    "reverse": reverse, "language": language, "kind": kind, "length": length}
+    "like_linked": like_linked, "parts": parts, "reverse": reverse, "language": language, "kind": kind,
+    "length": length}

@@ -93,6 +93,43 @@ def test_neighbour_features_by_hand_read_only_known_topics_never_the_query_itsel
     assert without["neighbour_best"].null_count() == 4
 
 
+def test_neighbour_item_features_compare_the_candidate_with_what_near_topics_link_never_itself() -> None:
+    """An item no near topic links can still read like the ones they do: its best cosine to a linked item
+    other than itself, weighted by that topic's closeness, and how far that is above its own cosine."""
+    queries = query_facts(TOPICS.filter(pl.col("id") == "A"))
+    near = pl.DataFrame({"query": [0] * 4, "neighbour": ["A", "C", "B", "P"], "neighbour_score": [1.0, 0.9, 0.7, 0.5]},
+                        schema_overrides={"neighbour_score": pl.Float32})
+    vectors = np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0], [0, 0, 1]], dtype=np.float32)  # rows of x, y, z, w
+    ctx = context()
+    frame = build_features(candidates(), queries, Context(ctx.content, ctx.graph, ctx.vocabularies, near,
+                                                          lambda _, rows: vectors[rows]), ["neighbour_items"])
+    # C (0.9) links y, B (0.7) links x and y, P (0.5) links z; A's own links never count
+    assert np.allclose(frame["neighbour_item_best"].to_numpy(), [0.6, 0.8, 0.8, 0.0])
+    assert np.allclose(frame["neighbour_item_weighted"].to_numpy(), [0.3, 0.4, 0.72, 0.0])
+    assert np.allclose(frame["neighbour_item_gap"].to_numpy(), [-0.3, 0.2, 0.3, -0.3], atol=1e-6)
+    only_x = Graph.build(LINKS.filter(pl.col("content_id") == "x"), TOPICS)  # B links x alone
+    only_itself = build_features(candidates().head(2), queries, Context(ctx.content, only_x, ctx.vocabularies, near,
+                                                                        lambda _, rows: vectors[rows]),
+                                 ["neighbour_items"])
+    assert only_itself["neighbour_item_best"].to_list()[0] is None  # x: nothing but itself to compare with
+    assert only_itself["neighbour_item_best"].to_list()[1] == 0.0
+    assert build_features(candidates(), queries, Context(ctx.content, ctx.graph, ctx.vocabularies, near),
+                          ["neighbour_items"])["neighbour_item_best"].null_count() == 4  # no vectors given
+
+
+def test_topic_part_features_score_each_part_alone_and_leave_empty_parts_null() -> None:
+    queries = query_facts(TOPICS.filter(pl.col("id") == "A"))
+    vectors = np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0], [0, 0, 1]], dtype=np.float32)  # rows of x, y, z, w
+    parts = np.array([[[1, 0, 0], [np.nan] * 3, [0, 1, 0]]], dtype=np.float32)  # title, (no breadcrumbs), description
+    ctx = context()
+    frame = build_features(candidates(), queries, Context(ctx.content, ctx.graph, ctx.vocabularies, None,
+                                                          lambda _, rows: vectors[rows], parts), ["topic_parts"])
+    assert np.allclose(frame["part_title"].to_numpy(), [1, 0, 0.6, 0])
+    assert np.allclose(frame["part_description_gap"].to_numpy(), [1, 0, 0.2, 1])
+    assert frame["part_breadcrumbs"].null_count() == 4 and frame["part_breadcrumbs_gap"].null_count() == 4
+    assert build_features(candidates(), queries, ctx, ["topic_parts"])["part_title"].null_count() == 4
+
+
 def test_companion_features_are_relative_to_the_topics_best_companion_cosine() -> None:
     queries = query_facts(TOPICS.filter(pl.col("id") == "A"))
     scored = candidates().with_columns(pl.Series("companion_score", [0.2, 0.8, 0.5, 0.6], dtype=pl.Float32))
