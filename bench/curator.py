@@ -134,7 +134,7 @@ def paired(after: list[float], before: list[float]) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from edurank.feedback import FeedbackStore
-    from edurank.training.candidates import candidates_for
+    from edurank.training.candidates import candidates_for, mined_for
 
     started = time.perf_counter()
     loop = Loop(args)
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         stale.unlink(missing_ok=True)
     # every topic's candidates mined once (the cache serves every later training, whatever its links)
-    candidates_for(loop.catalog, ["bundled"], loop.work / "ranker", loop.config, neighbours=True)
+    candidates_for(loop.catalog, ["bundled"], loop.work / "ranker", loop.config, **mined_for(loop.config.groups))
     setup = time.perf_counter() - started
     print(f"{args.catalog}: {len(loop.training)} training topics, fold {args.reviewed_fold} reviewed "
           f"({len(loop.reviewed)} topics), fold {args.evaluated_fold} evaluated ({len(loop.evaluated)}); "

@@ -40,14 +40,14 @@ def ablation(args: argparse.Namespace) -> None:
     from edurank.encoders import fingerprint
     from edurank.reranker.lightgbm.config import LINK_GROUPS
     from edurank.retriever.catalog import load_catalog
+    from edurank.training.candidates import mined_for
     from edurank.training.config import RankerConfig
     from edurank.training.ranker import candidates_for, evaluate_ranker, with_companion, with_cross_logits
 
     catalog = load_catalog(args.catalog)
     base = from_args(RankerConfig, args)
     started = time.perf_counter()
-    mined = candidates_for(catalog, args.retriever, args.out, base, neighbours=True, item_vectors=True,
-                           parts="topic_parts" in base.groups)
+    mined = candidates_for(catalog, args.retriever, args.out, base, **mined_for(base.groups))
     candidates, _ = with_cross_logits(mined.candidates, base, [model_ref(p, fingerprint(p)) for p in mined.plan],
                                       catalog.data_hash)
     mined, _ = with_companion(dataclasses.replace(mined, candidates=candidates), catalog, base.companion,
@@ -57,7 +57,10 @@ def ablation(args: argparse.Namespace) -> None:
     variants: list[tuple[str, Any]] = [(f"ranker, all groups, {objective}",
                                         dataclasses.replace(base, objective=objective))
                                        for objective in args.objectives.split(",")]
-    removed = [(group,) for group in (args.ablate.split(",") if args.ablate else base.groups)]
+    ablate = args.ablate.split(",") if args.ablate else list(base.groups)
+    if set(ablate) - set(base.groups):
+        raise SystemExit(f"--ablate: {sorted(set(ablate) - set(base.groups))} not among the groups {base.groups}")
+    removed = [(group,) for group in ablate]
     if len(set(LINK_GROUPS) & set(base.groups)) > 1:  # what only a catalog's own links teach, off together
         removed.append(tuple(g for g in LINK_GROUPS if g in base.groups))
     variants += [(f"ranker without {' and '.join(groups)}", dataclasses.replace(

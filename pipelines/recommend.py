@@ -24,8 +24,8 @@ from edurank.encoders import pin_request_thread
 from edurank.errors import ArtifactMismatchError
 from edurank.reranker.cross_encoder.model import Parts, Reranker
 from edurank.reranker.decision import DecisionRule
-from edurank.reranker.lightgbm.config import NEEDS_NEIGHBOURS
-from edurank.reranker.lightgbm.features import TOPIC_PARTS, content_context, query_facts
+from edurank.reranker.lightgbm.config import NEEDS_NEIGHBOURS, TOPIC_PARTS
+from edurank.reranker.lightgbm.features import content_context, query_facts
 from edurank.reranker.lightgbm.model import Ranker
 from edurank.reranker.lightgbm.reasons import reasons
 from edurank.reranker.stage import SecondStage
@@ -40,7 +40,7 @@ from edurank.timing import Timer, no_timer
 
 REASON = pl.Struct({"group": pl.String, "features": pl.List(pl.String), "contribution": pl.Float64, "text": pl.String})
 CONTRIBUTION = pl.Struct({"feature": pl.String, "value": pl.Float64, "contribution": pl.Float64})
-STAGE_TWO = ("neighbours", "rerank", "features", "rank")  # the stages the second stage adds to retrieval
+STAGE_TWO = ("parts", "neighbours", "rerank", "features", "rank")  # what the second stage adds to retrieval
 FEATURE_ROW = "_feature_row"  # a ranked candidate's row in the feature frame, while it is explained
 Keep = Callable[[np.ndarray], int]  # a query's probabilities, best first -> how many of its candidates to return
 
@@ -228,9 +228,13 @@ class Recommender:
                                       ranks.to_series().to_list(), timer)
             candidates = candidates.with_columns(pl.Series("cross_logit", logits, dtype=pl.Float32))
         parts = None
-        if "topic_parts" in ranker.groups:  # each part of the topic embedded alone
-            parts = self.encoder.encode_parts([(list(q.parts) + [None] * len(TOPIC_PARTS))[:len(TOPIC_PARTS)]
-                                               for q in queries], lambda texts: self.embed_texts(texts, timer))
+        if "topic_parts" in ranker.groups:  # each part of the topic embedded alone (cached like whole topics)
+            embed = self.batched_embed or self.encoder.embed
+            with timer("parts"):
+                parts = self.encoder.encode_parts(
+                    [(list(q.parts) + [None] * len(TOPIC_PARTS))[:len(TOPIC_PARTS)] for q in queries],
+                    (lambda texts: self.cache.vectors(texts, embed)) if self.cache is not None else
+                    self.batched_embed)  # none: encode's length-sorted batches
         with timer("features"):
             features = ranker.featurise(candidates, self.query_facts(queries), self.content_facts, neighbours,
                                         lambda _, rows: self.index.vectors_of(rows), parts)

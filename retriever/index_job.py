@@ -216,11 +216,14 @@ def companion_of(encoder: BiEncoder, catalog: Catalog, progress: bool = False) -
 
 
 def in_memory_index(encoder: BiEncoder, catalog: Catalog, lexical: LexicalIndex | None = None,
-                    progress: bool = False, companion: BiEncoder | None = None) -> ContentIndex:
+                    progress: bool = False, companion: BiEncoder | None = None,
+                    content_vectors: np.ndarray | None = None) -> ContentIndex:
     """What the indexing job builds (exact FAISS, lexical index, topic vectors, the companion's vectors when
     one is given), kept in memory: evaluations and miners search a catalog with a model that has no published
-    index. `lexical` reuses one already built (it does not depend on the encoder)."""
-    return ContentIndex(build_faiss(encoder.encode_content(catalog, progress=progress)),
+    index. `lexical` reuses one already built (it does not depend on the encoder); `content_vectors`, the
+    encoder's vectors of the content already embedded (a miner's cache)."""
+    vectors = encoder.encode_content(catalog, progress=progress) if content_vectors is None else content_vectors
+    return ContentIndex(build_faiss(vectors),
                         catalog.content.select("id", "language", "kind", "title"),
                         lexical=lexical or build_lexical(catalog), topics=topic_bank(encoder, catalog),
                         companion=companion_of(companion, catalog) if companion is not None else None)

@@ -28,6 +28,7 @@ from edurank.errors import InputError
 from edurank.essays.scorer import EssayScorer
 from edurank.pipelines.recommend import Recommender, VectorCache
 from edurank.reranker.cross_encoder.model import Parts, Reranker
+from edurank.reranker.lightgbm.config import NEEDS_NEIGHBOURS
 from edurank.reranker.lightgbm.model import Ranker
 from edurank.retriever.catalog import Catalog, load_catalog
 from edurank.retriever.content_index import ContentIndex
@@ -417,7 +418,7 @@ def usable_ranker(ranker: Ranker | None, index: ContentIndex, catalog: Catalog,
                   problem)
         return None
     needs = {"a lexical index": (("lexical",), index.lexical is not None),
-             "topic vectors": (("reverse", "neighbours"), index.topics is not None)}
+             "topic vectors": (("reverse", *NEEDS_NEIGHBOURS), index.topics is not None)}
     lacking = [part for part, (groups, present) in needs.items() if not present and set(groups) & set(ranker.groups)]
     if lacking:
         log.error("ranker not served: the index has no %s (rebuild it with `edurank index`)", " or ".join(lacking))

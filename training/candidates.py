@@ -22,6 +22,7 @@ from edurank.artifacts import atomic_path, hash_json
 from edurank.encoders import fingerprint, model_path
 from edurank.errors import InputError
 from edurank.feedback import read_labels
+from edurank.reranker.lightgbm.config import NEEDS_NEIGHBOURS
 from edurank.reranker.lightgbm.features import Graph, ItemVectors
 from edurank.retriever.catalog import Catalog
 from edurank.retriever.config import CandidateConfig
@@ -93,9 +94,11 @@ class CrossFit:
         return {t: catalog.gold[t] <= linked.get(self.assignment[t], set()) for t in topics}
 
 
-def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: CandidateConfig) -> pl.DataFrame:
+def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: CandidateConfig,
+                cache: Path) -> pl.DataFrame:
     """Every planned topic's hybrid candidates from its blind retriever: (topic_id, content_id, row, the
-    hybrid scores) rows, grouped by topic; no labels (`labelled` adds them from the catalog's links)."""
+    hybrid scores) rows, grouped by topic; no labels (`labelled` adds them from the catalog's links). The
+    retriever's content vectors come from (or go to) `cache`, which the ranker's vector features read."""
     lexical = build_lexical(catalog)
     ids = catalog.content["id"]
     parts = []
@@ -104,7 +107,8 @@ def mine_hybrid(catalog: Catalog, plan: dict[Path, list[str]], config: Candidate
                  len(topic_ids), path)
         encoder = BiEncoder.load(path)
         with torch.inference_mode():
-            index = in_memory_index(encoder, catalog, lexical)
+            index = in_memory_index(encoder, catalog, lexical,
+                                    content_vectors=model_vectors(catalog, path, cache, topics=False)["content"])
             topics = catalog.topics_in_order(topic_ids)
             vectors = encoder.encode_topics(catalog, topics)
         found = hybrid_candidates(index, vectors, [lexical_text(p) for p in topic_parts(topics)],
@@ -195,7 +199,8 @@ def model_vectors(catalog: Catalog, path: Path, cache: Path, topics: bool = True
     """A model's vectors of the catalog's content (`content`, index row order) and, with `topics`, of its
     topics (`topics`, catalog order): embedded once per (texts, model) and cached under `cache`."""
     parts = ("topics", "content") if topics else ("content",)
-    key = hash_json({"data": catalog.texts_hash, "model": fingerprint(path), "parts": parts})[:16]
+    key = hash_json({"data": catalog.texts_hash, "model": fingerprint(path), "parts": parts,
+                     "format": MINED_FORMAT, "edurank": edurank.__version__})[:16]
     stored = cache / f"vectors-{key}.npz"
     if not stored.is_file():
         encoder = BiEncoder.load(path)
@@ -237,7 +242,8 @@ class Mined:
 def mine_parts(catalog: Catalog, path: Path, topic_ids: list[str], cache: Path) -> dict[str, np.ndarray]:
     """These topics' parts (title, breadcrumbs, description), each embedded alone by the retriever at `path`
     (NaN for an empty part); cached under `cache` per (texts, retriever, topics)."""
-    key = hash_json({"data": catalog.texts_hash, "model": fingerprint(path), "topics": topic_ids})[:16]
+    key = hash_json({"data": catalog.texts_hash, "model": fingerprint(path), "topics": topic_ids,
+                     "format": MINED_FORMAT, "edurank": edurank.__version__})[:16]
     stored = cache / f"parts-{key}.npy"
     if not stored.is_file():
         encoder = BiEncoder.load(path)
@@ -273,6 +279,12 @@ def ranked_rows(candidates: pl.DataFrame, crossfit: CrossFit) -> pl.DataFrame:
         pl.col("dense_score").rank("ordinal", descending=True).over("topic_id").cast(pl.Int32).alias("rank"))
 
 
+def mined_for(groups: Sequence[str]) -> dict[str, bool]:
+    """What `candidates_for` must also mine for a ranker reading these feature groups."""
+    return {"neighbours": bool(NEEDS_NEIGHBOURS & set(groups)), "item_vectors": "neighbour_items" in groups,
+            "parts": "topic_parts" in groups}
+
+
 def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, options: CrossFitOptions,
                    neighbours: bool = False, cut: Catalog | None = None, item_vectors: bool = False,
                    parts: bool = False) -> Mined:
@@ -288,8 +300,9 @@ def candidates_for(catalog: Catalog, retrievers: Sequence[str], out: Path, optio
     for path, ids in plan.items():
         key = hash_json({"data": catalog.texts_hash, "candidates": asdict(config), "format": MINED_FORMAT,
                          "edurank": edurank.__version__, "retriever": fingerprint(path)})[:16]
-        candidates.append(cached_topics(cache / f"candidates-{key}.parquet", ids,
-                                        lambda missing, path=path: mine_hybrid(catalog, {path: missing}, config)))
+        candidates.append(cached_topics(
+            cache / f"candidates-{key}.parquet", ids,
+            lambda missing, path=path: mine_hybrid(catalog, {path: missing}, config, cache)))
         if neighbours:
             near.append(cached_topics(cache / f"neighbours-{key}-{NEIGHBOURS_SEARCHED}.parquet", ids,
                                       lambda missing, path=path: mine_neighbours(catalog, {path: missing})))

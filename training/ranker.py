@@ -47,7 +47,6 @@ from edurank.reranker.calibration import Calibration
 from edurank.reranker.cross_encoder.model import Reranker
 from edurank.reranker.decision import DecisionRule, tune_rule
 from edurank.reranker.evaluation import oof_report, topic_score_list
-from edurank.reranker.lightgbm.config import NEEDS_NEIGHBOURS
 from edurank.reranker.lightgbm.features import (
     CATEGORICAL,
     Context,
@@ -65,6 +64,7 @@ from edurank.training.candidates import (
     CrossFit,
     Mined,
     candidates_for,
+    mined_for,
     model_vectors,
     ranked_rows,
     with_feedback,
@@ -92,6 +92,10 @@ def cross_fitted_features(catalog: Catalog, mined: Mined, groups: Sequence[str])
     vocab = vocabularies(catalog.content, catalog.topics)
     candidates = candidates.with_columns(as_query)
     item_vectors, part_vectors = mined.item_vectors(topic_ids), mined.part_vectors(topic_ids)
+    for group, missing in (("neighbour_items", item_vectors is None or neighbours is None),
+                           ("topic_parts", part_vectors is None)):
+        if group in groups and missing:  # all-null columns here would meet real values at serving
+            raise ValueError(f"the {group} group needs candidates_for(..., item_vectors/parts/neighbours=True)")
     parts = []
     for (fold,), part in candidates.group_by("fold", maintain_order=True):
         context = Context(context_content, crossfit.graph(catalog, fold), vocab, neighbours, item_vectors,
@@ -253,9 +257,7 @@ def train_ranker(catalog: Catalog, retrievers: Sequence[str], out: Path, config:
     if config.feedback is not None:
         cut = catalog
         catalog, feedback = with_feedback(catalog, config.feedback)
-    mined = candidates_for(catalog, retrievers, out, config, neighbours=bool(NEEDS_NEIGHBOURS & set(config.groups)),
-                           cut=cut, item_vectors="neighbour_items" in config.groups,
-                           parts="topic_parts" in config.groups)
+    mined = candidates_for(catalog, retrievers, out, config, cut=cut, **mined_for(config.groups))
     crossfit, plan = mined.crossfit, mined.plan
     depends = [model_ref(path, fingerprint(path)) for path in plan]
     candidates, cross_encoder = with_cross_logits(mined.candidates, config, depends, catalog.data_hash)

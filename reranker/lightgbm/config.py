@@ -26,4 +26,5 @@ DEFAULT_GROUPS = tuple(g for g in FEATURE_GROUPS if g not in NEEDS_MODEL)
 # groups that read the catalog's own links (what training topics link): they learn what a catalog's links say,
 # which carries to a new topic only as far as its links resemble the training ones; ablations drop them together
 LINK_GROUPS = ("graph", "neighbours", "neighbour_items")
+TOPIC_PARTS = ("title", "breadcrumbs", "description")  # a topic's texts, each embedded alone for topic_parts
 NEEDS_NEIGHBOURS = frozenset({"neighbours", "neighbour_items"})  # groups that read the query's nearest topics

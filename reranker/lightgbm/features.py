@@ -37,11 +37,10 @@ import numpy as np
 import polars as pl
 
 from edurank.reranker.lightgbm.config import DEFAULT_GROUPS as DEFAULT_GROUPS  # the group names: light, for the CLI
-from edurank.reranker.lightgbm.config import FEATURE_GROUPS
+from edurank.reranker.lightgbm.config import FEATURE_GROUPS, TOPIC_PARTS
 from edurank.retriever.topic_bank import NEIGHBOURS
 
 CATEGORICAL = ("kind", "category")
-TOPIC_PARTS = ("title", "breadcrumbs", "description")  # a topic's texts, each embedded alone for topic_parts
 NEIGHBOUR_ITEMS = 10  # the nearest known topics whose linked items neighbour_items compares the candidate with
 ItemVectors = Callable[[int, np.ndarray], np.ndarray]  # (query, index rows) -> the rows' vectors, as mined
 MONOTONE_INCREASING = ("dense_score",)
@@ -216,23 +215,24 @@ def neighbour_items(frame: pl.DataFrame, context: Context) -> pl.DataFrame:
     names = FEATURE_GROUPS["neighbour_items"]
     if context.neighbours is None or context.item_vectors is None:
         return frame.with_columns(pl.lit(None, pl.Float32).alias(c) for c in names)
-    rows_of = context.content.select("content_id", pl.col("row").alias("linked_row"))
+    # an item's current row: the live catalog keeps an edited item's old row before its new one
+    rows_of = context.content.unique("content_id", keep="last", maintain_order=True) \
+        .select("content_id", pl.col("row").alias("linked_row"))
     linked = (nearest_known(frame, context.neighbours, context.graph, NEIGHBOUR_ITEMS)
               .join(context.graph.counts["linkers"], on="neighbour").join(rows_of, on="content_id")
-              .group_by("query", "linked_row").agg(pl.col("neighbour_score").max().alias("weight")))
-    found = {query: (part["linked_row"].to_numpy(), part["weight"].to_numpy())
+              .group_by("query", "content_id", "linked_row").agg(pl.col("neighbour_score").max().alias("weight")))
+    found = {query: (part["linked_row"].to_numpy(), part["content_id"].to_numpy(), part["weight"].to_numpy())
              for (query,), part in linked.partition_by("query", as_dict=True).items()}
     best = np.full(len(frame), np.nan, dtype=np.float32)
     weighted = best.copy()
-    queries, rows = frame["query"].to_numpy(), frame["row"].to_numpy()
+    queries, rows, ids = frame["query"].to_numpy(), frame["row"].to_numpy(), frame["content_id"].to_numpy()
     for positions in by_query(queries):
         if int(queries[positions[0]]) not in found:
             continue
         query = int(queries[positions[0]])
-        linked_rows, weights = found[query]
-        candidates = rows[positions]
-        cosine = context.item_vectors(query, candidates) @ context.item_vectors(query, linked_rows).T
-        itself = candidates[:, None] == linked_rows[None, :]  # its own link is the neighbours group's vote
+        linked_rows, linked_ids, weights = found[query]
+        cosine = context.item_vectors(query, rows[positions]) @ context.item_vectors(query, linked_rows).T
+        itself = ids[positions][:, None] == linked_ids[None, :]  # its own link is the neighbours group's vote
         for target, values in ((best, cosine), (weighted, cosine * weights[None, :])):
             top = np.where(itself, -np.inf, values).max(axis=1)
             target[positions] = np.where(np.isfinite(top), top, np.nan)

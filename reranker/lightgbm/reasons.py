@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edurank.reranker.lightgbm.config import TOPIC_PARTS
+
 MAX_REASONS = 3
 SMALLEST = 0.05  # a group moving the log-odds less than this gives no reason
 AGAINST = "against: "
@@ -162,7 +164,7 @@ def like_linked(row: Mapping[str, Any]) -> str | None:
 
 def parts(row: Mapping[str, Any]) -> str | None:
     """The topic part the item is closest to, where any part was embedded alone."""
-    found = {name: row.get(f"part_{name}") for name in ("title", "breadcrumbs", "description")}
+    found = {name: row.get(f"part_{name}") for name in TOPIC_PARTS}
     scored = {name: value for name, value in found.items() if value is not None and value == value}
     if not scored:
         return None

@@ -25,7 +25,7 @@ from edurank.retriever.topic_bank import NEIGHBOURS
 from edurank.retriever.topic_folds import TRAIN_ONLY, topic_folds
 from edurank.service.registry import usable_ranker
 from edurank.timing import StageTimes
-from edurank.training.candidates import Mined, mine_neighbours, with_feedback
+from edurank.training.candidates import Mined, mine_neighbours, mined_for, with_feedback
 from edurank.training.config import RerankerConfig
 from edurank.training.ranker import (
     RankerConfig,
@@ -63,7 +63,7 @@ def test_probability_never_falls_as_the_dense_cosine_rises(trained: tuple[Path, 
     ranker = Ranker.load(path)
     catalog = load_catalog(sample_catalog)
     config = RankerConfig(folds=3)
-    mined = candidates_for(catalog, ["bundled"], out, config, neighbours=True)
+    mined = candidates_for(catalog, ["bundled"], out, config, **mined_for(config.groups))
     frame = cross_fitted_features(catalog, mined, config.groups).head(200)
     before = ranker.scores(frame)
     after = ranker.scores(frame.with_columns(pl.col("dense_score") + 0.2))
@@ -76,7 +76,8 @@ def test_cross_fitting_is_deterministic_and_reuses_the_mined_candidates(trained:
     catalog = load_catalog(sample_catalog)
     config = RankerConfig(folds=3, objective="binary", trees=50)
     assert len(list((out / ".cache").glob("candidates-*.parquet"))) == 1
-    runs = [evaluate_ranker(catalog, candidates_for(catalog, ["bundled"], out, config, neighbours=True), config)
+    runs = [evaluate_ranker(catalog, candidates_for(catalog, ["bundled"], out, config, **mined_for(config.groups)),
+                            config)
             for _ in range(2)]
     for mined in ("candidates", "neighbours"):  # mined once, by the fixture
         assert len(list((out / ".cache").glob(f"{mined}-*.parquet"))) == 1
@@ -126,7 +127,7 @@ def test_explanations_add_up_to_the_score(trained: tuple[Path, Path], sample_cat
     path, out = trained
     ranker = Ranker.load(path)
     catalog = load_catalog(sample_catalog)
-    mined = candidates_for(catalog, ["bundled"], out, RankerConfig(folds=3), neighbours=True)
+    mined = candidates_for(catalog, ["bundled"], out, RankerConfig(folds=3), **mined_for(ranker.groups))
     frame = cross_fitted_features(catalog, mined, ranker.groups).head(50)
     contributions = ranker.contributions(frame)
     assert contributions.shape == (50, len(ranker.features) + 1)  # one per feature, plus the expected value
@@ -189,7 +190,7 @@ def test_a_held_out_topics_neighbours_show_only_links_that_train_while_its_fold_
     _, out = trained
     catalog = load_catalog(sample_catalog)
     config = RankerConfig(folds=3)
-    mined = candidates_for(catalog, ["bundled"], out, config, neighbours=True)
+    mined = candidates_for(catalog, ["bundled"], out, config, **mined_for(config.groups))
     assert mined.neighbours is not None
     frame = cross_fitted_features(catalog, mined, ["neighbours"])
     links = catalog.correlations
@@ -254,7 +255,7 @@ def test_a_curators_decisions_train_the_ranker(trained: tuple[Path, Path], sampl
     _, out = trained
     catalog = load_catalog(sample_catalog)
     config = RankerConfig(folds=3)
-    pairs = feedback_pairs(catalog, candidates_for(catalog, ["bundled"], out, config, neighbours=True))
+    pairs = feedback_pairs(catalog, candidates_for(catalog, ["bundled"], out, config, **mined_for(config.groups)))
     shutil.copytree(out / ".cache", tmp_path / "ranker" / ".cache")
     store = FeedbackStore.open(tmp_path / "feedback.sqlite")
     store.record([Decision(*pairs["accepted"], "accepted", rank=3, probability=0.4, source="review"),

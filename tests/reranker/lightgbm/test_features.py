@@ -117,6 +117,22 @@ def test_neighbour_item_features_compare_the_candidate_with_what_near_topics_lin
                           ["neighbour_items"])["neighbour_item_best"].null_count() == 4  # no vectors given
 
 
+def test_neighbour_items_read_an_edited_items_current_row_never_its_old_one() -> None:
+    """The live catalog keeps an edited item's old row before its new one: x (now row 4) must not be compared
+    with its own old text, and what it is compared with is read at its current row."""
+    queries = query_facts(TOPICS.filter(pl.col("id") == "A"))
+    content = pl.concat([CONTENT, CONTENT.head(1).with_columns(pl.lit(4, pl.Int64).alias("row"))])
+    near = pl.DataFrame({"query": [0, 0], "neighbour": ["A", "B"], "neighbour_score": [1.0, 0.7]},
+                        schema_overrides={"neighbour_score": pl.Float32})
+    vectors = np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0], [0, 0, 1], [0.8, 0.6, 0]], dtype=np.float32)
+    edited = candidates().with_columns(pl.Series("row", [4, 1, 2, 3]))
+    ctx = context()
+    frame = build_features(edited, queries, Context(content, ctx.graph, ctx.vocabularies, near,
+                                                    lambda _, rows: vectors[rows]), ["neighbour_items"])
+    # B links x (row 4 now) and y: x compares with y alone (0.6), y with x's current text (0.6, not 0.0)
+    assert np.allclose(frame["neighbour_item_best"].to_numpy()[:2], [0.6, 0.6])
+
+
 def test_topic_part_features_score_each_part_alone_and_leave_empty_parts_null() -> None:
     queries = query_facts(TOPICS.filter(pl.col("id") == "A"))
     vectors = np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0], [0, 0, 1]], dtype=np.float32)  # rows of x, y, z, w
