@@ -22,7 +22,10 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
 # groups whose inputs a model beside the retriever computes (a cross-encoder: slow; a companion encoder: one
 # more query encoding and stored vectors), off by default
 NEEDS_MODEL = ("companion", "cross")
-DEFAULT_GROUPS = tuple(g for g in FEATURE_GROUPS if g not in NEEDS_MODEL)
+# groups that cost the service an encoder pass per request and paid nothing measurable on either shared
+# catalog (bench/README.md, issue 28): off unless asked for
+OPT_IN = ("topic_parts",)
+DEFAULT_GROUPS = tuple(g for g in FEATURE_GROUPS if g not in NEEDS_MODEL + OPT_IN)
 # groups that read the catalog's own links (what training topics link): they learn what a catalog's links say,
 # which carries to a new topic only as far as its links resemble the training ones; ablations drop them together
 LINK_GROUPS = ("graph", "neighbours", "neighbour_items")
