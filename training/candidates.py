@@ -195,24 +195,32 @@ def mine_neighbours(catalog: Catalog, plan: dict[Path, list[str]], k: int = NEIG
     return pl.concat(parts)
 
 
-def model_vectors(catalog: Catalog, path: Path, cache: Path, topics: bool = True) -> dict[str, np.ndarray]:
-    """A model's vectors of the catalog's content (`content`, index row order) and, with `topics`, of its
-    topics (`topics`, catalog order): embedded once per (texts, model) and cached under `cache`."""
-    parts = ("topics", "content") if topics else ("content",)
-    key = hash_json({"data": catalog.texts_hash, "model": fingerprint(path), "parts": parts,
-                     "format": MINED_FORMAT, "edurank": edurank.__version__})[:16]
+def encoded(catalog: Catalog, path: Path, cache: Path, what: dict[str, Any],
+            encode: Callable[[BiEncoder], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays `encode` makes with the retriever at `path`, once per (texts, retriever, `what`, mining
+    format, edurank), cached under `cache`."""
+    key = hash_json({"data": catalog.texts_hash, "model": fingerprint(path), **what, "format": MINED_FORMAT,
+                     "edurank": edurank.__version__})[:16]
     stored = cache / f"vectors-{key}.npz"
     if not stored.is_file():
         encoder = BiEncoder.load(path)
         with torch.inference_mode():
-            arrays = {"content": encoder.encode_content(catalog)}
-            if topics:
-                arrays["topics"] = encoder.encode_topics(catalog)
+            arrays = encode(encoder)
         stored.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(stored) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **arrays)  # a handle: np.savez would append .npz to a path
     with np.load(stored, allow_pickle=False) as loaded:
-        return {name: loaded[name] for name in parts}
+        return {name: loaded[name] for name in loaded.files}
+
+
+def model_vectors(catalog: Catalog, path: Path, cache: Path, topics: bool = True) -> dict[str, np.ndarray]:
+    """A model's vectors of the catalog's content (`content`, index row order) and, with `topics`, of its
+    topics (`topics`, catalog order)."""
+    def encode(encoder: BiEncoder) -> dict[str, np.ndarray]:
+        arrays = {"content": encoder.encode_content(catalog)}
+        return {**arrays, "topics": encoder.encode_topics(catalog)} if topics else arrays
+
+    return encoded(catalog, path, cache, {"parts": ("topics", "content") if topics else ("content",)}, encode)
 
 
 @dataclass
@@ -241,18 +249,10 @@ class Mined:
 
 def mine_parts(catalog: Catalog, path: Path, topic_ids: list[str], cache: Path) -> dict[str, np.ndarray]:
     """These topics' parts (title, breadcrumbs, description), each embedded alone by the retriever at `path`
-    (NaN for an empty part); cached under `cache` per (texts, retriever, topics)."""
-    key = hash_json({"data": catalog.texts_hash, "model": fingerprint(path), "topics": topic_ids,
-                     "format": MINED_FORMAT, "edurank": edurank.__version__})[:16]
-    stored = cache / f"parts-{key}.npy"
-    if not stored.is_file():
-        encoder = BiEncoder.load(path)
-        with torch.inference_mode():
-            vectors = encoder.encode_parts(topic_parts(catalog.topics_in_order(topic_ids)))
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(stored) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, vectors)
-    return dict(zip(topic_ids, np.load(stored, allow_pickle=False), strict=True))
+    (NaN for an empty part)."""
+    vectors = encoded(catalog, path, cache, {"topics": topic_ids}, lambda encoder: {
+        "parts": encoder.encode_parts(topic_parts(catalog.topics_in_order(topic_ids)))})["parts"]
+    return dict(zip(topic_ids, vectors, strict=True))
 
 
 def cached_topics(path: Path, topic_ids: list[str], mine: Callable[[list[str]], pl.DataFrame]) -> pl.DataFrame:
