@@ -100,6 +100,7 @@ def test_every_train_job_has_its_config_options() -> None:
 
 
 def required(job: str) -> list[str]:
-    return {"retriever": ["--catalog", "c"], "reranker": ["--catalog", "c", "--retriever", "bundled"],
+    return {"retriever": ["--catalog", "c"], "recommend": ["--catalog", "c"],
+            "reranker": ["--catalog", "c", "--retriever", "bundled"],
             "ranker": ["--catalog", "c", "--retriever", "bundled"]}.get(
         job, ["--data", "d"])
